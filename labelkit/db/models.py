@@ -1,0 +1,241 @@
+"""SQLAlchemy 2 typed models. They run on SQLite and MySQL/MariaDB (utf8mb4).
+
+Tables:
+    users          local accounts and Cognito users (id = uuid / Cognito ``sub``)
+    images         one row per upload; ``status`` walks pending -> labelling -> labelled | failed
+    labels         model and human labels, one row per (image, source, model version, name, instance)
+    image_terms    every label name, parent and category an image has, for fast search
+                   ("images with X, or with X among its parents") and counts
+    queue_messages the local job queue (``LocalQueue``), live and dead letters
+
+Migrations live in ``labelkit/db/migrations`` (Alembic) and are the only way the
+schema is created; keep them in step with these models.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeEngine
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite and MySQL store naive)."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # MySQL's DATETIME drops fractions by default; "newest first" needs them.
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class ImageStatus(enum.StrEnum):
+    PENDING = "pending"
+    LABELLING = "labelling"
+    LABELLED = "labelled"
+    FAILED = "failed"
+
+
+class LabelSource(enum.StrEnum):
+    MODEL = "model"
+    HUMAN = "human"
+
+
+class ReviewState(enum.StrEnum):
+    UNREVIEWED = "unreviewed"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+class TermKind(enum.StrEnum):
+    LABEL = "label"
+    PARENT = "parent"
+    CATEGORY = "category"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as plain strings (no native ENUM) so adding a value needs no ALTER on MySQL.
+    return Enum(cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254))
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # None for Cognito users
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        # "a user's images, newest first" (gallery) and duplicate detection per owner.
+        Index("ix_images_owner_created", "owner_id", "created_at"),
+        UniqueConstraint("owner_id", "sha256", name="uq_images_owner_sha256"),
+        Index("ix_images_status_updated", "status", "updated_at"),
+        Index("ix_images_created", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    object_key: Mapped[str] = mapped_column(String(512), unique=True)
+    original_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[ImageStatus] = mapped_column(
+        _enum(ImageStatus, "image_status"), default=ImageStatus.PENDING
+    )
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    labelled_at: Mapped[datetime | None]
+
+    owner: Mapped[User] = relationship(lazy="raise")
+    labels: Mapped[list[LabelRow]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+
+
+class LabelRow(Base):
+    """A label on an image.
+
+    ``instance`` is 0 for the image-level label and 1..n for its boxes. The
+    unique key (image, source, model_version, name, instance) makes re-delivery
+    of the same job write nothing new. Human labels have ``source='human'`` and
+    ``model_version=''``; a human confirm/reject of a model label is a human row
+    of the same name with ``review`` set, stored beside the model's row.
+    """
+
+    __tablename__ = "labels"
+    __table_args__ = (
+        UniqueConstraint("image_id", "source", "model_version", "name", "instance", name="uq_labels_key"),
+        # "count images per label" and "images with label X".
+        Index("ix_labels_name_image", "name", "image_id"),
+        # Review queue: unreviewed model labels, lowest confidence first.
+        Index("ix_labels_source_conf", "source", "confidence"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    source: Mapped[LabelSource] = mapped_column(_enum(LabelSource, "label_source"))
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    name: Mapped[str] = mapped_column(String(128))
+    instance: Mapped[int] = mapped_column(SmallInteger, default=0)
+    confidence: Mapped[float] = mapped_column(Float)
+    parents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    box_left: Mapped[float | None] = mapped_column(Float)
+    box_top: Mapped[float | None] = mapped_column(Float)
+    box_width: Mapped[float | None] = mapped_column(Float)
+    box_height: Mapped[float | None] = mapped_column(Float)
+    review: Mapped[ReviewState] = mapped_column(
+        _enum(ReviewState, "review_state"), default=ReviewState.UNREVIEWED
+    )
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image] = relationship(back_populates="labels", lazy="raise")
+
+
+class ImageTerm(Base):
+    """Every term (label name, parent, category) an image carries, once.
+
+    Derived from ``labels`` on write; indexed by term so "images with Animal"
+    finds cats (whose parents include Animal) without scanning JSON.
+    """
+
+    __tablename__ = "image_terms"
+    __table_args__ = (Index("ix_image_terms_term", "kind", "term", "image_id"),)
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[TermKind] = mapped_column(_enum(TermKind, "term_kind"), primary_key=True)
+    term: Mapped[str] = mapped_column(String(128), primary_key=True)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)  # best confidence behind the term
+
+
+class QueueMessageRow(Base):
+    """One message of the local queue. ``dead`` marks the dead-letter queue."""
+
+    __tablename__ = "queue_messages"
+    __table_args__ = (Index("ix_queue_messages_ready", "queue", "dead", "visible_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(36), unique=True, default=lambda: str(uuid.uuid4()))
+    queue: Mapped[str] = mapped_column(String(80))
+    body: Mapped[str] = mapped_column(Text)
+    receive_count: Mapped[int] = mapped_column(Integer, default=0)
+    receipt_handle: Mapped[str | None] = mapped_column(String(64), unique=True)
+    visible_at: Mapped[float] = mapped_column(Double)  # unix time; ready when <= now
+    dead: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,618 @@
+"""Every query Labelkit makes, in one module.
+
+Functions are keyword-only and take the ``Session`` first; callers own the
+transaction. Functions that act for a person take a :class:`Viewer` and are
+scoped to that person's images (admins see all): another user's image id
+behaves exactly like an id that does not exist (``NotFound``), so ids leak
+nothing. Worker-side functions (``*_for_worker``) are unscoped on purpose: the
+pipeline acts for the system, by object key.
+
+Writes of model labels are idempotent: the unique key (image, source, model
+version, name, instance) plus insert-or-ignore means a re-delivered job writes
+nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, exists, func, select, update
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.orm import Session, aliased
+
+from labelkit.db.models import (
+    Image,
+    ImageStatus,
+    ImageTerm,
+    LabelRow,
+    LabelSource,
+    ReviewState,
+    TermKind,
+    User,
+    new_id,
+    utcnow,
+)
+from labelkit.errors import NotFound
+from labelkit.labelers.base import LabelResult
+
+# --------------------------------------------------------------------------- scoping
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking. Every person-facing query is scoped by this."""
+
+    user_id: str
+    is_admin: bool = False
+
+
+def _scoped(stmt: Select[Any], viewer: Viewer) -> Select[Any]:
+    return stmt if viewer.is_admin else stmt.where(Image.owner_id == viewer.user_id)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _insert_ignore(session: Session, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows, silently skipping those that hit a unique key."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        stmt: Any = sqlite_dialect.insert(table).on_conflict_do_nothing()
+    elif dialect in ("mysql", "mariadb"):
+        # "pk = pk" changes nothing, so MySQL reports 0 rows for a duplicate (and,
+        # unlike INSERT IGNORE, other errors such as truncation still raise).
+        first_pk = next(iter(table.primary_key.columns))
+        stmt = mysql_dialect.insert(table).on_duplicate_key_update({first_pk.name: first_pk})
+    elif dialect == "postgresql":
+        stmt = pg_dialect.insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - other backends are not supported
+        raise NotImplementedError(dialect)
+    session.execute(stmt, list(rows))
+
+
+# --------------------------------------------------------------------------- users
+
+
+def normalize_username(username: str) -> str:
+    return username.strip().casefold()
+
+
+def count_users(*, session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+
+def create_user(
+    *,
+    session: Session,
+    username: str,
+    password_hash: str | None,
+    email: str | None = None,
+    is_admin: bool | None = None,
+    user_id: str | None = None,
+) -> User:
+    """Create an account. With ``is_admin=None`` the first account becomes admin."""
+    if is_admin is None:
+        is_admin = count_users(session=session) == 0
+    user = User(
+        id=user_id or new_id(),
+        username=normalize_username(username),
+        email=email,
+        password_hash=password_hash,
+        is_admin=is_admin,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(*, session: Session, user_id: str) -> User | None:
+    return session.get(User, user_id)
+
+
+def get_user_by_username(*, session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == normalize_username(username)))
+
+
+def upsert_external_user(
+    *, session: Session, user_id: str, username: str, email: str | None, is_admin: bool
+) -> User:
+    """Mirror a user from an outside identity provider (Cognito ``sub``)."""
+    user = session.get(User, user_id)
+    if user is None:
+        return create_user(
+            session=session,
+            username=username,
+            password_hash=None,
+            email=email,
+            is_admin=is_admin,
+            user_id=user_id,
+        )
+    user.username, user.email, user.is_admin = normalize_username(username), email, is_admin
+    user.last_login_at = utcnow()
+    return user
+
+
+def record_login_failure(*, session: Session, user: User, max_failures: int, lock_seconds: int) -> None:
+    user.failed_logins += 1
+    if user.failed_logins >= max_failures:
+        user.locked_until = utcnow() + timedelta(seconds=lock_seconds)
+        user.failed_logins = 0
+
+
+def record_login_success(*, session: Session, user: User) -> None:
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = utcnow()
+
+
+# --------------------------------------------------------------------------- images
+
+
+def object_key_for(owner_id: str, image_id: str, extension: str) -> str:
+    """Keys are never built from user input: owner id, random image id, sniffed extension."""
+    return f"users/{owner_id}/{image_id}{extension}"
+
+
+def find_duplicate(*, session: Session, owner_id: str, sha256: str) -> Image | None:
+    return session.scalar(select(Image).where(Image.owner_id == owner_id, Image.sha256 == sha256))
+
+
+def create_image(
+    *,
+    session: Session,
+    owner_id: str,
+    original_name: str,
+    content_type: str,
+    extension: str,
+    size_bytes: int,
+    width: int,
+    height: int,
+    sha256: str,
+) -> Image:
+    image_id = new_id()
+    image = Image(
+        id=image_id,
+        owner_id=owner_id,
+        object_key=object_key_for(owner_id, image_id, extension),
+        original_name=original_name,
+        content_type=content_type,
+        bytes=size_bytes,
+        width=width,
+        height=height,
+        sha256=sha256,
+        status=ImageStatus.PENDING,
+        attempts=0,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def get_image(*, session: Session, viewer: Viewer, image_id: str) -> Image:
+    """The image, if the viewer may see it; otherwise ``NotFound`` (same as missing)."""
+    image = session.scalar(_scoped(select(Image).where(Image.id == image_id), viewer))
+    if image is None:
+        raise NotFound(f"no image {image_id!r}")
+    return image
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFilter:
+    """Gallery filters. ``label`` matches a label name or any of its parents."""
+
+    label: str | None = None
+    category: str | None = None
+    status: ImageStatus | None = None
+    min_confidence: float | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    owner_id: str | None = None  # admins may narrow to one owner
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Image]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def _filtered_images(viewer: Viewer, flt: ImageFilter) -> Select[Any]:
+    stmt = _scoped(select(Image), viewer)
+    if flt.owner_id is not None:
+        stmt = stmt.where(Image.owner_id == flt.owner_id)
+    if flt.status is not None:
+        stmt = stmt.where(Image.status == flt.status)
+    if flt.since is not None:
+        stmt = stmt.where(Image.created_at >= flt.since)
+    if flt.until is not None:
+        stmt = stmt.where(Image.created_at < flt.until)
+    if flt.label:
+        # image_terms carries each label name and parent with the best confidence
+        # behind it, so "Animal >= 80" finds an image whose "Cat" is 85.
+        cond = [
+            ImageTerm.image_id == Image.id,
+            ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]),
+            ImageTerm.term == flt.label.strip(),
+        ]
+        if flt.min_confidence is not None:
+            cond.append(ImageTerm.confidence >= flt.min_confidence)
+        stmt = stmt.where(exists().where(*cond))
+    elif flt.min_confidence is not None:
+        stmt = stmt.where(
+            exists().where(
+                ImageTerm.image_id == Image.id,
+                ImageTerm.kind == TermKind.LABEL,
+                ImageTerm.confidence >= flt.min_confidence,
+            )
+        )
+    if flt.category:
+        stmt = stmt.where(
+            exists().where(
+                ImageTerm.image_id == Image.id,
+                ImageTerm.kind == TermKind.CATEGORY,
+                ImageTerm.term == flt.category.strip(),
+            )
+        )
+    return stmt
+
+
+def list_images(
+    *,
+    session: Session,
+    viewer: Viewer,
+    flt: ImageFilter | None = None,
+    page: int = 1,
+    page_size: int = 24,
+) -> Page:
+    """A page of the viewer's images, newest first."""
+    flt = flt or ImageFilter()
+    page = max(1, page)
+    base = _filtered_images(viewer, flt)
+    total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    items = session.scalars(
+        base.order_by(Image.created_at.desc(), Image.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    ).all()
+    return Page(items=list(items), total=total, page=page, page_size=page_size)
+
+
+def status_counts(*, session: Session, viewer: Viewer) -> dict[ImageStatus, int]:
+    stmt = _scoped(select(Image.status, func.count()).group_by(Image.status), viewer)
+    counts = dict.fromkeys(ImageStatus, 0)
+    for status, n in session.execute(stmt):
+        counts[ImageStatus(status)] = int(n)
+    return counts
+
+
+def delete_image(*, session: Session, viewer: Viewer, image_id: str) -> str:
+    """Delete the image's rows (labels and terms cascade). Returns its object key,
+    which the caller deletes from the store after the transaction commits."""
+    image = get_image(session=session, viewer=viewer, image_id=image_id)
+    key = image.object_key
+    # Explicit deletes as well as ON DELETE CASCADE: SQLite only cascades with
+    # foreign_keys=ON, and connections made elsewhere may not set it.
+    session.execute(delete(ImageTerm).where(ImageTerm.image_id == image.id))
+    session.execute(delete(LabelRow).where(LabelRow.image_id == image.id))
+    session.execute(delete(Image).where(Image.id == image.id))
+    return key
+
+
+def reset_for_retry(*, session: Session, viewer: Viewer, image_id: str) -> Image:
+    """Put a failed (or stuck) image back to pending so it can be enqueued again."""
+    image = get_image(session=session, viewer=viewer, image_id=image_id)
+    image.status = ImageStatus.PENDING
+    image.failure_reason = None
+    image.attempts = 0
+    return image
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def get_image_by_key_for_worker(*, session: Session, object_key: str, lock: bool = False) -> Image | None:
+    stmt = select(Image).where(Image.object_key == object_key)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def stale_pending_for_worker(*, session: Session, older_than_seconds: int) -> list[tuple[str, int]]:
+    """(object key, size) of images still pending after ``older_than_seconds``."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    rows = session.execute(
+        select(Image.object_key, Image.bytes).where(
+            Image.status == ImageStatus.PENDING, Image.updated_at < cutoff
+        )
+    )
+    return [(k, int(b)) for k, b in rows]
+
+
+def mark_labelling(*, session: Session, image_id: str) -> int:
+    """Record an attempt; returns the attempt number."""
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id)
+        .values(status=ImageStatus.LABELLING, attempts=Image.attempts + 1, updated_at=utcnow())
+    )
+    return int(session.scalar(select(Image.attempts).where(Image.id == image_id)) or 0)
+
+
+def mark_failed(*, session: Session, image_id: str, reason: str) -> None:
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id)
+        .values(status=ImageStatus.FAILED, failure_reason=reason[:2000], updated_at=utcnow())
+    )
+
+
+def model_versions_for_image(*, session: Session, image_id: str) -> set[str]:
+    rows = session.scalars(
+        select(LabelRow.model_version)
+        .where(LabelRow.image_id == image_id, LabelRow.source == LabelSource.MODEL)
+        .distinct()
+    )
+    return set(rows)
+
+
+def _terms(image_id: str, scored: Iterable[tuple[str, float]], kind: TermKind) -> list[dict[str, Any]]:
+    """One row per distinct term, with the best confidence behind it."""
+    best: dict[str, float] = {}
+    for name, conf in scored:
+        if name:
+            key = name[:128]
+            best[key] = max(conf, best.get(key, 0.0))
+    return [{"image_id": image_id, "kind": kind, "term": t, "confidence": c} for t, c in best.items()]
+
+
+def save_model_labels(*, session: Session, image_id: str, result: LabelResult) -> int:
+    """Write a labeller's result for an image, idempotently. Returns the label rows in the result.
+
+    A result with no labels still records the model version (on the image) so a
+    re-delivery knows the work is done.
+    """
+    rows: list[dict[str, Any]] = []
+    for lab in result.labels:
+        common = {
+            "image_id": image_id,
+            "source": LabelSource.MODEL,
+            "model_version": result.model_version,
+            "name": lab.name[:128],
+            "parents": list(lab.parents),
+            "aliases": list(lab.aliases),
+            "categories": list(lab.categories),
+            "review": ReviewState.UNREVIEWED,
+            "created_at": utcnow(),
+        }
+        rows.append({**common, "instance": 0, "confidence": lab.confidence})
+        for i, inst in enumerate(lab.instances, start=1):
+            rows.append(
+                {
+                    **common,
+                    "instance": i,
+                    "confidence": inst.confidence,
+                    "box_left": inst.box.left,
+                    "box_top": inst.box.top,
+                    "box_width": inst.box.width,
+                    "box_height": inst.box.height,
+                }
+            )
+    _insert_ignore(session, LabelRow.__table__, rows)
+    labels = result.labels
+    terms = (
+        _terms(image_id, ((lab.name, lab.confidence) for lab in labels), TermKind.LABEL)
+        + _terms(image_id, ((p, lab.confidence) for lab in labels for p in lab.parents), TermKind.PARENT)
+        + _terms(image_id, ((c, lab.confidence) for lab in labels for c in lab.categories), TermKind.CATEGORY)
+    )
+    _insert_ignore(session, ImageTerm.__table__, terms)
+    return len(rows)
+
+
+def mark_labelled(
+    *,
+    session: Session,
+    image_id: str,
+    model_version: str,
+    properties: dict[str, Any] | None,
+) -> None:
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id)
+        .values(
+            status=ImageStatus.LABELLED,
+            failure_reason=None,
+            model_version=model_version[:64],
+            properties=properties,
+            labelled_at=utcnow(),
+            updated_at=utcnow(),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- labels (people)
+
+
+def labels_for_image(*, session: Session, viewer: Viewer, image_id: str) -> list[LabelRow]:
+    image = get_image(session=session, viewer=viewer, image_id=image_id)
+    rows = session.scalars(
+        select(LabelRow)
+        .where(LabelRow.image_id == image.id)
+        .order_by(LabelRow.source, LabelRow.confidence.desc(), LabelRow.name, LabelRow.instance)
+    )
+    return list(rows)
+
+
+def set_human_label(
+    *,
+    session: Session,
+    viewer: Viewer,
+    image_id: str,
+    name: str,
+    review: ReviewState,
+) -> LabelRow:
+    """Confirm, reject or add a label as a person (stored beside the model's labels).
+
+    Adding is confirming a name the model did not give. Repeating an action
+    updates the same human row (who and when) rather than adding another.
+    """
+    image = get_image(session=session, viewer=viewer, image_id=image_id)
+    clean = " ".join(name.split())[:128]
+    if not clean:
+        raise ValueError("a label needs a name")
+    row = session.scalar(
+        select(LabelRow).where(
+            LabelRow.image_id == image.id,
+            LabelRow.source == LabelSource.HUMAN,
+            LabelRow.model_version == "",
+            LabelRow.name == clean,
+            LabelRow.instance == 0,
+        )
+    )
+    if row is None:
+        model = session.scalar(
+            select(LabelRow)
+            .where(LabelRow.image_id == image.id, LabelRow.name == clean, LabelRow.instance == 0)
+            .limit(1)
+        )
+        row = LabelRow(
+            image_id=image.id,
+            source=LabelSource.HUMAN,
+            model_version="",
+            name=clean,
+            instance=0,
+            confidence=100.0,
+            parents=list(model.parents) if model else [],
+            aliases=list(model.aliases) if model else [],
+            categories=list(model.categories) if model else [],
+        )
+        session.add(row)
+    row.review = review
+    row.created_by = viewer.user_id
+    row.created_at = utcnow()
+    session.flush()
+    if review == ReviewState.CONFIRMED:
+        _insert_ignore(
+            session,
+            ImageTerm.__table__,
+            _terms(image.id, [(clean, 100.0)], TermKind.LABEL)
+            + _terms(image.id, ((p, 100.0) for p in row.parents), TermKind.PARENT),
+        )
+    return row
+
+
+def review_queue(*, session: Session, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[LabelRow]:
+    """Model labels (image level) no person has confirmed or rejected yet, lowest confidence first."""
+    human = aliased(LabelRow)
+    stmt = (
+        select(LabelRow)
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(
+            LabelRow.source == LabelSource.MODEL,
+            LabelRow.instance == 0,
+            ~exists().where(
+                human.image_id == LabelRow.image_id,
+                human.source == LabelSource.HUMAN,
+                human.name == LabelRow.name,
+            ),
+        )
+        .order_by(LabelRow.confidence.asc(), LabelRow.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(_scoped(stmt, viewer)))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelStat:
+    name: str
+    images: int
+    mean_confidence: float
+    confirmed: int = 0
+    rejected: int = 0
+    categories: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float | None:
+        """Share of reviewed model labels that people confirmed (None if none reviewed)."""
+        reviewed = self.confirmed + self.rejected
+        return self.confirmed / reviewed if reviewed else None
+
+
+def label_stats(*, session: Session, viewer: Viewer, limit: int | None = None) -> list[LabelStat]:
+    """Per label name: images carrying it (model, image level), mean confidence and review counts."""
+    counts = _scoped(
+        select(
+            LabelRow.name,
+            func.count(func.distinct(LabelRow.image_id)),
+            func.avg(LabelRow.confidence),
+        )
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+        .group_by(LabelRow.name)
+        .order_by(func.count(func.distinct(LabelRow.image_id)).desc(), LabelRow.name),
+        viewer,
+    )
+    if limit is not None:
+        counts = counts.limit(limit)
+    reviews = _scoped(
+        select(LabelRow.name, LabelRow.review, func.count())
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(LabelRow.source == LabelSource.HUMAN, LabelRow.review != ReviewState.UNREVIEWED)
+        .group_by(LabelRow.name, LabelRow.review),
+        viewer,
+    )
+    review_counts: dict[str, dict[str, int]] = {}
+    for name, review, n in session.execute(reviews):
+        review_counts.setdefault(name, {})[ReviewState(review).value] = int(n)
+    out = []
+    for name, images, mean in session.execute(counts):
+        rc = review_counts.get(name, {})
+        out.append(
+            LabelStat(
+                name=name,
+                images=int(images),
+                mean_confidence=float(mean or 0.0),
+                confirmed=rc.get("confirmed", 0),
+                rejected=rc.get("rejected", 0),
+            )
+        )
+    return out
+
+
+def term_counts(
+    *, session: Session, viewer: Viewer, kind: TermKind, limit: int = 50
+) -> list[tuple[str, int]]:
+    """Images per term of one kind (e.g. categories), most common first."""
+    stmt = _scoped(
+        select(ImageTerm.term, func.count())
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.kind == kind)
+        .group_by(ImageTerm.term)
+        .order_by(func.count().desc(), ImageTerm.term)
+        .limit(limit),
+        viewer,
+    )
+    return [(t, int(n)) for t, n in session.execute(stmt)]
+
+
+def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> int:
+    """How many of the viewer's images carry ``term`` as a label or a parent."""
+    stmt = _scoped(
+        select(func.count(func.distinct(ImageTerm.image_id)))
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(and_(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]), ImageTerm.term == term)),
+        viewer,
+    )
+    return int(session.scalar(stmt) or 0)

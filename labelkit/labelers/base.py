@@ -1,0 +1,232 @@
+"""The Rekognition-shaped label result, options and the ``Labeler`` protocol.
+
+Every labeller (the local ONNX model, Amazon Rekognition, test fakes) returns a
+:class:`LabelResult`. It maps one to one onto Rekognition's DetectLabels
+response (:meth:`LabelResult.to_rekognition` / :meth:`LabelResult.from_rekognition`).
+Confidences are percentages (0-100); boxes are fractions of the image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BoundingBox(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    left: float = Field(ge=0, le=1)
+    top: float = Field(ge=0, le=1)
+    width: float = Field(ge=0, le=1)
+    height: float = Field(ge=0, le=1)
+
+
+class Instance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    box: BoundingBox
+    confidence: float = Field(ge=0, le=100)
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    confidence: float = Field(ge=0, le=100)
+    parents: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    instances: list[Instance] = Field(default_factory=list)
+
+
+class DominantColor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    red: int = Field(ge=0, le=255)
+    green: int = Field(ge=0, le=255)
+    blue: int = Field(ge=0, le=255)
+    hex_code: str
+    simplified_color: str
+    pixel_percent: float = Field(ge=0, le=100)
+
+
+class ImageProperties(BaseModel):
+    """Image quality on Rekognition's 0-100 scales, plus dominant colours."""
+
+    model_config = ConfigDict(frozen=True)
+
+    brightness: float = Field(ge=0, le=100)
+    sharpness: float = Field(ge=0, le=100)
+    contrast: float = Field(ge=0, le=100)
+    dominant_colors: list[DominantColor] = Field(default_factory=list)
+
+
+class LabelResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    labels: list[Label]
+    image_properties: ImageProperties | None = None
+    model_version: str
+
+    def to_rekognition(self) -> dict[str, Any]:
+        """This result as Rekognition's DetectLabels response body."""
+        out: dict[str, Any] = {
+            "Labels": [
+                {
+                    "Name": lab.name,
+                    "Confidence": lab.confidence,
+                    "Instances": [
+                        {
+                            "BoundingBox": {
+                                "Width": inst.box.width,
+                                "Height": inst.box.height,
+                                "Left": inst.box.left,
+                                "Top": inst.box.top,
+                            },
+                            "Confidence": inst.confidence,
+                        }
+                        for inst in lab.instances
+                    ],
+                    "Parents": [{"Name": p} for p in lab.parents],
+                    "Aliases": [{"Name": a} for a in lab.aliases],
+                    "Categories": [{"Name": c} for c in lab.categories],
+                }
+                for lab in self.labels
+            ],
+            "LabelModelVersion": self.model_version,
+        }
+        if self.image_properties is not None:
+            props = self.image_properties
+            out["ImageProperties"] = {
+                "Quality": {
+                    "Brightness": props.brightness,
+                    "Sharpness": props.sharpness,
+                    "Contrast": props.contrast,
+                },
+                "DominantColors": [
+                    {
+                        "Red": c.red,
+                        "Green": c.green,
+                        "Blue": c.blue,
+                        "HexCode": c.hex_code,
+                        "SimplifiedColor": c.simplified_color,
+                        "PixelPercent": c.pixel_percent,
+                    }
+                    for c in props.dominant_colors
+                ],
+            }
+        return out
+
+    @classmethod
+    def from_rekognition(cls, response: dict[str, Any], *, model_version: str | None = None) -> LabelResult:
+        """Build a result from a DetectLabels response (one to one)."""
+        labels = [
+            Label(
+                name=item["Name"],
+                confidence=float(item.get("Confidence", 0.0)),
+                parents=[p["Name"] for p in item.get("Parents", [])],
+                aliases=[a["Name"] for a in item.get("Aliases", [])],
+                categories=[c["Name"] for c in item.get("Categories", [])],
+                instances=[
+                    Instance(
+                        box=BoundingBox(
+                            left=_unit(inst["BoundingBox"].get("Left", 0.0)),
+                            top=_unit(inst["BoundingBox"].get("Top", 0.0)),
+                            width=_unit(inst["BoundingBox"].get("Width", 0.0)),
+                            height=_unit(inst["BoundingBox"].get("Height", 0.0)),
+                        ),
+                        confidence=float(inst.get("Confidence", item.get("Confidence", 0.0))),
+                    )
+                    for inst in item.get("Instances", [])
+                    if "BoundingBox" in inst
+                ],
+            )
+            for item in response.get("Labels", [])
+        ]
+        props = None
+        raw_props = response.get("ImageProperties")
+        if raw_props:
+            quality = raw_props.get("Quality", {})
+            props = ImageProperties(
+                brightness=float(quality.get("Brightness", 0.0)),
+                sharpness=float(quality.get("Sharpness", 0.0)),
+                contrast=float(quality.get("Contrast", 0.0)),
+                dominant_colors=[
+                    DominantColor(
+                        red=int(c.get("Red", 0)),
+                        green=int(c.get("Green", 0)),
+                        blue=int(c.get("Blue", 0)),
+                        hex_code=c.get("HexCode", ""),
+                        simplified_color=c.get("SimplifiedColor", ""),
+                        pixel_percent=float(c.get("PixelPercent", 0.0)),
+                    )
+                    for c in raw_props.get("DominantColors", [])
+                ],
+            )
+        version = model_version or f"rekognition-{response.get('LabelModelVersion', 'unknown')}"
+        return cls(labels=labels, image_properties=props, model_version=version)
+
+
+def _unit(value: float) -> float:
+    """Clamp a box coordinate into [0, 1] (Rekognition can return tiny overshoots)."""
+    return min(1.0, max(0.0, float(value)))
+
+
+class LabelOptions(BaseModel):
+    """What the caller wants back (Rekognition's DetectLabels options)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_confidence: float = Field(default=55.0, ge=0, le=100)
+    max_labels: int = Field(default=20, ge=1)
+    include_labels: tuple[str, ...] = ()
+    exclude_labels: tuple[str, ...] = ()
+    include_categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+
+    def apply(self, labels: Sequence[Label]) -> list[Label]:
+        """Filter and cut labels as Rekognition does: confidence, filters, then the top N."""
+        inc_l = {s.casefold() for s in self.include_labels}
+        exc_l = {s.casefold() for s in self.exclude_labels}
+        inc_c = {s.casefold() for s in self.include_categories}
+        exc_c = {s.casefold() for s in self.exclude_categories}
+        kept = []
+        for lab in labels:
+            cats = {c.casefold() for c in lab.categories}
+            if lab.confidence < self.min_confidence:
+                continue
+            if inc_l and lab.name.casefold() not in inc_l:
+                continue
+            if lab.name.casefold() in exc_l:
+                continue
+            if inc_c and not (cats & inc_c):
+                continue
+            if cats & exc_c:
+                continue
+            kept.append(lab)
+        kept.sort(key=lambda lab: lab.confidence, reverse=True)
+        return kept[: self.max_labels]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """An image to label: its bytes, and where it lives in S3 if it does
+    (Rekognition reads S3 objects directly; the local model uses the bytes)."""
+
+    data: bytes
+    s3_bucket: str | None = None
+    s3_key: str | None = None
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """What the pipeline calls. Implementations raise ``IntakeError`` for bytes
+    that are not a usable image and ``LabelerError`` for everything else."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def label(self, image: ImageInput, options: LabelOptions) -> LabelResult: ...

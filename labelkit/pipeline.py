@@ -1,0 +1,234 @@
+"""The worker's job: one S3-event-shaped message in, labels in the database out.
+
+``Pipeline.handle_message(body, receive_count=n)`` is what the Lambda handler
+and the listener both call. For every object-created record it
+
+1. finds the image row by object key (no row: the image was deleted or the
+   object was not uploaded through Labelkit; nothing to do),
+2. skips work already done (every configured model version present: a
+   re-delivery writes nothing),
+3. records the attempt, fetches the bytes, labels them with each labeller,
+4. writes the labels idempotently and sets ``labelled`` in one transaction.
+
+Failures fall in two kinds:
+
+* **permanent** (the bytes are not an image, the stored file is gone, the
+  labeller says retrying cannot help): the image becomes ``failed`` with a
+  reason a person understands, and the message is acknowledged;
+* **transient** (database or store unreachable, labeller error): the
+  exception propagates so the message is *not* deleted and comes back after
+  its visibility timeout. On the last allowed delivery the image is marked
+  ``failed`` first (the queue then dead-letters the message), so every upload
+  ends labelled or failed-with-a-reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from labelkit.db import repository as repo
+from labelkit.db.engine import transaction
+from labelkit.db.models import ImageStatus
+from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
+from labelkit.labelers.base import ImageInput, Labeler, LabelOptions, LabelResult
+from labelkit.queue.events import parse_s3_event
+from labelkit.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one record; logged as one structured line per image."""
+
+    key: str
+    status: str  # labelled | failed | skipped | retry
+    image_id: str | None = None
+    labels: int = 0
+    reason: str | None = None
+    attempt: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_log(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in {
+                "event": "image",
+                "status": self.status,
+                "image_id": self.image_id,
+                "key": self.key,
+                "labels": self.labels,
+                "attempt": self.attempt,
+                "reason": self.reason,
+                **{f"{k}_ms": round(v, 1) for k, v in self.timings_ms.items()},
+            }.items()
+            if v is not None
+        }
+
+
+class RetryableError(Exception):
+    """A record failed in a way a later delivery may fix; the message must not be deleted."""
+
+    def __init__(self, outcome: Outcome, cause: BaseException) -> None:
+        super().__init__(outcome.reason)
+        self.outcome = outcome
+        self.__cause__ = cause
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, IntakeError | LabelerError):
+        return exc.reason
+    if isinstance(exc, ObjectNotFound):
+        return "The stored file is missing; upload the image again."
+    if isinstance(exc, StorageError):
+        return f"Could not read the stored file: {exc}"
+    if isinstance(exc, SQLAlchemyError):
+        return "The database was not reachable."
+    return f"Unexpected error while labelling ({type(exc).__name__}: {exc})"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        store: ObjectStore,
+        labelers: Sequence[Labeler],
+        options: LabelOptions,
+        max_receives: int,
+    ) -> None:
+        if not labelers:
+            raise ValueError("at least one labeller is needed")
+        self.engine = engine
+        self.store = store
+        self.labelers = list(labelers)
+        self.options = options
+        self.max_receives = max_receives
+
+    @property
+    def model_version(self) -> str:
+        return "+".join(lab.model_version for lab in self.labelers)
+
+    def handle_message(self, body: str | dict[str, Any], *, receive_count: int = 1) -> list[Outcome]:
+        """Process every record of one message.
+
+        Raises ``RetryableError`` (after processing the other records) when a
+        record should be retried; ``MalformedEvent`` for a body that is not an
+        S3 event (the caller acknowledges it: no delivery will ever parse).
+        """
+        outcomes: list[Outcome] = []
+        retry: RetryableError | None = None
+        for event in parse_s3_event(body):
+            try:
+                outcomes.append(self._handle_key(event.key, receive_count=receive_count))
+            except RetryableError as e:
+                outcomes.append(e.outcome)
+                retry = retry or e
+        for outcome in outcomes:
+            logger.info("image %s", outcome.status, extra={"labelkit": outcome.as_log()})
+        if retry is not None:
+            raise retry
+        return outcomes
+
+    def _handle_key(self, full_key: str, *, receive_count: int) -> Outcome:
+        t0 = time.perf_counter()
+        key = self.store.relative_key(full_key)
+        outcome = Outcome(key=key, status="skipped")
+        try:
+            with transaction(self.engine) as s:
+                image = repo.get_image_by_key_for_worker(session=s, object_key=key)
+                if image is None:
+                    outcome.reason = "no image row for this key (deleted, or not uploaded through Labelkit)"
+                    return outcome
+                outcome.image_id = image_id = image.id
+                if image.status == ImageStatus.LABELLED and image.model_version == self.model_version:
+                    outcome.reason = "already labelled"
+                    return outcome
+                outcome.attempt = repo.mark_labelling(session=s, image_id=image_id)
+        except SQLAlchemyError as e:
+            outcome.status, outcome.reason = "retry", _reason(e)
+            raise RetryableError(outcome, e) from e
+
+        try:
+            t1 = time.perf_counter()
+            data = self.store.get(key)
+            t2 = time.perf_counter()
+            results: list[LabelResult] = []
+            for labeler in self.labelers:
+                results.append(
+                    labeler.label(
+                        ImageInput(data=data, s3_bucket=self.store.bucket, s3_key=self.store.full_key(key)),
+                        self.options,
+                    )
+                )
+            t3 = time.perf_counter()
+            with transaction(self.engine) as s:
+                for result in results:
+                    outcome.labels += repo.save_model_labels(session=s, image_id=image_id, result=result)
+                props = next((r.image_properties for r in results if r.image_properties), None)
+                repo.mark_labelled(
+                    session=s,
+                    image_id=image_id,
+                    model_version=self.model_version,
+                    properties=props.model_dump() if props else None,
+                )
+            t4 = time.perf_counter()
+            outcome.status = "labelled"
+            outcome.timings_ms = {
+                "claim": (t1 - t0) * 1e3,
+                "fetch": (t2 - t1) * 1e3,
+                "label": (t3 - t2) * 1e3,
+                "write": (t4 - t3) * 1e3,
+                "total": (t4 - t0) * 1e3,
+            }
+            return outcome
+        except (IntakeError, ObjectNotFound) as e:
+            return self._fail(outcome, e)
+        except LabelerError as e:
+            if e.permanent:
+                return self._fail(outcome, e)
+            return self._retry_or_fail(outcome, e, receive_count)
+        except Exception as e:  # any other failure is retried, then reported
+            return self._retry_or_fail(outcome, e, receive_count)
+
+    def _fail(self, outcome: Outcome, exc: BaseException) -> Outcome:
+        outcome.status, outcome.reason = "failed", _reason(exc)
+        assert outcome.image_id is not None
+        try:
+            with transaction(self.engine) as s:
+                repo.mark_failed(session=s, image_id=outcome.image_id, reason=outcome.reason)
+        except SQLAlchemyError as e:
+            # Could not record the failure: let the message come back and try again.
+            outcome.status = "retry"
+            raise RetryableError(outcome, e) from e
+        return outcome
+
+    def _retry_or_fail(self, outcome: Outcome, exc: BaseException, receive_count: int) -> Outcome:
+        reason = _reason(exc)
+        logger.warning(
+            "labelling %s failed (delivery %d): %s",
+            outcome.key,
+            receive_count,
+            reason,
+            exc_info=not isinstance(exc, SQLAlchemyError | StorageError | LabelerError),
+        )
+        if receive_count >= self.max_receives:
+            # Last delivery: say so on the image before the queue dead-letters the message.
+            outcome.reason = f"Labelling failed after {receive_count} attempts: {reason}"
+            assert outcome.image_id is not None
+            try:
+                with transaction(self.engine) as s:
+                    repo.mark_failed(session=s, image_id=outcome.image_id, reason=outcome.reason)
+                outcome.status = "failed"
+            except SQLAlchemyError:
+                outcome.status = "retry"
+        else:
+            outcome.status, outcome.reason = "retry", reason
+        raise RetryableError(outcome, exc)

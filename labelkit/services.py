@@ -1,0 +1,52 @@
+"""Wiring: build the adapters the settings ask for, once per process.
+
+Entry points (dashboard, listener, Lambda, CLIs) call :func:`build_services`
+and :func:`build_pipeline` instead of constructing adapters themselves.
+Nothing here talks to AWS or loads a model until first use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from labelkit.db.engine import get_engine
+from labelkit.db.migrate import upgrade
+from labelkit.labelers import make_labelers, options_from
+from labelkit.pipeline import Pipeline
+from labelkit.queue import JobQueue, make_queue
+from labelkit.settings import Settings
+from labelkit.storage import ObjectStore, make_store
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    store: ObjectStore
+    queue: JobQueue
+
+
+def build_services(settings: Settings, *, migrate: bool = True) -> Services:
+    """Engine, store and queue for ``settings``; migrates the database first if asked."""
+    engine = get_engine(settings)
+    if migrate:
+        upgrade(engine)
+    return Services(
+        settings=settings,
+        engine=engine,
+        store=make_store(settings),
+        queue=make_queue(settings, engine=engine),
+    )
+
+
+def build_pipeline(services: Services) -> Pipeline:
+    settings = services.settings
+    return Pipeline(
+        engine=services.engine,
+        store=services.store,
+        labelers=make_labelers(settings),
+        options=options_from(settings),
+        max_receives=settings.queue_max_receives,
+    )

@@ -1,0 +1,136 @@
+"""One place for configuration.
+
+Every setting has a default that works on a laptop with no cloud account:
+SQLite in ``./data/labelkit.db``, images in ``./data/images``, the local
+SQLite-backed queue and the bundled local model. Environment variables with
+the ``LABELKIT_`` prefix (or a ``.env`` file) override them; a MySQL URL, an
+``s3://`` storage URL or an SQS queue URL switch the adapters.
+
+Call :func:`get_settings` (cached) rather than building ``Settings`` in
+modules, so tests can set the environment first and ``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LABELKIT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # --- where things live -------------------------------------------------
+    data_dir: Path = Path("./data")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means SQLite in data_dir/labelkit.db. "
+        "mysql+pymysql://user@host/db switches to MySQL/RDS.",
+    )
+    database_password: SecretStr | None = Field(
+        default=None, description="Password for database_url, if not inside it."
+    )
+    database_secret_arn: str = Field(
+        default="", description="AWS Secrets Manager ARN holding the database password."
+    )
+    database_ssl_ca: str = Field(default="", description="CA bundle path for TLS to MySQL/RDS.")
+    storage_url: str = Field(
+        default="",
+        description="Folder for images (default data_dir/images) or s3://bucket/prefix.",
+    )
+    queue_url: str = Field(
+        default="local",
+        description="'local' (SQLite-backed queue in the database) or an SQS queue URL.",
+    )
+    queue_name: str = "labelkit-jobs"
+    queue_visibility_timeout: int = Field(default=120, ge=1)
+    queue_max_receives: int = Field(
+        default=4, ge=1, description="Deliveries before a message is dead-lettered."
+    )
+    s3_notifies_queue: bool = Field(
+        default=False,
+        description="True when the S3 bucket's event notification feeds the queue "
+        "(AWS mode): the dashboard then does not enqueue uploads itself.",
+    )
+    s3_sse: str = Field(default="AES256", description="S3 server-side encryption header.")
+    aws_region: str = "us-east-1"
+
+    # --- intake ------------------------------------------------------------
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=50_000_000, ge=1)
+    thumbnail_size: int = 320
+
+    # --- labelling ---------------------------------------------------------
+    labeler: str = Field(
+        default="local",
+        description="'local', 'rekognition', or both comma-separated for compare mode.",
+    )
+    local_model: Literal["lite0", "lite2"] = "lite2"
+    model_dir: Path | None = Field(
+        default=None, description="Where exported ONNX models are cached (default data_dir/models)."
+    )
+    model_threads: int = Field(default=2, ge=1)
+    min_confidence: float = Field(default=55.0, ge=0, le=100)
+    max_labels: int = Field(default=20, ge=1)
+    rekognition_price_per_1000: float = 1.00
+
+    # --- listener ----------------------------------------------------------
+    listener_workers: int = Field(default=2, ge=1)
+    listener_wait_seconds: int = Field(default=20, ge=0, le=20)
+
+    # --- auth --------------------------------------------------------------
+    auth_mode: Literal["local", "cognito"] = "local"
+    login_max_failures: int = 5
+    login_lock_seconds: int = 300
+    cognito_user_pool_id: str = ""
+    cognito_client_id: str = ""
+    cognito_client_secret: SecretStr | None = None
+
+    @field_validator("labeler")
+    @classmethod
+    def _known_labelers(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = sorted(set(names) - {"local", "rekognition", "fake"})
+        if not names or unknown:
+            raise ValueError(f"unknown labeler(s) {unknown or value!r}; use local, rekognition")
+        return ",".join(names)
+
+    # --- derived -----------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'labelkit.db').as_posix()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or (self.data_dir / "images").as_posix()
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
+
+    @property
+    def uses_sqs(self) -> bool:
+        return self.queue_url.startswith(("https://", "http://"))
+
+    @property
+    def uses_s3(self) -> bool:
+        return self.resolved_storage_url.startswith("s3://")
+
+    @property
+    def labeler_names(self) -> list[str]:
+        return self.labeler.split(",")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
