@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv model bench bench-labeler listener clean help
+.PHONY: run test lint venv model system-deps bench bench-labeler listener clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
@@ -36,7 +36,11 @@ run: model
 listener: model
 	$(PY) -m sqs_listener
 
-test: model
+# Chromium and nginx are driven for real by the browser and proxy tests.
+system-deps:
+	@scripts/system-deps.sh
+
+test: model system-deps
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, delete, exists, func, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
@@ -51,7 +51,10 @@ class Viewer:
     is_admin: bool = False
 
 
-def _scoped(stmt: Select[Any], viewer: Viewer) -> Select[Any]:
+_S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
+
+
+def _scoped(stmt: _S, viewer: Viewer) -> _S:
     return stmt if viewer.is_admin else stmt.where(Image.owner_id == viewer.user_id)
 
 
