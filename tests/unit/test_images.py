@@ -1,0 +1,458 @@
+"""Image intake: every bad input is refused with a sentence a person understands, every
+odd-but-valid image is accepted with the right facts, and decoding is fast and correct.
+
+All inputs are generated in memory (see ``tests/unit/image_factory.py``); no network.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import unicodedata
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from labelkit import images
+from labelkit.errors import IntakeError
+from labelkit.images import (
+    ImageInfo,
+    decode_rgb,
+    describe_unknown,
+    inspect_image,
+    make_thumbnail,
+    safe_display_name,
+    sniff_format,
+)
+from tests.unit import image_factory as f
+
+MB = 1024 * 1024
+LIMITS = {"max_bytes": 20 * MB, "max_pixels": 50_000_000}
+
+
+def refuse(data: bytes, **limits: int) -> str:
+    """The reason inspect_image gives for refusing ``data`` (fails if it is accepted)."""
+    with pytest.raises(IntakeError) as caught:
+        inspect_image(data, **{**LIMITS, **limits})
+    reason = caught.value.reason
+    assert reason and reason[0].isupper() and reason.endswith("."), reason
+    assert "Traceback" not in reason and "PIL" not in reason
+    return reason
+
+
+# --------------------------------------------------------------------------- the bad corpus
+
+BAD_CORPUS: list[tuple[str, Callable[[], bytes], str]] = [
+    ("empty", lambda: b"", "empty"),
+    ("random bytes", f.random_bytes, "not recognised"),
+    ("text named .jpg", f.text, "plain text"),
+    ("html", f.html, "web page"),
+    ("svg", f.svg, "SVG"),
+    ("pdf", f.pdf, "PDF"),
+    ("zip", f.zip_archive, "ZIP"),
+    ("docx", f.docx, "Word"),
+    ("heic", f.heic_header, "HEIC"),
+    ("avif", f.avif_header, "AVIF"),
+    ("elf executable", f.elf, "executable"),
+    ("windows executable", f.windows_exe, "executable"),
+    ("truncated jpeg", lambda: f.truncated(f.jpeg(640, 427)), "damaged or truncated"),
+    ("truncated progressive jpeg", lambda: f.truncated(f.jpeg(640, 427, progressive=True)), "damaged"),
+    ("truncated png", lambda: f.truncated(f.png(200, 150)), "damaged or truncated"),
+    ("truncated gif", lambda: f.truncated(f.animated_gif(), 0.4), "damaged"),
+    ("truncated webp", lambda: f.truncated(f.encode(f.photo(64, 48), "WEBP")), "damaged"),
+    ("truncated tiff", lambda: f.truncated(f.encode(f.photo(64, 48), "TIFF")), "damaged"),
+    ("jpeg header only", lambda: f.jpeg(64, 48)[:300], "damaged"),
+    ("png signature only", lambda: b"\x89PNG\r\n\x1a\n", "damaged"),
+    ("png bomb 100000x100000", f.png_bomb, "100000 × 100000"),
+    ("gif bomb 65535x65535", f.gif_bomb, "65535 × 65535"),
+    ("jpeg header bomb", f.jpeg_header_bomb, "60000 × 60000"),
+    ("gif frame bomb over pillow's hard limit", f.gif_frame_bomb, "too many pixels"),
+    ("gif frame bomb in pillow's warning band", lambda: f.gif_frame_bomb(10_000, 10_000), "10000 × 10000"),
+    ("png bomb in pillow's warning band", lambda: f.png_bomb(10_000, 10_000), "10000 × 10000"),
+    ("tiff bomb", f.tiff_bomb, "60000 × 60000"),
+]
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in BAD_CORPUS], ids=[c[0] for c in BAD_CORPUS])
+def test_bad_input_is_refused_with_a_clear_reason(make: Callable[[], bytes], expected: str) -> None:
+    # GIVEN bytes that are not an acceptable image
+    data = make()
+    # WHEN intake inspects them THEN it refuses with a reason naming the problem,
+    # and no Pillow warning leaks out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reason = refuse(data)
+    assert expected in reason
+
+
+@pytest.mark.parametrize(("make", "expected"), [c[1:] for c in BAD_CORPUS], ids=[c[0] for c in BAD_CORPUS])
+def test_decoders_refuse_the_bad_corpus_too(make: Callable[[], bytes], expected: str) -> None:
+    # The worker calls decode_rgb / make_thumbnail on fetched bytes directly.
+    data = make()
+    with pytest.raises(IntakeError, match=expected):
+        decode_rgb(data, max_pixels=LIMITS["max_pixels"], min_side=260)
+    with pytest.raises(IntakeError, match=expected):
+        make_thumbnail(data, max_pixels=LIMITS["max_pixels"])
+
+
+def test_bomb_message_names_dimensions_and_limit() -> None:
+    reason = refuse(f.png_bomb(100_000, 100_000))
+    assert reason == "Image has too many pixels: 100000 × 100000 (the limit is 50 megapixels)."
+
+
+def test_bombs_are_refused_before_any_pixel_is_decoded() -> None:
+    # GIVEN a PNG declaring 100000 x 100000 pixels (10 GB if decoded) in under 1 kB
+    bomb = f.png_bomb()
+    assert len(bomb) < 1024
+    # WHEN inspected THEN refusal is immediate (no allocation, no decode)
+    started = time.perf_counter()
+    refuse(bomb)
+    assert time.perf_counter() - started < 0.05
+
+
+def test_pixel_limit_is_the_callers_not_pillows() -> None:
+    # 640 x 427 = 273 280 pixels: refused under a 0.2 MP limit, accepted over it,
+    # whatever Pillow's own process-wide MAX_IMAGE_PIXELS says (it is left alone).
+    before = Image.MAX_IMAGE_PIXELS
+    data = f.jpeg(640, 427)
+    assert "640 × 427 (the limit is 0.2 megapixels)" in refuse(data, max_pixels=200_000)
+    assert inspect_image(data, max_bytes=MB, max_pixels=300_000).width == 640
+    assert Image.MAX_IMAGE_PIXELS == before
+
+
+def test_oversize_file_is_refused_before_parsing() -> None:
+    # GIVEN 25.3 MB of junk (not even an image) WHEN the limit is 20 MB
+    data = b"\xff\xd8\xff" + b"\x00" * int(25.3 * MB)
+    # THEN size is reported, not type: the size check comes before any parsing
+    assert refuse(data) == "File is too big: 25.3 MB (the limit is 20 MB)."
+
+
+def test_size_limit_is_inclusive() -> None:
+    data = f.png(8, 8)
+    assert inspect_image(data, max_bytes=len(data), max_pixels=100).size_bytes == len(data)
+    assert "too big" in refuse(data, max_bytes=len(data) - 1)
+
+
+def test_empty_file_message() -> None:
+    assert refuse(b"") == "The file is empty."
+
+
+def test_truncation_is_detected_with_default_pillow_settings() -> None:
+    # The fast 1/8-scale JPEG check relies on Pillow refusing truncated data.
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    big = f.big_jpeg()
+    for fraction in (0.3, 0.9, 0.99):
+        assert "truncated" in refuse(f.truncated(big, fraction))
+
+
+def test_corrupt_png_crc_is_refused() -> None:
+    data = bytearray(f.png(40, 30))
+    idat = data.index(b"IDAT")
+    data[idat + 10] ^= 0xFF
+    assert "damaged" in refuse(bytes(data))
+
+
+# --------------------------------------------------------------------------- accepted inputs
+
+GOOD_CORPUS: list[tuple[str, Callable[[], bytes], str, tuple[int, int], int]] = [
+    ("jpeg", lambda: f.jpeg(640, 427), "JPEG", (640, 427), 1),
+    ("1x1 png", lambda: f.encode(Image.new("RGB", (1, 1), "red"), "PNG"), "PNG", (1, 1), 1),
+    ("1x1 jpeg", lambda: f.encode(Image.new("RGB", (1, 1), "red"), "JPEG"), "JPEG", (1, 1), 1),
+    ("100000x1 png", lambda: f.encode(Image.new("L", (100_000, 1), 9), "PNG"), "PNG", (100_000, 1), 1),
+    ("1x5000 gif", lambda: f.encode(Image.new("P", (1, 5000), 1), "GIF"), "GIF", (1, 5000), 1),
+    ("cmyk jpeg", f.cmyk_jpeg, "JPEG", (120, 80), 1),
+    ("16-bit grey png", f.png16_grey, "PNG", (40, 30), 1),
+    ("16-bit rgb png", f.png16_rgb_raw, "PNG", (8, 6), 1),
+    ("palette png with transparency", f.palette_png_transparent, "PNG", (20, 10), 1),
+    ("LA png", f.la_png, "PNG", (10, 10), 1),
+    ("animated gif", f.animated_gif, "GIF", (24, 16), 3),
+    ("animated webp", f.animated_webp, "WEBP", (24, 16), 3),
+    ("webp", lambda: f.encode(f.photo(64, 48), "WEBP"), "WEBP", (64, 48), 1),
+    ("bmp", lambda: f.encode(f.photo(64, 48), "BMP"), "BMP", (64, 48), 1),
+    ("tiff", lambda: f.encode(f.photo(64, 48), "TIFF"), "TIFF", (64, 48), 1),
+    (
+        "compressed tiff",
+        lambda: f.encode(f.photo(64, 48), "TIFF", compression="tiff_deflate"),
+        "TIFF",
+        (64, 48),
+        1,
+    ),
+    ("multi-page tiff", f.multipage_tiff, "TIFF", (32, 24), 2),
+    ("exif orientation 6", f.exif_rotated_jpeg, "JPEG", (40, 60), 1),
+    ("exif orientation 3", lambda: f.exif_rotated_jpeg(3), "JPEG", (60, 40), 1),
+    ("huge exif blob", f.huge_exif_jpeg, "JPEG", (40, 60), 1),
+    ("garbage exif", f.broken_exif_jpeg, "JPEG", (60, 40), 1),
+    ("png with 4 MB eXIf chunk", f.png_with_big_exif_chunk, "PNG", (16, 16), 1),
+    ("progressive jpeg", lambda: f.jpeg(300, 200, progressive=True), "JPEG", (300, 200), 1),
+    ("grey jpeg", lambda: f.encode(f.photo(50, 40).convert("L"), "JPEG"), "JPEG", (50, 40), 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "fmt", "size", "frames"), [c[1:] for c in GOOD_CORPUS], ids=[c[0] for c in GOOD_CORPUS]
+)
+def test_valid_images_are_accepted_with_correct_info(
+    make: Callable[[], bytes], fmt: str, size: tuple[int, int], frames: int
+) -> None:
+    data = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info = inspect_image(data, **LIMITS)
+    assert (info.format, (info.width, info.height), info.frames) == (fmt, size, frames)
+    assert info.size_bytes == len(data)
+    assert len(info.sha256) == 64
+    assert info.content_type == "image/" + fmt.lower()
+    assert info.extension == {"JPEG": ".jpg", "TIFF": ".tiff"}.get(fmt, "." + fmt.lower())
+    # The decoders accept it too, and always give 8-bit RGB as displayed.
+    rgb = decode_rgb(data, max_pixels=LIMITS["max_pixels"])
+    assert rgb.mode == "RGB" and rgb.size == size
+    thumb = Image.open(io.BytesIO(make_thumbnail(data, max_pixels=LIMITS["max_pixels"], size=32)))
+    assert thumb.format == "JPEG" and max(thumb.size) == min(32, max(size))
+
+
+def test_image_info_is_frozen_and_describes_itself() -> None:
+    info = inspect_image(f.animated_gif(), **LIMITS)
+    assert isinstance(info, ImageInfo) and info.animated
+    with pytest.raises(AttributeError):
+        info.width = 1  # type: ignore[misc]
+
+
+def test_sha256_matches_hashlib() -> None:
+    import hashlib
+
+    data = f.png(8, 8)
+    assert inspect_image(data, **LIMITS).sha256 == hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- conversions
+
+
+def test_exif_rotated_jpeg_is_decoded_upright() -> None:
+    # GIVEN a 60x40 image, red block top-left, stored with orientation 6 (rotate 90° CW)
+    data = f.exif_rotated_jpeg(6)
+    # WHEN decoded
+    rgb = np.asarray(decode_rgb(data, max_pixels=10_000))
+    # THEN it is 40 wide, 60 tall, and the red block is now top-RIGHT
+    assert rgb.shape == (60, 40, 3)
+    top_right, top_left = rgb[3, 36], rgb[3, 3]
+    assert top_right[0] > 200 and top_right[1] < 60
+    assert top_left.min() > 200
+
+
+def test_exif_rotation_applies_to_thumbnails() -> None:
+    thumb = Image.open(io.BytesIO(make_thumbnail(f.exif_rotated_jpeg(6), size=30, max_pixels=10_000)))
+    assert thumb.size == (20, 30)
+    assert not thumb.getexif()  # no metadata copied (no GPS in thumbnails)
+
+
+def test_palette_transparency_is_composited_on_white() -> None:
+    rgb = np.asarray(decode_rgb(f.palette_png_transparent(), max_pixels=1000))
+    assert tuple(rgb[5, 2]) == (255, 255, 255)  # transparent half
+    assert tuple(rgb[5, 15]) == (0, 0, 255)  # opaque blue half
+
+
+def test_rgba_alpha_is_composited_on_white() -> None:
+    im = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    im.putpixel((0, 0), (255, 0, 0, 255))
+    rgb = decode_rgb(f.encode(im, "PNG"), max_pixels=100)
+    assert rgb.getpixel((0, 0)) == (255, 0, 0) and rgb.getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
+    rgb = np.asarray(decode_rgb(f.png16_grey(), max_pixels=10_000))
+    row = rgb[0, :, 0]
+    assert row[0] == 0 and row[-1] == 255
+    assert 100 < row[len(row) // 2] < 155  # mid-grey, not white
+
+
+def test_cmyk_jpeg_colours_are_sensible() -> None:
+    # china.jpg is mostly sky and buildings; a broken (inverted) CMYK conversion would
+    # give a negative image. Compare with the RGB original.
+    original = np.asarray(f.photo(120, 80, noise=0), dtype=np.float32)
+    rgb = np.asarray(decode_rgb(f.cmyk_jpeg(), max_pixels=100_000), dtype=np.float32)
+    assert np.abs(rgb - original).mean() < 20
+
+
+def test_animated_gif_gives_its_first_frame() -> None:
+    rgb = decode_rgb(f.animated_gif(), max_pixels=10_000)
+    assert rgb.getpixel((5, 5)) == (255, 0, 0)
+
+
+# --------------------------------------------------------------------------- speed paths
+
+
+def test_decode_rgb_uses_jpeg_draft_for_min_side() -> None:
+    # GIVEN a 4000x3000 JPEG WHEN decoded for a model needing 260 px
+    rgb = decode_rgb(f.big_jpeg(), max_pixels=50_000_000, min_side=260)
+    # THEN the shorter side suffices but the image came from a 1/8-scale DCT decode
+    assert 260 <= min(rgb.size) < 3000 // 4
+    assert rgb.size == (500, 375)
+
+
+@pytest.mark.parametrize(
+    ("min_side", "expected"), [(1500, (2000, 1500)), (3000, (4000, 3000)), (5000, (4000, 3000))]
+)
+def test_decode_rgb_min_side_never_goes_below_the_request(min_side: int, expected: tuple[int, int]) -> None:
+    assert decode_rgb(f.big_jpeg(), max_pixels=50_000_000, min_side=min_side).size == expected
+
+
+def test_decode_rgb_reduces_other_formats() -> None:
+    data = f.png(1200, 800)
+    rgb = decode_rgb(data, max_pixels=10_000_000, min_side=260)
+    assert rgb.size == (400, 267) and min(rgb.size) >= 260
+
+
+def test_decode_rgb_min_side_with_rotation() -> None:
+    # Orientation swaps sides; the shorter displayed side still meets the request.
+    rgb = decode_rgb(f.exif_rotated_jpeg(6, 1200, 800), max_pixels=10_000_000, min_side=100)
+    assert rgb.size == (100, 150)
+
+
+@pytest.mark.parametrize(("size", "expected"), [(320, (320, 240)), (100, (100, 75)), (4000, (4000, 3000))])
+def test_make_thumbnail_sizes(size: int, expected: tuple[int, int]) -> None:
+    thumb = Image.open(io.BytesIO(make_thumbnail(f.big_jpeg(), size=size, max_pixels=50_000_000)))
+    assert thumb.format == "JPEG" and thumb.mode == "RGB" and thumb.size == expected
+
+
+def test_thumbnail_of_a_long_strip() -> None:
+    data = f.encode(Image.new("L", (100_000, 1), 9), "PNG")
+    thumb = Image.open(io.BytesIO(make_thumbnail(data, max_pixels=LIMITS["max_pixels"])))
+    assert thumb.size == (320, 1)
+
+
+def test_inspect_big_jpeg_is_fast() -> None:
+    # Budget 100 ms on a shared CI box; typical is ~25 ms (1/8-scale verification).
+    data = f.big_jpeg()
+    inspect_image(data, **LIMITS)  # warm up
+    started = time.perf_counter()
+    info = inspect_image(data, **LIMITS)
+    elapsed = time.perf_counter() - started
+    assert (info.width, info.height) == (4000, 3000)
+    assert elapsed < 0.1, f"inspect_image took {elapsed * 1000:.0f} ms"
+
+
+def test_decode_for_model_is_fast() -> None:
+    data = f.big_jpeg()
+    decode_rgb(data, max_pixels=50_000_000, min_side=260)
+    started = time.perf_counter()
+    decode_rgb(data, max_pixels=50_000_000, min_side=260)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.08, f"decode_rgb took {elapsed * 1000:.0f} ms"
+
+
+# --------------------------------------------------------------------------- sniffing
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\xff\xd8\xff\xe0", "JPEG"),
+        (b"\x89PNG\r\n\x1a\n", "PNG"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "WEBP"),
+        (b"GIF87a", "GIF"),
+        (b"GIF89a", "GIF"),
+        (b"BM" + b"\x00" * 12 + b"\x28\x00\x00\x00", "BMP"),
+        (b"II*\x00", "TIFF"),
+        (b"MM\x00*", "TIFF"),
+        (b"BMW is a car brand, not a bitmap", None),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", None),
+        (b"\xff\xd8", None),
+        (b"", None),
+    ],
+)
+def test_sniff_format(head: bytes, expected: str | None) -> None:
+    assert sniff_format(head) == expected
+
+
+def test_describe_unknown_names_common_types() -> None:
+    assert describe_unknown(b"") == "The file is empty."
+    assert "PDF" in describe_unknown(f.pdf())
+    assert "Excel" in describe_unknown(f.zip_archive(("xl/workbook.xml",)))
+    assert "video" in describe_unknown(b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2")
+    assert "Photoshop" in describe_unknown(b"8BPS\x00\x01")
+    assert "XML" in describe_unknown(b'<?xml version="1.0"?><note/>')
+    assert "accepts JPEG, PNG" in describe_unknown(f.random_bytes())
+    # UTF-16 text with a BOM is still text
+    assert "plain text" in describe_unknown("\ufeffhello world".encode("utf-16-le"))
+
+
+def test_unexpected_decoder_errors_are_translated(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a decoder that fails in a way nobody anticipated
+    def boom(_fp: object) -> None:
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setitem(images._OPENERS, "PNG", boom)
+    # THEN people still get the plain sentence, not the internals
+    assert refuse(f.png(4, 4)) == "The image is damaged or truncated and cannot be read."
+
+
+def test_memory_error_is_translated(monkeypatch: pytest.MonkeyPatch) -> None:
+    def oom(_fp: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setitem(images._OPENERS, "PNG", oom)
+    assert refuse(f.png(4, 4)) == "The image is too large to decode."
+
+
+# --------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("holiday.jpg", "holiday.jpg"),
+        ("../../etc/passwd", "passwd"),
+        ("a\\b\\c.jpg", "c.jpg"),
+        ("C:\\Users\\me\\Pictures\\cat.png", "cat.png"),
+        ("/abs/path/", "path"),
+        ("evil\x00.jpg", "evil.jpg"),
+        ("bell\x07 and\ttab\nnewline.png", "bell and tab newline.png"),
+        ("  lots   of\u00a0\u2003space  .jpg", "lots of space .jpg"),
+        ("photo\u202egpj.exe", "photogpj.exe"),  # RTL override: would display as "photoexe.jpg"
+        ("\u2066isolate\u2069.png", "isolate.png"),
+        ("cat 🐈 and 👨\u200d👩\u200d👧.jpg", "cat 🐈 and 👨\u200d👩\u200d👧.jpg"),  # emoji (ZWJ family) kept
+        ("<script>alert(1)<script>.png", "<script>alert(1)<script>.png"),  # kept as text; UI escapes
+        ("<script>alert(1)</script>.png", "script>.png"),  # "/" is a separator, as in any path
+        ("", "unnamed"),
+        ("..", "unnamed"),
+        ("../", "unnamed"),
+        ("\x00\x01\u202e", "unnamed"),
+        ("   ", "unnamed"),
+        (".bashrc", ".bashrc"),
+    ],
+)
+def test_safe_display_name(name: str, expected: str) -> None:
+    assert safe_display_name(name) == expected
+
+
+def test_safe_display_name_normalises_to_nfc() -> None:
+    decomposed = "cafe\u0301.jpg"
+    assert safe_display_name(decomposed) == "caf\u00e9.jpg"
+    assert unicodedata.is_normalized("NFC", safe_display_name(decomposed))
+
+
+def test_long_name_is_truncated_keeping_the_extension() -> None:
+    name = "x" * 300 + ".jpeg"
+    safe = safe_display_name(name)
+    assert len(safe) == 200 and safe.endswith(".jpeg") and safe.startswith("xxx")
+    assert safe_display_name("y" * 300, max_length=50) == "y" * 50
+
+
+def test_truncation_does_not_split_a_character_cluster() -> None:
+    name = "a" * 194 + "e\u0301\u0301\u0301" + "b" * 10 + ".jpg"  # cut would land among accents
+    safe = safe_display_name(name, max_length=200)
+    assert len(safe) <= 200 and safe.endswith(".jpg")
+    assert not unicodedata.combining(safe[-5])
+
+
+def test_safe_display_name_has_no_controls_or_separators_ever() -> None:
+    bidi = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    nasty = "".join(chr(c) for c in range(0, 0x80)) + bidi + ".png"
+    safe = safe_display_name(nasty)
+    assert safe.endswith(".png")
+    assert not any(unicodedata.category(c) == "Cc" for c in safe)
+    assert "/" not in safe and "\\" not in safe
+    assert not set(safe) & set(bidi)
