@@ -97,10 +97,15 @@ def _undo_upload(services: Services, image_id: str, key: str) -> None:
 
 
 def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
-    """Label an image again (after a failure): back to pending, enqueued afresh."""
+    """Label an image again (after a failure): back to pending, enqueued afresh.
+
+    Its old messages (e.g. the dead letter) are removed first, so the dead-letter
+    list shows only images still waiting for someone.
+    """
     with transaction(services.engine) as s:
         image = repo.reset_for_retry(session=s, viewer=viewer, image_id=image_id)
         key, size = image.object_key, image.bytes
+    services.queue.purge_matching(image_id)
     _enqueue(services, key, size)
 
 
@@ -109,7 +114,7 @@ def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
     with transaction(services.engine) as s:
         key = repo.delete_image(session=s, viewer=viewer, image_id=image_id)
     services.store.delete(key)
-    services.queue.purge_matching(services.store.full_key(key).split("/")[-1])
+    services.queue.purge_matching(image_id)
 
 
 def requeue_stuck(*, services: Services, older_than_seconds: int = 600) -> int:

@@ -221,6 +221,7 @@ def test_poison_message_ends_failed_and_dead_lettered_then_retry_relabels(
     assert services.queue.stats().dead == 1
     # AND a retry from the dashboard relabels it once the cause is fixed
     retry_image(services=services, viewer=alice, image_id=up.image_id)
+    assert services.queue.stats().dead == 0 and services.queue.stats().visible == 1
     drain(services, pipeline=_pipeline(services, FlakyLabeler(failures=0)))
     assert image_row(services, alice, up.image_id)[0] == ImageStatus.LABELLED
 
