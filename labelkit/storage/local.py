@@ -1,0 +1,128 @@
+"""``LocalStore``: objects as files under one folder.
+
+Keys are checked twice: syntactically (:func:`check_key`, shared with
+``S3Store``) and, after resolving symlinks, by verifying the final path is
+still inside the root. Writes are atomic: a temporary file in the same folder is
+written, flushed to disk and renamed over the target with ``os.replace``, so a
+reader never sees half an image.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from labelkit.errors import ObjectNotFound, StorageError
+
+logger = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 1024  # S3's limit, in UTF-8 bytes
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative '/'-separated key, else raise ``StorageError``.
+
+    Rejected: empty keys, absolute keys, backslashes, NUL and other control
+    characters, empty segments (``a//b``, a trailing ``/``), ``.`` and ``..``.
+    """
+    if not isinstance(key, str) or not key:
+        raise StorageError("empty object key")
+    if len(key.encode("utf-8", errors="surrogatepass")) > MAX_KEY_LENGTH:
+        raise StorageError("object key is too long")
+    if key.startswith("/"):
+        raise StorageError(f"absolute object key refused: {key!r}")
+    if "\\" in key:
+        raise StorageError(f"backslash in object key refused: {key!r}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+        raise StorageError(f"control character in object key refused: {key!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise StorageError(f"object key has an empty, '.' or '..' segment: {key!r}")
+    return key
+
+
+class LocalStore:
+    """An ``ObjectStore`` backed by a folder (created on first write)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    @property
+    def bucket(self) -> str | None:
+        return None
+
+    def full_key(self, key: str) -> str:
+        return check_key(key)
+
+    def relative_key(self, full_key: str) -> str:
+        return check_key(full_key)
+
+    def path(self, key: str) -> Path:
+        """The resolved file path for ``key``; refuses anything outside the root."""
+        check_key(key)
+        candidate = self.root.joinpath(*key.split("/"))
+        try:
+            # Resolving follows symlinks in every existing component, so a
+            # link pointing outside the root is caught here.
+            resolved = candidate.resolve()
+        except (OSError, RuntimeError) as e:  # RuntimeError: symlink loop on older Pythons
+            raise StorageError(f"cannot resolve object key {key!r}: {e}") from e
+        if resolved == self.root or not resolved.is_relative_to(self.root):
+            raise StorageError(f"object key escapes the store: {key!r}")
+        return resolved
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        # The content type is not stored: local readers sniff images from their bytes.
+        target = self.path(key)
+        tmp_name: str | None = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Re-check after creating folders: a component may be a fresh symlink.
+            if not target.parent.resolve().is_relative_to(self.root):
+                raise StorageError(f"object key escapes the store: {key!r}")
+            fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp_name, 0o644)
+            os.replace(tmp_name, target)
+            tmp_name = None
+        except OSError as e:
+            raise StorageError(f"cannot write {key!r}: {e}") from e
+        finally:
+            if tmp_name is not None:
+                try:
+                    os.unlink(tmp_name)
+                except OSError:
+                    logger.warning("could not remove temporary file %s", tmp_name)
+
+    def get(self, key: str) -> bytes:
+        target = self.path(key)
+        try:
+            return target.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+            raise ObjectNotFound(key) from e
+        except OSError as e:
+            raise StorageError(f"cannot read {key!r}: {e}") from e
+
+    def delete(self, key: str) -> None:
+        target = self.path(key)
+        try:
+            target.unlink(missing_ok=True)
+        except (NotADirectoryError, IsADirectoryError):
+            return  # no object by that key
+        except OSError as e:
+            raise StorageError(f"cannot delete {key!r}: {e}") from e
+
+    def exists(self, key: str) -> bool:
+        target = self.path(key)
+        try:
+            return target.is_file()
+        except OSError as e:
+            raise StorageError(f"cannot check {key!r}: {e}") from e
