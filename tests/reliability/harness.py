@@ -1,0 +1,113 @@
+"""Helpers for the reliability tests: real listener processes, a photo corpus,
+and checks that nothing was lost or duplicated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from labelkit.db import repository as repo
+from labelkit.db.engine import transaction
+from labelkit.db.models import Image, ImageStatus, LabelRow
+from labelkit.services import Services
+from labelkit.uploads import upload_image
+from tests.unit.image_factory import encode, photo
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / "data" / "models"  # exported by `make model` before the suite runs
+
+
+def photos(n: int, size: tuple[int, int] = (320, 214)) -> list[bytes]:
+    """``n`` distinct real-photo JPEGs (china.jpg with different noise)."""
+    return [encode(photo(*size, noise=8, seed=i), "JPEG", quality=85) for i in range(n)]
+
+
+def upload_many(services: Services, owner_id: str, blobs: list[bytes]) -> list[str]:
+    ids = []
+    for i, data in enumerate(blobs):
+        result = upload_image(services=services, owner_id=owner_id, filename=f"photo-{i}.jpg", data=data)
+        assert result.outcome == "accepted", result
+        assert result.image_id
+        ids.append(result.image_id)
+    return ids
+
+
+def make_owner(services: Services, name: str = "alice") -> str:
+    with transaction(services.engine) as s:
+        return repo.create_user(session=s, username=name, password_hash="x").id
+
+
+def listener_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABELKIT_", "AWS_"))}
+    env.update(PYTHONPATH=str(ROOT), LABELKIT_MODEL_DIR=str(MODEL_DIR), **extra)
+    return env
+
+
+def start_listener(env: dict[str, str], cwd: Path, log: Path, workers: int = 2) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sqs_listener",
+                "--workers",
+                str(workers),
+                "--wait-seconds",
+                "1",
+                "--no-migrate",
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def status_counts(services: Services) -> dict[ImageStatus, int]:
+    with transaction(services.engine) as s:
+        rows = s.execute(select(Image.status, func.count()).group_by(Image.status)).all()
+    return {ImageStatus(st): int(n) for st, n in rows}
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_each_labelled_exactly_once(services: Services, ids: list[str]) -> None:
+    """Every image labelled, none failed, and no label row written twice."""
+    with transaction(services.engine) as s:
+        statuses = dict(s.execute(select(Image.id, Image.status).where(Image.id.in_(ids))).all())
+        per_key = s.execute(
+            select(LabelRow.image_id, LabelRow.model_version, LabelRow.name, LabelRow.instance, func.count())
+            .group_by(LabelRow.image_id, LabelRow.model_version, LabelRow.name, LabelRow.instance)
+            .having(func.count() > 1)
+        ).all()
+        labelled_with_rows = s.scalar(select(func.count(func.distinct(LabelRow.image_id))))
+        versions = s.scalars(select(func.distinct(LabelRow.model_version))).all()
+    missing = [i for i in ids if statuses.get(i) != ImageStatus.LABELLED]
+    assert not missing, f"{len(missing)} images not labelled: {[statuses.get(i) for i in missing][:5]}"
+    assert per_key == [], f"duplicated label rows: {per_key[:5]}"
+    assert labelled_with_rows == len(ids)
+    assert len(versions) == 1
