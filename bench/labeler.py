@@ -1,0 +1,261 @@
+"""Benchmark the local labeller against PyTorch eager: ``python -m bench.labeler [--readme README.md]``.
+
+What is measured, and why this way:
+
+* Photos that ship in installed packages (scikit-learn's ``china.jpg``/``flower.jpg``,
+  scikit-image's chelsea, coffee, astronaut, rocket; ~0.2-0.4 MP JPEGs) and 12 MP
+  JPEGs made from them (upscaled to 4000x3000, quality 90), so it runs offline.
+* ``onnx``: the full :meth:`LocalLabeler.label` / ``label_batch`` path, bytes in,
+  Rekognition-shaped result out (decode with draft, resize, properties, model,
+  roll-up, boxes).
+* ``torch``: exactly the same path with only the model call swapped for PyTorch eager
+  on the same weights (same decode and preprocessing), so the ratio is the engine's.
+* Each engine runs in its own subprocess so peak RSS (``ru_maxrss``) is per engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labelkit.labelers.base import ImageInput, LabelOptions
+
+TARGETS = {"speedup": 4.0, "small_ips": 60.0, "large_ips": 20.0, "rss_mb": 500.0}
+START, END = "<!-- bench-labeler:start -->", "<!-- bench-labeler:end -->"
+
+
+def photos() -> dict[str, list[bytes]]:
+    """JPEG bytes: 'small' (the package photos) and 'large' (12 MP versions of two of them)."""
+    import skimage.data
+    import sklearn.datasets
+    from PIL import Image
+
+    def encode(arr: Any, quality: int = 90) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(arr).convert("RGB").save(out, format="JPEG", quality=quality)
+        return out.getvalue()
+
+    sk_dir = Path(sklearn.datasets.__file__).parent / "images"
+    small = [(sk_dir / name).read_bytes() for name in ("china.jpg", "flower.jpg")]
+    small += [encode(getattr(skimage.data, name)()) for name in ("chelsea", "coffee", "astronaut", "rocket")]
+    large = []
+    for data in small[:1] + small[2:3]:  # china and chelsea
+        img = Image.open(io.BytesIO(data)).convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+        large.append(encode(np.asarray(img), 90))
+    return {"small": small, "large": large}
+
+
+def make_labeler(engine: str, model: str, model_dir: Path, threads: int) -> Any:
+    from labelkit.labelers.local import LocalLabeler
+
+    if engine == "onnx":
+        return LocalLabeler(model=model, model_dir=model_dir, threads=threads)
+
+    import torch
+
+    from labelkit.labelers.export import MODELS, load_torch_model
+
+    torch.set_num_threads(threads)
+    torch.set_grad_enabled(False)
+    net = load_torch_model(MODELS[model])
+
+    class TorchLabeler(LocalLabeler):
+        """The same labeller with the model call done by PyTorch eager."""
+
+        def infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            self._load()  # the classifier weights for boxes
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().sub_(127.0).mul_(1.0 / 128.0)
+            features = net.extract_features(x.contiguous())
+            logits = net._fc(features.mean(dim=(2, 3)))
+            probs = torch.softmax(logits, dim=1)
+            return probs.numpy(), features.numpy()
+
+    return TorchLabeler(model=model, model_dir=model_dir, threads=threads)
+
+
+def save_photos(folder: Path) -> None:
+    """Write the photos as files, so the measuring processes need not import skimage/sklearn
+    (whose memory would otherwise count in the labeller's peak RSS)."""
+    for kind, images in photos().items():
+        for i, data in enumerate(images):
+            (folder / f"{kind}-{i}.jpg").write_bytes(data)
+
+
+def load_photos(folder: Path) -> dict[str, list[bytes]]:
+    return {
+        kind: [p.read_bytes() for p in sorted(folder.glob(f"{kind}-*.jpg"))] for kind in ("small", "large")
+    }
+
+
+def run_engine(
+    engine: str, model: str, model_dir: Path, threads: int, seconds: float, folder: Path
+) -> dict[str, Any]:
+    """Measure one engine in this process; returns numbers as a dict."""
+    data = load_photos(folder)
+    labeler = make_labeler(engine, model, model_dir, threads)
+    options = LabelOptions()
+    labeler.label(ImageInput(data["small"][0]), options)  # load and warm up
+    out: dict[str, Any] = {"engine": engine}
+    for kind, images in data.items():
+        inputs = [ImageInput(d) for d in images]
+        budget = seconds / 2
+        # batch 1: one call per image, latency per call
+        lat: list[float] = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < budget or len(lat) < 2 * len(inputs):
+            for img in inputs:
+                t = time.perf_counter()
+                labeler.label(img, options)
+                lat.append(time.perf_counter() - t)
+        total = sum(lat)
+        out[f"{kind}_b1"] = {
+            "images": len(lat),
+            "ips": len(lat) / total,
+            "p50_ms": 1000 * statistics.median(lat),
+            "p95_ms": 1000 * float(np.percentile(lat, 95)),
+        }
+        # batch 8: label_batch over 8 images (cycling the set), latency per batch
+        batch = [inputs[i % len(inputs)] for i in range(8)]
+        blat: list[float] = []
+        started = time.perf_counter()
+        while time.perf_counter() - started < budget or len(blat) < 3:
+            t = time.perf_counter()
+            labeler.label_batch(batch, options)
+            blat.append(time.perf_counter() - t)
+        out[f"{kind}_b8"] = {
+            "images": 8 * len(blat),
+            "ips": 8 * len(blat) / sum(blat),
+            "p50_ms": 1000 * statistics.median(blat),
+            "p95_ms": 1000 * float(np.percentile(blat, 95)),
+        }
+    out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    out["mp"] = {kind: statistics.mean(_megapixels(d) for d in images) for kind, images in data.items()}
+    return out
+
+
+def _megapixels(data: bytes) -> float:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return img.width * img.height / 1e6
+
+
+def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
+    mp = results[0]["mp"]
+    names = {
+        "small": f"package photos (~{mp['small']:.2f} MP)",
+        "large": f"12 MP JPEGs ({mp['large']:.0f} MP)",
+    }
+    lines = [
+        f"Local labeller, EfficientNet-{model.title()}, {threads} threads, {os.cpu_count()} CPU cores; "
+        "full path (JPEG bytes in, labels + boxes + properties out).",
+        "",
+        "| engine | images | batch | images/s | p50 ms/call | p95 ms/call | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("small", "large"):
+        for b in ("b1", "b8"):
+            for res in results:
+                row = res[f"{kind}_{b}"]
+                lines.append(
+                    f"| {res['engine']} | {names[kind]} | {b[1:]} | {row['ips']:.1f} | "
+                    f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {res['rss_mb']:.0f} |"
+                )
+    by = {r["engine"]: r for r in results}
+    if "onnx" in by and "torch" in by:
+        onnx, torch_ = by["onnx"], by["torch"]
+        speed = {
+            k: onnx[k]["ips"] / torch_[k]["ips"] for k in ("small_b1", "small_b8", "large_b1", "large_b8")
+        }
+        best_small = max(onnx["small_b1"]["ips"], onnx["small_b8"]["ips"])
+        best_large = max(onnx["large_b1"]["ips"], onnx["large_b8"]["ips"])
+
+        def mark(ok: bool) -> str:
+            return "met" if ok else "NOT met"
+
+        lines += [
+            "",
+            "| target | measured | |",
+            "|---|---|---|",
+            f"| >= {TARGETS['speedup']:.0f}x PyTorch eager | "
+            + ", ".join(f"{k.split('_')[0]} batch {k[-1]}: {v:.1f}x" for k, v in speed.items())
+            + f" | {mark(min(speed.values()) >= TARGETS['speedup'])} |",
+            f"| >= {TARGETS['small_ips']:.0f} images/s, small JPEGs | {best_small:.1f} | "
+            f"{mark(best_small >= TARGETS['small_ips'])} |",
+            f"| >= {TARGETS['large_ips']:.0f} images/s, 12 MP JPEGs | {best_large:.1f} | "
+            f"{mark(best_large >= TARGETS['large_ips'])} |",
+            f"| peak RSS < {TARGETS['rss_mb']:.0f} MB | {onnx['rss_mb']:.0f} MB | "
+            f"{mark(onnx['rss_mb'] < TARGETS['rss_mb'])} |",
+        ]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, text: str) -> None:
+    """Replace what is between the markers (append a section with them if missing)."""
+    block = f"{START}\n{text}\n{END}"
+    content = path.read_text(encoding="utf-8") if path.exists() else ""
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
+    if pattern.search(content):
+        content = pattern.sub(lambda _: block, content, count=1)
+    else:
+        sep = "" if not content or content.endswith("\n\n") else ("\n" if content.endswith("\n") else "\n\n")
+        content += (
+            f"{sep}## Benchmark: local labeller\n\n`make bench-labeler` writes this table.\n\n{block}\n"
+        )
+    path.write_text(content, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from labelkit.settings import get_settings
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--readme", type=Path, help="write the table between the bench-labeler markers")
+    parser.add_argument("--model", choices=["lite0", "lite2"], default=settings.local_model)
+    parser.add_argument("--threads", type=int, default=settings.model_threads)
+    parser.add_argument("--seconds", type=float, default=8.0, help="time per engine and image size")
+    parser.add_argument("--engine", choices=["onnx", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--photos", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    model_dir = settings.resolved_model_dir
+
+    if args.engine:  # child process: measure one engine, print JSON
+        result = run_engine(args.engine, args.model, model_dir, args.threads, args.seconds, args.photos)
+        print(json.dumps(result))
+        return 0
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-labeler-") as tmp:
+        save_photos(Path(tmp))
+        for engine in ("onnx", "torch"):
+            cmd = [sys.executable, "-m", "bench.labeler", "--engine", engine, "--model", args.model]
+            cmd += ["--threads", str(args.threads), "--seconds", str(args.seconds), "--photos", tmp]
+            print(f"measuring {engine} ...", file=sys.stderr)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                return 1
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    text = table(results, args.model, args.threads)
+    print(text)
+    if args.readme:
+        update_readme(args.readme, text)
+        print(f"updated {args.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""Label photos from the command line: ``python -m labelkit.label PHOTO...``.
+
+Why: the quickest way to see what the local model says about a photo, without the
+dashboard, queue or database. Prints a table per photo, or with ``--json`` one
+Rekognition DetectLabels-shaped document per photo (a JSON list). A file that is not
+an image gets a clear message and exit code 1, and the other files are still labelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from labelkit.errors import IntakeError, LabelerError
+from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+
+logger = logging.getLogger(__name__)
+
+
+def _table(path: str, result: LabelResult) -> str:
+    rows = [("Label", "Conf.", "Parents", "Categories", "Boxes")]
+    for lab in result.labels:
+        rows.append(
+            (
+                lab.name,
+                f"{lab.confidence:.1f}",
+                ", ".join(lab.parents) or "-",
+                ", ".join(lab.categories) or "-",
+                str(len(lab.instances)),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"{path}  ({result.model_version})"]
+    for n, row in enumerate(rows):
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    if not result.labels:
+        lines.append("  (no label above the minimum confidence)")
+    props = result.image_properties
+    if props is not None:
+        colours = ", ".join(f"{c.simplified_color} {c.pixel_percent:.0f}%" for c in props.dominant_colors)
+        lines.append(
+            f"  brightness {props.brightness:.0f}, sharpness {props.sharpness:.0f}, "
+            f"contrast {props.contrast:.0f}; colours: {colours}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from labelkit.settings import get_settings
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="python -m labelkit.label", description="Label photos with the local model."
+    )
+    parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    parser.add_argument("--json", action="store_true", help="print Rekognition DetectLabels JSON")
+    parser.add_argument("--min-confidence", type=float, default=settings.min_confidence)
+    parser.add_argument("--max-labels", type=int, default=settings.max_labels)
+    parser.add_argument("--model", choices=["lite0", "lite2"], default=settings.local_model)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+
+    from labelkit.labelers.local import LocalLabeler
+
+    try:
+        options = LabelOptions(min_confidence=args.min_confidence, max_labels=args.max_labels)
+    except ValueError as exc:
+        parser.error(str(exc))
+    labeler = LocalLabeler(
+        model=args.model,
+        model_dir=settings.resolved_model_dir,
+        threads=settings.model_threads,
+        max_pixels=settings.max_pixels,
+    )
+    status = 0
+    documents: list[dict[str, Any]] = []
+    for path in args.photos:
+        try:
+            data = path.read_bytes()
+            result = labeler.label(ImageInput(data=data), options)
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        except IntakeError as exc:
+            print(f"{path}: not labelled: {exc.reason}", file=sys.stderr)
+            status = 1
+            continue
+        except LabelerError as exc:
+            # The model itself is unusable (e.g. not exported): no point trying the rest.
+            print(f"error: {exc.reason}", file=sys.stderr)
+            return 2
+        if args.json:
+            documents.append({"Image": str(path), **result.to_rekognition()})
+        else:
+            print(_table(str(path), result))
+            print()
+    if args.json:
+        print(json.dumps(documents, indent=2))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

