@@ -18,7 +18,7 @@ from labelkit.db.models import ImageStatus
 from labelkit.queue.sqs import ensure_queues
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
-from tests.e2e.conftest import free_port
+from tests.helpers import free_port
 from tests.reliability.harness import (
     MODEL_DIR,
     assert_each_labelled_exactly_once,
