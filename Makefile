@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv model system-deps bench bench-labeler listener clean help
+.PHONY: run test lint venv model system-deps bench bench-labeler listener lambda-zip clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
@@ -52,6 +52,10 @@ bench-labeler: model
 	$(PY) -m bench.labeler --readme README.md
 
 bench: bench-labeler
+
+# The Lambda deployment package; reproducible (same sources -> same sha256).
+lambda-zip: $(STAMP)
+	$(PY) -m infra_scripts.lambda_zip --out build/lambda.zip
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from labelkit.db.engine import get_engine
-from labelkit.db.migrate import upgrade
 from labelkit.labelers import make_labelers, options_from
 from labelkit.pipeline import Pipeline
 from labelkit.queue import JobQueue, make_queue
@@ -32,6 +31,9 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
     """Engine, store and queue for ``settings``; migrates the database first if asked."""
     engine = get_engine(settings)
     if migrate:
+        # Imported here: the Lambda never migrates and ships without Alembic's weight in mind.
+        from labelkit.db.migrate import upgrade
+
         upgrade(engine)
     return Services(
         settings=settings,

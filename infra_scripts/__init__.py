@@ -1,0 +1,1 @@
+"""Provisioning, deployment and packaging scripts for AWS (run from the repository root)."""
