@@ -398,6 +398,12 @@ def save_model_labels(*, session: Session, image_id: str, result: LabelResult) -
             "categories": list(lab.categories),
             "review": ReviewState.UNREVIEWED,
             "created_at": utcnow(),
+            # Every row needs every key: a multi-row INSERT takes its columns from the
+            # first row, so box values on later rows were silently dropped.
+            "box_left": None,
+            "box_top": None,
+            "box_width": None,
+            "box_height": None,
         }
         rows.append({**common, "instance": 0, "confidence": lab.confidence})
         for i, inst in enumerate(lab.instances, start=1):
@@ -619,3 +625,182 @@ def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> in
         viewer,
     )
     return int(session.scalar(stmt) or 0)
+
+
+# --------------------------------------------------------------------------- dashboard aggregates
+# Read-only queries behind the dashboard's charts and pages. Like everything
+# above, each is scoped by a Viewer (admins see all) and returns plain values.
+
+
+@dataclass(frozen=True, slots=True)
+class TermSuggestion:
+    term: str
+    images: int
+
+
+def term_suggestions(*, session: Session, viewer: Viewer, limit: int = 500) -> list[TermSuggestion]:
+    """Label names and parents the viewer's images carry, most common first (filter suggestions)."""
+    stmt = _scoped(
+        select(ImageTerm.term, func.count(func.distinct(ImageTerm.image_id)))
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
+        .group_by(ImageTerm.term)
+        .order_by(func.count(func.distinct(ImageTerm.image_id)).desc(), ImageTerm.term)
+        .limit(limit),
+        viewer,
+    )
+    return [TermSuggestion(term=t, images=int(n)) for t, n in session.execute(stmt)]
+
+
+def count_review_queue(*, session: Session, viewer: Viewer) -> int:
+    """How many labels :func:`review_queue` would page through."""
+    human = aliased(LabelRow)
+    stmt = (
+        select(func.count())
+        .select_from(LabelRow)
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(
+            LabelRow.source == LabelSource.MODEL,
+            LabelRow.instance == 0,
+            ~exists().where(
+                human.image_id == LabelRow.image_id,
+                human.source == LabelSource.HUMAN,
+                human.name == LabelRow.name,
+            ),
+        )
+    )
+    return int(session.scalar(_scoped(stmt, viewer)) or 0)
+
+
+def images_by_ids(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> dict[str, Image]:
+    """The viewer's images among ``image_ids`` (others are silently left out)."""
+    ids = sorted(set(image_ids))
+    if not ids:
+        return {}
+    rows = session.scalars(_scoped(select(Image).where(Image.id.in_(ids)), viewer))
+    return {img.id: img for img in rows}
+
+
+def usernames(*, session: Session, user_ids: Iterable[str]) -> dict[str, str]:
+    """Usernames by id (to show who made a human label)."""
+    ids = sorted({i for i in user_ids if i})
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.username).where(User.id.in_(ids)))
+    return {str(uid): str(name) for uid, name in rows}
+
+
+def model_confidences(*, session: Session, viewer: Viewer, limit: int = 200_000) -> list[float]:
+    """Confidences of image-level model labels (for a histogram; binned by the caller)."""
+    stmt = _scoped(
+        select(LabelRow.confidence)
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+        .limit(limit),
+        viewer,
+    )
+    return [float(c) for c in session.scalars(stmt)]
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    day: str  # YYYY-MM-DD (UTC)
+    uploads: int = 0
+    labelled: int = 0
+
+
+def activity_per_day(*, session: Session, viewer: Viewer, since: datetime) -> list[DayCount]:
+    """Uploads (by ``created_at``) and images labelled (by ``labelled_at``) per UTC day."""
+    # DATE() exists on SQLite and MySQL alike, and both hold UTC (see UTCDateTime).
+    up_day = func.date(Image.created_at)
+    lab_day = func.date(Image.labelled_at)
+    uploads = _scoped(select(up_day, func.count()).where(Image.created_at >= since).group_by(up_day), viewer)
+    labelled = _scoped(
+        select(lab_day, func.count())
+        .where(Image.labelled_at.is_not(None), Image.labelled_at >= since)
+        .group_by(lab_day),
+        viewer,
+    )
+    days: dict[str, dict[str, int]] = {}
+    for day, n in session.execute(uploads):
+        days.setdefault(str(day), {})["uploads"] = int(n)
+    for day, n in session.execute(labelled):
+        days.setdefault(str(day), {})["labelled"] = int(n)
+    return [DayCount(day=d, **counts) for d, counts in sorted(days.items())]
+
+
+def labelled_times(
+    *, session: Session, viewer: Viewer, since: datetime, limit: int = 100_000
+) -> list[datetime]:
+    """When images were labelled since ``since`` (the caller buckets them, e.g. per minute)."""
+    stmt = _scoped(
+        select(Image.labelled_at)
+        .where(Image.labelled_at.is_not(None), Image.labelled_at >= since)
+        .order_by(Image.labelled_at)
+        .limit(limit),
+        viewer,
+    )
+    return [t for t in session.scalars(stmt) if t is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class PairCount:
+    a: str
+    b: str
+    images: int
+
+
+def label_cooccurrence(*, session: Session, viewer: Viewer, names: Sequence[str]) -> list[PairCount]:
+    """For every pair of ``names`` (both orders, and a name with itself): images carrying both labels."""
+    if not names:
+        return []
+    left, right = aliased(ImageTerm), aliased(ImageTerm)
+    stmt = _scoped(
+        select(left.term, right.term, func.count())
+        .select_from(left)
+        .join(right, and_(right.image_id == left.image_id, right.kind == TermKind.LABEL))
+        .join(Image, Image.id == left.image_id)
+        .where(left.kind == TermKind.LABEL, left.term.in_(list(names)), right.term.in_(list(names)))
+        .group_by(left.term, right.term),
+        viewer,
+    )
+    return [PairCount(a=a, b=b, images=int(n)) for a, b, n in session.execute(stmt)]
+
+
+def failed_images(*, session: Session, viewer: Viewer, limit: int = 100) -> list[Image]:
+    """Failed images with their reasons, most recently failed first."""
+    stmt = _scoped(
+        select(Image)
+        .where(Image.status == ImageStatus.FAILED)
+        .order_by(Image.updated_at.desc(), Image.id)
+        .limit(limit),
+        viewer,
+    )
+    return list(session.scalars(stmt))
+
+
+def images_by_object_keys(*, session: Session, viewer: Viewer, keys: Iterable[str]) -> dict[str, Image]:
+    """The viewer's images among these object keys (to name dead letters)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.scalars(_scoped(select(Image).where(Image.object_key.in_(wanted)), viewer))
+    return {img.object_key: img for img in rows}
+
+
+def top_labels(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
+    """The most confident image-level model label of each of the viewer's images (gallery cards)."""
+    ids = sorted(set(image_ids))
+    if not ids:
+        return {}
+    stmt = _scoped(
+        select(LabelRow.image_id, LabelRow.name, LabelRow.confidence)
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(LabelRow.image_id.in_(ids), LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+        .order_by(LabelRow.image_id, LabelRow.confidence.desc(), LabelRow.name),
+        viewer,
+    )
+    best: dict[str, tuple[str, float]] = {}
+    for image_id, name, conf in session.execute(stmt):
+        best.setdefault(image_id, (name, float(conf)))
+    return best

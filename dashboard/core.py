@@ -1,0 +1,274 @@
+"""What every dashboard page shares: cached services, the signed-in user, thumbnails, small UI helpers.
+
+Engines, stores, the queue and the authenticator are ``st.cache_resource`` (one
+per process, not per rerun). Derived images (thumbnails, display copies with
+boxes) are ``st.cache_data`` keyed by image id and sha256, so the gallery never
+sends full-size photos. Query results that feed charts are cached briefly
+(``st.cache_data(ttl=...)``) and cleared by :func:`data_changed` after an edit.
+
+Nothing here decides who may see what: every query goes through
+``labelkit.db.repository`` with :func:`viewer`, which scopes it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont, ImageOps
+from sqlalchemy.orm import Session
+
+from labelkit import analytics
+from labelkit.auth import Authenticator, Principal, make_authenticator
+from labelkit.db.engine import transaction
+from labelkit.db.models import Image, ImageStatus
+from labelkit.db.repository import Viewer
+from labelkit.errors import LabelkitError
+from labelkit.images import make_thumbnail
+from labelkit.services import Services, build_services
+from labelkit.settings import Settings, get_settings
+
+PRINCIPAL_KEY = "principal"
+DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
+
+PAGE_SIGN_IN = "pages/sign_in.py"
+PAGE_GALLERY = "pages/gallery.py"
+PAGE_UPLOAD = "pages/upload.py"
+PAGE_IMAGE = "pages/image.py"
+PAGE_LABELS = "pages/labels.py"
+PAGE_REVIEW = "pages/review.py"
+PAGE_PIPELINE = "pages/pipeline.py"
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@st.cache_resource(show_spinner=False)
+def services() -> Services:
+    """Engine, store and queue, built (and the database migrated) once per process."""
+    return build_services(get_settings())
+
+
+def settings() -> Settings:
+    return services().settings
+
+
+@st.cache_resource(show_spinner=False)
+def authenticator() -> Authenticator:
+    svc = services()
+    return make_authenticator(svc.settings, engine=svc.engine)
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    """One transaction for a page's reads or one edit."""
+    with transaction(services().engine) as s:
+        yield s
+
+
+# --------------------------------------------------------------------------- who is signed in
+
+
+def current_user() -> Principal | None:
+    value = st.session_state.get(PRINCIPAL_KEY)
+    return value if isinstance(value, Principal) else None
+
+
+def require_user() -> Principal:
+    """The signed-in user; stops the page if there is none (navigation only offers sign-in then)."""
+    user = current_user()
+    if user is None:
+        # Signed out (or the session expired) while on a page: back to the sign-in page,
+        # the only page navigation offers then.
+        st.switch_page(PAGE_SIGN_IN)
+    assert user is not None
+    return user
+
+
+def viewer() -> Viewer:
+    return require_user().viewer
+
+
+def sign_in(principal: Principal) -> None:
+    st.session_state[PRINCIPAL_KEY] = principal
+
+
+def sign_out() -> None:
+    """Forget everything this browser session knew (callback of the sign-out button)."""
+    user = current_user()
+    if user is not None:
+        authenticator().sign_out(user)
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+    st.query_params.clear()
+
+
+def render_sidebar_user() -> None:
+    user = current_user()
+    if user is None:
+        return
+    with st.sidebar:
+        st.divider()
+        st.markdown(f"**{md(user.username)}**")
+        st.caption("Administrator — sees every user's images" if user.is_admin else "Signed in")
+        st.button("Sign out", icon=":material/logout:", key="sign_out", on_click=sign_out, width="stretch")
+
+
+# --------------------------------------------------------------------------- cached data
+
+
+def data_changed() -> None:
+    """Drop briefly-cached query results after an edit, so every page shows it at once."""
+    cached_suggestions.clear()
+    _label_data.clear()
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=200)
+def cached_suggestions(user_id: str, is_admin: bool) -> list[str]:
+    from labelkit.db import repository as repo
+
+    with db() as s:
+        rows = repo.term_suggestions(session=s, viewer=Viewer(user_id=user_id, is_admin=is_admin))
+    return [r.term for r in rows]
+
+
+def suggestions(v: Viewer) -> list[str]:
+    return cached_suggestions(v.user_id, v.is_admin)
+
+
+@st.cache_data(ttl=15, show_spinner=False, max_entries=100)
+def _label_data(user_id: str, is_admin: bool, top: int) -> dict[str, pd.DataFrame]:
+    v = Viewer(user_id=user_id, is_admin=is_admin)
+    with db() as s:
+        return {
+            "labels": analytics.label_table(session=s, viewer=v),
+            "histogram": analytics.confidence_histogram(session=s, viewer=v),
+            "activity": analytics.activity_long(session=s, viewer=v, days=30),
+            "categories": analytics.categories(session=s, viewer=v),
+            "pairs": analytics.cooccurrence(session=s, viewer=v, top=top),
+        }
+
+
+def label_data(v: Viewer, top: int) -> dict[str, pd.DataFrame]:
+    """The Labels page's DataFrames, cached briefly per viewer."""
+    return _label_data(v.user_id, v.is_admin, top)
+
+
+@st.cache_data(show_spinner=False, max_entries=4000)
+def _thumbnail(object_key: str, sha256: str, size: int, square: bool) -> bytes | None:
+    # Keyed by sha256 as well as the key, so a replaced object never shows a stale thumbnail.
+    svc = services()
+    try:
+        data = svc.store.get(object_key)
+        thumb = make_thumbnail(data, size=size, max_pixels=svc.settings.max_pixels)
+    except LabelkitError:
+        return None
+    if not square:
+        return thumb
+    # Centre-cropped squares keep the gallery grid even, as photo galleries do.
+    im = PILImage.open(io.BytesIO(thumb))
+    side = min(im.size)
+    out = io.BytesIO()
+    ImageOps.fit(im, (side, side)).save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def thumbnail(image: Image, size: int | None = None, *, square: bool = False) -> bytes | None:
+    """A small JPEG of an image the caller already fetched through a scoped query."""
+    return _thumbnail(image.object_key, image.sha256, size or settings().thumbnail_size, square)
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    left: float
+    top: float
+    width: float
+    height: float
+    caption: str
+
+
+_BOX_COLOURS = ("#f59e0b", "#10b981", "#3b82f6", "#ef4444", "#8b5cf6", "#ec4899")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...]) -> bytes | None:
+    svc = services()
+    try:
+        data = svc.store.get(object_key)
+        small = make_thumbnail(data, size=DISPLAY_SIDE, max_pixels=svc.settings.max_pixels, quality=88)
+    except LabelkitError:
+        return None
+    if not boxes:
+        return small
+    im = PILImage.open(io.BytesIO(small)).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    w, h = im.size
+    line = max(2, round(max(w, h) / 300))
+    font = ImageFont.load_default(size=max(12, round(max(w, h) / 60)))
+    for i, b in enumerate(boxes):
+        colour = _BOX_COLOURS[i % len(_BOX_COLOURS)]
+        x0, y0 = b.left * w, b.top * h
+        x1, y1 = min(w - 1, (b.left + b.width) * w), min(h - 1, (b.top + b.height) * h)
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
+        tx0, ty0, tx1, ty1 = draw.textbbox((x0, y0), b.caption, font=font)
+        pad = 3
+        draw.rectangle((x0, y0, x0 + (tx1 - tx0) + 2 * pad, y0 + (ty1 - ty0) + 2 * pad), fill=colour)
+        draw.text((x0 + pad, 2 * y0 + pad - ty0), b.caption, fill="white", font=font)
+    out = io.BytesIO()
+    im.save(out, format="JPEG", quality=88)
+    return out.getvalue()
+
+
+def display_copy(image: Image, boxes: Sequence[Box] = ()) -> bytes | None:
+    """The photo at display size (never the full original), with instance boxes drawn on it."""
+    return _display_copy(image.object_key, image.sha256, tuple(boxes))
+
+
+# --------------------------------------------------------------------------- text and badges
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+
+
+def md(text: object) -> str:
+    """User-supplied text made inert for Streamlit markdown (no links, emphasis, colours, HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+STATUS_STYLE: dict[ImageStatus, tuple[str, str, Any]] = {
+    ImageStatus.PENDING: ("Pending", ":material/schedule:", "gray"),
+    ImageStatus.LABELLING: ("Labelling", ":material/autorenew:", "blue"),
+    ImageStatus.LABELLED: ("Labelled", ":material/check_circle:", "green"),
+    ImageStatus.FAILED: ("Failed", ":material/error:", "red"),
+}
+
+
+def status_badge(status: ImageStatus | str) -> None:
+    label, icon, colour = STATUS_STYLE[ImageStatus(status)]
+    st.badge(label, icon=icon, color=colour)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def flash(message: str) -> None:
+    """Show ``message`` once on the next page (e.g. after deleting and leaving an image page)."""
+    st.session_state["_flash"] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop("_flash", None)
+    if message:
+        st.success(md(message), icon=":material/check:")

@@ -1,0 +1,162 @@
+"""Labels across the viewer's images: top labels, confidence, activity, categories,
+co-occurrence, and a table of every label with review precision (downloadable as CSV).
+Clicking a bar (or choosing a label below the table) opens the gallery filtered by it."""
+
+from __future__ import annotations
+
+import altair as alt
+import streamlit as st
+
+from dashboard import core
+from labelkit import analytics
+
+user = core.require_user()
+viewer = user.viewer
+
+
+st.title("Labels")
+top_n = st.sidebar.slider("Top labels shown", 5, 40, 15, step=5, key="labels_top")
+data = core.label_data(viewer, top_n)
+table = data["labels"]
+
+if table.empty:
+    st.info(
+        "No labels yet — upload some images and they will be labelled automatically.", icon=":material/label:"
+    )
+    st.page_link(core.PAGE_UPLOAD, label="Upload photos", icon=":material/upload:")
+    st.stop()
+
+reviewed = int(table["confirmed"].sum() + table["rejected"].sum())
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Distinct labels", len(table), border=True)
+m2.metric("Labelled images (top label)", int(table["images"].max()), border=True)
+m3.metric("Mean confidence", f"{table['mean_confidence'].mean():.1f}%", border=True)
+m4.metric(
+    "Review precision",
+    f"{table['confirmed'].sum() / reviewed:.0%}" if reviewed else "—",
+    help="Share of reviewed model labels that people confirmed.",
+    border=True,
+)
+
+top = table.head(top_n)
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Images per label")
+    st.caption("Click a bar to open those images in the gallery.")
+    pick = alt.selection_point(fields=["label"], name="pick")
+    bars = (
+        alt.Chart(top)
+        .mark_bar()
+        .encode(
+            x=alt.X("images:Q", title="Images", axis=alt.Axis(format="d", tickMinStep=1)),
+            y=alt.Y("label:N", sort="-x", title=None),
+            color=alt.condition(pick, alt.value("#4f46e5"), alt.value("#c7d2fe")),
+            tooltip=["label", "images", alt.Tooltip("mean_confidence:Q", title="mean confidence")],
+        )
+        .add_params(pick)
+        .properties(height=max(200, 22 * len(top)))
+    )
+    event = st.altair_chart(bars, on_select="rerun", key="label_bars", width="stretch")
+    picked = (event.selection.get("pick") or []) if event else []
+    if picked and isinstance(picked[0], dict) and picked[0].get("label"):
+        st.switch_page(core.PAGE_GALLERY, query_params={"label": str(picked[0]["label"])})
+
+with right:
+    st.subheader("Confidence")
+    hist = (
+        alt.Chart(data["histogram"])
+        .mark_bar()
+        .encode(
+            x=alt.X("bin_start:Q", bin="binned", title="Confidence (%)", scale=alt.Scale(domain=[0, 100])),
+            x2="bin_end:Q",
+            y=alt.Y("labels:Q", title="Labels"),
+            tooltip=["bin_start", "bin_end", "labels"],
+        )
+        .properties(height=260)
+    )
+    st.altair_chart(hist, width="stretch")
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Uploads and labels over time")
+    line = (
+        alt.Chart(data["activity"])
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("day:T", title=None),
+            y=alt.Y("images:Q", title="Images"),
+            color=alt.Color("series:N", title=None),
+            tooltip=["day:T", "series", "images"],
+        )
+        .properties(height=260)
+    )
+    st.altair_chart(line, width="stretch")
+with right:
+    st.subheader("Categories")
+    cats = data["categories"]
+    if cats.empty:
+        st.caption("No categories yet.")
+    else:
+        arc = (
+            alt.Chart(cats)
+            .mark_arc(innerRadius=50)
+            .encode(
+                theta="images:Q",
+                color=alt.Color("category:N", title=None),
+                tooltip=["category", "images"],
+            )
+            .properties(height=260)
+        )
+        st.altair_chart(arc, width="stretch")
+
+st.subheader("Labels that appear together")
+pairs = data["pairs"]
+if pairs.empty:
+    st.caption("Not enough labels yet.")
+else:
+    order = list(top["label"])
+    heat = (
+        alt.Chart(pairs)
+        .mark_rect()
+        .encode(
+            x=alt.X("label_a:N", sort=order, title=None),
+            y=alt.Y("label_b:N", sort=order, title=None),
+            color=alt.Color("images:Q", scale=alt.Scale(scheme="purples"), title="Images"),
+            tooltip=["label_a", "label_b", "images"],
+        )
+        .properties(height=max(240, 24 * len(order)))
+    )
+    st.altair_chart(heat, width="stretch")
+
+st.subheader("All labels")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "label": st.column_config.TextColumn("Label"),
+        "images": st.column_config.NumberColumn("Images"),
+        "mean_confidence": st.column_config.ProgressColumn(
+            "Mean confidence", min_value=0, max_value=100, format="%.1f%%"
+        ),
+        "confirmed": st.column_config.NumberColumn("Confirmed"),
+        "rejected": st.column_config.NumberColumn("Rejected"),
+        "precision": st.column_config.NumberColumn(
+            "Review precision", format="percent", help="Confirmed ÷ reviewed (blank: none reviewed)."
+        ),
+    },
+    key="labels_table",
+)
+c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
+chosen = c1.selectbox("Open a label in the gallery", list(table["label"]), index=None, key="labels_open")
+if c2.button("Open in gallery", key="labels_open_btn", icon=":material/photo_library:", disabled=not chosen):
+    st.switch_page(core.PAGE_GALLERY, query_params={"label": str(chosen)})
+c3.download_button(
+    "Download CSV",
+    data=analytics.to_csv(table),
+    file_name="labelkit-labels.csv",
+    mime="text/csv",
+    icon=":material/download:",
+    key="labels_csv",
+    on_click="ignore",
+)

@@ -1,0 +1,38 @@
+"""Labelkit dashboard entry point: routes only.
+
+The pages on offer depend on who is signed in: nobody -> sign-in; a user ->
+gallery, upload, labels, review (and the hidden image page, opened from the
+gallery with ``?image=<id>``); an admin -> also the pipeline page.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import core
+
+st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")
+
+user = core.current_user()
+if user is None:
+    nav = st.navigation(
+        [st.Page(core.PAGE_SIGN_IN, title="Sign in", icon=":material/login:", default=True)],
+        position="hidden",
+    )
+else:
+    pages = {
+        "Images": [
+            st.Page(core.PAGE_GALLERY, title="Gallery", icon=":material/photo_library:", default=True),
+            st.Page(core.PAGE_UPLOAD, title="Upload", icon=":material/upload:"),
+            st.Page(core.PAGE_IMAGE, title="Image", icon=":material/image:", visibility="hidden"),
+        ],
+        "Labels": [
+            st.Page(core.PAGE_LABELS, title="Labels", icon=":material/label:"),
+            st.Page(core.PAGE_REVIEW, title="Review", icon=":material/fact_check:"),
+        ],
+    }
+    if user.is_admin:
+        pages["Admin"] = [st.Page(core.PAGE_PIPELINE, title="Pipeline", icon=":material/monitoring:")]
+    nav = st.navigation(pages)
+    core.render_sidebar_user()
+nav.run()

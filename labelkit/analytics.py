@@ -1,0 +1,126 @@
+"""Label analytics as pandas DataFrames, for the dashboard's charts and for notebooks.
+
+Every function takes a ``Session`` and a :class:`~labelkit.db.repository.Viewer`
+and only shapes what the repository returns (the queries themselves live in
+:mod:`labelkit.db.repository`), so a notebook sees the same numbers as the
+dashboard and the same scoping rules apply::
+
+    with transaction(engine) as s:
+        df = analytics.label_table(session=s, viewer=Viewer(user_id, is_admin=True))
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from labelkit.db import repository as repo
+from labelkit.db.models import ImageStatus, TermKind, utcnow
+from labelkit.db.repository import Viewer
+
+LABEL_COLUMNS = ["label", "images", "mean_confidence", "confirmed", "rejected", "precision"]
+
+
+def label_table(*, session: Session, viewer: Viewer, limit: int | None = None) -> pd.DataFrame:
+    """One row per model label: images carrying it, mean confidence, reviews and review precision."""
+    stats = repo.label_stats(session=session, viewer=viewer, limit=limit)
+    rows = [
+        {
+            "label": st.name,
+            "images": st.images,
+            "mean_confidence": round(st.mean_confidence, 1),
+            "confirmed": st.confirmed,
+            "rejected": st.rejected,
+            # NaN (not None) keeps the column numeric for charts and CSV.
+            "precision": st.precision if st.precision is not None else np.nan,
+        }
+        for st in stats
+    ]
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def confidence_histogram(*, session: Session, viewer: Viewer, bin_width: int = 5) -> pd.DataFrame:
+    """Model label confidences counted in ``bin_width``-point bins from 0 to 100."""
+    values = np.asarray(repo.model_confidences(session=session, viewer=viewer), dtype=float)
+    edges = np.arange(0, 100 + bin_width, bin_width, dtype=float)
+    counts, _ = np.histogram(values, bins=edges)
+    df = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "labels": counts.astype(int)})
+    return df
+
+
+def activity(*, session: Session, viewer: Viewer, days: int = 30) -> pd.DataFrame:
+    """Uploads and labelled images per UTC day for the last ``days`` days (missing days are 0)."""
+    today = utcnow().date()
+    start = today - timedelta(days=days - 1)
+    since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+    counts = repo.activity_per_day(session=session, viewer=viewer, since=since)
+    index = pd.date_range(start=start, end=today, freq="D")
+    df = pd.DataFrame(
+        {"uploads": 0, "labelled": 0},
+        index=index,
+    )
+    for c in counts:
+        day = pd.Timestamp(c.day)
+        if day in df.index:
+            df.loc[day, "uploads"] = c.uploads
+            df.loc[day, "labelled"] = c.labelled
+    df.index.name = "day"
+    return df.reset_index()
+
+
+def activity_long(*, session: Session, viewer: Viewer, days: int = 30) -> pd.DataFrame:
+    """:func:`activity` in long form (day, series, images), the shape Altair likes."""
+    wide = activity(session=session, viewer=viewer, days=days)
+    return wide.melt(id_vars="day", var_name="series", value_name="images")
+
+
+def categories(*, session: Session, viewer: Viewer, limit: int = 30) -> pd.DataFrame:
+    """Images per category, most common first."""
+    rows = repo.term_counts(session=session, viewer=viewer, kind=TermKind.CATEGORY, limit=limit)
+    return pd.DataFrame(rows, columns=["category", "images"])
+
+
+def cooccurrence(*, session: Session, viewer: Viewer, top: int = 12) -> pd.DataFrame:
+    """Images carrying both labels, for every pair of the ``top`` most common labels."""
+    names = [st.name for st in repo.label_stats(session=session, viewer=viewer, limit=top)]
+    pairs = repo.label_cooccurrence(session=session, viewer=viewer, names=names)
+    return pd.DataFrame([(p.a, p.b, p.images) for p in pairs], columns=["label_a", "label_b", "images"])
+
+
+def status_counts(*, session: Session, viewer: Viewer) -> pd.DataFrame:
+    counts = repo.status_counts(session=session, viewer=viewer)
+    return pd.DataFrame([(s.value, counts[s]) for s in ImageStatus], columns=["status", "images"])
+
+
+def labelled_per_minute(*, session: Session, viewer: Viewer, minutes: int = 60) -> pd.DataFrame:
+    """Images labelled per minute over the last ``minutes`` minutes (missing minutes are 0)."""
+    now = pd.Timestamp(utcnow()).floor("min")
+    start = now - pd.Timedelta(minutes=minutes - 1)
+    times = repo.labelled_times(session=session, viewer=viewer, since=start.to_pydatetime())
+    index = pd.date_range(start=start, end=now, freq="min")
+    series = pd.Series(0, index=index, dtype=int)
+    if times:
+        counted = pd.Series(1, index=pd.DatetimeIndex(times).floor("min")).groupby(level=0).sum()
+        series = series.add(counted.reindex(index, fill_value=0), fill_value=0).astype(int)
+    return pd.DataFrame({"minute": index, "images": series.to_numpy()})
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def to_csv(df: pd.DataFrame) -> bytes:
+    """CSV bytes (UTF-8) safe to open in a spreadsheet.
+
+    Text cells starting with ``=``, ``+``, ``-`` or ``@`` get a leading apostrophe so a
+    label named like a formula is shown, not run (CSV injection).
+    """
+    safe = df.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = safe[col].map(
+                lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            )
+    return safe.to_csv(index=False).encode("utf-8")

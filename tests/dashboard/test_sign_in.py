@@ -1,0 +1,87 @@
+"""Sign-up, sign-in, wrong passwords, lockout and sign-out through the real app (AppTest)."""
+
+from __future__ import annotations
+
+from streamlit.testing.v1 import AppTest
+
+from labelkit.auth import Principal
+from labelkit.services import Services
+from tests.dashboard.conftest import PASSWORD, app, texts
+
+
+def _submit(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click()
+    return at.run()
+
+
+def _sign_in(at: AppTest, username: str, password: str) -> AppTest:
+    at.text_input(key="signin_username").input(username)
+    at.text_input(key="signin_password").input(password)
+    return _submit(at, "Sign in")
+
+
+def test_signed_out_visitors_only_get_the_sign_in_page(services: Services) -> None:
+    at = app()
+    assert not at.exception
+    assert "Labelkit" in texts(at)
+    assert "first account becomes the administrator" in texts(at)
+
+
+def test_sign_up_signs_in_and_the_first_account_is_admin(services: Services) -> None:
+    at = app()
+    at.text_input(key="signup_username").input("carol")
+    at.text_input(key="signup_password").input(PASSWORD)
+    at.text_input(key="signup_repeat").input(PASSWORD)
+    _submit(at, "Create account")
+    assert not at.exception
+    principal = at.session_state["principal"]
+    assert principal.username == "carol" and principal.is_admin
+    # A browser lands on the default page (Gallery); AppTest keeps the page it asked for
+    # (sign-in), so open the gallery explicitly.
+    at.switch_page("pages/gallery.py").run()
+    assert "Gallery" in texts(at) and "No images yet — upload some." in texts(at)
+
+
+def test_sign_up_explains_bad_input(services: Services, alice: Principal) -> None:
+    at = app()
+    at.text_input(key="signup_username").input("alice")
+    at.text_input(key="signup_password").input(PASSWORD)
+    at.text_input(key="signup_repeat").input(PASSWORD + "x")
+    _submit(at, "Create account")
+    assert [e.value for e in at.error] == ["The two passwords differ."]
+    at.text_input(key="signup_repeat").input(PASSWORD)
+    _submit(at, "Create account")
+    assert [e.value for e in at.error] == ["That username is taken; please choose another."]
+    assert "principal" not in at.session_state
+
+
+def test_sign_in_and_wrong_password(services: Services, alice: Principal) -> None:
+    at = app()
+    _sign_in(at, "alice", "not the password")
+    assert [e.value for e in at.error] == ["Wrong username or password."]
+    _sign_in(at, "nobody", PASSWORD)
+    assert [e.value for e in at.error] == ["Wrong username or password."]  # same message: no user leak
+    _sign_in(at, "alice", PASSWORD)
+    assert not at.error and at.session_state["principal"] == alice
+
+
+def test_lockout_after_five_wrong_passwords(services: Services, alice: Principal) -> None:
+    at = app()
+    for _ in range(4):
+        _sign_in(at, "alice", "not the password")
+        assert [e.value for e in at.error] == ["Wrong username or password."]
+    _sign_in(at, "alice", "not the password")
+    assert [e.value for e in at.error] == ["Too many failed attempts; try again in 5 minutes."]
+    _sign_in(at, "alice", PASSWORD)  # even the right password waits
+    assert "Too many failed attempts" in at.error[0].value
+    assert "principal" not in at.session_state
+
+
+def test_sign_out_clears_the_session_and_returns_to_sign_in(services: Services, alice: Principal) -> None:
+    at = app(alice)  # the default page, Gallery (AppTest drops the sidebar after switch_page)
+    assert "Gallery" in [t.value for t in at.title]
+    at.session_state["upload_results"] = ["leftover"]
+    at.button(key="sign_out").click().run()
+    assert "principal" not in at.session_state and "upload_results" not in at.session_state
+    assert any(b.label == "Sign in" for b in at.button)
+    assert "Gallery" not in [t.value for t in at.title]
