@@ -1,0 +1,206 @@
+"""Host files: nginx site (nginx -t), systemd units, env file, user data (bash -n, shellcheck)."""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from infra_scripts import __main__ as cli
+from infra_scripts.render import (
+    DASHBOARD_UNIT,
+    ENV_FILE,
+    LISTENER_UNIT,
+    NGINX_SITE,
+    USER_DATA,
+    HostConfig,
+    render_host_files,
+)
+from labelkit.settings import Settings
+from tests.e2e.conftest import free_port
+from tests.infra.nginx_helpers import nginx_test, render_site
+
+ENV = {
+    "LABELKIT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/labelkit-demo-jobs",
+    "LABELKIT_STORAGE_URL": "s3://labelkit-demo-123456789012-us-east-1",
+    "LABELKIT_DATABASE_URL": "mysql+pymysql://labelkit@db.example:3306/labelkit",
+    "LABELKIT_S3_NOTIFIES_QUEUE": "true",
+}
+
+
+def _cfg(**kw: object) -> HostConfig:
+    cfg = HostConfig(env=dict(ENV), stack="demo", source_url="s3://labelkit-demo/deploy/labelkit-src.tar.gz")
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "labelkit.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_nginx_site_proxies_streamlit_with_websocket_upgrade() -> None:
+    site = render_host_files(_cfg())[NGINX_SITE]
+    stream = site[site.index("location /_stcore/stream") :]
+    stream = stream[: stream.index("}")]
+    for line in (
+        "proxy_pass http://127.0.0.1:8501;",
+        "proxy_http_version 1.1;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        'proxy_set_header Connection "upgrade";',
+        "proxy_read_timeout 86400s;",
+    ):
+        assert line in stream
+    # nginx lets through at least what the app accepts
+    assert f"client_max_body_size {-(-Settings().max_upload_bytes // 2**20)}m;" in site
+    assert "listen 443" not in site.replace("`listen 443 ssl`", "")  # TLS off: only a hint
+    assert (
+        render_host_files(_cfg(max_upload_bytes=50 * 2**20))[NGINX_SITE].count("client_max_body_size 50m;")
+        == 1
+    )
+
+
+def test_nginx_accepts_the_site(tmp_path: Path) -> None:
+    prefix = tmp_path / "nginx"
+    conf = render_site(prefix, _cfg(listen_address="127.0.0.1:", http_port=free_port(), ipv6=False))
+    result = nginx_test(conf, prefix)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_nginx_accepts_the_tls_site(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    prefix = tmp_path / "nginx"
+    cfg = _cfg(
+        listen_address="127.0.0.1:",
+        http_port=free_port(),
+        https_port=free_port(),
+        ipv6=False,
+        tls=True,
+        ssl_certificate=str(cert),
+        ssl_certificate_key=str(key),
+        acme_root=str(tmp_path / "acme"),
+    )
+    conf = render_site(prefix, cfg)
+    site = (prefix / "labelkit.conf").read_text()
+    assert f"ssl_certificate {cert};" in site and "return 301 https://$host$request_uri;" in site
+    result = nginx_test(conf, prefix)
+    assert result.returncode == 0, result.stderr
+
+
+def test_systemd_units() -> None:
+    files = render_host_files(_cfg())
+    dashboard, listener = files[DASHBOARD_UNIT], files[LISTENER_UNIT]
+    assert (
+        "ExecStart=/opt/labelkit/.venv/bin/python -m streamlit run dashboard/streamlit_app.py "
+        "--server.address 127.0.0.1 --server.port 8501 --server.headless true" in dashboard
+    )
+    assert "ExecStart=/opt/labelkit/.venv/bin/python -m sqs_listener" in listener
+    for unit in (dashboard, listener):
+        for line in (
+            "Restart=on-failure",
+            "EnvironmentFile=/etc/labelkit/labelkit.env",
+            "User=labelkit",
+            "NoNewPrivileges=true",
+            "ProtectSystem=strict",
+            "ReadWritePaths=/var/lib/labelkit",
+        ):
+            assert line in unit.splitlines(), line
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_units_parse(tmp_path: Path) -> None:
+    files = render_host_files(_cfg())
+    paths = []
+    for name in (DASHBOARD_UNIT, LISTENER_UNIT):
+        path = tmp_path / Path(name).name
+        path.write_text(files[name])
+        paths.append(str(path))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *paths], capture_output=True, text=True, timeout=60
+    )
+    # Paths that exist only on the EC2 host are reported; syntax errors are not allowed.
+    problems = [
+        line
+        for line in result.stderr.splitlines()
+        if "Unknown key" in line or "Unknown section" in line or "Failed to parse" in line
+    ]
+    assert problems == []
+
+
+def test_env_file_is_read_by_settings(tmp_path: Path) -> None:
+    text = render_host_files(_cfg())[ENV_FILE]
+    path = tmp_path / "labelkit.env"
+    path.write_text(text)
+    settings = Settings(_env_file=path)
+    assert settings.queue_url == ENV["LABELKIT_QUEUE_URL"]
+    assert settings.s3_notifies_queue is True
+    assert settings.data_dir == Path("/var/lib/labelkit")
+
+
+def test_user_data_embeds_everything_and_passes_bash_n(tmp_path: Path) -> None:
+    files = render_host_files(_cfg())
+    script = files[USER_DATA]
+    for name in (ENV_FILE, DASHBOARD_UNIT, LISTENER_UNIT, NGINX_SITE):
+        assert files[name] in script
+    assert "systemctl enable labelkit-dashboard.service" in script
+    assert "ENABLE_LISTENER='no'" in script
+    assert "ENABLE_LISTENER='yes'" in render_host_files(_cfg(enable_listener=True))[USER_DATA]
+    git = render_host_files(_cfg(source_url="https://github.com/example/labelkit.git"))[USER_DATA]
+    path = tmp_path / "user-data.sh"
+    for text in (script, git):
+        path.write_text(text)
+        result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    assert len(script.encode()) < 16 * 1024  # EC2's user-data limit
+
+
+@pytest.mark.skipif(
+    shutil.which("shellcheck") is None and shutil.which("apt-get") is None,
+    reason="shellcheck cannot be installed here",
+)
+def test_user_data_passes_shellcheck(tmp_path: Path) -> None:
+    # Not skipped where apt-get exists: install shellcheck (scripts/system-deps.sh) instead.
+    assert shutil.which("shellcheck"), "install shellcheck: apt-get install -y shellcheck"
+    path = tmp_path / "user-data.sh"
+    path.write_text(render_host_files(_cfg())[USER_DATA])
+    result = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_render_cli_writes_all_files(tmp_path: Path) -> None:
+    out = tmp_path / "host"
+    assert cli.main(["render", "--out", str(out), "--no-ipv6", "--http-port", "8080"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
+        [DASHBOARD_UNIT, ENV_FILE, LISTENER_UNIT, NGINX_SITE, USER_DATA]
+    )
+    assert "listen 8080 default_server;" in (out / NGINX_SITE).read_text()
+    assert (out / USER_DATA).stat().st_mode & 0o111
+    assert cli.main(["render", "--out", str(out), "--stack", "missing"]) == 1
