@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from types import FrameType
 
@@ -36,6 +37,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _streamlit_flags() -> list[str]:
+    """The repository's .streamlit/config.toml as command-line flags.
+
+    Streamlit reads that file only from the current directory; passing it as
+    flags gives the same look wherever ``make run`` / the tests start from.
+    """
+    path = ROOT / ".streamlit" / "config.toml"
+    if not path.is_file():
+        return []
+    flags = []
+    for section, options in tomllib.loads(path.read_text()).items():
+        for key, value in options.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags += [f"--{section}.{key}", text]
+    return flags
+
+
 def _children(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     py = sys.executable
     dashboard = [
@@ -43,6 +61,7 @@ def _children(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         "--server.address", args.host,
         "--server.port", str(args.port),
         "--server.headless", "true",
+        *_streamlit_flags(),
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     out = [("dashboard", dashboard)]

@@ -1,0 +1,110 @@
+"""One real-browser walk through the product, started as ``make run`` starts it.
+
+Headless Chromium (Debian's) drives the real Streamlit server with the real
+listener and the real local model: sign up, upload two photos and one
+non-image, see the rejection, wait for labels, open an image, confirm a label
+and check that the Labels page counts the confirmation. Screenshots of every
+page are saved under test-artifacts/ (the README's pictures).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+from skimage import data as skdata
+
+from tests.e2e.conftest import Product, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
+
+TIMEOUT = 60_000  # ms; labelling with the real model takes a second or two per photo
+
+
+def _photos(tmp: Path) -> list[Path]:
+    out = []
+    for name, arr in (("chelsea.jpg", skdata.chelsea()), ("coffee.jpg", skdata.coffee())):
+        path = tmp / name
+        Image.fromarray(arr).save(path, format="JPEG", quality=90)
+        out.append(path)
+    fake = tmp / "notes.jpg"
+    fake.write_text("these are my holiday notes, not a photo\n")
+    out.append(fake)
+    return out
+
+
+def _nav(page: Page, name: str) -> None:
+    """Follow a sidebar link, as a person does (a reload would start a new session)."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+
+
+def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tmp_path: Path) -> None:
+    page.set_default_timeout(TIMEOUT)
+    # Sign up: the first account becomes the administrator.
+    page.goto(product.url)
+    expect(page.get_by_text("Create account").first).to_be_visible()
+    screenshot(page, "01-sign-in")
+    page.get_by_role("tab", name="Create account").click()
+    page.get_by_label("Username").last.fill("alice")
+    page.get_by_label("Password", exact=True).last.fill("correct horse battery")
+    page.get_by_label("Repeat password").fill("correct horse battery")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    expect(page.get_by_text("Administrator")).to_be_visible()
+
+    # Upload two real photos and one text file named .jpg.
+    _nav(page, "Upload")
+    expect(page.get_by_role("heading", name="Upload photos")).to_be_visible()
+    page.locator("input[type=file]").set_input_files([str(p) for p in _photos(tmp_path)])
+    expect(page.get_by_text("Last upload")).to_be_visible()
+    rejection = page.get_by_text(re.compile(r"notes\.jpg.*rejected: Not an image"))
+    expect(rejection).to_be_visible()
+    expect(page.get_by_text(re.compile(r"chelsea\.jpg.*queued for labelling"))).to_be_visible()
+    screenshot(page, "02-upload")
+
+    # The listener labels both with the local model; the gallery refreshes by itself.
+    _nav(page, "Gallery")
+    labelled = page.get_by_test_id("stMetric").filter(has_text="Labelled")
+    expect(labelled).to_contain_text("2", timeout=TIMEOUT)
+    expect(page.get_by_text(re.compile(r"^Cat · \d+%$"))).to_be_visible()
+    screenshot(page, "03-gallery")
+
+    # A parent label finds its children: "Animal" finds the cat, not the coffee.
+    label_filter = page.get_by_role("combobox", name=re.compile("Label"))
+    label_filter.click()
+    label_filter.fill("Animal")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("1 image")).to_be_visible()
+    expect(page.get_by_text("chelsea.jpg")).to_be_visible()
+    expect(page.get_by_text("coffee.jpg")).to_have_count(0)
+
+    # Open the cat and confirm "Cat".
+    page.get_by_role("link", name="Open").first.click()
+    expect(page.get_by_role("heading", name="chelsea.jpg")).to_be_visible()
+    # Streamlit tags each widget's container with its key (here "confirm::Cat").
+    page.locator(".st-key-confirm--Cat").get_by_role("button").click()
+    expect(page.get_by_text(re.compile(r"Confirmed by alice"))).to_be_visible()
+    screenshot(page, "04-image")
+
+    # The Labels page counts the confirmation (read back through its CSV download).
+    _nav(page, "Labels")
+    expect(page.get_by_role("heading", name="Images per label")).to_be_visible()
+    page.wait_for_timeout(1500)  # let the Vega charts draw before the picture
+    screenshot(page, "05-labels")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    rows = {r["label"]: r for r in csv.DictReader(io.StringIO(Path(download.value.path()).read_text()))}
+    assert rows["Cat"]["images"] == "1" and rows["Cat"]["confirmed"] == "1"
+    assert float(rows["Cat"]["precision"]) == 1.0
+    assert "Coffee Cup" in rows or "Coffee" in rows or "Espresso" in rows
+
+    _nav(page, "Review")
+    screenshot(page, "06-review")
+    _nav(page, "Pipeline")
+    expect(page.get_by_text(re.compile("Dead", re.I)).first).to_be_visible()
+    screenshot(page, "07-pipeline")
