@@ -2,7 +2,8 @@
 
 The pages on offer depend on who is signed in: nobody -> sign-in; a user ->
 gallery, upload, labels, review (and the hidden image page, opened from the
-gallery with ``?image=<id>``); an admin -> also the pipeline page.
+gallery with ``?image=<id>``), and the compare page once the user's images carry
+more than one model version (compare mode); an admin -> also the pipeline page.
 """
 
 from __future__ import annotations
@@ -10,6 +11,16 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import core
+from labelkit.db import repository as repo
+
+PAGE_COMPARE = "pages/compare.py"
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _model_versions(user_id: str, is_admin: bool) -> int:
+    with core.db() as s:
+        return len(repo.model_versions(session=s, viewer=repo.Viewer(user_id=user_id, is_admin=is_admin)))
+
 
 st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")
 
@@ -31,6 +42,8 @@ else:
             st.Page(core.PAGE_REVIEW, title="Review", icon=":material/fact_check:"),
         ],
     }
+    if _model_versions(user.user_id, user.is_admin) > 1:
+        pages["Labels"].append(st.Page(PAGE_COMPARE, title="Compare labellers", icon=":material/compare:"))
     if user.is_admin:
         pages["Admin"] = [st.Page(core.PAGE_PIPELINE, title="Pipeline", icon=":material/monitoring:")]
     nav = st.navigation(pages)

@@ -124,3 +124,63 @@ def to_csv(df: pd.DataFrame) -> bytes:
                 lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
             )
     return safe.to_csv(index=False).encode("utf-8")
+
+
+# --------------------------------------------------------------------------- compare mode
+
+AGREEMENT_COLUMNS = ["label", "a_images", "b_images", "both", "either", "jaccard"]
+COST_COLUMNS = ["model_version", "labeller", "images", "labels", "cost_per_1000", "cost_so_far"]
+
+
+def labeller_kind(model_version: str) -> str:
+    """``"rekognition"`` for Amazon Rekognition's versions (``rekognition-3.0``), else ``"local"``."""
+    return "rekognition" if model_version.startswith("rekognition") else "local"
+
+
+def model_version_costs(*, session: Session, viewer: Viewer, price_per_1000: float) -> pd.DataFrame:
+    """One row per model version: images and labels it produced, and its estimated API cost.
+
+    Rekognition costs ``price_per_1000`` US dollars per 1,000 images (one DetectLabels
+    call each; ``settings.rekognition_price_per_1000``). The local model has no API
+    cost (it uses the worker's own CPU).
+    """
+    rows = []
+    for mv in repo.model_versions(session=session, viewer=viewer):
+        kind = labeller_kind(mv.model_version)
+        per_1000 = price_per_1000 if kind == "rekognition" else 0.0
+        rows.append(
+            {
+                "model_version": mv.model_version,
+                "labeller": "Amazon Rekognition" if kind == "rekognition" else "Local model",
+                "images": mv.images,
+                "labels": mv.labels,
+                "cost_per_1000": per_1000,
+                "cost_so_far": round(mv.images * per_1000 / 1000, 4),
+            }
+        )
+    return pd.DataFrame(rows, columns=COST_COLUMNS)
+
+
+def agreement_frame(agreement: repo.Agreement) -> pd.DataFrame:
+    """:func:`~labelkit.db.repository.labeller_agreement`'s per-label numbers as a DataFrame
+    (most frequent labels first)."""
+    rows = [
+        {
+            "label": la.name,
+            "a_images": la.a_images,
+            "b_images": la.b_images,
+            "both": la.both,
+            "either": la.either,
+            "jaccard": round(la.jaccard, 4),
+        }
+        for la in agreement.labels
+    ]
+    return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
+
+
+def agreement_histogram(agreement: repo.Agreement, *, bins: int = 10) -> pd.DataFrame:
+    """Images per per-image-Jaccard bin (0-1), to show how agreement is spread."""
+    values = np.asarray(list(agreement.per_image.values()), dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    counts, _ = np.histogram(values, bins=edges)
+    return pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "images": counts.astype(int)})

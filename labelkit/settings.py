@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     cognito_user_pool_id: str = ""
     cognito_client_id: str = ""
     cognito_client_secret: SecretStr | None = None
+    cognito_password_flow: Literal["srp", "user_password"] = Field(
+        default="srp",
+        description="How passwords are checked: SRP (never sent) or USER_PASSWORD_AUTH.",
+    )
 
     @field_validator("labeler")
     @classmethod

@@ -241,6 +241,24 @@ with right:
                 when = f" · {lab.reviewed_at:%Y-%m-%d %H:%M} UTC" if lab.reviewed_at else ""
                 note.caption(f":{colour}[{verb}] by {core.md(lab.reviewed_by or '?')}{when}")
 
+    # Compare mode: every labeller's own answer, side by side.
+    by_version: dict[str, list[LabelRow]] = {}
+    for r in rows:
+        if r.source == LabelSource.MODEL and r.instance == 0:
+            by_version.setdefault(r.model_version, []).append(r)
+    if len(by_version) > 1:
+        with st.expander("Labellers side by side", expanded=True, icon=":material/compare:"):
+            for col, (version, version_rows) in zip(
+                st.columns(len(by_version)), sorted(by_version.items()), strict=True
+            ):
+                col.caption(f"**{core.md(version)}**")
+                col.markdown(
+                    "  \n".join(
+                        f"{core.md(r.name)} · {r.confidence:.0f}%"
+                        for r in sorted(version_rows, key=lambda r: (-r.confidence, r.name))
+                    )
+                )
+
     with st.form("add_label_form", clear_on_submit=True, border=False):
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         new_label = c1.text_input("Add a label", key="new_label", max_chars=128, placeholder="e.g. Sofa")

@@ -1,18 +1,28 @@
 """Authentication: the ``Authenticator`` protocol and how to pick one.
 
 The dashboard only ever talks to an :class:`Authenticator`. ``LocalAuth``
-(argon2 hashes in the Labelkit database) is the default; a Cognito adapter
-will satisfy the same small protocol. Every failure is an
-:class:`labelkit.errors.AuthError` whose message is shown to people as is
-(``AccountLocked`` when too many wrong passwords locked the account).
+(argon2 hashes in the Labelkit database) is the default; ``CognitoAuth``
+(Amazon Cognito through pycognito) satisfies the same small protocol, plus
+:class:`AccountRecovery` for the flows only a provider with e-mail codes has.
+Every failure is an :class:`labelkit.errors.AuthError` whose message is shown
+to people as is::
+
+    AuthError
+    ├── AccountLocked          too many wrong passwords
+    ├── ConfirmationRequired   sign-up worked; the account waits for the e-mailed code
+    └── NewPasswordRequired    an admin-created account must choose its own password first
+
+The two last ones are "not yet" answers rather than failures; a caller that
+only knows ``AuthError`` still shows a sensible message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from labelkit.db.repository import Viewer
+from labelkit.errors import AuthError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -27,6 +37,8 @@ class Principal:
     user_id: str
     username: str
     is_admin: bool = False
+    # The provider's access token (Cognito), kept only to end the session on sign-out.
+    access_token: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def viewer(self) -> Viewer:
@@ -49,6 +61,48 @@ class Authenticator(Protocol):
         ...
 
 
+class ConfirmationRequired(AuthError):
+    """The account exists but is not confirmed: ask for the code sent to ``destination``."""
+
+    def __init__(self, message: str, *, username: str, destination: str = "") -> None:
+        super().__init__(message)
+        self.username = username
+        self.destination = destination
+
+
+class NewPasswordRequired(AuthError):
+    """The password was right, but the account must choose a new one before signing in."""
+
+    def __init__(self, message: str, *, username: str) -> None:
+        super().__init__(message)
+        self.username = username
+
+
+@runtime_checkable
+class AccountRecovery(Protocol):
+    """Optional flows of providers that send codes by e-mail (Cognito). ``LocalAuth`` has none."""
+
+    def confirm_sign_up(self, username: str, code: str) -> None:
+        """Confirm a new account with the e-mailed code (then the person signs in)."""
+        ...
+
+    def resend_code(self, username: str) -> str:
+        """Send the confirmation code again; returns where it went (masked)."""
+        ...
+
+    def forgot_password(self, username: str) -> str:
+        """Send a password-reset code; returns where it went (masked)."""
+        ...
+
+    def reset_password(self, username: str, code: str, new_password: str) -> None:
+        """Set a new password with the reset code."""
+        ...
+
+    def complete_new_password(self, username: str, password: str, new_password: str) -> Principal:
+        """Answer the new-password challenge (:class:`NewPasswordRequired`) and sign in."""
+        ...
+
+
 def make_authenticator(settings: Settings, *, engine: Engine) -> Authenticator:
     """The authenticator the settings ask for (``auth_mode``)."""
     if settings.auth_mode == "local":
@@ -59,6 +113,10 @@ def make_authenticator(settings: Settings, *, engine: Engine) -> Authenticator:
             max_failures=settings.login_max_failures,
             lock_seconds=settings.login_lock_seconds,
         )
+    if settings.auth_mode == "cognito":
+        from labelkit.auth.cognito import CognitoAuth
+
+        return CognitoAuth.from_settings(settings, engine=engine)
     from labelkit.errors import ConfigError
 
-    raise ConfigError(f"auth_mode {settings.auth_mode!r} is not available in this build yet")
+    raise ConfigError(f"auth_mode {settings.auth_mode!r} is not available")

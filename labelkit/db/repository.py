@@ -804,3 +804,160 @@ def top_labels(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) ->
     for image_id, name, conf in session.execute(stmt):
         best.setdefault(image_id, (name, float(conf)))
     return best
+
+
+# --------------------------------------------------------------------------- compare mode
+# With several labellers configured (LABELKIT_LABELER=local,rekognition) each image
+# carries one set of model rows per model version. These functions say how far two
+# versions agree, scoped by the Viewer like everything else.
+#
+# Matching rule (labellers name things differently: local "Cat" vs Rekognition
+# "Cat"/"Kitten"): on one image, side A's *vocabulary* is every name, parent and
+# alias of A's image-level labels (case-insensitive); likewise for B. A label name
+# found on either side counts as *agreed* when it is in both vocabularies, i.e. the
+# other labeller has it as a label, a parent or an alias. Per image:
+#
+#     jaccard = |agreed names| / |names labelled by A or B|
+#
+# (1.0 when both ran and found nothing). Overall agreement is the mean of that over the
+# images both versions labelled. Per label name: images where A has it, where B
+# has it, where it is agreed, and the label's Jaccard = agreed / (A or B has it).
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionCount:
+    model_version: str
+    images: int
+    labels: int
+
+
+def model_versions(*, session: Session, viewer: Viewer) -> list[ModelVersionCount]:
+    """Model versions that labelled the viewer's images, with image and label counts (most images first)."""
+    stmt = _scoped(
+        select(
+            LabelRow.model_version,
+            func.count(func.distinct(LabelRow.image_id)),
+            func.count(),
+        )
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+        .group_by(LabelRow.model_version),
+        viewer,
+    )
+    rows = [
+        ModelVersionCount(model_version=str(v), images=int(i), labels=int(n))
+        for v, i, n in session.execute(stmt)
+    ]
+    return sorted(rows, key=lambda r: (-r.images, r.model_version))
+
+
+@dataclass(frozen=True, slots=True)
+class LabelAgreement:
+    name: str
+    a_images: int  # images where A has this label
+    b_images: int  # images where B has it
+    both: int  # images where it is agreed (see the matching rule above)
+    either: int  # images where A or B has it
+
+    @property
+    def jaccard(self) -> float:
+        return self.both / self.either if self.either else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    version_a: str
+    version_b: str
+    images: int  # images labelled by both versions
+    mean_jaccard: float | None  # None when no image has both
+    labels: list[LabelAgreement] = field(default_factory=list)
+    per_image: dict[str, float] = field(default_factory=dict)
+
+
+def _vocabulary(rows: Iterable[tuple[str, list[str] | None, list[str] | None]]) -> tuple[set[str], set[str]]:
+    """(label names, names + parents + aliases), case-folded."""
+    names: set[str] = set()
+    vocab: set[str] = set()
+    for name, parents, aliases in rows:
+        key = name.strip().casefold()
+        names.add(key)
+        vocab.add(key)
+        vocab.update(p.strip().casefold() for p in (parents or []) if p)
+        vocab.update(a.strip().casefold() for a in (aliases or []) if a)
+    return names, vocab
+
+
+def image_agreement(
+    a: Iterable[tuple[str, list[str] | None, list[str] | None]],
+    b: Iterable[tuple[str, list[str] | None, list[str] | None]],
+) -> tuple[float, set[str], set[str], set[str]]:
+    """One image's Jaccard under the matching rule, with A's names, B's names and the agreed names."""
+    a_names, a_vocab = _vocabulary(a)
+    b_names, b_vocab = _vocabulary(b)
+    union = a_names | b_names
+    agreed = union & a_vocab & b_vocab
+    return (len(agreed) / len(union) if union else 1.0), a_names, b_names, agreed
+
+
+def labeller_agreement(
+    *, session: Session, viewer: Viewer, version_a: str, version_b: str, limit: int = 500_000
+) -> Agreement:
+    """How far two model versions agree on the viewer's images that both labelled."""
+    stmt = _scoped(
+        select(LabelRow.image_id, LabelRow.model_version, LabelRow.name, LabelRow.parents, LabelRow.aliases)
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(
+            LabelRow.source == LabelSource.MODEL,
+            LabelRow.instance == 0,
+            LabelRow.model_version.in_([version_a, version_b]),
+        )
+        .limit(limit),
+        viewer,
+    )
+    per: dict[str, dict[str, list[tuple[str, list[str] | None, list[str] | None]]]] = {}
+    display: dict[str, str] = {}
+    for image_id, version, name, parents, aliases in session.execute(stmt):
+        per.setdefault(image_id, {}).setdefault(version, []).append((name, parents, aliases))
+        display.setdefault(name.strip().casefold(), name)
+    # Images both versions ran on, even if one found nothing (its rows are then absent):
+    # the pipeline records every version it ran as "a+b" on the image.
+    ran_both = _scoped(
+        select(Image.id, Image.model_version).where(
+            Image.model_version.contains(version_a), Image.model_version.contains(version_b)
+        ),
+        viewer,
+    )
+    for image_id, joined in session.execute(ran_both):
+        if {version_a, version_b} <= set(str(joined).split("+")):
+            sides = per.setdefault(image_id, {})
+            sides.setdefault(version_a, [])
+            sides.setdefault(version_b, [])
+    counts: dict[str, list[int]] = {}  # name -> [a, b, both, either]
+    per_image: dict[str, float] = {}
+    for image_id, sides in per.items():
+        if version_a not in sides or version_b not in sides:
+            continue  # compared only where both versions labelled the image
+        score, a_names, b_names, agreed = image_agreement(sides[version_a], sides[version_b])
+        per_image[image_id] = score
+        for key in a_names | b_names:
+            c = counts.setdefault(key, [0, 0, 0, 0])
+            c[0] += key in a_names
+            c[1] += key in b_names
+            c[2] += key in agreed
+            c[3] += 1
+    labels = sorted(
+        (
+            LabelAgreement(name=display[k], a_images=a, b_images=b, both=both, either=either)
+            for k, (a, b, both, either) in counts.items()
+        ),
+        key=lambda la: (-la.either, la.name.casefold()),
+    )
+    mean = sum(per_image.values()) / len(per_image) if per_image else None
+    return Agreement(
+        version_a=version_a,
+        version_b=version_b,
+        images=len(per_image),
+        mean_jaccard=mean,
+        labels=labels,
+        per_image=per_image,
+    )
