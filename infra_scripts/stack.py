@@ -1554,6 +1554,13 @@ def apply(
             "creating the Lambda function needs --lambda-zip (python -m infra_scripts.lambda_zip)"
         )
     echo(f"Applying stack {opts.name} in {opts.region} (account {clients.account}):")
+    if opts.create_lambda and _needs_rds(opts) and not opts.lambda_subnet_ids:
+        # The RDS instance is private; a Lambda outside the VPC cannot reach it.
+        echo(
+            "WARNING: the Lambda runs outside the VPC and cannot reach the private RDS database. "
+            "Pass --lambda-subnet-ids (subnets with a NAT gateway or VPC endpoints for S3, "
+            "Rekognition and Secrets Manager), or use --worker ec2."
+        )
     _walk(run)
     env_path, json_path = write_outputs(run)
     if run.changes:
