@@ -13,6 +13,7 @@ Nothing here decides who may see what: every query goes through
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,12 +22,14 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont, ImageOps
 from sqlalchemy.orm import Session
 
 from labelkit import analytics
 from labelkit.auth import Authenticator, Principal, make_authenticator
+from labelkit.auth.sessions import COOKIE_NAME, SessionStore
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.repository import Viewer
@@ -36,6 +39,9 @@ from labelkit.services import Services, build_services
 from labelkit.settings import Settings, get_settings
 
 PRINCIPAL_KEY = "principal"
+_TOKEN = "_session_token"
+_COOKIE_CHECKED = "_session_cookie_checked"
+_COOKIE_ACTION = "_session_cookie_action"
 DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
 
 PAGE_SIGN_IN = "pages/sign_in.py"
@@ -66,6 +72,11 @@ def authenticator() -> Authenticator:
     return make_authenticator(svc.settings, engine=svc.engine)
 
 
+@st.cache_resource(show_spinner=False)
+def session_store() -> SessionStore:
+    return SessionStore(services().engine)
+
+
 @contextmanager
 def db() -> Iterator[Session]:
     """One transaction for a page's reads or one edit."""
@@ -78,7 +89,18 @@ def db() -> Iterator[Session]:
 
 def current_user() -> Principal | None:
     value = st.session_state.get(PRINCIPAL_KEY)
-    return value if isinstance(value, Principal) else None
+    if isinstance(value, Principal):
+        return value
+    # A new Streamlit session (a reload, a new tab): resume from the session cookie once.
+    if not st.session_state.get(_COOKIE_CHECKED):
+        st.session_state[_COOKIE_CHECKED] = True
+        token = st.context.cookies.get(COOKIE_NAME) if st.context.cookies else None
+        principal = session_store().resume(token) if token else None
+        if principal is not None:
+            st.session_state[PRINCIPAL_KEY] = principal
+            st.session_state[_TOKEN] = token
+            return principal
+    return None
 
 
 def require_user() -> Principal:
@@ -98,6 +120,9 @@ def viewer() -> Viewer:
 
 def sign_in(principal: Principal) -> None:
     st.session_state[PRINCIPAL_KEY] = principal
+    token = session_store().issue(principal)
+    st.session_state[_TOKEN] = token
+    st.session_state[_COOKIE_ACTION] = ("set", token)
 
 
 def sign_out() -> None:
@@ -105,9 +130,37 @@ def sign_out() -> None:
     user = current_user()
     if user is not None:
         authenticator().sign_out(user)
+    token = st.session_state.get(_TOKEN)
+    if token:
+        session_store().revoke(token)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.query_params.clear()
+    st.session_state[_COOKIE_CHECKED] = True  # do not resume from the (now revoked) cookie
+    st.session_state[_COOKIE_ACTION] = ("clear", "")
+
+
+def sync_session_cookie() -> None:
+    """Set or clear the browser's session cookie after a sign-in or sign-out.
+
+    Streamlit cannot set cookies from Python; a zero-height component does it in
+    the page's own origin (``SameSite=Strict``; ``Secure`` behind HTTPS).
+    """
+    action = st.session_state.pop(_COOKIE_ACTION, None)
+    if action is None:
+        return
+    verb, token = action
+    if verb == "set":
+        attrs = f"Path=/; Max-Age={session_store().lifetime_seconds}; SameSite=Strict"
+        value = json.dumps(f"{COOKIE_NAME}={token}; {attrs}")
+    else:
+        value = json.dumps(f"{COOKIE_NAME}=; Path=/; Max-Age=0; SameSite=Strict")
+    components.html(
+        "<script>(function(){var c=" + value + ";"
+        "if (window.parent.location.protocol === 'https:') { c += '; Secure'; }"
+        "window.parent.document.cookie = c;})();</script>",
+        height=0,
+    )
 
 
 def render_sidebar_user() -> None:

@@ -48,4 +48,5 @@ else:
         pages["Admin"] = [st.Page(core.PAGE_PIPELINE, title="Pipeline", icon=":material/monitoring:")]
     nav = st.navigation(pages)
     core.render_sidebar_user()
+core.sync_session_cookie()
 nav.run()

@@ -7,6 +7,7 @@ Tables:
     image_terms    every label name, parent and category an image has, for fast search
                    ("images with X, or with X among its parents") and counts
     queue_messages the local job queue (``LocalQueue``), live and dead letters
+    web_sessions   signed-in browsers (hashed cookie tokens), so a reload keeps you signed in
 
 Migrations live in ``labelkit/db/migrations`` (Alembic) and are the only way the
 schema is created; keep them in step with these models.
@@ -222,6 +223,18 @@ class ImageTerm(Base):
     kind: Mapped[TermKind] = mapped_column(_enum(TermKind, "term_kind"), primary_key=True)
     term: Mapped[str] = mapped_column(String(128), primary_key=True)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)  # best confidence behind the term
+
+
+class WebSession(Base):
+    """A signed-in browser: the dashboard's session cookie, stored as a SHA-256 hash."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_user", "user_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 class QueueMessageRow(Base):

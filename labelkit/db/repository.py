@@ -34,6 +34,7 @@ from labelkit.db.models import (
     ReviewState,
     TermKind,
     User,
+    WebSession,
     new_id,
     utcnow,
 )
@@ -153,6 +154,33 @@ def record_login_success(*, session: Session, user: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = utcnow()
+
+
+def create_web_session(*, session: Session, user_id: str, token_hash: str, lifetime_seconds: int) -> None:
+    now = utcnow()
+    session.add(
+        WebSession(
+            token_hash=token_hash,
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=lifetime_seconds),
+        )
+    )
+
+
+def user_for_web_session(*, session: Session, token_hash: str) -> User | None:
+    """The user a live session token belongs to; expired sessions are removed on sight."""
+    row = session.get(WebSession, token_hash)
+    if row is None:
+        return None
+    if row.expires_at <= utcnow():
+        session.delete(row)
+        return None
+    return session.get(User, row.user_id)
+
+
+def delete_web_session(*, session: Session, token_hash: str) -> None:
+    session.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
 
 
 # --------------------------------------------------------------------------- images
@@ -625,6 +653,154 @@ def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> in
         viewer,
     )
     return int(session.scalar(stmt) or 0)
+
+
+# --------------------------------------------------------------------------- exports and notebooks
+# Bulk reads behind ``labelkit.exports`` (CSV, JSON Lines, COCO and manifest files,
+# and the DataFrames the notebooks use) and the writes behind importing human labels.
+# Scoped by the Viewer like everything else.
+
+_IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
+
+
+def export_images(
+    *,
+    session: Session,
+    viewer: Viewer,
+    owner_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    terms: Sequence[str] = (),
+) -> list[Image]:
+    """The viewer's images, oldest first, narrowed by owner, upload time (``since`` <= t < ``until``)
+    and terms: an image qualifies when it carries any of ``terms`` as a label name or a parent."""
+    stmt = _scoped(select(Image), viewer)
+    if owner_id is not None:
+        stmt = stmt.where(Image.owner_id == owner_id)
+    if since is not None:
+        stmt = stmt.where(Image.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(Image.created_at < until)
+    wanted = sorted({t.strip() for t in terms if t.strip()})
+    if wanted:
+        stmt = stmt.where(
+            exists().where(
+                ImageTerm.image_id == Image.id,
+                ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]),
+                ImageTerm.term.in_(wanted),
+            )
+        )
+    return list(session.scalars(stmt.order_by(Image.created_at, Image.id)))
+
+
+def export_label_rows(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> list[LabelRow]:
+    """Every label row (model and human, image level and boxes) of the viewer's images among ``image_ids``."""
+    ids = sorted(set(image_ids))
+    out: list[LabelRow] = []
+    for start in range(0, len(ids), _IN_CHUNK):
+        stmt = _scoped(
+            select(LabelRow)
+            .join(Image, Image.id == LabelRow.image_id)
+            .where(LabelRow.image_id.in_(ids[start : start + _IN_CHUNK]))
+            .order_by(
+                LabelRow.image_id, LabelRow.source, LabelRow.model_version, LabelRow.name, LabelRow.instance
+            ),
+            viewer,
+        )
+        out.extend(session.scalars(stmt))
+    return out
+
+
+def image_owners(*, session: Session, viewer: Viewer) -> list[tuple[str, str]]:
+    """(user id, username) of everyone whose images the viewer may see, by username."""
+    stmt = _scoped(
+        select(User.id, User.username).join(Image, Image.owner_id == User.id).distinct(),
+        viewer,
+    )
+    return sorted(((str(i), str(n)) for i, n in session.execute(stmt)), key=lambda r: r[1])
+
+
+def delete_human_labels(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> int:
+    """Remove every human row (reviews, added labels and their boxes) from the viewer's images
+    among ``image_ids``; returns the rows removed. Model rows are never touched."""
+    ids = sorted(set(image_ids))
+    removed = 0
+    for start in range(0, len(ids), _IN_CHUNK):
+        allowed = session.scalars(
+            _scoped(select(Image.id).where(Image.id.in_(ids[start : start + _IN_CHUNK])), viewer)
+        ).all()
+        if allowed:
+            result: Any = session.execute(
+                delete(LabelRow).where(LabelRow.image_id.in_(allowed), LabelRow.source == LabelSource.HUMAN)
+            )
+            removed += int(result.rowcount or 0)
+    return removed
+
+
+def import_human_label(
+    *,
+    session: Session,
+    viewer: Viewer,
+    image_id: str,
+    name: str,
+    review: ReviewState,
+    parents: Sequence[str] | None = None,
+    aliases: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
+    boxes: Sequence[tuple[float, float, float, float, float]] = (),
+) -> LabelRow:
+    """A human label from an imported file: :func:`set_human_label`, then the file's
+    parents, aliases and categories (when given) and its boxes.
+
+    ``boxes`` are ``(left, top, width, height, confidence)`` with coordinates as
+    fractions of the image; they replace the label's human boxes (rows ``instance``
+    1..n beside its image-level row, sharing its parents and categories).
+    """
+    row = set_human_label(session=session, viewer=viewer, image_id=image_id, name=name, review=review)
+    if parents is not None:
+        row.parents = [p for p in parents if p]
+    if aliases is not None:
+        row.aliases = [a for a in aliases if a]
+    if categories is not None:
+        row.categories = [c for c in categories if c]
+    human = (
+        LabelRow.image_id == row.image_id,
+        LabelRow.source == LabelSource.HUMAN,
+        LabelRow.model_version == "",
+        LabelRow.name == row.name,
+    )
+    session.execute(delete(LabelRow).where(*human, LabelRow.instance > 0))
+    for i, (left, top, width, height, conf) in enumerate(boxes, start=1):
+        session.add(
+            LabelRow(
+                image_id=row.image_id,
+                source=LabelSource.HUMAN,
+                model_version="",
+                name=row.name,
+                instance=i,
+                confidence=float(conf),
+                parents=list(row.parents),
+                aliases=list(row.aliases),
+                categories=list(row.categories),
+                box_left=left,
+                box_top=top,
+                box_width=width,
+                box_height=height,
+                review=review,
+                created_by=viewer.user_id,
+                created_at=row.created_at,
+            )
+        )
+    session.flush()
+    if review == ReviewState.CONFIRMED:
+        # The file may name parents and categories the model never gave: make them searchable.
+        _insert_ignore(
+            session,
+            ImageTerm.__table__,
+            _terms(row.image_id, ((p, 100.0) for p in row.parents), TermKind.PARENT)
+            + _terms(row.image_id, ((c, 100.0) for c in row.categories), TermKind.CATEGORY),
+        )
+    return row
 
 
 # --------------------------------------------------------------------------- dashboard aggregates

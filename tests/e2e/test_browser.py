@@ -3,7 +3,8 @@
 Headless Chromium (Debian's) drives the real Streamlit server with the real
 listener and the real local model: sign up, upload two photos and one
 non-image, see the rejection, wait for labels, open an image, confirm a label
-and check that the Labels page counts the confirmation. Screenshots of every
+and check that the Labels page counts the confirmation; a reload keeps the
+session and signing out ends it. Screenshots of every
 page are saved under test-artifacts/ (the README's pictures).
 """
 
@@ -56,6 +57,9 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
     expect(page.get_by_text("Administrator")).to_be_visible()
+    # A reload keeps you signed in (session cookie).
+    page.reload()
+    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
 
     # Upload two real photos and one text file named .jpg.
     _nav(page, "Upload")
@@ -108,3 +112,10 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     _nav(page, "Pipeline")
     expect(page.get_by_text(re.compile("Dead", re.I)).first).to_be_visible()
     screenshot(page, "07-pipeline")
+
+    # Signing out ends the session: a reload does not bring it back.
+    page.get_by_role("button", name=re.compile("Sign out")).click()
+    expect(page.get_by_role("tab", name="Create account")).to_be_visible()
+    page.reload()
+    expect(page.get_by_role("tab", name="Create account")).to_be_visible()
+    expect(page.get_by_text("Administrator")).to_have_count(0)
