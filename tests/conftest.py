@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from labelkit.db.engine import dispose_engines, make_engine
 from labelkit.db.migrate import upgrade
@@ -42,6 +42,22 @@ def _mysql_admin() -> pymysql.connections.Connection:
     return pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password="", charset="utf8mb4")
 
 
+def _kill_other_connections(cur: pymysql.cursors.Cursor, database: str) -> None:
+    """End connections that earlier tests left open on ``database``.
+
+    A connection still inside a transaction (a server thread the test could not
+    stop, a cached engine) holds metadata locks, and DROP would wait for it forever.
+    """
+    cur.execute(
+        "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (database,)
+    )
+    for (conn_id,) in cur.fetchall():
+        try:
+            cur.execute(f"KILL {int(conn_id)}")
+        except pymysql.err.OperationalError:
+            pass  # it ended by itself meanwhile
+
+
 @pytest.fixture(scope="session")
 def mysql_server_url() -> Iterator[str]:
     """A throwaway database on the real MariaDB for this test session."""
@@ -53,12 +69,17 @@ def mysql_server_url() -> Iterator[str]:
     yield f"mysql+pymysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{name}"
     conn = _mysql_admin()
     with conn.cursor() as cur:
+        _kill_other_connections(cur, name)
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()
 
 
 def _reset_mysql(url: str) -> None:
     """Empty the schema between tests (cheaper than a new database each time)."""
+    conn = _mysql_admin()
+    with conn.cursor() as cur:
+        _kill_other_connections(cur, make_url(url).database or "")
+    conn.close()
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
