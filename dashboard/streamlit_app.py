@@ -40,6 +40,7 @@ else:
         "Labels": [
             st.Page(core.PAGE_LABELS, title="Labels", icon=":material/label:"),
             st.Page(core.PAGE_REVIEW, title="Review", icon=":material/fact_check:"),
+            st.Page("pages/export.py", title="Export", icon=":material/download:"),
         ],
     }
     if _model_versions(user.user_id, user.is_admin) > 1:
