@@ -45,7 +45,12 @@ def make_engine(
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(u, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            u,
+            echo=echo,
+            hide_parameters=True,  # never log bound values (password hashes, names)
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if password is not None and u.password is None:
@@ -59,6 +64,7 @@ def make_engine(
     return create_engine(
         u,
         echo=echo,
+        hide_parameters=True,  # never log bound values (password hashes, names)
         pool_pre_ping=True,  # RDS and MariaDB close idle connections
         pool_recycle=280,
         pool_size=5,

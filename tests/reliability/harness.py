@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, LabelRow
 from labelkit.services import Services
+from labelkit.settings import Settings
 from labelkit.uploads import upload_image
 from tests.unit.image_factory import encode, photo
 
@@ -111,3 +113,54 @@ def assert_each_labelled_exactly_once(services: Services, ids: list[str]) -> Non
     assert per_key == [], f"duplicated label rows: {per_key[:5]}"
     assert labelled_with_rows == len(ids)
     assert len(versions) == 1
+
+
+# --------------------------------------------------------------------------- poison, bad input, soak
+
+
+def local_settings(data_dir: Path, *, visibility: int = 120, max_receives: int = 4) -> Settings:
+    """Settings for a local run (SQLite database and queue, a folder store, the real model)."""
+    return Settings(
+        data_dir=data_dir,
+        model_dir=MODEL_DIR,
+        queue_visibility_timeout=visibility,
+        queue_max_receives=max_receives,
+    )
+
+
+def local_listener_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``python -m sqs_listener`` use the same folder, database and queue."""
+    return listener_env(
+        {
+            "LABELKIT_DATA_DIR": str(settings.data_dir),
+            "LABELKIT_QUEUE_VISIBILITY_TIMEOUT": str(settings.queue_visibility_timeout),
+            "LABELKIT_QUEUE_MAX_RECEIVES": str(settings.queue_max_receives),
+        }
+    )
+
+
+def unsettled(services: Services, ids: list[str] | None = None) -> int:
+    """How many images (of ``ids``, or all) are still pending or being labelled."""
+    stmt = select(func.count()).where(Image.status.in_([ImageStatus.PENDING, ImageStatus.LABELLING]))
+    if ids is not None:
+        stmt = stmt.where(Image.id.in_(ids))
+    with transaction(services.engine) as s:
+        return int(s.scalar(stmt) or 0)
+
+
+def point_dashboard_at(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make an AppTest of the dashboard use the same database, folder and queue as ``settings``."""
+    import streamlit as st
+
+    from labelkit.settings import get_settings
+
+    for name, value in {
+        "LABELKIT_DATA_DIR": str(settings.data_dir),
+        "LABELKIT_MODEL_DIR": str(settings.resolved_model_dir),
+        "LABELKIT_QUEUE_VISIBILITY_TIMEOUT": str(settings.queue_visibility_timeout),
+        "LABELKIT_QUEUE_MAX_RECEIVES": str(settings.queue_max_receives),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -1,0 +1,388 @@
+"""Authorization matrix: two users (alice, bob) and an admin.
+
+* Every public function of ``labelkit.db.repository`` that takes a ``viewer`` (found with
+  ``inspect``, so a new one without a case here fails) called by bob with alice's image id,
+  key, label names and model versions is refused (``NotFound``) or gives exactly what it
+  gives once alice's image no longer exists: "another user's id behaves like a missing id".
+* Every use case of ``labelkit.uploads`` that takes a ``viewer`` likewise, changing nothing.
+* Object keys cannot be guessed: ``users/{owner}/{uuid4 hex}{ext}``, never from the file
+  name; ``LocalStore`` refuses every escape.
+* File names and label names with HTML are shown as text on the gallery, image, labels and
+  review pages (no element renders user data as HTML).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import re
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
+
+from labelkit import uploads
+from labelkit.auth import Principal
+from labelkit.auth.local import LocalAuth
+from labelkit.db import repository as repo
+from labelkit.db.engine import transaction
+from labelkit.db.models import Base, LabelRow, ReviewState, TermKind, utcnow
+from labelkit.errors import NotFound, StorageError
+from labelkit.labelers.base import Label, LabelResult
+from labelkit.services import Services
+from labelkit.storage.local import LocalStore
+from tests.dashboard.conftest import BLUE, GREEN, RED, app, jpeg, texts, upload
+
+PASSWORD = "correct horse battery"
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+SCRIPT_NAME = "<script>alert(1).jpg"
+ALICE_LABEL, ALICE_PARENT, ALICE_V1, ALICE_V2 = (
+    "AliceOnlyLabel",
+    "AliceParent",
+    "alice-model-1",
+    "alice-model-2",
+)
+
+
+def _viewer_functions(module: Any) -> dict[str, Callable[..., Any]]:
+    return {
+        name: fn
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if fn.__module__ == module.__name__
+        and not name.startswith("_")
+        and "viewer" in inspect.signature(fn).parameters
+    }
+
+
+REPO_FUNCTIONS = _viewer_functions(repo)
+USE_CASES = _viewer_functions(uploads)
+
+
+@dataclasses.dataclass
+class World:
+    admin: Principal
+    alice: Principal
+    bob: Principal
+    alice_image: str
+    alice_key: str
+    bob_image: str
+
+
+def _label(name: str, conf: float, parents: list[str] | None = None) -> Label:
+    return Label(name=name, confidence=conf, parents=parents or [], categories=["AliceCategory"])
+
+
+@pytest.fixture
+def world(services: Services, auth: LocalAuth) -> World:
+    admin = auth.sign_up("admin", PASSWORD)  # the first account is the admin
+    alice = auth.sign_up("alice", PASSWORD)
+    bob = auth.sign_up("bob", PASSWORD)
+    alice_image = upload(services, alice, "alice-secret.jpg", RED)
+    bob_image = upload(services, bob, "bob.jpg", BLUE)
+    with transaction(services.engine) as s:
+        for image_id, prefix in ((alice_image, "Alice"), (bob_image, "Bob")):
+            for version in (f"{prefix.lower()}-model-1", f"{prefix.lower()}-model-2"):
+                labels = [
+                    _label(f"{prefix}OnlyLabel", 61.0, [f"{prefix}Parent"]),
+                    _label(f"{prefix}Other", 57.0),
+                ]
+                result = LabelResult(labels=labels, model_version=version)
+                repo.save_model_labels(session=s, image_id=image_id, result=result)
+            repo.mark_labelled(
+                session=s,
+                image_id=image_id,
+                model_version=f"{prefix.lower()}-model-1+{prefix.lower()}-model-2",
+                properties=None,
+            )
+        alice_key = repo.get_image(session=s, viewer=alice.viewer, image_id=alice_image).object_key
+        repo.set_human_label(
+            session=s,
+            viewer=alice.viewer,
+            image_id=alice_image,
+            name="AliceHuman",
+            review=ReviewState.CONFIRMED,
+        )
+    return World(admin, alice, bob, alice_image, alice_key, bob_image)
+
+
+def _arguments(fn: Callable[..., Any], w: World, viewer: repo.Viewer) -> dict[str, Any]:
+    """Arguments aimed at alice's data, by parameter name. A required parameter not known
+    here fails the test: a new function needs a deliberate case."""
+    known: dict[str, Any] = {
+        "viewer": viewer,
+        "image_id": w.alice_image,
+        "image_ids": [w.alice_image],
+        "keys": [w.alice_key],
+        "term": ALICE_LABEL,
+        "names": [ALICE_LABEL, ALICE_PARENT, "AliceOther"],
+        "name": ALICE_LABEL,
+        "review": ReviewState.CONFIRMED,
+        "since": utcnow() - timedelta(days=30),
+        "kind": TermKind.LABEL,
+        "version_a": ALICE_V1,
+        "version_b": ALICE_V2,
+        "flt": repo.ImageFilter(label=ALICE_LABEL, owner_id=w.alice.user_id),
+    }
+    args: dict[str, Any] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        if name in ("session", "services"):
+            continue
+        if name in known:
+            args[name] = known[name]
+        elif param.default is inspect.Parameter.empty:
+            pytest.fail(f"{fn.__name__}: no test value for required parameter {name!r}; add one")
+    return args
+
+
+def _norm(x: Any) -> Any:
+    """A comparable, session-independent form of a result (ORM rows by their columns)."""
+    if isinstance(x, Base):
+        attrs = sa_inspect(x).mapper.column_attrs
+        return (type(x).__name__, tuple((a.key, _norm(getattr(x, a.key))) for a in attrs))
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return (type(x).__name__, tuple((f.name, _norm(getattr(x, f.name))) for f in dataclasses.fields(x)))
+    if isinstance(x, dict):
+        return ("dict", sorted(((_norm(k), _norm(v)) for k, v in x.items()), key=repr))
+    if isinstance(x, list | tuple):
+        return [_norm(v) for v in x]
+    if isinstance(x, set | frozenset):
+        return sorted((_norm(v) for v in x), key=repr)
+    return x
+
+
+def _call(services: Services, fn: Callable[..., Any], args: dict[str, Any], *, dry: bool = False) -> Any:
+    """``fn``'s answer, normalised, or "NotFound"; ``dry`` rolls its writes back."""
+    try:
+        if dry:
+            with Session(services.engine) as s:
+                try:
+                    return _norm(fn(session=s, **args))
+                finally:
+                    s.rollback()
+        with transaction(services.engine) as s:
+            return _norm(fn(session=s, **args))
+    except NotFound:
+        return "NotFound"
+
+
+def _alice_markers(w: World) -> list[str]:
+    return [
+        w.alice_image,
+        w.alice_key,
+        w.alice.user_id,
+        "alice-secret",
+        ALICE_LABEL,
+        ALICE_PARENT,
+        "AliceOther",
+        "AliceHuman",
+        ALICE_V1,
+        ALICE_V2,
+    ]
+
+
+def test_every_viewer_function_is_covered() -> None:
+    # GIVEN the repository's and the use cases' person-facing functions, found by inspection
+    # THEN there are as many as we know of (a new one shows up in the parametrised tests below)
+    assert len(REPO_FUNCTIONS) >= 25, sorted(REPO_FUNCTIONS)
+    assert set(USE_CASES) == {"retry_image", "delete_image"}, sorted(USE_CASES)
+
+
+# Functions whose answer for alice does not depend on this one labelled image (she has no
+# failed images); bob's side of the matrix is still checked for them.
+_NOT_ABOUT_A_LABELLED_IMAGE = {"failed_images"}
+
+
+@pytest.mark.parametrize("name", sorted(REPO_FUNCTIONS))
+def test_repository_function_refuses_or_hides_other_users_data(
+    services: Services, world: World, name: str
+) -> None:
+    fn = REPO_FUNCTIONS[name]
+    writes = name.startswith(("delete_", "set_", "reset_", "mark_"))
+    # GIVEN alice's labelled image, and bob who has his own; the call reaches alice's data
+    # for alice and for the admin (else the matrix would prove nothing)
+    answers = {
+        who.username: _call(services, fn, _arguments(fn, world, who.viewer), dry=True)
+        for who in (world.alice, world.admin)
+    }
+    assert "NotFound" not in answers.values(), (name, answers)
+    # WHEN bob calls the function with alice's ids, key, label names and model versions
+    as_bob = _call(services, fn, _arguments(fn, world, world.bob.viewer))
+    # THEN nothing of alice's appears in the answer ...
+    echoed = {ALICE_V1, ALICE_V2} if "version_a" in inspect.signature(fn).parameters else set()
+    for marker in set(_alice_markers(world)) - echoed:  # (the versions asked about are echoed back)
+        assert marker not in repr(as_bob), f"{name} leaked {marker!r} to bob: {as_bob!r}"
+    if "image_id" in inspect.signature(fn).parameters:
+        assert as_bob == "NotFound", f"{name} did not refuse bob: {as_bob!r}"
+    # ... and it is exactly the answer he gets once alice's image does not exist at all,
+    # while alice's and the admin's answers change
+    with transaction(services.engine) as s:
+        repo.delete_image(session=s, viewer=world.admin.viewer, image_id=world.alice_image)
+    assert _call(services, fn, _arguments(fn, world, world.bob.viewer)) == as_bob, name
+    if writes or name in _NOT_ABOUT_A_LABELLED_IMAGE:
+        return
+    for who in (world.alice, world.admin):
+        gone = _call(services, fn, _arguments(fn, world, who.viewer))
+        assert gone != answers[who.username], f"{name}: {who.username} gets the same without alice's image"
+
+
+@pytest.mark.parametrize("name", sorted(USE_CASES))
+def test_use_case_with_other_users_image_is_refused_and_changes_nothing(
+    services: Services, world: World, name: str
+) -> None:
+    def footprint() -> tuple[Any, bool, int]:
+        with transaction(services.engine) as s:
+            img = _norm(repo.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
+            labels = len(
+                repo.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
+            )
+        return img, services.store.exists(world.alice_key), labels
+
+    # GIVEN alice's image, failed, with its message on the dead-letter queue
+    with transaction(services.engine) as s:
+        repo.mark_failed(session=s, image_id=world.alice_image, reason="boom")
+    before, queued = footprint(), services.queue.stats()
+    # WHEN bob runs the use case with alice's image id
+    with pytest.raises(NotFound):
+        USE_CASES[name](services=services, viewer=world.bob.viewer, image_id=world.alice_image)
+    # THEN her row, labels, object and queue entries are untouched
+    assert footprint() == before
+    assert services.queue.stats() == queued
+
+
+def test_object_keys_are_random_and_never_from_the_file_name(services: Services, world: World) -> None:
+    # GIVEN uploads whose names try to reach bob's folder
+    names = [f"../{world.bob.user_id}/x.jpg", f"users/{world.bob.user_id}/y.jpg", "..\\..\\z.jpg"]
+    blobs = [jpeg((30 * i, 90, 140)) for i in range(len(names))]
+    ids = [upload(services, world.alice, n, data) for n, data in zip(names, blobs, strict=True)]
+    with transaction(services.engine) as s:
+        keys = [repo.get_image(session=s, viewer=world.alice.viewer, image_id=i).object_key for i in ids]
+    # THEN every key is in alice's folder, named by a fresh random (uuid4) id
+    for image_id, key in zip(ids, keys, strict=True):
+        assert key == f"users/{world.alice.user_id}/{image_id}.jpg"
+        assert re.fullmatch(r"[0-9a-f]{32}", image_id) and uuid.UUID(hex=image_id).version == 4
+    ids_made = {repo.new_id() for _ in range(10_000)}
+    assert len(ids_made) == 10_000
+    assert all(uuid.UUID(hex=i).version == 4 for i in list(ids_made)[:100])
+    # user ids too: the folder name cannot be guessed from a username
+    assert re.fullmatch(r"[0-9a-f]{32}", world.bob.user_id) and world.bob.username not in world.bob.user_id
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../outside.jpg",
+        "users/../../outside.jpg",
+        "users/bob/../../../outside.jpg",
+        "/etc/passwd",
+        "users\\..\\..\\outside.jpg",
+        "users/./bob/x.jpg",
+        "users//x.jpg",
+        "users/bob/x.jpg\x00.png",
+        "",
+        "users/bob/" + "a" * 1100,
+    ],
+)
+def test_local_store_refuses_escapes(tmp_path: Path, key: str) -> None:
+    store = LocalStore(tmp_path / "store")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for action in (
+        lambda: store.put(key, b"x", content_type="image/jpeg"),
+        lambda: store.get(key),
+        lambda: store.delete(key),
+        lambda: store.exists(key),
+    ):
+        with pytest.raises(StorageError):
+            action()
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_local_store_refuses_a_symlink_out_of_the_store(tmp_path: Path) -> None:
+    # GIVEN a user folder that is a symlink to somewhere outside the store
+    store = LocalStore(tmp_path / "store")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"secret")
+    (tmp_path / "store" / "users").mkdir(parents=True)
+    os.symlink(outside, tmp_path / "store" / "users" / "mallory")
+    # THEN neither reads nor writes go through it
+    with pytest.raises(StorageError):
+        store.get("users/mallory/secret.jpg")
+    with pytest.raises(StorageError):
+        store.put("users/mallory/new.jpg", b"x", content_type="image/jpeg")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.jpg"]
+
+
+# --------------------------------------------------------------------------- HTML shown as text
+
+_UNESCAPED_TAG = re.compile(r"(?<!\\)<\s*(script|img)", re.IGNORECASE)
+
+
+def _walk(at: AppTest) -> list[Any]:
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        for child in getattr(node, "children", {}).values():
+            found.append(child)
+            walk(child)
+
+    walk(at._tree)
+    return found
+
+
+def _assert_html_is_text(at: AppTest, must_show: list[str]) -> None:
+    assert not at.exception, at.exception
+    for el in _walk(at):
+        proto = getattr(el, "proto", None)
+        body = getattr(proto, "body", None)
+        if isinstance(body, str):
+            if getattr(proto, "allow_html", False):
+                assert "alert(1)" not in body, f"user data in an HTML element: {body!r}"
+            assert not _UNESCAPED_TAG.search(body), f"unescaped markup in {el.type}: {body!r}"
+    shown = texts(at) + "\n".join(str(d.value.to_dict()) for d in at.dataframe)
+    for text in must_show:
+        assert text in shown, f"{text!r} is not shown as text"
+
+
+@pytest.fixture
+def hostile(services: Services, auth: LocalAuth) -> tuple[Principal, list[str]]:
+    carol = auth.sign_up("carol", PASSWORD)
+    # ("/" separates folders in a file name, so a closing tag cannot be part of one)
+    ids = [upload(services, carol, SCRIPT_NAME, RED), upload(services, carol, f"{IMG}.jpg", GREEN)]
+    with transaction(services.engine) as s:
+        for image_id in ids:
+            labels = [_label(SCRIPT, 60.0, [IMG]), _label(IMG, 58.0)]
+            repo.save_model_labels(
+                session=s, image_id=image_id, result=LabelResult(labels=labels, model_version="m1")
+            )
+            repo.mark_labelled(session=s, image_id=image_id, model_version="m1", properties=None)
+            repo.set_human_label(
+                session=s,
+                viewer=carol.viewer,
+                image_id=image_id,
+                name=f"human {IMG}",
+                review=ReviewState.CONFIRMED,
+            )
+        assert s.scalars(select(LabelRow.name)).all()
+    return carol, ids
+
+
+def test_html_in_names_is_shown_as_text_on_every_page(
+    services: Services, hostile: tuple[Principal, list[str]]
+) -> None:
+    carol, ids = hostile
+    # WHEN carol opens the gallery, each image, the labels and the review pages
+    # THEN the names are shown as text and no element renders them as HTML
+    _assert_html_is_text(app(carol, "pages/gallery.py"), [SCRIPT_NAME, f"{IMG}.jpg", SCRIPT])
+    for image_id in ids:
+        _assert_html_is_text(app(carol, "pages/image.py", image=image_id), [SCRIPT, IMG, f"human {IMG}"])
+    _assert_html_is_text(app(carol, "pages/labels.py"), [SCRIPT, IMG])
+    _assert_html_is_text(app(carol, "pages/review.py"), [SCRIPT, IMG, SCRIPT_NAME])
