@@ -549,21 +549,26 @@ def set_human_label(
     return row
 
 
+def _awaiting_review() -> list[Any]:
+    """Image-level model labels with no human row of the same name on the image."""
+    human = aliased(LabelRow)
+    return [
+        LabelRow.source == LabelSource.MODEL,
+        LabelRow.instance == 0,
+        ~exists().where(
+            human.image_id == LabelRow.image_id,
+            human.source == LabelSource.HUMAN,
+            human.name == LabelRow.name,
+        ),
+    ]
+
+
 def review_queue(*, session: Session, viewer: Viewer, limit: int = 50, offset: int = 0) -> list[LabelRow]:
     """Model labels (image level) no person has confirmed or rejected yet, lowest confidence first."""
-    human = aliased(LabelRow)
     stmt = (
         select(LabelRow)
         .join(Image, Image.id == LabelRow.image_id)
-        .where(
-            LabelRow.source == LabelSource.MODEL,
-            LabelRow.instance == 0,
-            ~exists().where(
-                human.image_id == LabelRow.image_id,
-                human.source == LabelSource.HUMAN,
-                human.name == LabelRow.name,
-            ),
-        )
+        .where(*_awaiting_review())
         .order_by(LabelRow.confidence.asc(), LabelRow.id)
         .limit(limit)
         .offset(offset)
@@ -830,20 +835,11 @@ def term_suggestions(*, session: Session, viewer: Viewer, limit: int = 500) -> l
 
 def count_review_queue(*, session: Session, viewer: Viewer) -> int:
     """How many labels :func:`review_queue` would page through."""
-    human = aliased(LabelRow)
     stmt = (
         select(func.count())
         .select_from(LabelRow)
         .join(Image, Image.id == LabelRow.image_id)
-        .where(
-            LabelRow.source == LabelSource.MODEL,
-            LabelRow.instance == 0,
-            ~exists().where(
-                human.image_id == LabelRow.image_id,
-                human.source == LabelSource.HUMAN,
-                human.name == LabelRow.name,
-            ),
-        )
+        .where(*_awaiting_review())
     )
     return int(session.scalar(_scoped(stmt, viewer)) or 0)
 
