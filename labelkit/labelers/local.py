@@ -12,7 +12,12 @@ Why this design (facts in docs/DESIGN "The local model"):
   grid is directly a fraction of the full image.
 * Decoding goes through :func:`labelkit.images.decode_rgb` with ``min_side`` = the
   model size, so a 12 MP JPEG is decoded by libjpeg at 1/8 scale (``draft``) and
-  is never materialised at full size.
+  is never materialised at full size. In a batch, images are decoded on a small
+  thread pool (Pillow releases the GIL while decoding and resizing).
+* ``precision="int8"`` runs the statically quantized model written by the export
+  (:mod:`labelkit.labelers.quantize`): the model runs ~2x faster than fp32 with VNNI, top-1
+  class equal to fp32 on ~95 % of test images. The boxes still use the fp32 classifier
+  weights (the int8 model's feature map is dequantized float32).
 * Class probabilities are rolled up the WordNet hierarchy and turned into friendly
   labels by :mod:`labelkit.labelers.taxonomy` (``data/rules.yml``).
 * Boxes (``instances``) come from class activation maps: the ONNX model also outputs
@@ -27,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,7 +51,7 @@ from labelkit.labelers.base import (
     LabelOptions,
     LabelResult,
 )
-from labelkit.labelers.export import EXPORT_FORMAT, MODELS, ModelFiles
+from labelkit.labelers.export import EXPORT_FORMAT, MODELS, PRECISIONS, ModelFiles, Precision
 from labelkit.labelers.properties import image_properties
 from labelkit.labelers.taxonomy import CompiledRules, Entry, load_rules
 
@@ -85,17 +91,25 @@ class LocalLabeler:
         *,
         max_pixels: int = 50_000_000,
         rules: CompiledRules | None = None,
+        precision: Precision = "fp32",
     ) -> None:
         if model not in MODELS:
             raise LabelerError(f"unknown local model {model!r}; use one of {sorted(MODELS)}", permanent=True)
+        if precision not in PRECISIONS:
+            raise LabelerError(
+                f"unknown precision {precision!r}; use one of {list(PRECISIONS)}", permanent=True
+            )
         self.spec = MODELS[model]
+        self.precision: Precision = precision
         self.files = ModelFiles.of(Path(model_dir), self.spec)
+        self.model_path = self.files.model(precision)
         self.threads = max(1, int(threads))
         self.max_pixels = max_pixels
         self.rules = rules or load_rules()
         self._lock = threading.Lock()
         self._session: onnxruntime.InferenceSession | None = None
         self._fc_weight: np.ndarray | None = None
+        self._pool: ThreadPoolExecutor | None = None
         # Per-entry class index arrays, for CAM weights.
         self._entry_classes = [np.asarray(e.classes, dtype=np.int64) for e in self.rules.entries]
 
@@ -110,12 +124,19 @@ class LocalLabeler:
             model_dir=settings.resolved_model_dir,
             threads=settings.model_threads,
             max_pixels=settings.max_pixels,
+            precision=settings.local_precision,
         )
 
     @property
     def model_version(self) -> str:
-        """Changes whenever the model, its export or the rules/taxonomy change."""
-        return f"{self.spec.stem}-onnx-{EXPORT_FORMAT}-rules{self.rules.version}"
+        """Changes whenever the model, its precision, its export or the rules/taxonomy change."""
+        if self.precision == "int8":
+            from labelkit.labelers.quantize import QUANT_FORMAT
+
+            engine = f"int8-onnx-{EXPORT_FORMAT}.{QUANT_FORMAT}"
+        else:
+            engine = f"onnx-{EXPORT_FORMAT}"
+        return f"{self.spec.stem}-{engine}-rules{self.rules.version}"
 
     @property
     def input_size(self) -> int:
@@ -130,10 +151,11 @@ class LocalLabeler:
         with self._lock:
             if self._session is not None:
                 return self._session
-            if not self.files.onnx.is_file() or not self.files.fc.is_file():
+            if not self.model_path.is_file() or not self.files.fc.is_file():
                 raise LabelerError(
-                    f"The local model {self.spec.stem} is not exported yet ({self.files.onnx} is "
-                    "missing). Run `make model` (or `python -m labelkit.labelers.export`).",
+                    f"The local model {self.spec.stem} ({self.precision}) is not exported yet "
+                    f"({self.model_path} is missing). Run `make model` (or "
+                    f"`python -m labelkit.labelers.export --precision {self.precision}`).",
                     permanent=False,
                 )
             import onnxruntime as ort
@@ -143,20 +165,26 @@ class LocalLabeler:
             options.inter_op_num_threads = 1
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # Idle pool threads sleep instead of spinning: on this (shared, 2-core) kind of
+            # machine spinning threads compete with the other workers, and with each other:
+            # measured under load, fp32 21 ms/image without spinning vs 29-40 ms with it.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.enable_cpu_mem_arena = True
+            options.enable_mem_pattern = True
             options.log_severity_level = 3
             try:
                 session = ort.InferenceSession(
-                    str(self.files.onnx), sess_options=options, providers=["CPUExecutionProvider"]
+                    str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
                 )
                 with np.load(self.files.fc) as fc:
                     self._fc_weight = np.ascontiguousarray(fc["weight"], dtype=np.float32)
             except Exception as exc:  # a broken file: say what to do, keep the cause
                 raise LabelerError(
-                    f"Cannot load {self.files.onnx}: {exc}. Re-export with "
+                    f"Cannot load {self.model_path}: {exc}. Re-export with "
                     "`python -m labelkit.labelers.export --force`.",
                     permanent=False,
                 ) from exc
-            logger.info("loaded %s (%d threads)", self.files.onnx, self.threads)
+            logger.info("loaded %s (%d threads)", self.model_path, self.threads)
             self._session = session
             return session
 
@@ -186,7 +214,17 @@ class LocalLabeler:
         Raises ``IntakeError`` if any image cannot be decoded (call :meth:`label` per
         image, or :meth:`prepare` first, to isolate bad ones).
         """
-        return self.label_prepared([self.prepare(img) for img in images], options)
+        if len(images) > 1 and self.threads > 1:
+            # Decoding dominates for large JPEGs and Pillow releases the GIL while it runs;
+            # map() keeps the order and re-raises the first IntakeError.
+            if self._pool is None:
+                with self._lock:
+                    if self._pool is None:
+                        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="labelkit-decode")
+            prepared = list(self._pool.map(self.prepare, images))
+        else:
+            prepared = [self.prepare(img) for img in images]
+        return self.label_prepared(prepared, options)
 
     def label_prepared(self, prepared: Sequence[Prepared], options: LabelOptions) -> list[LabelResult]:
         """Run the model on already prepared images (one batch) and build the results."""
@@ -273,7 +311,7 @@ def cam_box(cam: np.ndarray, *, threshold: float = CAM_THRESHOLD, grid: int = CA
     peak = float(cam.max())
     if not np.isfinite(peak) or peak <= 0:
         return None
-    up = np.asarray(Image.fromarray(cam / peak, mode="F").resize((grid, grid), Image.Resampling.BILINEAR))
+    up = np.asarray(Image.fromarray(cam / peak).resize((grid, grid), Image.Resampling.BILINEAR))
     mask = up >= threshold
     if not mask.any():
         return None
@@ -289,23 +327,61 @@ def cam_box(cam: np.ndarray, *, threshold: float = CAM_THRESHOLD, grid: int = CA
 def _largest_component(mask: np.ndarray) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) of the largest 4-connected True region of a small mask.
 
-    Vectorised label propagation: every True cell starts with its own id and takes the
-    smallest id among its 4 neighbours until nothing changes (at most the region's
-    diameter in steps, a few dozen numpy operations on a 64x64 grid; a Python BFS
-    was ~10x slower).
+    Run-length labelling: each row's runs of True cells are found with numpy, runs that
+    overlap a run of the row above are merged (union-find over at most a few hundred
+    runs). Ties go to the region that starts first in row-major order. ~20x faster
+    than iterated label propagation on a 64x64 grid.
     """
-    h, w = mask.shape
-    big = np.iinfo(np.int32).max
-    ids = np.where(mask, np.arange(h * w, dtype=np.int32).reshape(h, w), big)
-    while True:
-        padded = np.pad(ids, 1, constant_values=big)
-        nxt = np.minimum.reduce(
-            [ids, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
-        )
-        nxt = np.where(mask, nxt, big)
-        if np.array_equal(nxt, ids):
-            break
-        ids = nxt
-    values, counts = np.unique(ids[mask], return_counts=True)
-    ys, xs = np.nonzero(ids == values[np.argmax(counts)])
-    return int(ys.min()), int(xs.min()), int(ys.max()), int(xs.max())
+    edges = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    run_rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # exclusive; pairs with ``starts`` (both row-major)
+    rows = run_rows.tolist()
+    lo = starts.tolist()
+    hi = ends.tolist()
+    n = len(rows)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    # Runs are ordered by row then column; walk each row against the previous one.
+    prev_begin = prev_end = 0  # runs of the previous row: [prev_begin, prev_end)
+    i = 0
+    while i < n:
+        row = rows[i]
+        j = i
+        while j < n and rows[j] == row:
+            j += 1
+        if prev_end > prev_begin and rows[prev_begin] == row - 1:
+            k = prev_begin
+            for r in range(i, j):
+                while k < prev_end and hi[k] <= lo[r]:
+                    k += 1
+                m = k
+                while m < prev_end and lo[m] < hi[r]:
+                    a, b = find(m), find(r)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+                    m += 1
+        prev_begin, prev_end = i, j
+        i = j
+
+    size: dict[int, int] = {}
+    box: dict[int, list[int]] = {}
+    for r in range(n):
+        root = find(r)
+        size[root] = size.get(root, 0) + hi[r] - lo[r]
+        found = box.get(root)
+        if found is None:
+            box[root] = [rows[r], lo[r], rows[r], hi[r] - 1]
+        else:
+            found[0] = min(found[0], rows[r])
+            found[1] = min(found[1], lo[r])
+            found[2] = max(found[2], rows[r])
+            found[3] = max(found[3], hi[r] - 1)
+    best = min(size, key=lambda root: (-size[root], root))
+    top, left, bottom, right = box[best]
+    return top, left, bottom, right

@@ -39,13 +39,20 @@ def _jpeg(arr: np.ndarray, quality: int = 92) -> bytes:
 
 @pytest.fixture(scope="module")
 def model_dir() -> Path:
-    ensure_exported(["lite2"], MODEL_DIR)
+    ensure_exported(["lite2"], MODEL_DIR, precisions=("fp32", "int8"))
     return MODEL_DIR
 
 
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def labeler(model_dir: Path, request: pytest.FixtureRequest) -> LocalLabeler:
+    return LocalLabeler(model="lite2", model_dir=model_dir, threads=2, precision=request.param)
+
+
 @pytest.fixture(scope="module")
-def labeler(model_dir: Path) -> LocalLabeler:
-    return LocalLabeler(model="lite2", model_dir=model_dir, threads=2)
+def both(model_dir: Path) -> dict[str, LocalLabeler]:
+    return {
+        p: LocalLabeler(model="lite2", model_dir=model_dir, threads=2, precision=p) for p in ("fp32", "int8")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +128,47 @@ def test_boxes_inside_the_image(results: dict[str, LabelResult]) -> None:
     box = cat.instances[0].box
     # the cat fills the middle of the photo: the box covers the centre
     assert box.left < 0.5 < box.left + box.width and box.top < 0.5 < box.top + box.height
+
+
+def test_largest_component_matches_a_flood_fill() -> None:
+    from collections import deque
+
+    from labelkit.labelers.local import _largest_component
+
+    def reference(mask: np.ndarray) -> tuple[int, int, int, int]:
+        seen = np.zeros_like(mask)
+        best: tuple[int, tuple[int, int, int, int]] | None = None
+        for y, x in zip(*np.nonzero(mask), strict=True):  # row-major: ties keep the first
+            if seen[y, x]:
+                continue
+            cells = []
+            queue = deque([(y, x)])
+            seen[y, x] = True
+            while queue:
+                cy, cx = queue.popleft()
+                cells.append((cy, cx))
+                for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                    inside = 0 <= ny < mask.shape[0] and 0 <= nx < mask.shape[1]
+                    if inside and mask[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        queue.append((ny, nx))
+            ys, xs = zip(*cells, strict=True)
+            if best is None or len(cells) > best[0]:
+                best = (len(cells), (min(ys), min(xs), max(ys), max(xs)))
+        assert best is not None
+        return best[1]
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        mask = rng.random(tuple(rng.integers(1, 30, 2))) < rng.uniform(0.1, 0.8)
+        if mask.any():
+            assert _largest_component(mask) == reference(mask)
+
+
+def test_bad_image_in_a_batch_is_an_intake_error(labeler: LocalLabeler, photos: dict[str, bytes]) -> None:
+    # decoded on the thread pool: the error still comes out of label_batch
+    with pytest.raises(IntakeError):
+        labeler.label_batch([ImageInput(photos["chelsea"]), ImageInput(b"not an image")], LabelOptions())
 
 
 def test_cam_box_finds_the_hot_region() -> None:
@@ -211,13 +259,72 @@ def test_large_jpeg_decoded_at_reduced_scale(labeler: LocalLabeler) -> None:
 
 
 def test_model_version_and_settings(model_dir: Path) -> None:
-    labeler = LocalLabeler.from_settings(Settings(model_dir=model_dir, local_model="lite2"))
+    # Settings choose the model and the precision (int8 by default).
+    default = LocalLabeler.from_settings(Settings(model_dir=model_dir, local_model="lite2"))
+    assert default.model_version.startswith("efficientnet-lite2-int8-onnx-1.")
+    labeler = LocalLabeler.from_settings(
+        Settings(model_dir=model_dir, local_model="lite2", local_precision="fp32")
+    )
     assert labeler.model_version.startswith("efficientnet-lite2-onnx-1-rules1.")
     assert MODELS["lite0"].size == 224
+    assert default.model_version != labeler.model_version
+    with pytest.raises(LabelerError, match="precision"):
+        LocalLabeler(precision="fp16")  # type: ignore[arg-type]
 
 
-def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
-    labeler = LocalLabeler(model="lite2", model_dir=tmp_path)
+def _package_photos() -> dict[str, bytes]:
+    skimage_dir = Path(skimage.data.__file__).parent
+    return {
+        "chelsea": _jpeg(skimage.data.chelsea()),
+        "coffee": _jpeg(skimage.data.coffee()),
+        "astronaut": _jpeg(skimage.data.astronaut()),
+        "rocket": _jpeg(skimage.data.rocket()),
+        "motorcycle": _jpeg(np.asarray(Image.open(skimage_dir / "motorcycle_left.png").convert("RGB"))),
+        "china": (SK_IMAGES / "china.jpg").read_bytes(),
+    }
+
+
+def test_int8_labels_match_fp32(both: dict[str, LocalLabeler]) -> None:
+    # GIVEN the package photos WHEN labelled by fp32 and int8 THEN the same labels lead,
+    # and every rolled-up confidence stays within a few points (measured max 3.4)
+    options = LabelOptions(min_confidence=0, max_labels=1000)
+    for name, data in _package_photos().items():
+        fp32, int8 = (both[p].label(ImageInput(data), options).labels for p in ("fp32", "int8"))
+        f = {lab.name: lab.confidence for lab in fp32}
+        q = {lab.name: lab.confidence for lab in int8}
+        assert max(abs(f.get(k, 0) - q.get(k, 0)) for k in f.keys() | q.keys()) < 6, name
+        top_f = [lab.name for lab in fp32 if lab.confidence >= 55]
+        top_q = [lab.name for lab in int8 if lab.confidence >= 55]
+        if name == "china":  # "Palace" sits at the threshold: int8 tips it over
+            assert top_q[:2] == top_f[:2] == ["Building", "Architecture"]
+        else:
+            assert top_q == top_f, name
+
+
+def test_int8_export_is_deterministic(model_dir: Path, tmp_path: Path) -> None:
+    # Quantizing again (same photos, same seeds) gives the cached file byte for byte.
+    from labelkit.labelers.export import ModelFiles, sha256_file
+    from labelkit.labelers.quantize import quantize_int8
+
+    files = ModelFiles.of(model_dir, MODELS["lite2"])
+    out = tmp_path / "again.int8.onnx"
+    quantize_int8(files.onnx, out, MODELS["lite2"].size)
+    assert sha256_file(out) == sha256_file(files.int8)
+
+
+def test_int8_export_is_cached(model_dir: Path) -> None:
+    import time
+
+    from labelkit.labelers.export import is_current
+
+    started = time.perf_counter()
+    assert is_current(model_dir, MODELS["lite2"], "int8")
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_missing_model_is_a_clear_error(tmp_path: Path, precision: str) -> None:
+    labeler = LocalLabeler(model="lite2", model_dir=tmp_path, precision=precision)  # type: ignore[arg-type]
     with pytest.raises(LabelerError, match="make model"):
         labeler.label(ImageInput(_jpeg(skimage.data.coffee())), LabelOptions())
 
