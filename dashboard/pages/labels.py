@@ -119,9 +119,14 @@ else:
         alt.Chart(pairs)
         .mark_rect()
         .encode(
-            x=alt.X("label_a:N", sort=order, title=None),
-            y=alt.Y("label_b:N", sort=order, title=None),
-            color=alt.Color("images:Q", scale=alt.Scale(scheme="purples"), title="Images"),
+            x=alt.X("label_a:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
+            y=alt.Y("label_b:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False)),
+            color=alt.Color(
+                "images:Q",
+                scale=alt.Scale(scheme="purples"),
+                title="Images",
+                legend=alt.Legend(format="d", tickMinStep=1),
+            ),
             tooltip=["label_a", "label_b", "images"],
         )
         .properties(height=max(240, 24 * len(order)))
