@@ -74,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if stop.is_set():
-            logger.warning("second signal: exiting now; unfinished messages will be redelivered")
-            raise SystemExit(1)
+            # A second Ctrl-C means "now". A SIGTERM after Ctrl-C is the launcher
+            # (make run) passing the same request on: keep finishing cleanly.
+            if signum == signal.SIGINT:
+                logger.warning("second Ctrl-C: exiting now; unfinished messages will be redelivered")
+                raise SystemExit(1)
+            return
         logger.info("stopping: finishing work in hand (signal %d)", signum)
         stop.set()
 

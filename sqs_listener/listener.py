@@ -23,6 +23,8 @@ from labelkit.queue.events import MalformedEvent
 
 logger = logging.getLogger(__name__)
 
+STOP_LATENCY = 5  # seconds: the longest a worker waits in one receive
+
 
 @dataclass
 class ListenerStats:
@@ -96,7 +98,9 @@ class Listener:
         backoff = 0.5
         while not stop.is_set():
             try:
-                wait = 1 if drain else self.wait_seconds
+                # Long-poll in slices of at most STOP_LATENCY seconds so a stop request
+                # is noticed quickly (an empty receive is cheap on SQS and locally).
+                wait = 1 if drain else min(self.wait_seconds, STOP_LATENCY)
                 messages = self.queue.receive(max_messages=1, wait_seconds=wait)
                 backoff = 0.5
             except Exception:
