@@ -139,6 +139,8 @@ class Image(Base):
         UniqueConstraint("owner_id", "sha256", name="uq_images_owner_sha256"),
         Index("ix_images_status_updated", "status", "updated_at"),
         Index("ix_images_created", "created_at"),
+        # A user's status counts (gallery header) without scanning every image (migration 0003).
+        Index("ix_images_owner_status", "owner_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -184,6 +186,9 @@ class LabelRow(Base):
         Index("ix_labels_name_image", "name", "image_id"),
         # Review queue: unreviewed model labels, lowest confidence first.
         Index("ix_labels_source_conf", "source", "confidence"),
+        # Label counts, confidence histogram, model versions: image-level model labels
+        # grouped by name, read from this index alone (migration 0003).
+        Index("ix_labels_model_stats", "source", "instance", "name", "image_id", "confidence"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

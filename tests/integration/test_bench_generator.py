@@ -1,0 +1,73 @@
+"""The query benchmark's data generator (``bench.queries``) at a tiny size, on SQLite and MariaDB.
+
+GIVEN a migrated, empty database WHEN the generator fills it THEN the rows are what the
+application would have written (image_terms derived from labels as ``save_model_labels``
+and ``set_human_label`` do), and every benchmarked query runs. No timing assertions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from bench.queries import explain, generate, queries
+from labelkit.db.engine import transaction
+from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, LabelSource, ReviewState, User
+from labelkit.db.repository import Viewer
+
+IMAGES = 500
+
+
+def _expected_terms(labels: list[LabelRow]) -> dict[tuple[str, str], float]:
+    best: dict[tuple[str, str], float] = {}
+    for lab in labels:
+        if lab.source != LabelSource.MODEL or lab.instance != 0:
+            continue
+        for key in [("label", lab.name)] + [("parent", p) for p in lab.parents]:
+            best[key] = max(lab.confidence, best.get(key, 0.0))
+        for c in lab.categories:
+            best[("category", c)] = max(lab.confidence, best.get(("category", c), 0.0))
+    for lab in labels:
+        if lab.source == LabelSource.HUMAN and lab.review == ReviewState.CONFIRMED:
+            for key in [("label", lab.name)] + [("parent", p) for p in lab.parents]:
+                best.setdefault(key, 100.0)
+    return best
+
+
+def test_generator_writes_consistent_rows_and_every_query_runs(engine: Engine) -> None:
+    report = generate(engine, images=IMAGES, labels_per_image=10, users=40, chunk=200)
+
+    assert report.images == IMAGES
+    with transaction(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == IMAGES
+        assert s.scalar(select(func.count()).select_from(User)) == 41  # + the admin
+        labels = list(s.scalars(select(LabelRow)))
+        terms = list(s.scalars(select(ImageTerm)))
+        images = {i.id: i for i in s.scalars(select(Image))}
+    assert len(labels) == report.labels and len(terms) == report.terms
+    assert 8 * IMAGES < len(labels) < 13 * IMAGES
+
+    keys = Counter((r.image_id, r.source, r.model_version, r.name, r.instance) for r in labels)
+    assert max(keys.values()) == 1, "the unique label key holds"
+    by_image: dict[str, list[LabelRow]] = {}
+    for r in labels:
+        by_image.setdefault(r.image_id, []).append(r)
+    assert all(images[i].status == ImageStatus.LABELLED for i in by_image), "labels only on labelled images"
+    assert any(r.source == LabelSource.HUMAN for r in labels), "some human reviews"
+
+    actual: dict[str, dict[tuple[str, str], float]] = {}
+    for t in terms:
+        actual.setdefault(t.image_id, {})[(t.kind.value, t.term)] = t.confidence
+    for image_id, rows in by_image.items():
+        assert actual.get(image_id) == _expected_terms(rows), image_id
+    assert set(actual) <= set(by_image), "no terms without labels"
+
+    admin = Viewer(user_id=report.admin_id, is_admin=True)
+    user = Viewer(user_id=report.heaviest_user)
+    for q in queries(admin, user, "Animal", deep_page=2):
+        with transaction(engine) as s:
+            q.run(s)
+    if engine.dialect.name in ("mysql", "mariadb"):
+        assert "type=" in explain(engine, queries(admin, user, "Animal", deep_page=2)[0])
