@@ -57,7 +57,8 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
     expect(page.get_by_text("Administrator")).to_be_visible()
-    # A reload keeps you signed in (session cookie).
+    # A reload keeps you signed in (session cookie, set by the page just after sign-in).
+    page.wait_for_function("document.cookie.includes('labelkit_session=')")
     page.reload()
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
 
