@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench.readme import update_readme
 from bench.soak import numbered
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, utcnow
@@ -47,7 +47,6 @@ from tests.reliability.harness import (
 )
 from tests.unit.image_factory import encode, photo
 
-START, END = "<!-- bench-e2e:start -->", "<!-- bench-e2e:end -->"
 # 0.2, 0.7, 2.1, 6 and 12 MP
 SIZES = ((548, 365), (1024, 683), (1800, 1200), (3000, 2000), (4000, 3000))
 TARGET_P95_S = 1.5
@@ -224,19 +223,6 @@ def table(runs: list[Run]) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, text: str) -> None:
-    """Replace what is between the markers (append a section with them if missing)."""
-    block = f"{START}\n{text}\n{END}"
-    content = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: block, content, count=1)
-    else:
-        sep = "" if not content or content.endswith("\n\n") else ("\n" if content.endswith("\n") else "\n\n")
-        content += f"{sep}## Benchmark: end to end\n\n`make bench-e2e` writes this table.\n\n{block}\n"
-    path.write_text(content, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=200, help="photos per run")
@@ -273,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         raw: list[dict[str, Any]] = [r.__dict__ for r in runs]
         args.json.write_text(json.dumps(raw, default=str))
     if args.readme:
-        update_readme(args.readme, text)
+        update_readme(args.readme, text, name="e2e", title="Benchmark: end to end")
         print(f"updated {args.readme}", file=sys.stderr)
     return 0 if all(r.failed == 0 for r in runs) else 1
 

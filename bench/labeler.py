@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import re
 import resource
 import statistics
 import subprocess
@@ -37,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
+from bench.readme import update_readme
 from labelkit.labelers.base import ImageInput, LabelOptions
 
 TARGETS = {"speedup": 4.0, "small_ips": 60.0, "large_ips": 20.0, "rss_mb": 500.0}
 ENGINES = ("onnx", "onnx-int8", "torch")
 ONNX_ENGINES = ("onnx", "onnx-int8")
-START, END = "<!-- bench-labeler:start -->", "<!-- bench-labeler:end -->"
 
 
 def photos() -> dict[str, list[bytes]]:
@@ -256,21 +255,6 @@ def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, text: str) -> None:
-    """Replace what is between the markers (append a section with them if missing)."""
-    block = f"{START}\n{text}\n{END}"
-    content = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: block, content, count=1)
-    else:
-        sep = "" if not content or content.endswith("\n\n") else ("\n" if content.endswith("\n") else "\n\n")
-        content += (
-            f"{sep}## Benchmark: local labeller\n\n`make bench-labeler` writes this table.\n\n{block}\n"
-        )
-    path.write_text(content, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     from labelkit.settings import get_settings
 
@@ -321,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         text += f"\n\nEach row: the median of {rounds} interleaved rounds (engines alternate)."
     print(text)
     if args.readme:
-        update_readme(args.readme, text)
+        update_readme(args.readme, text, name="labeler", title="Benchmark: local labeller")
         print(f"updated {args.readme}", file=sys.stderr)
     return 0
 

@@ -40,6 +40,7 @@ import pymysql
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from bench.readme import update_readme
 from labelkit import analytics
 from labelkit.db import repository as repo
 from labelkit.db.engine import make_engine, transaction
@@ -48,7 +49,6 @@ from labelkit.db.models import TermKind
 from labelkit.db.repository import ImageFilter, Viewer
 from labelkit.labelers.taxonomy import load_rules
 
-START, END = "<!-- bench-queries:start -->", "<!-- bench-queries:end -->"
 TARGET_MS = 200.0
 MODEL_VERSION = "local-lite2-bench"
 PAGE_SIZE = 24  # the gallery's page size
@@ -455,21 +455,6 @@ def table(results: list[dict[str, Any]], gen: GenerateReport, db: str) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, text: str) -> None:
-    """Replace what is between the markers (append a section with them if missing)."""
-    block = f"{START}\n{text}\n{END}"
-    content = path.read_text(encoding="utf-8") if path.exists() else ""
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.DOTALL)
-    if pattern.search(content):
-        content = pattern.sub(lambda _: block, content, count=1)
-    else:
-        sep = "" if not content or content.endswith("\n\n") else ("\n" if content.endswith("\n") else "\n\n")
-        content += (
-            f"{sep}## Benchmark: queries at scale\n\n`make bench-queries` writes this table.\n\n{block}\n"
-        )
-    path.write_text(content, encoding="utf-8")
-
-
 def _admin_conn() -> Any:
     return pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", charset="utf8mb4")
 
@@ -552,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps({"generate": gen.__dict__, "results": results}, indent=1))
         if args.readme:
-            update_readme(args.readme, text)
+            update_readme(args.readme, text, name="queries", title="Benchmark: queries at scale")
             print(f"updated {args.readme}", file=sys.stderr)
     finally:
         engine.dispose()
