@@ -25,8 +25,11 @@ class CuttableProxy:
         self._up.clear()
         with self._lock:
             for c in self._conns:
+                # Separately: a failed shutdown (peer already gone) must not skip the
+                # close, or the server keeps the session and its locks alive.
                 with contextlib.suppress(OSError):
                     c.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
                     c.close()
             self._conns.clear()
 
@@ -54,6 +57,10 @@ class CuttableProxy:
                 client.close()
                 continue
             with self._lock:
+                if not self._up.is_set():  # cut while this one was being connected
+                    client.close()
+                    upstream.close()
+                    continue
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
