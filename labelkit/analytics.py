@@ -43,12 +43,16 @@ def label_table(*, session: Session, viewer: Viewer, limit: int | None = None) -
 
 
 def confidence_histogram(*, session: Session, viewer: Viewer, bin_width: int = 5) -> pd.DataFrame:
-    """Model label confidences counted in ``bin_width``-point bins from 0 to 100."""
-    values = np.asarray(repo.model_confidences(session=session, viewer=viewer), dtype=float)
+    """Model label confidences counted in ``bin_width``-point bins from 0 to 100
+    (``bin_width`` divides 100; read from the per-point running totals)."""
+    if 100 % bin_width:
+        raise ValueError("bin_width must divide 100")
+    points = repo.confidence_bins(session=session, viewer=viewer)
     edges = np.arange(0, 100 + bin_width, bin_width, dtype=float)
-    counts, _ = np.histogram(values, bins=edges)
-    df = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "labels": counts.astype(int)})
-    return df
+    counts = np.zeros(len(edges) - 1, dtype=int)
+    for point, n in points.items():
+        counts[min(point // bin_width, len(counts) - 1)] += n
+    return pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "labels": counts})
 
 
 def activity(*, session: Session, viewer: Viewer, days: int = 30) -> pd.DataFrame:
@@ -83,10 +87,16 @@ def categories(*, session: Session, viewer: Viewer, limit: int = 30) -> pd.DataF
     return pd.DataFrame(rows, columns=["category", "images"])
 
 
-def cooccurrence(*, session: Session, viewer: Viewer, top: int = 12) -> pd.DataFrame:
-    """Images carrying both labels, for every pair of the ``top`` most common labels."""
+COOCCURRENCE_LATEST = 5000  # co-occurrence is counted over the viewer's latest this many images
+
+
+def cooccurrence(
+    *, session: Session, viewer: Viewer, top: int = 12, latest: int | None = COOCCURRENCE_LATEST
+) -> pd.DataFrame:
+    """Images carrying both labels, for every pair of the ``top`` most common labels, among the
+    viewer's ``latest`` most recent images (``None``: all of them, O(images))."""
     names = [st.name for st in repo.label_stats(session=session, viewer=viewer, limit=top)]
-    pairs = repo.label_cooccurrence(session=session, viewer=viewer, names=names)
+    pairs = repo.label_cooccurrence(session=session, viewer=viewer, names=names, latest=latest)
     return pd.DataFrame([(p.a, p.b, p.images) for p in pairs], columns=["label_a", "label_b", "images"])
 
 

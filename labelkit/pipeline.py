@@ -32,9 +32,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from labelkit.db import repository as repo
-from labelkit.db.engine import transaction
+from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ImageStatus
 from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions, LabelResult
@@ -169,16 +170,20 @@ class Pipeline:
                     )
                 )
             t3 = time.perf_counter()
-            with transaction(self.engine) as s:
-                for result in results:
-                    outcome.labels += repo.save_model_labels(session=s, image_id=image_id, result=result)
-                props = next((r.image_properties for r in results if r.image_properties), None)
+            props = next((r.image_properties for r in results if r.image_properties), None)
+
+            def write(s: Session) -> int:
+                saved = sum(repo.save_model_labels(session=s, image_id=image_id, result=r) for r in results)
                 repo.mark_labelled(
                     session=s,
                     image_id=image_id,
                     model_version=self.model_version,
                     properties=props.model_dump() if props else None,
                 )
+                return saved
+
+            # Writers of shared running totals can deadlock on MySQL: the loser is retried.
+            outcome.labels += in_transaction(self.engine, write)
             t4 = time.perf_counter()
             outcome.status = "labelled"
             outcome.timings_ms = {

@@ -110,6 +110,7 @@ with right:
         st.altair_chart(arc, width="stretch")
 
 st.subheader("Labels that appear together")
+st.caption(f"Counted over the latest {analytics.COOCCURRENCE_LATEST:,} images you can see.")
 pairs = data["pairs"]
 if pairs.empty:
     st.caption("Not enough labels yet.")

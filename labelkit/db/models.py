@@ -8,6 +8,9 @@ Tables:
                    ("images with X, or with X among its parents") and counts
     queue_messages the local job queue (``LocalQueue``), live and dead letters
     web_sessions   signed-in browsers (hashed cookie tokens), so a reload keeps you signed in
+    label_counts, term_counts, confidence_bins
+                   running totals per owner (and for everyone, owner ``*``) behind the
+                   dashboard's counts and charts; kept in step by ``labelkit.db.counts``
 
 Migrations live in ``labelkit/db/migrations`` (Alembic) and are the only way the
 schema is created; keep them in step with these models.
@@ -228,6 +231,58 @@ class ImageTerm(Base):
     kind: Mapped[TermKind] = mapped_column(_enum(TermKind, "term_kind"), primary_key=True)
     term: Mapped[str] = mapped_column(String(128), primary_key=True)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)  # best confidence behind the term
+
+
+ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (admins read these)
+
+
+class LabelCount(Base):
+    """Per owner and label name: what :func:`~labelkit.db.repository.label_stats` reports.
+
+    ``images``: images with an image-level model label of this name; ``model_rows``
+    and ``confidence_milli`` (sum of floor(confidence * 1000)) give the mean confidence;
+    ``confirmed``/``rejected``: people's reviews (image level); ``awaiting``: model
+    labels no person has reviewed (the review queue). No foreign key: owner ``*``
+    holds everyone's totals.
+    """
+
+    __tablename__ = "label_counts"
+    __table_args__ = (Index("ix_label_counts_owner_images", "owner_id", "images"),)
+
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    images: Mapped[int] = mapped_column(BigInteger, default=0)
+    model_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    confidence_milli: Mapped[int] = mapped_column(BigInteger, default=0)
+    confirmed: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    awaiting: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TermCount(Base):
+    """Per owner, kind and term: how many images carry the term (``image_terms`` counted).
+
+    ``kind`` is a :class:`TermKind` value, or ``any`` for "a label name or a parent"
+    (what the gallery's label filter and its suggestions match).
+    """
+
+    __tablename__ = "term_counts"
+    __table_args__ = (Index("ix_term_counts_owner_kind_images", "owner_id", "kind", "images"),)
+
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    term: Mapped[str] = mapped_column(String(128), primary_key=True)
+    images: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ConfidenceBin(Base):
+    """Per owner: image-level model labels per whole confidence point (0..99; 100 counts as 99)."""
+
+    __tablename__ = "confidence_bins"
+
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bin: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    labels: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class WebSession(Base):

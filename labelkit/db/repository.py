@@ -10,6 +10,10 @@ pipeline acts for the system, by object key.
 Writes of model labels are idempotent: the unique key (image, source, model
 version, name, instance) plus insert-or-ignore means a re-delivered job writes
 nothing new.
+
+Every write to labels or terms runs inside :func:`labelkit.db.counts.counting`, which
+keeps the running totals (label counts, term counts, confidence bins) in step; the
+dashboard's counts and charts read those totals, not the rows (issue #9).
 """
 
 from __future__ import annotations
@@ -25,13 +29,18 @@ from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session, aliased
 
+from labelkit.db import counts
 from labelkit.db.models import (
+    ALL_OWNERS,
+    ConfidenceBin,
     Image,
     ImageStatus,
     ImageTerm,
+    LabelCount,
     LabelRow,
     LabelSource,
     ReviewState,
+    TermCount,
     TermKind,
     User,
     WebSession,
@@ -57,6 +66,11 @@ _S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")
 
 def _scoped(stmt: _S, viewer: Viewer) -> _S:
     return stmt if viewer.is_admin else stmt.where(Image.owner_id == viewer.user_id)
+
+
+def _totals_owner(viewer: Viewer) -> str:
+    """Whose running totals the viewer reads: their own, or everyone's (``*``) for admins."""
+    return ALL_OWNERS if viewer.is_admin else viewer.user_id
 
 
 def _owned(stmt: _S, viewer: Viewer, image_id: Any) -> _S:
@@ -323,13 +337,34 @@ def list_images(
     flt = flt or ImageFilter()
     page = max(1, page)
     base = _filtered_images(viewer, flt)
-    total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    total = _label_only_total(session, viewer, flt)
+    if total is None:
+        total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
     items = session.scalars(
         base.order_by(Image.created_at.desc(), Image.id.desc())
         .limit(page_size)
         .offset((page - 1) * page_size)
     ).all()
     return Page(items=list(items), total=total, page=page, page_size=page_size)
+
+
+def _label_only_total(session: Session, viewer: Viewer, flt: ImageFilter) -> int | None:
+    """The total of a label-only filter from the running totals (counting the matches is
+    O(matches): seconds for a common label over everyone's images), else None."""
+    only_label = ImageFilter(label=flt.label, owner_id=flt.owner_id)
+    if not flt.label or flt != only_label:
+        return None
+    if flt.owner_id is not None and not viewer.is_admin and flt.owner_id != viewer.user_id:
+        return None  # another user's images: the scoped query finds none
+    owner = flt.owner_id if flt.owner_id is not None else _totals_owner(viewer)
+    return _term_total(session, owner, counts.ANY, flt.label.strip())
+
+
+def _term_total(session: Session, owner: str, kind: str, term: str) -> int:
+    stmt = select(TermCount.images).where(
+        TermCount.owner_id == owner, TermCount.kind == kind, TermCount.term == term
+    )
+    return int(session.scalar(stmt) or 0)
 
 
 def status_counts(*, session: Session, viewer: Viewer) -> dict[ImageStatus, int]:
@@ -345,10 +380,11 @@ def delete_image(*, session: Session, viewer: Viewer, image_id: str) -> str:
     which the caller deletes from the store after the transaction commits."""
     image = get_image(session=session, viewer=viewer, image_id=image_id)
     key = image.object_key
-    # Explicit deletes as well as ON DELETE CASCADE: SQLite only cascades with
-    # foreign_keys=ON, and connections made elsewhere may not set it.
-    session.execute(delete(ImageTerm).where(ImageTerm.image_id == image.id))
-    session.execute(delete(LabelRow).where(LabelRow.image_id == image.id))
+    with counts.counting(session, [image.id]):
+        # Explicit deletes as well as ON DELETE CASCADE: SQLite only cascades with
+        # foreign_keys=ON, and connections made elsewhere may not set it.
+        session.execute(delete(ImageTerm).where(ImageTerm.image_id == image.id))
+        session.execute(delete(LabelRow).where(LabelRow.image_id == image.id))
     session.execute(delete(Image).where(Image.id == image.id))
     return key
 
@@ -426,6 +462,11 @@ def save_model_labels(*, session: Session, image_id: str, result: LabelResult) -
     A result with no labels still records the model version (on the image) so a
     re-delivery knows the work is done.
     """
+    with counts.counting(session, [image_id]):
+        return _save_model_labels(session, image_id, result)
+
+
+def _save_model_labels(session: Session, image_id: str, result: LabelResult) -> int:
     rows: list[dict[str, Any]] = []
     for lab in result.labels:
         common = {
@@ -517,17 +558,28 @@ def set_human_label(
     updates the same human row (who and when) rather than adding another.
     """
     image = get_image(session=session, viewer=viewer, image_id=image_id)
+    with counts.counting(session, [image.id]):
+        return _set_human_label(session, viewer, image, name, review)
+
+
+def _set_human_label(
+    session: Session, viewer: Viewer, image: Image, name: str, review: ReviewState
+) -> LabelRow:
     clean = " ".join(name.split())[:128]
     if not clean:
         raise ValueError("a label needs a name")
+    # A locking read: with the image locked (counting), it sees a row another transaction
+    # committed meanwhile (a plain read could use an older snapshot and insert a duplicate).
     row = session.scalar(
-        select(LabelRow).where(
+        select(LabelRow)
+        .where(
             LabelRow.image_id == image.id,
             LabelRow.source == LabelSource.HUMAN,
             LabelRow.model_version == "",
             LabelRow.name == clean,
             LabelRow.instance == 0,
         )
+        .with_for_update()
     )
     if row is None:
         model = session.scalar(
@@ -605,72 +657,45 @@ class LabelStat:
 
 
 def label_stats(*, session: Session, viewer: Viewer, limit: int | None = None) -> list[LabelStat]:
-    """Per label name: images carrying it (model, image level), mean confidence and review counts."""
-    counts = _owned(
-        select(
-            LabelRow.name,
-            func.count(func.distinct(LabelRow.image_id)),
-            func.avg(LabelRow.confidence),
-        )
-        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
-        .group_by(LabelRow.name)
-        .order_by(func.count(func.distinct(LabelRow.image_id)).desc(), LabelRow.name),
-        viewer,
-        LabelRow.image_id,
+    """Per label name: images carrying it (model, image level), mean confidence and review
+    counts (image level), most common first. Read from the running totals."""
+    stmt = (
+        select(LabelCount)
+        .where(LabelCount.owner_id == _totals_owner(viewer), LabelCount.images > 0)
+        .order_by(LabelCount.images.desc(), LabelCount.name)
     )
     if limit is not None:
-        counts = counts.limit(limit)
-    reviews = _owned(
-        select(LabelRow.name, LabelRow.review, func.count())
-        .where(LabelRow.source == LabelSource.HUMAN, LabelRow.review != ReviewState.UNREVIEWED)
-        .group_by(LabelRow.name, LabelRow.review),
-        viewer,
-        LabelRow.image_id,
-    )
-    review_counts: dict[str, dict[str, int]] = {}
-    for name, review, n in session.execute(reviews):
-        review_counts.setdefault(name, {})[ReviewState(review).value] = int(n)
-    out = []
-    for name, images, mean in session.execute(counts):
-        rc = review_counts.get(name, {})
-        out.append(
-            LabelStat(
-                name=name,
-                images=int(images),
-                mean_confidence=float(mean or 0.0),
-                confirmed=rc.get("confirmed", 0),
-                rejected=rc.get("rejected", 0),
-            )
+        stmt = stmt.limit(limit)
+    return [
+        LabelStat(
+            name=r.name,
+            images=int(r.images),
+            mean_confidence=r.confidence_milli / r.model_rows / 1000 if r.model_rows else 0.0,
+            confirmed=int(r.confirmed),
+            rejected=int(r.rejected),
         )
-    return out
+        for r in session.scalars(stmt)
+    ]
 
 
 def term_counts(
     *, session: Session, viewer: Viewer, kind: TermKind, limit: int = 50
 ) -> list[tuple[str, int]]:
     """Images per term of one kind (e.g. categories), most common first."""
-    stmt = _owned(
-        select(ImageTerm.term, func.count())
-        .where(ImageTerm.kind == kind)
-        .group_by(ImageTerm.term)
-        .order_by(func.count().desc(), ImageTerm.term)
-        .limit(limit),
-        viewer,
-        ImageTerm.image_id,
+    stmt = (
+        select(TermCount.term, TermCount.images)
+        .where(
+            TermCount.owner_id == _totals_owner(viewer), TermCount.kind == kind.value, TermCount.images > 0
+        )
+        .order_by(TermCount.images.desc(), TermCount.term)
+        .limit(limit)
     )
     return [(t, int(n)) for t, n in session.execute(stmt)]
 
 
 def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> int:
     """How many of the viewer's images carry ``term`` as a label or a parent."""
-    stmt = _owned(
-        select(func.count(func.distinct(ImageTerm.image_id))).where(
-            and_(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]), ImageTerm.term == term)
-        ),
-        viewer,
-        ImageTerm.image_id,
-    )
-    return int(session.scalar(stmt) or 0)
+    return _term_total(session, _totals_owner(viewer), counts.ANY, term)
 
 
 # --------------------------------------------------------------------------- exports and notebooks
@@ -748,9 +773,12 @@ def delete_human_labels(*, session: Session, viewer: Viewer, image_ids: Iterable
             _scoped(select(Image.id).where(Image.id.in_(ids[start : start + _IN_CHUNK])), viewer)
         ).all()
         if allowed:
-            result: Any = session.execute(
-                delete(LabelRow).where(LabelRow.image_id.in_(allowed), LabelRow.source == LabelSource.HUMAN)
-            )
+            with counts.counting(session, allowed):
+                result: Any = session.execute(
+                    delete(LabelRow).where(
+                        LabelRow.image_id.in_(allowed), LabelRow.source == LabelSource.HUMAN
+                    )
+                )
             removed += int(result.rowcount or 0)
     return removed
 
@@ -774,7 +802,23 @@ def import_human_label(
     fractions of the image; they replace the label's human boxes (rows ``instance``
     1..n beside its image-level row, sharing its parents and categories).
     """
-    row = set_human_label(session=session, viewer=viewer, image_id=image_id, name=name, review=review)
+    image = get_image(session=session, viewer=viewer, image_id=image_id)
+    with counts.counting(session, [image.id]):
+        row = _set_human_label(session, viewer, image, name, review)
+        _import_details(session, viewer, row, review, parents, aliases, categories, boxes)
+    return row
+
+
+def _import_details(
+    session: Session,
+    viewer: Viewer,
+    row: LabelRow,
+    review: ReviewState,
+    parents: Sequence[str] | None,
+    aliases: Sequence[str] | None,
+    categories: Sequence[str] | None,
+    boxes: Sequence[tuple[float, float, float, float, float]],
+) -> None:
     if parents is not None:
         row.parents = [p for p in parents if p]
     if aliases is not None:
@@ -818,7 +862,6 @@ def import_human_label(
             _terms(row.image_id, ((p, 100.0) for p in row.parents), TermKind.PARENT)
             + _terms(row.image_id, ((c, 100.0) for c in row.categories), TermKind.CATEGORY),
         )
-    return row
 
 
 # --------------------------------------------------------------------------- dashboard aggregates
@@ -834,24 +877,21 @@ class TermSuggestion:
 
 def term_suggestions(*, session: Session, viewer: Viewer, limit: int = 500) -> list[TermSuggestion]:
     """Label names and parents the viewer's images carry, most common first (filter suggestions)."""
-    # Kept joined for admins too: without the join MariaDB scans every term into a
-    # temporary table and is slower still (bench/queries.py). Needs pre-aggregation at scale.
-    stmt = _scoped(
-        select(ImageTerm.term, func.count(func.distinct(ImageTerm.image_id)))
-        .join(Image, Image.id == ImageTerm.image_id)
-        .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
-        .group_by(ImageTerm.term)
-        .order_by(func.count(func.distinct(ImageTerm.image_id)).desc(), ImageTerm.term)
-        .limit(limit),
-        viewer,
+    stmt = (
+        select(TermCount.term, TermCount.images)
+        .where(
+            TermCount.owner_id == _totals_owner(viewer), TermCount.kind == counts.ANY, TermCount.images > 0
+        )
+        .order_by(TermCount.images.desc(), TermCount.term)
+        .limit(limit)
     )
     return [TermSuggestion(term=t, images=int(n)) for t, n in session.execute(stmt)]
 
 
 def count_review_queue(*, session: Session, viewer: Viewer) -> int:
     """How many labels :func:`review_queue` would page through."""
-    stmt = select(func.count()).select_from(LabelRow).where(*_awaiting_review())
-    return int(session.scalar(_owned(stmt, viewer, LabelRow.image_id)) or 0)
+    stmt = select(func.sum(LabelCount.awaiting)).where(LabelCount.owner_id == _totals_owner(viewer))
+    return int(session.scalar(stmt) or 0)
 
 
 def images_by_ids(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> dict[str, Image]:
@@ -870,6 +910,14 @@ def usernames(*, session: Session, user_ids: Iterable[str]) -> dict[str, str]:
         return {}
     rows = session.execute(select(User.id, User.username).where(User.id.in_(ids)))
     return {str(uid): str(name) for uid, name in rows}
+
+
+def confidence_bins(*, session: Session, viewer: Viewer) -> dict[int, int]:
+    """Image-level model labels per whole confidence point (0..99; 100 is counted in 99)."""
+    stmt = select(ConfidenceBin.bin, ConfidenceBin.labels).where(
+        ConfidenceBin.owner_id == _totals_owner(viewer), ConfidenceBin.labels > 0
+    )
+    return {int(b): int(n) for b, n in session.execute(stmt)}
 
 
 def model_confidences(*, session: Session, viewer: Viewer, limit: int = 200_000) -> list[float]:
@@ -930,20 +978,35 @@ class PairCount:
     images: int
 
 
-def label_cooccurrence(*, session: Session, viewer: Viewer, names: Sequence[str]) -> list[PairCount]:
-    """For every pair of ``names`` (both orders, and a name with itself): images carrying both labels."""
+def label_cooccurrence(
+    *, session: Session, viewer: Viewer, names: Sequence[str], latest: int | None = None
+) -> list[PairCount]:
+    """For every pair of ``names`` (both orders, and a name with itself): images carrying both labels.
+
+    ``latest`` counts only the viewer's ``latest`` most recently uploaded images: pairs cannot
+    be kept as running totals (their number grows with the square of the vocabulary), and
+    counting them over every image is O(images).
+    """
     if not names:
         return []
     left, right = aliased(ImageTerm), aliased(ImageTerm)
-    stmt = _owned(
+    stmt = (
         select(left.term, right.term, func.count())
         .select_from(left)
         .join(right, and_(right.image_id == left.image_id, right.kind == TermKind.LABEL))
         .where(left.kind == TermKind.LABEL, left.term.in_(list(names)), right.term.in_(list(names)))
-        .group_by(left.term, right.term),
-        viewer,
-        left.image_id,
+        .group_by(left.term, right.term)
     )
+    if latest is None:
+        stmt = _owned(stmt, viewer, left.image_id)
+    else:
+        recent = (
+            _scoped(select(Image.id), viewer)
+            .order_by(Image.created_at.desc(), Image.id.desc())
+            .limit(latest)
+            .subquery()
+        )
+        stmt = stmt.join(recent, recent.c.id == left.image_id)
     return [PairCount(a=a, b=b, images=int(n)) for a, b, n in session.execute(stmt)]
 
 

@@ -12,7 +12,9 @@ from collections import Counter
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from bench import row_counting
 from bench.queries import explain, generate, queries
+from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, LabelSource, ReviewState, User
 from labelkit.db.repository import Viewer
@@ -66,8 +68,29 @@ def test_generator_writes_consistent_rows_and_every_query_runs(engine: Engine) -
 
     admin = Viewer(user_id=report.admin_id, is_admin=True)
     user = Viewer(user_id=report.heaviest_user)
-    for q in queries(admin, user, "Animal", deep_page=2):
+    typical = Viewer(user_id=report.typical_user)
+    assert 0 < report.typical_user_images <= report.heaviest_user_images
+    measured = queries(admin, user, "Animal", deep_page=2, typical=typical)
+    assert {q.who for q in measured} == {"user", "typical", "admin"}
+    for q in measured:
         with transaction(engine) as s:
             q.run(s)
+            if q.before is not None:
+                q.before(s)
+    assert sum(q.before is not None for q in measured) == 27, "9 row-counting shapes per viewer"
     if engine.dialect.name in ("mysql", "mariadb"):
-        assert "type=" in explain(engine, queries(admin, user, "Animal", deep_page=2)[0])
+        assert "type=" in explain(engine, measured[0])
+        assert "type=" in explain(engine, measured[0], before=True)
+
+    # The generator computed the running totals from the rows it loaded: they agree with
+    # counting the rows the old way.
+    with transaction(engine) as s:
+        for v in (admin, user, typical):
+            after = repo.label_stats(session=s, viewer=v)
+            before = row_counting.label_stats(s, v)
+            counted = {r[0]: int(r[1]) for r in before if isinstance(r[1], int)}
+            assert {st.name: st.images for st in after} == counted
+            assert repo.count_review_queue(session=s, viewer=v) == row_counting.count_review_queue(s, v)
+            assert [t.term for t in repo.term_suggestions(session=s, viewer=v, limit=20)] == [
+                r[0] for r in row_counting.term_suggestions(s, v, limit=20)
+            ]

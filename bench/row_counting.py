@@ -1,0 +1,128 @@
+"""The dashboard's aggregates as they were before the running totals (issue #9): counted
+from the label and term rows on every call, O(rows). ``bench.queries`` times these as
+"before" beside the repository's current calls ("after"), with EXPLAIN of both.
+
+Kept here only for the benchmark; the application reads ``labelkit.db.counts``' totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
+
+from labelkit.db import repository as repo
+from labelkit.db.models import Image, ImageTerm, LabelRow, LabelSource, ReviewState, TermKind
+from labelkit.db.repository import ImageFilter, Viewer, _awaiting_review, _owned, _scoped
+
+
+def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[Any, ...]]:
+    counts = _owned(
+        select(LabelRow.name, func.count(func.distinct(LabelRow.image_id)), func.avg(LabelRow.confidence))
+        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+        .group_by(LabelRow.name)
+        .order_by(func.count(func.distinct(LabelRow.image_id)).desc(), LabelRow.name),
+        v,
+        LabelRow.image_id,
+    )
+    if limit is not None:
+        counts = counts.limit(limit)
+    reviews = _owned(
+        select(LabelRow.name, LabelRow.review, func.count())
+        .where(LabelRow.source == LabelSource.HUMAN, LabelRow.review != ReviewState.UNREVIEWED)
+        .group_by(LabelRow.name, LabelRow.review),
+        v,
+        LabelRow.image_id,
+    )
+    return [*s.execute(counts).all(), *s.execute(reviews).all()]
+
+
+def term_counts(s: Session, v: Viewer, kind: TermKind, limit: int = 50) -> list[tuple[Any, ...]]:
+    stmt = _owned(
+        select(ImageTerm.term, func.count())
+        .where(ImageTerm.kind == kind)
+        .group_by(ImageTerm.term)
+        .order_by(func.count().desc(), ImageTerm.term)
+        .limit(limit),
+        v,
+        ImageTerm.image_id,
+    )
+    return list(s.execute(stmt).all())
+
+
+def term_suggestions(s: Session, v: Viewer, limit: int = 500) -> list[tuple[Any, ...]]:
+    stmt = _scoped(
+        select(ImageTerm.term, func.count(func.distinct(ImageTerm.image_id)))
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
+        .group_by(ImageTerm.term)
+        .order_by(func.count(func.distinct(ImageTerm.image_id)).desc(), ImageTerm.term)
+        .limit(limit),
+        v,
+    )
+    return list(s.execute(stmt).all())
+
+
+def label_filter_page(s: Session, v: Viewer, label: str) -> tuple[int, list[Any]]:
+    base = repo._filtered_images(v, ImageFilter(label=label))
+    total = int(s.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    items = s.scalars(base.order_by(Image.created_at.desc(), Image.id.desc()).limit(24)).all()
+    return total, list(items)
+
+
+def confidence_histogram(s: Session, v: Viewer) -> Any:
+    values = np.asarray(repo.model_confidences(session=s, viewer=v), dtype=float)
+    return np.histogram(values, bins=np.arange(0, 105, 5, dtype=float))
+
+
+def cooccurrence(s: Session, v: Viewer, top: int) -> list[tuple[Any, ...]]:
+    names = [r[0] for r in s.execute(_top_names(v, top))]
+    left, right = aliased(ImageTerm), aliased(ImageTerm)
+    stmt = _owned(
+        select(left.term, right.term, func.count())
+        .select_from(left)
+        .join(right, and_(right.image_id == left.image_id, right.kind == TermKind.LABEL))
+        .where(left.kind == TermKind.LABEL, left.term.in_(names), right.term.in_(names))
+        .group_by(left.term, right.term),
+        v,
+        left.image_id,
+    )
+    return list(s.execute(stmt).all())
+
+
+def _top_names(v: Viewer, top: int) -> Any:
+    return _owned(
+        select(LabelRow.name)
+        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+        .group_by(LabelRow.name)
+        .order_by(func.count(func.distinct(LabelRow.image_id)).desc(), LabelRow.name)
+        .limit(top),
+        v,
+        LabelRow.image_id,
+    )
+
+
+def count_review_queue(s: Session, v: Viewer) -> int:
+    stmt = select(func.count()).select_from(LabelRow).where(*_awaiting_review())
+    return int(s.scalar(_owned(stmt, v, LabelRow.image_id)) or 0)
+
+
+def before_calls(v: Viewer, label: str) -> dict[str, Callable[[Session], object]]:
+    """The "before" of each benchmarked query that the running totals changed, by query name."""
+    return {
+        "label_stats (label counts)": lambda s: label_stats(s, v),
+        "term_counts categories": lambda s: term_counts(s, v, TermKind.CATEGORY),
+        "term_suggestions": lambda s: term_suggestions(s, v),
+        f"list_images label={label} p1 + total": lambda s: label_filter_page(s, v, label),
+        "charts: label_table": lambda s: label_stats(s, v),
+        "charts: confidence_histogram": lambda s: confidence_histogram(s, v),
+        "charts: categories": lambda s: term_counts(s, v, TermKind.CATEGORY, limit=30),
+        "charts: cooccurrence top 15": lambda s: (label_stats(s, v, 15), cooccurrence(s, v, 15)),
+        "review_queue p1 + count": lambda s: (
+            repo.review_queue(session=s, viewer=v, limit=20),
+            count_review_queue(s, v),
+        ),
+    }

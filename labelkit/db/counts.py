@@ -1,0 +1,364 @@
+"""Running totals behind the dashboard's counts and charts (issue #9).
+
+Counting label rows on every page view is O(rows): seconds at a million images. So
+the totals are kept in three small tables (``label_counts``, ``term_counts``,
+``confidence_bins``, see :mod:`labelkit.db.models`), one set per owner plus one for
+everyone (owner ``*``, what admins read), and every write to ``labels`` or
+``image_terms`` updates them in the same transaction.
+
+How a write keeps them exact, whatever it does and however often it is repeated:
+
+1. :func:`counting` locks the images being changed (row locks on MySQL/MariaDB, the
+   database's write lock on SQLite), so two writers of one image take turns;
+2. reads what those images contribute to the totals (a *snapshot*: their label rows
+   and terms; MySQL runs at READ COMMITTED (see :mod:`labelkit.db.engine`), so once the
+   image is locked these are its latest rows, not an older read view);
+3. lets the write happen, snapshots again and adds the difference (after - before)
+   to the owner's rows and to ``*``'s, in key order (no lock-order deadlocks).
+
+A re-delivered job writes nothing new, so its difference is zero: the totals stay
+idempotent like the rows. :func:`rebuild` recomputes everything from the rows in
+bulk SQL; the tests check that a random mix of writes leaves the running totals
+equal to a rebuild, and ``python -m labelkit.db.counts`` repairs a database by
+rebuilding (e.g. after rows were loaded behind the repository's back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Integer, and_, case, cast, delete, exists, func, insert, literal, select, update
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from labelkit.db.models import (
+    ALL_OWNERS,
+    ConfidenceBin,
+    Image,
+    ImageTerm,
+    LabelCount,
+    LabelRow,
+    LabelSource,
+    ReviewState,
+    TermCount,
+    TermKind,
+)
+
+ANY = "any"  # term_counts.kind for "a label name or a parent"
+LABEL_COLUMNS = ("images", "model_rows", "confidence_milli", "confirmed", "rejected", "awaiting")
+_CHUNK = 500
+
+Key = tuple[Any, ...]  # ("label", owner, name, column) | ("term", owner, kind, term) | ("bin", owner, bin)
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _floor(expr: Any, dialect: str) -> ColumnElement[Any]:
+    # SQLite has no FLOOR without its math extension; CAST truncates, the same for x >= 0.
+    # (MySQL's CAST rounds, so it gets FLOOR.)
+    return cast(expr, Integer) if dialect == "sqlite" else func.floor(expr)
+
+
+def _milli(dialect: str) -> ColumnElement[Any]:
+    """floor(confidence * 1000): integer sums, so adding and subtracting never drifts."""
+    return _floor(LabelRow.confidence * 1000, dialect)
+
+
+def _bin(dialect: str) -> ColumnElement[Any]:
+    """The whole confidence point 0..99 (100 counts as 99, like the histogram's last bin)."""
+    return case((LabelRow.confidence >= 99, 99), else_=_floor(LabelRow.confidence, dialect))
+
+
+# --------------------------------------------------------------------------- running totals
+
+
+def _lock(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    """Lock the images (in id order) and return their owners."""
+    owners: dict[str, str] = {}
+    dialect = _dialect(session)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        if dialect == "sqlite":
+            # A no-op write takes SQLite's write lock now, before the snapshot is read.
+            session.execute(
+                update(Image)
+                .where(Image.id.in_(chunk))
+                .values(attempts=Image.attempts, updated_at=Image.updated_at)
+            )
+            stmt = select(Image.id, Image.owner_id).where(Image.id.in_(chunk))
+        else:
+            stmt = (
+                select(Image.id, Image.owner_id)
+                .where(Image.id.in_(chunk))
+                .order_by(Image.id)
+                .with_for_update()
+            )
+        owners.update({str(i): str(o) for i, o in session.execute(stmt)})
+    return owners
+
+
+def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
+    """What these images contribute to the totals now (committed rows plus this transaction's)."""
+    dialect = _dialect(session)
+    ids = sorted(owners)
+    labels: dict[str, list[Any]] = defaultdict(list)
+    terms: dict[str, list[Any]] = defaultdict(list)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        lstmt = select(
+            LabelRow.image_id,
+            LabelRow.source,
+            LabelRow.name,
+            LabelRow.instance,
+            LabelRow.review,
+            _milli(dialect),
+            _bin(dialect),
+        ).where(LabelRow.image_id.in_(chunk))
+        tstmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term).where(
+            ImageTerm.image_id.in_(chunk)
+        )
+        for row in session.execute(lstmt):
+            labels[row[0]].append(row)
+        for row in session.execute(tstmt):
+            terms[row[0]].append(row)
+
+    out: dict[Key, int] = defaultdict(int)
+    for image_id, owner in owners.items():
+        rows = labels.get(image_id, [])
+        human_names = {r[2] for r in rows if r[1] == LabelSource.HUMAN}
+        model_names: set[str] = set()
+        for _, source, name, instance, review, milli, bin_ in rows:
+            if instance != 0:
+                continue
+            if source == LabelSource.MODEL:
+                model_names.add(name)
+                out["label", owner, name, "model_rows"] += 1
+                out["label", owner, name, "confidence_milli"] += int(milli)
+                out["bin", owner, int(bin_)] += 1
+                if name not in human_names:
+                    out["label", owner, name, "awaiting"] += 1
+            elif review == ReviewState.CONFIRMED:
+                out["label", owner, name, "confirmed"] += 1
+            elif review == ReviewState.REJECTED:
+                out["label", owner, name, "rejected"] += 1
+        for name in model_names:
+            out["label", owner, name, "images"] += 1
+        searchable: set[str] = set()
+        for _, kind, term in terms.get(image_id, []):
+            out["term", owner, TermKind(kind).value, term] += 1
+            if kind in (TermKind.LABEL, TermKind.PARENT):
+                searchable.add(term)
+        for term in searchable:
+            out["term", owner, ANY, term] += 1
+    return out
+
+
+def _upsert_adding(session: Session, table: Any, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Insert rows, or add their ``columns`` to the existing row's."""
+    if not rows:
+        return
+    dialect = _dialect(session)
+    pk = [c.name for c in table.primary_key.columns]
+    if dialect in ("mysql", "mariadb"):
+        my = mysql_dialect.insert(table)
+        stmt: Any = my.on_duplicate_key_update({c: table.c[c] + my.inserted[c] for c in columns})
+    elif dialect in ("sqlite", "postgresql"):
+        ins = (sqlite_dialect if dialect == "sqlite" else pg_dialect).insert(table)
+        stmt = ins.on_conflict_do_update(
+            index_elements=pk, set_={c: table.c[c] + ins.excluded[c] for c in columns}
+        )
+    else:  # pragma: no cover - other backends are not supported
+        raise NotImplementedError(dialect)
+    session.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in pk)))
+
+
+def apply(session: Session, delta: dict[Key, int]) -> None:
+    """Add ``delta`` (keys as in :func:`_snapshot`) to the owners' rows and to ``*``'s."""
+    label_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    term_rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    bin_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for key, n in delta.items():
+        if not n:
+            continue
+        kind, owner = key[0], key[1]
+        for who in (owner, ALL_OWNERS):
+            if kind == "label":
+                _, _, name, column = key
+                row = label_rows.setdefault(
+                    (who, name), {"owner_id": who, "name": name, **dict.fromkeys(LABEL_COLUMNS, 0)}
+                )
+                row[column] += n
+            elif kind == "term":
+                _, _, term_kind, term = key
+                trow = term_rows.setdefault(
+                    (who, term_kind, term), {"owner_id": who, "kind": term_kind, "term": term, "images": 0}
+                )
+                trow["images"] += n
+            else:
+                _, _, bin_ = key
+                brow = bin_rows.setdefault((who, bin_), {"owner_id": who, "bin": bin_, "labels": 0})
+                brow["labels"] += n
+    _upsert_adding(session, LabelCount.__table__, list(label_rows.values()), LABEL_COLUMNS)
+    _upsert_adding(session, TermCount.__table__, list(term_rows.values()), ("images",))
+    _upsert_adding(session, ConfidenceBin.__table__, list(bin_rows.values()), ("labels",))
+
+
+@contextmanager
+def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
+    """Keep the totals in step with whatever the body writes to these images' labels and terms.
+
+    Images that do not exist are ignored (they contribute nothing before or after). Do
+    not nest: an inner ``counting`` of the same image would be counted twice.
+    """
+    owners = _lock(session, sorted(set(image_ids)))
+    before = _snapshot(session, owners)
+    yield
+    session.flush()
+    after = _snapshot(session, owners)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in before.keys() | after.keys()}
+    apply(session, delta)
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+def rebuild(session: Session) -> None:
+    """Recompute every total from ``labels`` and ``image_terms`` (bulk SQL, any size)."""
+    dialect = _dialect(session)
+    for table in (LabelCount, TermCount, ConfidenceBin):
+        session.execute(delete(table))
+    model0 = and_(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+    human0 = and_(LabelRow.source == LabelSource.HUMAN, LabelRow.instance == 0)
+    human = aliased(LabelRow)
+    awaiting = and_(
+        model0,
+        ~exists().where(
+            human.image_id == LabelRow.image_id,
+            human.source == LabelSource.HUMAN,
+            human.name == LabelRow.name,
+        ),
+    )
+
+    def total(cond: ColumnElement[bool], value: Any = 1) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(case((cond, value), else_=0)), 0)
+
+    per_label = (
+        select(
+            Image.owner_id,
+            LabelRow.name,
+            func.count(func.distinct(case((model0, LabelRow.image_id)))),
+            total(model0),
+            total(model0, _milli(dialect)),
+            total(and_(human0, LabelRow.review == ReviewState.CONFIRMED)),
+            total(and_(human0, LabelRow.review == ReviewState.REJECTED)),
+            total(awaiting),
+        )
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(LabelRow.instance == 0)
+        .group_by(Image.owner_id, LabelRow.name)
+    )
+    session.execute(insert(LabelCount).from_select(["owner_id", "name", *LABEL_COLUMNS], per_label))
+    per_term = (
+        select(Image.owner_id, ImageTerm.kind, ImageTerm.term, func.count())
+        .join(Image, Image.id == ImageTerm.image_id)
+        .group_by(Image.owner_id, ImageTerm.kind, ImageTerm.term)
+    )
+    per_any = (
+        select(Image.owner_id, literal(ANY), ImageTerm.term, func.count(func.distinct(ImageTerm.image_id)))
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
+        .group_by(Image.owner_id, ImageTerm.term)
+    )
+    for stmt in (per_term, per_any):
+        session.execute(insert(TermCount).from_select(["owner_id", "kind", "term", "images"], stmt))
+    bin_expr = _bin(dialect)
+    per_bin = (
+        select(Image.owner_id, bin_expr, func.count())
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(model0)
+        .group_by(Image.owner_id, bin_expr)
+    )
+    session.execute(insert(ConfidenceBin).from_select(["owner_id", "bin", "labels"], per_bin))
+
+    # Everyone's totals are the owners' summed.
+    everyone = [
+        (
+            LabelCount,
+            ["owner_id", "name", *LABEL_COLUMNS],
+            select(
+                literal(ALL_OWNERS),
+                LabelCount.name,
+                *(func.sum(getattr(LabelCount, c)) for c in LABEL_COLUMNS),
+            ).group_by(LabelCount.name),
+        ),
+        (
+            TermCount,
+            ["owner_id", "kind", "term", "images"],
+            select(literal(ALL_OWNERS), TermCount.kind, TermCount.term, func.sum(TermCount.images)).group_by(
+                TermCount.kind, TermCount.term
+            ),
+        ),
+        (
+            ConfidenceBin,
+            ["owner_id", "bin", "labels"],
+            select(literal(ALL_OWNERS), ConfidenceBin.bin, func.sum(ConfidenceBin.labels)).group_by(
+                ConfidenceBin.bin
+            ),
+        ),
+    ]
+    for model, columns, stmt in everyone:
+        # MySQL cannot read the table it inserts into in one statement: read, then insert.
+        rows = [dict(zip(columns, r, strict=True)) for r in session.execute(stmt)]
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(model), rows[start : start + 5000])
+
+
+def dump(session: Session) -> dict[str, set[tuple[Any, ...]]]:
+    """Every non-zero total, as sets of plain tuples (for comparing two states)."""
+    label_rows = {
+        (r.owner_id, r.name, *(int(getattr(r, c)) for c in LABEL_COLUMNS))
+        for r in session.scalars(select(LabelCount))
+        if any(getattr(r, c) for c in LABEL_COLUMNS)
+    }
+    term_rows = {
+        (r.owner_id, r.kind, r.term, int(r.images)) for r in session.scalars(select(TermCount)) if r.images
+    }
+    bin_rows = {
+        (r.owner_id, int(r.bin), int(r.labels)) for r in session.scalars(select(ConfidenceBin)) if r.labels
+    }
+    return {"label_counts": label_rows, "term_counts": term_rows, "confidence_bins": bin_rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m labelkit.db.counts``: recompute the running totals from the rows."""
+    from labelkit.db.engine import get_engine, transaction
+    from labelkit.settings import get_settings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--check", action="store_true", help="only compare, and exit 1 if they differ")
+    args = parser.parse_args(argv)
+    engine = get_engine(get_settings())
+    with transaction(engine) as s:
+        current = dump(s)
+        rebuild(s)
+        fresh = dump(s)
+        differ = current != fresh
+        if args.check:
+            s.rollback()
+    state = "differed from the rows" if differ else "matched the rows"
+    sys.stdout.write(f"running totals {state}" + ("" if args.check else "; rebuilt") + "\n")
+    return 1 if (args.check and differ) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
