@@ -19,7 +19,7 @@ PAGE_COMPARE = "pages/compare.py"
 @st.cache_data(ttl=60, show_spinner=False)
 def _model_versions(user_id: str, is_admin: bool) -> int:
     with core.db() as s:
-        return len(repo.model_versions(session=s, viewer=repo.Viewer(user_id=user_id, is_admin=is_admin)))
+        return repo.count_model_versions(session=s, viewer=repo.Viewer(user_id=user_id, is_admin=is_admin))
 
 
 st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")

@@ -53,6 +53,7 @@ from labelkit.db.models import (
 )
 
 ANY = "any"  # term_counts.kind for "a label name or a parent"
+MODEL_VERSION = "model_version"  # term_counts.kind: images labelled by a model version (term)
 LABEL_COLUMNS = ("images", "model_rows", "confidence_milli", "confirmed", "rejected", "awaiting")
 _CHUNK = 500
 
@@ -118,6 +119,7 @@ def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
         lstmt = select(
             LabelRow.image_id,
             LabelRow.source,
+            LabelRow.model_version,
             LabelRow.name,
             LabelRow.instance,
             LabelRow.review,
@@ -135,13 +137,15 @@ def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
     out: dict[Key, int] = defaultdict(int)
     for image_id, owner in owners.items():
         rows = labels.get(image_id, [])
-        human_names = {r[2] for r in rows if r[1] == LabelSource.HUMAN}
+        human_names = {r[3] for r in rows if r[1] == LabelSource.HUMAN}
         model_names: set[str] = set()
-        for _, source, name, instance, review, milli, bin_ in rows:
+        versions: set[str] = set()
+        for _, source, version, name, instance, review, milli, bin_ in rows:
             if instance != 0:
                 continue
             if source == LabelSource.MODEL:
                 model_names.add(name)
+                versions.add(version)
                 out["label", owner, name, "model_rows"] += 1
                 out["label", owner, name, "confidence_milli"] += int(milli)
                 out["bin", owner, int(bin_)] += 1
@@ -153,6 +157,8 @@ def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
                 out["label", owner, name, "rejected"] += 1
         for name in model_names:
             out["label", owner, name, "images"] += 1
+        for version in versions:
+            out["term", owner, MODEL_VERSION, version] += 1
         searchable: set[str] = set()
         for _, kind, term in terms.get(image_id, []):
             out["term", owner, TermKind(kind).value, term] += 1
@@ -279,7 +285,18 @@ def rebuild(session: Session) -> None:
         .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
         .group_by(Image.owner_id, ImageTerm.term)
     )
-    for stmt in (per_term, per_any):
+    per_version = (
+        select(
+            Image.owner_id,
+            literal(MODEL_VERSION),
+            LabelRow.model_version,
+            func.count(func.distinct(LabelRow.image_id)),
+        )
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(model0)
+        .group_by(Image.owner_id, LabelRow.model_version)
+    )
+    for stmt in (per_term, per_any, per_version):
         session.execute(insert(TermCount).from_select(["owner_id", "kind", "term", "images"], stmt))
     bin_expr = _bin(dialect)
     per_bin = (

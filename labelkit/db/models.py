@@ -262,8 +262,9 @@ class LabelCount(Base):
 class TermCount(Base):
     """Per owner, kind and term: how many images carry the term (``image_terms`` counted).
 
-    ``kind`` is a :class:`TermKind` value, or ``any`` for "a label name or a parent"
-    (what the gallery's label filter and its suggestions match).
+    ``kind`` is a :class:`TermKind` value, ``any`` for "a label name or a parent"
+    (what the gallery's label filter and its suggestions match), or ``model_version``
+    (``term`` is a model version; ``images`` the images it labelled).
     """
 
     __tablename__ = "term_counts"

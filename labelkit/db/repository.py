@@ -1074,6 +1074,17 @@ class ModelVersionCount:
     labels: int
 
 
+def count_model_versions(*, session: Session, viewer: Viewer) -> int:
+    """How many model versions labelled the viewer's images (from the running totals; the
+    dashboard offers the Compare page from two)."""
+    stmt = select(func.count()).where(
+        TermCount.owner_id == _totals_owner(viewer),
+        TermCount.kind == counts.MODEL_VERSION,
+        TermCount.images > 0,
+    )
+    return int(session.scalar(stmt) or 0)
+
+
 def model_versions(*, session: Session, viewer: Viewer) -> list[ModelVersionCount]:
     """Model versions that labelled the viewer's images, with image and label counts (most images first)."""
     stmt = _owned(

@@ -150,6 +150,11 @@ def test_agreement_is_scoped_by_viewer_and_symmetric(world: World) -> None:
             session=s, viewer=Viewer(world.admin, is_admin=True), version_a=REKOGNITION, version_b=LOCAL
         )
         versions = repo.model_versions(session=s, viewer=Viewer(world.alice))
+        counted = [
+            repo.count_model_versions(session=s, viewer=v)
+            for v in (Viewer(world.alice), Viewer(world.bob), Viewer(world.admin, is_admin=True))
+        ]
+    assert counted == [2, 2, 2]
     assert (bob.images, bob.mean_jaccard) == (1, 1.0)
     assert admin.images == 3 and admin.mean_jaccard == pytest.approx((0.75 + 0 + 1) / 3)
     # alice's images: local labelled red, green and blue; Rekognition labelled red and blue... of hers,
