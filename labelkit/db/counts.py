@@ -87,11 +87,12 @@ def _lock(session: Session, ids: Sequence[str]) -> dict[str, str]:
     """Lock the images (in id order) and return their owners."""
     owners: dict[str, str] = {}
     dialect = _dialect(session)
+    conn = session.connection()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         if dialect == "sqlite":
             # A no-op write takes SQLite's write lock now, before the snapshot is read.
-            session.execute(
+            conn.execute(
                 update(Image)
                 .where(Image.id.in_(chunk))
                 .values(attempts=Image.attempts, updated_at=Image.updated_at)
@@ -104,7 +105,7 @@ def _lock(session: Session, ids: Sequence[str]) -> dict[str, str]:
                 .order_by(Image.id)
                 .with_for_update()
             )
-        owners.update({str(i): str(o) for i, o in session.execute(stmt)})
+        owners.update({str(i): str(o) for i, o in conn.execute(stmt)})
     return owners
 
 
@@ -129,9 +130,12 @@ def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
         tstmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term).where(
             ImageTerm.image_id.in_(chunk)
         )
-        for row in session.execute(lstmt):
+        # Core on the session's connection: these run on every write, and the ORM's
+        # execute path costs more than the statements here.
+        conn = session.connection()
+        for row in conn.execute(lstmt):
             labels[row[0]].append(row)
-        for row in session.execute(tstmt):
+        for row in conn.execute(tstmt):
             terms[row[0]].append(row)
 
     out: dict[Key, int] = defaultdict(int)
@@ -185,7 +189,7 @@ def _upsert_adding(session: Session, table: Any, rows: list[dict[str, Any]], col
         )
     else:  # pragma: no cover - other backends are not supported
         raise NotImplementedError(dialect)
-    session.execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in pk)))
+    session.connection().execute(stmt, sorted(rows, key=lambda r: tuple(r[k] for k in pk)))
 
 
 def apply(session: Session, delta: dict[Key, int]) -> None:
@@ -226,6 +230,7 @@ def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
     Images that do not exist are ignored (they contribute nothing before or after). Do
     not nest: an inner ``counting`` of the same image would be counted twice.
     """
+    session.flush()
     owners = _lock(session, sorted(set(image_ids)))
     before = _snapshot(session, owners)
     yield
