@@ -470,8 +470,13 @@ def table(results: list[dict[str, Any]], gen: GenerateReport, db: str) -> str:
     lines = [
         f"{gen.images:,} images, {gen.labels:,} label rows ({gen.reviews:,} human reviews), "
         f"{gen.terms:,} image_terms rows, {gen.users:,} users; {db}, 2 cores. "
-        f"Generated in {gen.seconds:.0f} s (of which {gen.totals_seconds:.0f} s computing the running "
-        f'totals). "user" = the heaviest user ({gen.heaviest_user_images:,} images); "typical" = the '
+        + (
+            f"Generated in {gen.seconds:.0f} s (of which {gen.totals_seconds:.0f} s computing the "
+            "running totals). "
+            if gen.seconds
+            else "A database generated earlier (`--database`). "
+        )
+        + f'"user" = the heaviest user ({gen.heaviest_user_images:,} images); "typical" = the '
         f'median user ({gen.typical_user_images:,} images); "admin" = all images. Warm, ms, each call in '
         f"its own transaction as a page rerun; p50/p95 of up to 20 runs (fewer for calls slower than "
         f'the 20 s budget, at least 3). "before" = the same call counting label and term rows '
@@ -506,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--who", choices=["user", "typical", "admin"], help="measure only this viewer")
     parser.add_argument("--no-before", action="store_true", help="skip the row-counting 'before' shapes")
+    parser.add_argument(
+        "--before-json",
+        type=Path,
+        help="take the 'before' timings from an earlier --json of the same database (the row-counting "
+        "shapes in bench/row_counting.py do not change; timing them again takes many minutes at 1 M)",
+    )
     parser.add_argument("--label", default="Animal", help="the label filter (a parent: children match)")
     parser.add_argument("--deep-page", type=int, default=100, help="the deep gallery page")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN of every statement")
@@ -557,11 +568,21 @@ def main(argv: list[str] | None = None) -> int:
         user = Viewer(user_id=gen.heaviest_user)
         typical = Viewer(user_id=gen.typical_user)
         results = []
+        earlier: dict[tuple[str, str], dict[str, Any]] = {}
+        if args.before_json:
+            for r in json.loads(args.before_json.read_text())["results"]:
+                if "before_p95" in r:
+                    earlier[r["name"], r["who"]] = {
+                        "before_p50": r["before_p50"],
+                        "before_p95": r["before_p95"],
+                    }
         for q in queries(admin, user, args.label, args.deep_page, typical):
             if (args.only and not re.search(args.only, q.name)) or (args.who and q.who != args.who):
                 continue
             row: dict[str, Any] = {"name": q.name, "who": q.who}
-            if q.before is not None and not args.no_before:
+            if (q.name, q.who) in earlier:
+                row |= earlier[q.name, q.who]
+            elif q.before is not None and not args.no_before:
                 if args.explain:
                     print(f"EXPLAIN before: {q.name} [{q.who}]\n{explain(engine, q, before=True)}")
                 b50, b95, _ = time_query(

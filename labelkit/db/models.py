@@ -144,6 +144,9 @@ class Image(Base):
         Index("ix_images_created", "created_at"),
         # A user's status counts (gallery header) without scanning every image (migration 0003).
         Index("ix_images_owner_status", "owner_id", "status"),
+        # Labelled per day / per minute (activity charts), for a user and for everyone (0005).
+        Index("ix_images_owner_labelled", "owner_id", "labelled_at"),
+        Index("ix_images_labelled", "labelled_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
