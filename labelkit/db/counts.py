@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, delete, exists, func, insert, literal, select, update
+from sqlalchemy import Integer, and_, case, cast, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -78,6 +78,28 @@ def _milli(dialect: str) -> ColumnElement[Any]:
 def _bin(dialect: str) -> ColumnElement[Any]:
     """The whole confidence point 0..99 (100 counts as 99, like the histogram's last bin)."""
     return case((LabelRow.confidence >= 99, 99), else_=_floor(LabelRow.confidence, dialect))
+
+
+def awaiting_review() -> list[Any]:
+    """Conditions on ``LabelRow``: an image-level model label no person has reviewed (no
+    human row of the same name on the image). The review queue and its totals use it."""
+    human = aliased(LabelRow)
+    reviewed = (
+        select(human.id)
+        .where(
+            human.image_id == LabelRow.image_id,
+            human.source == LabelSource.HUMAN,
+            # Always true for human rows; with it the lookup is one probe of the unique key
+            # (image, source, model version, name) ...
+            human.model_version == "",
+            human.name == LabelRow.name,
+        )
+        # ... which MySQL, left alone, passes over for (source, confidence): a scan of
+        # every human row per label (seconds at a million images).
+        .with_hint(human, "FORCE INDEX (uq_labels_key)", dialect_name="mysql")
+        .exists()
+    )
+    return [LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0, ~reviewed]
 
 
 # --------------------------------------------------------------------------- running totals
@@ -250,15 +272,7 @@ def rebuild(session: Session) -> None:
         session.execute(delete(table))
     model0 = and_(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
     human0 = and_(LabelRow.source == LabelSource.HUMAN, LabelRow.instance == 0)
-    human = aliased(LabelRow)
-    awaiting = and_(
-        model0,
-        ~exists().where(
-            human.image_id == LabelRow.image_id,
-            human.source == LabelSource.HUMAN,
-            human.name == LabelRow.name,
-        ),
-    )
+    awaiting = and_(*awaiting_review())
 
     def total(cond: ColumnElement[bool], value: Any = 1) -> ColumnElement[Any]:
         return func.coalesce(func.sum(case((cond, value), else_=0)), 0)
