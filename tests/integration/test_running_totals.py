@@ -256,3 +256,36 @@ def test_concurrent_writers_keep_totals_exact(engine: Engine) -> None:
         t.join()
     assert not errors, errors
     _check(engine)
+
+
+def test_the_cli_finds_and_repairs_drifted_totals(
+    engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import update
+
+    from labelkit.db.engine import dispose_engines
+    from labelkit.settings import get_settings
+
+    alice = _user(engine, "alice")
+    image_id = _image(engine, alice, 1)
+    with transaction(engine) as s:
+        repo.save_model_labels(session=s, image_id=image_id, result=_result(random.Random(3), "m"))
+        repo.set_human_label(
+            session=s, viewer=alice, image_id=image_id, name="Cat", review=ReviewState.CONFIRMED
+        )
+        # Rows changed behind the repository's back (e.g. loaded by hand): the totals drift.
+        s.execute(update(LabelCount).values(images=LabelCount.images + 5))
+
+    monkeypatch.setenv("LABELKIT_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        assert counts.main(["--check"]) == 1
+        assert counts.main(["--check"]) == 1, "--check changes nothing"
+        assert "differed" in capsys.readouterr().out
+        assert counts.main([]) == 0
+        assert counts.main(["--check"]) == 0
+        assert "matched" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
+        dispose_engines()
+    _check(engine)
