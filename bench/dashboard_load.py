@@ -55,7 +55,6 @@ import tempfile
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,12 +78,11 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
-from bench.queries import GenerateReport, _admin_conn, _describe, generate
+from bench.queries import GenerateReport, bench_database, server
 from bench.readme import update_readme
 from labelkit.auth import Principal
 from labelkit.db import repository as repo
 from labelkit.db.engine import dispose_engines, make_engine, transaction
-from labelkit.db.migrate import upgrade
 from labelkit.settings import get_settings
 from labelkit.storage.local import LocalStore
 
@@ -469,41 +467,20 @@ def main(argv: list[str] | None = None) -> int:
     # AppTest sessions driven from plain threads make Streamlit warn about a missing script context.
     streamlit_logger.set_log_level("error")
 
-    name = args.database or f"labelkit_bench_{uuid.uuid4().hex[:8]}"
-    url = f"mysql+pymysql://root@127.0.0.1:3306/{name}"
-    if args.buffer_pool_mb:
-        conn = _admin_conn()
-        with conn.cursor() as cur:
-            cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (args.buffer_pool_mb * 2**20,))
-        conn.close()
-    if not args.database:
-        conn = _admin_conn()
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-        if args.database:
-            gen = _describe(engine)
-        else:
-            print(f"generating {args.images:,} images into {name} ...", file=sys.stderr)
-            gen = generate(
-                engine,
-                images=args.images,
-                labels_per_image=args.labels_per_image,
-                users=args.users,
-                progress=lambda m: print(m, file=sys.stderr),
-            )
-            print(f"generated in {gen.seconds:.0f} s", file=sys.stderr)
+    with bench_database(
+        database=args.database,
+        keep=args.keep,
+        buffer_pool_mb=args.buffer_pool_mb,
+        images=args.images,
+        labels_per_image=args.labels_per_image,
+        users=args.users,
+    ) as (engine, gen):
         t0 = time.perf_counter()
         if ensure_totals(engine):
             print(f"filled the running totals in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        with engine.connect() as c:
-            version = c.exec_driver_sql("SELECT VERSION()").scalar()
-            pool = c.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar()
+        db = server(engine)
+        url = engine.url.render_as_string(hide_password=False)
         engine.dispose()
-        db = f"MariaDB {version}, buffer pool {int(pool or 0) // 2**20} MB"
         print(f"{args.sessions} sessions x (1 + {args.reruns}) renders of 2 pages ...", file=sys.stderr)
         result = run_load(
             url, sessions=args.sessions, reruns=args.reruns, admins=args.admins, timeout=args.timeout
@@ -515,15 +492,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.readme:
             update_readme(args.readme, text, name="dashboard", title="Benchmark: dashboard under load")
             print(f"updated {args.readme}", file=sys.stderr)
-    finally:
-        engine.dispose()
-        if not args.keep and not args.database:
-            conn = _admin_conn()
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            conn.close()
-        elif not args.database:
-            print(f"kept database {name}", file=sys.stderr)
     return 1 if result.errors else 0
 
 

@@ -533,37 +533,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, help="write the table between the bench-queries markers")
     args = parser.parse_args(argv)
 
-    name = args.database or f"labelkit_bench_{uuid.uuid4().hex[:8]}"
-    url = f"mysql+pymysql://root@127.0.0.1:3306/{name}"
-    if args.buffer_pool_mb:
-        conn = _admin_conn()
-        with conn.cursor() as cur:
-            cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (args.buffer_pool_mb * 2**20,))
-        conn.close()
-    if not args.database:
-        conn = _admin_conn()
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-        conn.close()
-    engine = make_engine(url)
-    try:
-        upgrade(engine)  # also applies new migrations to a reused database
-        if args.database:
-            gen = _describe(engine)
-        else:
-            print(f"generating {args.images:,} images into {name} ...", file=sys.stderr)
-            gen = generate(
-                engine,
-                images=args.images,
-                labels_per_image=args.labels_per_image,
-                users=args.users,
-                progress=lambda m: print(m, file=sys.stderr),
-            )
-        print(
-            f"generated {gen.images:,} images, {gen.labels:,} labels, {gen.terms:,} terms "
-            f"in {gen.seconds:.1f} s",
-            file=sys.stderr,
-        )
+    with bench_database(
+        database=args.database,
+        keep=args.keep,
+        buffer_pool_mb=args.buffer_pool_mb,
+        images=args.images,
+        labels_per_image=args.labels_per_image,
+        users=args.users,
+    ) as (engine, gen):
         admin = Viewer(user_id=gen.admin_id, is_admin=True)
         user = Viewer(user_id=gen.heaviest_user)
         typical = Viewer(user_id=gen.typical_user)
@@ -598,27 +575,73 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             results.append(row | {"p50": p50, "p95": p95, "runs": n})
-        with engine.connect() as c:
-            version = c.exec_driver_sql("SELECT VERSION()").scalar()
-            pool = c.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar()
-        db = f"MariaDB {version}, buffer pool {int(pool or 0) // 2**20} MB"
-        text = table(results, gen, db)
+        text = table(results, gen, server(engine))
         print(text)
         if args.json:
             args.json.write_text(json.dumps({"generate": gen.__dict__, "results": results}, indent=1))
         if args.readme:
             update_readme(args.readme, text, name="queries", title="Benchmark: queries at scale")
             print(f"updated {args.readme}", file=sys.stderr)
+    return 0
+
+
+@contextmanager
+def bench_database(
+    *,
+    database: str | None,
+    keep: bool = False,
+    buffer_pool_mb: int = 0,
+    images: int = 1_000_000,
+    labels_per_image: float = 10.0,
+    users: int = 5000,
+) -> Iterator[tuple[Engine, GenerateReport]]:
+    """A filled MariaDB database on the local server: ``database`` reused as it is, or a
+    new throwaway one generated now (dropped on exit unless ``keep``). Migrated either way."""
+    name = database or f"labelkit_bench_{uuid.uuid4().hex[:8]}"
+    conn = _admin_conn()
+    with conn.cursor() as cur:
+        if buffer_pool_mb:
+            cur.execute("SET GLOBAL innodb_buffer_pool_size = %s", (buffer_pool_mb * 2**20,))
+        if not database:
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    conn.close()
+    engine = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{name}")
+    try:
+        upgrade(engine)  # also applies new migrations to a reused database
+        if database:
+            gen = _describe(engine)
+        else:
+            print(f"generating {images:,} images into {name} ...", file=sys.stderr)
+            gen = generate(
+                engine,
+                images=images,
+                labels_per_image=labels_per_image,
+                users=users,
+                progress=lambda m: print(m, file=sys.stderr),
+            )
+        print(
+            f"{gen.images:,} images, {gen.labels:,} labels, {gen.terms:,} terms"
+            + (f", generated in {gen.seconds:.1f} s" if gen.seconds else ""),
+            file=sys.stderr,
+        )
+        yield engine, gen
     finally:
         engine.dispose()
-        if not args.keep and not args.database:
+        if not keep and not database:
             conn = _admin_conn()
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
             conn.close()
-        elif not args.database:
+        elif not database:
             print(f"kept database {name}", file=sys.stderr)
-    return 0
+
+
+def server(engine: Engine) -> str:
+    """The MariaDB server's version and buffer pool, for a benchmark's description."""
+    with engine.connect() as c:
+        version = c.exec_driver_sql("SELECT VERSION()").scalar()
+        pool = c.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar()
+    return f"MariaDB {version}, buffer pool {int(pool or 0) // 2**20} MB"
 
 
 def _describe(engine: Engine) -> GenerateReport:

@@ -684,11 +684,13 @@ def term_counts(
     *, session: Session, viewer: Viewer, kind: TermKind, limit: int = 50
 ) -> list[tuple[str, int]]:
     """Images per term of one kind (e.g. categories), most common first."""
+    return _top_terms(session, viewer, kind.value, limit)
+
+
+def _top_terms(session: Session, viewer: Viewer, kind: str, limit: int) -> list[tuple[str, int]]:
     stmt = (
         select(TermCount.term, TermCount.images)
-        .where(
-            TermCount.owner_id == _totals_owner(viewer), TermCount.kind == kind.value, TermCount.images > 0
-        )
+        .where(TermCount.owner_id == _totals_owner(viewer), TermCount.kind == kind, TermCount.images > 0)
         .order_by(TermCount.images.desc(), TermCount.term)
         .limit(limit)
     )
@@ -879,15 +881,7 @@ class TermSuggestion:
 
 def term_suggestions(*, session: Session, viewer: Viewer, limit: int = 500) -> list[TermSuggestion]:
     """Label names and parents the viewer's images carry, most common first (filter suggestions)."""
-    stmt = (
-        select(TermCount.term, TermCount.images)
-        .where(
-            TermCount.owner_id == _totals_owner(viewer), TermCount.kind == counts.ANY, TermCount.images > 0
-        )
-        .order_by(TermCount.images.desc(), TermCount.term)
-        .limit(limit)
-    )
-    return [TermSuggestion(term=t, images=int(n)) for t, n in session.execute(stmt)]
+    return [TermSuggestion(term=t, images=n) for t, n in _top_terms(session, viewer, counts.ANY, limit)]
 
 
 def count_review_queue(*, session: Session, viewer: Viewer) -> int:
