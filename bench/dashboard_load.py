@@ -66,7 +66,6 @@ import numpy as np
 import streamlit as st
 import streamlit.logger as streamlit_logger
 from PIL import Image as PILImage
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Engine
 from streamlit.components.v2.component_manager import BidiComponentManager
@@ -134,23 +133,6 @@ class LoadResult:
 
 
 # --------------------------------------------------------------------------- who signs in
-
-
-def ensure_totals(engine: Engine) -> bool:
-    """Fill the running totals (``labelkit.db.counts``) if the images are there but the totals
-    are not (rows loaded in bulk bypass the code that keeps them); True if it rebuilt them."""
-    if not sa_inspect(engine).has_table("label_counts"):
-        return False
-    with engine.connect() as c:
-        filled = c.execute(sql_text("SELECT 1 FROM label_counts LIMIT 1")).first() is not None
-        empty = c.execute(sql_text("SELECT 1 FROM labels LIMIT 1")).first() is None
-    if filled or empty:
-        return False
-    from labelkit.db import counts
-
-    with transaction(engine) as s:
-        counts.rebuild(s)
-    return True
 
 
 def pick_sessions(engine: Engine, sessions: int, admins: int | None = None) -> list[Who]:
@@ -475,9 +457,6 @@ def main(argv: list[str] | None = None) -> int:
         labels_per_image=args.labels_per_image,
         users=args.users,
     ) as (engine, gen):
-        t0 = time.perf_counter()
-        if ensure_totals(engine):
-            print(f"filled the running totals in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         db = server(engine)
         url = engine.url.render_as_string(hide_password=False)
         engine.dispose()

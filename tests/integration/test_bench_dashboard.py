@@ -15,7 +15,6 @@ from bench.dashboard_load import (
     LoadResult,
     Sample,
     Who,
-    ensure_totals,
     run_load,
     summary,
     table,
@@ -28,7 +27,6 @@ from labelkit.db.models import LabelRow, LabelSource
 
 def test_two_sessions_render_gallery_and_labels_without_errors(engine: Engine, db_url: str) -> None:
     gen = generate(engine, images=300, labels_per_image=10, users=20, chunk=300)
-    ensure_totals(engine)
     with transaction(engine) as s:
         distinct_labels = s.scalar(
             select(func.count(distinct(LabelRow.name))).where(LabelRow.source == LabelSource.MODEL)
