@@ -605,7 +605,8 @@ def bench_database(
         if not database:
             cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
     conn.close()
-    engine = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{name}")
+    # Generating loads millions of rows per statement: no client or idle timeout here.
+    engine = make_engine(f"mysql+pymysql://root@127.0.0.1:3306/{name}", read_timeout=None, idle_timeout=None)
     try:
         upgrade(engine)  # also applies new migrations to a reused database
         if database:

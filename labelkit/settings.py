@@ -42,6 +42,18 @@ class Settings(BaseSettings):
         default="", description="AWS Secrets Manager ARN holding the database password."
     )
     database_ssl_ca: str = Field(default="", description="CA bundle path for TLS to MySQL/RDS.")
+    database_read_timeout: int = Field(
+        default=30,
+        ge=0,
+        description="MySQL: seconds a statement may wait for the server's answer before the "
+        "connection is given up (0: forever). Migrations run without it.",
+    )
+    database_idle_timeout: int = Field(
+        default=30,
+        ge=0,
+        description="MySQL: the server ends a session idle this long (its wait_timeout), so a "
+        "connection the client lost cannot keep row locks (0: the server's default).",
+    )
     storage_url: str = Field(
         default="",
         description="Folder for images (default data_dir/images) or s3://bucket/prefix.",

@@ -4,11 +4,27 @@
 a busy timeout and foreign keys (several processes share the file: dashboard,
 listeners); MySQL/RDS gets utf8mb4, READ COMMITTED, ``pool_pre_ping`` and ``pool_recycle``
 and optional TLS. ``get_engine(settings)`` caches one engine per URL per process.
+
+A MySQL connection lost to the network must not hurt either side for long:
+
+* **the server** ends a session idle for ``idle_timeout`` seconds (the session's
+  ``wait_timeout``, set on connect). Without it a session whose client vanished
+  without a FIN (a network blip, a NAT that forgot the flow, a killed host) keeps
+  its open transaction and row locks until the server's default of 8 hours, and
+  every later claim of that image waits on the lock;
+* **the client** gives up on a statement whose answer does not come within
+  ``read_timeout`` seconds (PyMySQL ``read_timeout``/``write_timeout``), and the
+  kernel notices a dead peer on an idle socket within ~25 s (TCP keepalive) and
+  on a busy one within 30 s (``TCP_USER_TIMEOUT``). The error counts as a
+  disconnect, so SQLAlchemy drops every pooled connection made before it;
+* the pool recycles connections before the server's ``wait_timeout`` can end
+  them, and pings each one on checkout.
 """
 
 from __future__ import annotations
 
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,13 +53,62 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _keepalive(dbapi_conn: Any, _record: Any) -> None:
+    """TCP keepalive and a user timeout on a PyMySQL connection's socket (Linux options)."""
+    sock = getattr(dbapi_conn, "_sock", None)  # PyMySQL keeps its socket here
+    if not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", 10),  # seconds idle before the first probe
+        ("TCP_KEEPINTVL", 5),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 30_000),  # ms unacknowledged data may wait (a query sent into a void)
+    ):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def _session_timeout(seconds: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        # wait_timeout covers a session idle inside a transaction too (MySQL and MariaDB
+        # alike), so it bounds how long a lost client's locks live.
+        cur.execute(f"SET SESSION wait_timeout = {int(seconds)}")
+        cur.close()
+
+    return on_connect
+
+
+@contextmanager
+def no_read_timeout(conn: Any) -> Iterator[None]:
+    """Lift the client's read timeout for long statements on one connection (migrations).
+
+    ``conn`` is a SQLAlchemy ``Connection``; on anything but PyMySQL this does nothing.
+    """
+    raw = conn.connection.dbapi_connection
+    before = getattr(raw, "_read_timeout", None)
+    if before is None:
+        yield
+        return
+    raw._read_timeout = None  # PyMySQL applies it before every read
+    try:
+        yield
+    finally:
+        raw._read_timeout = before
+
+
 def make_engine(
     url: str | URL,
     *,
     password: str | None = None,
     ssl_ca: str = "",
     echo: bool = False,
+    read_timeout: int | None = 30,
+    idle_timeout: int | None = 30,
 ) -> Engine:
+    """An engine for ``url``; ``read_timeout``/``idle_timeout`` (seconds, MySQL only; None or 0
+    for none) bound how long a lost connection can block the client or keep locks on the server."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
@@ -62,9 +127,12 @@ def make_engine(
     query.setdefault("charset", "utf8mb4")
     u = u.set(query=query)
     connect_args: dict[str, Any] = {"connect_timeout": 10}
+    if read_timeout:
+        connect_args["read_timeout"] = read_timeout
+        connect_args["write_timeout"] = read_timeout
     if ssl_ca:
         connect_args["ssl"] = {"ca": ssl_ca}
-    return create_engine(
+    engine = create_engine(
         u,
         echo=echo,
         hide_parameters=True,  # never log bound values (password hashes, names)
@@ -73,11 +141,16 @@ def make_engine(
         # (labelkit.db.counts), and searches take no gap locks (fewer deadlocks).
         isolation_level="READ COMMITTED",
         pool_pre_ping=True,  # RDS and MariaDB close idle connections
-        pool_recycle=280,
+        # Renewed before the server's wait_timeout ends them (the pool would notice anyway).
+        pool_recycle=max(5, idle_timeout - 10) if idle_timeout else 280,
         pool_size=5,
         max_overflow=10,
         connect_args=connect_args,
     )
+    event.listen(engine, "connect", _keepalive)
+    if idle_timeout:
+        event.listen(engine, "connect", _session_timeout(idle_timeout))
+    return engine
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -93,7 +166,13 @@ def get_engine(settings: Settings) -> Engine:
                 from labelkit.aws import secret_password
 
                 password = secret_password(settings.database_secret_arn, region=settings.aws_region)
-            engine = make_engine(url, password=password, ssl_ca=settings.database_ssl_ca)
+            engine = make_engine(
+                url,
+                password=password,
+                ssl_ca=settings.database_ssl_ca,
+                read_timeout=settings.database_read_timeout or None,
+                idle_timeout=settings.database_idle_timeout or None,
+            )
             _engines[url] = engine
         return engine
 
