@@ -86,9 +86,9 @@ from labelkit.settings import get_settings
 from labelkit.storage.local import LocalStore
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py"
-PAGES = {"gallery": "pages/gallery.py", "labels": "pages/labels.py"}
+PAGES = {"gallery": "app_pages/gallery.py", "labels": "app_pages/labels.py"}
 TITLES = {"gallery": "Gallery", "labels": "Labels"}
-GALLERY_PAGE_SIZE = 24  # dashboard/pages/gallery.py's PAGE_SIZE
+GALLERY_PAGE_SIZE = 24  # dashboard/app_pages/gallery.py's PAGE_SIZE
 KINDS = ("first", "rerun")
 
 

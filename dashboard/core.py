@@ -44,13 +44,13 @@ _COOKIE_CHECKED = "_session_cookie_checked"
 _COOKIE_ACTION = "_session_cookie_action"
 DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
 
-PAGE_SIGN_IN = "pages/sign_in.py"
-PAGE_GALLERY = "pages/gallery.py"
-PAGE_UPLOAD = "pages/upload.py"
-PAGE_IMAGE = "pages/image.py"
-PAGE_LABELS = "pages/labels.py"
-PAGE_REVIEW = "pages/review.py"
-PAGE_PIPELINE = "pages/pipeline.py"
+PAGE_SIGN_IN = "app_pages/sign_in.py"
+PAGE_GALLERY = "app_pages/gallery.py"
+PAGE_UPLOAD = "app_pages/upload.py"
+PAGE_IMAGE = "app_pages/image.py"
+PAGE_LABELS = "app_pages/labels.py"
+PAGE_REVIEW = "app_pages/review.py"
+PAGE_PIPELINE = "app_pages/pipeline.py"
 
 
 # --------------------------------------------------------------------------- resources

@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import core
 from labelkit.db import repository as repo
 
-PAGE_COMPARE = "pages/compare.py"
+PAGE_COMPARE = "app_pages/compare.py"
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -40,7 +40,7 @@ else:
         "Labels": [
             st.Page(core.PAGE_LABELS, title="Labels", icon=":material/label:"),
             st.Page(core.PAGE_REVIEW, title="Review", icon=":material/fact_check:"),
-            st.Page("pages/export.py", title="Export", icon=":material/download:"),
+            st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
         ],
     }
     if _model_versions(user.user_id, user.is_admin) > 1:

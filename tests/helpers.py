@@ -6,6 +6,11 @@ import socket
 import time
 import urllib.request
 
+# How long a browser test waits for something to appear (ms). Generous: on a busy 2-core
+# machine a Streamlit rerun plus the real model can take many seconds; a wait ends as
+# soon as its condition holds, so a fast machine pays nothing for it.
+BROWSER_TIMEOUT_MS = 120_000
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -13,7 +18,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 90) -> None:
+def wait_http(url: str, timeout: float = 180) -> None:
     """Wait until ``url`` answers 200."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None

@@ -100,7 +100,7 @@ def upload(services: Services, owner: Principal, name: str, data: bytes) -> str:
 
 def app(principal: Principal | None = None, page: str | None = None, **query: str) -> AppTest:
     """An AppTest of the real entry point, signed in as ``principal``, showing ``page``."""
-    at = AppTest.from_file(str(APP), default_timeout=30)
+    at = AppTest.from_file(str(APP), default_timeout=120)
     if principal is not None:
         at.session_state["principal"] = principal
     at.run()

@@ -28,7 +28,7 @@ def _everything(at: AppTest) -> str:
 
 
 @pytest.mark.parametrize(
-    "page", ["pages/gallery.py", "pages/labels.py", "pages/review.py", "pages/upload.py"]
+    "page", ["app_pages/gallery.py", "app_pages/labels.py", "app_pages/review.py", "app_pages/upload.py"]
 )
 def test_other_users_images_appear_on_no_page(
     services: Services, alice: Principal, bob: Principal, alices_image: str, page: str
@@ -37,15 +37,15 @@ def test_other_users_images_appear_on_no_page(
     assert not at.exception
     shown = _everything(at)
     assert "alice-secret" not in shown and "Red Thing" not in shown
-    if page == "pages/labels.py":
+    if page == "app_pages/labels.py":
         assert sorted(at.dataframe[0].value["label"]) == ["Blue Thing", "Thing"]  # bob's own only
 
 
 def test_other_users_image_page_looks_missing_and_offers_no_actions(
     services: Services, bob: Principal, alices_image: str
 ) -> None:
-    mine = app(bob, "pages/image.py", image=alices_image)
-    missing = app(bob, "pages/image.py", image="0" * 32)
+    mine = app(bob, "app_pages/image.py", image=alices_image)
+    missing = app(bob, "app_pages/image.py", image="0" * 32)
     assert [t.value for t in mine.title] == [t.value for t in missing.title] == ["Image not found"]
     assert texts(mine) == texts(missing)
     assert not [
@@ -59,7 +59,7 @@ def test_actions_on_other_users_image_change_nothing(
     # GIVEN bob with alice's image open in a stale tab (it was never his: the page refuses)
     with transaction(services.engine) as s:
         repo.mark_failed(session=s, image_id=alices_image, reason="boom")
-    at = app(bob, "pages/image.py", image=alices_image)
+    at = app(bob, "app_pages/image.py", image=alices_image)
     assert "Image not found" in texts(at)
     # WHEN bob uses the use cases the page would call, with alice's id
     from labelkit.errors import NotFound
@@ -81,7 +81,7 @@ def test_actions_on_other_users_image_change_nothing(
 def test_review_actions_only_reach_own_labels(
     services: Services, alice: Principal, bob: Principal, alices_image: str
 ) -> None:
-    at = app(bob, "pages/review.py")
+    at = app(bob, "app_pages/review.py")
     with transaction(services.engine) as s:
         # alice is the admin: scope to her own images to get "her" labels
         alice_rows = repo.review_queue(session=s, viewer=Viewer(user_id=alice.user_id))
@@ -100,9 +100,9 @@ def test_review_actions_only_reach_own_labels(
 def test_admin_sees_everyones_images(
     services: Services, alice: Principal, bob: Principal, alices_image: str
 ) -> None:
-    at = app(alice, "pages/gallery.py")
+    at = app(alice, "app_pages/gallery.py")
     assert "bob.jpg" in texts(at) and "alice-secret.jpg" in texts(at)
     with transaction(services.engine) as s:
         bobs = repo.list_images(session=s, viewer=bob.viewer).items[0].id
-    at = app(alice, "pages/image.py", image=bobs)
+    at = app(alice, "app_pages/image.py", image=bobs)
     assert "owner bob" in texts(at)

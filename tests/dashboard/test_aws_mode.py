@@ -107,7 +107,7 @@ def test_sign_in_with_cognito_upload_to_s3_and_see_it_in_the_gallery(world: AwsW
     assert principal.user_id == sub and principal.username == "alice" and not principal.is_admin
 
     # AND uploads a photo
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     at.file_uploader[0].set_value([("red.jpg", RED, "image/jpeg")]).run()
     assert not at.exception
     assert "red.jpg** — queued for labelling" in texts(at)
@@ -121,7 +121,7 @@ def test_sign_in_with_cognito_upload_to_s3_and_see_it_in_the_gallery(world: AwsW
     assert world.queued() == 0
 
     # AND the gallery shows it, with a thumbnail read back from S3
-    at.switch_page("pages/gallery.py").run()
+    at.switch_page("app_pages/gallery.py").run()
     assert not at.exception
     assert "red.jpg" in texts(at) and "Labelling in progress" in texts(at)
     assert at.image, "the thumbnail comes from S3"
@@ -137,7 +137,7 @@ def test_sign_in_with_cognito_upload_to_s3_and_see_it_in_the_gallery(world: AwsW
     # AND the image page shows the photo read from S3
     image_id = outcomes[0].image_id
     assert image_id
-    at.switch_page("pages/image.py")
+    at.switch_page("app_pages/image.py")
     at.query_params["image"] = image_id
     at.run()
     assert not at.exception and at.image and "Red Thing" in texts(at)

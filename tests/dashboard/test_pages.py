@@ -25,7 +25,7 @@ def _gallery_names(at) -> list[str]:
 
 def test_upload_many_files_reports_each_outcome(services: Services, alice: Principal) -> None:
     # GIVEN the upload page
-    at = app(alice, "pages/upload.py")
+    at = app(alice, "app_pages/upload.py")
     assert at.file_uploader[0].accept_multiple_files
     # WHEN four files are dropped at once: two photos, a copy of one, and a text file
     at.file_uploader[0].set_value(
@@ -45,7 +45,7 @@ def test_upload_many_files_reports_each_outcome(services: Services, alice: Princ
     assert "red again.jpg** — duplicate: Already uploaded as “red.jpg”." in shown
     assert "notes.jpg** — rejected: Not an image: the file looks like plain text." in shown
     # AND the new images are in the gallery at once, pending, with auto-refresh on
-    at.switch_page("pages/gallery.py").run()
+    at.switch_page("app_pages/gallery.py").run()
     assert sorted(_gallery_names(at)) == ["green.jpg", "red.jpg"]
     assert "Labelling in progress" in texts(at)
     # AND once labelled, the gallery shows it
@@ -58,7 +58,7 @@ def test_upload_many_files_reports_each_outcome(services: Services, alice: Princ
 def test_upload_refuses_files_over_the_size_limit_with_intake_message(
     services: Services, alice: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    at = app(alice, "pages/upload.py")
+    at = app(alice, "app_pages/upload.py")
     limit_mb = services.settings.max_upload_bytes / 2**20
     assert at.file_uploader[0].proto.max_upload_size_mb > limit_mb  # Streamlit's cap is above intake's
     big = RED + b"\0" * services.settings.max_upload_bytes
@@ -72,7 +72,7 @@ def test_gallery_filters_by_label_parent_status_and_confidence(services: Service
     drain(services)
     upload(services, alice, "later.jpg", jpeg((200, 200, 30)))
     # ?label= (as linked from the Labels page) filters; the parent "Thing" finds all children
-    at = app(alice, "pages/gallery.py", label="Red Thing")
+    at = app(alice, "app_pages/gallery.py", label="Red Thing")
     assert _gallery_names(at) == ["red.jpg"]
     at.selectbox(key="flt_label").set_value("Thing").run()
     assert sorted(_gallery_names(at)) == ["blue.jpg", "green.jpg", "red.jpg"]
@@ -89,14 +89,14 @@ def test_gallery_filters_by_label_parent_status_and_confidence(services: Service
 
 
 def test_gallery_empty_state(services: Services, alice: Principal) -> None:
-    at = app(alice, "pages/gallery.py")
+    at = app(alice, "app_pages/gallery.py")
     assert "No images yet — upload some." in texts(at)
 
 
 def test_image_page_confirm_reject_add(services: Services, alice: Principal) -> None:
     image_id = upload(services, alice, "red.jpg", RED)
     drain(services)
-    at = app(alice, "pages/image.py", image=image_id)
+    at = app(alice, "app_pages/image.py", image=image_id)
     assert not at.exception
     assert "Red Thing" in texts(at) and "parents: Thing" in texts(at) and "1 box" in texts(at)
     assert at.image  # the display copy with its box
@@ -123,7 +123,7 @@ def test_image_page_confirm_reject_add(services: Services, alice: Principal) -> 
 
 def test_image_page_delete_with_confirmation(services: Services, alice: Principal) -> None:
     image_id = upload(services, alice, "red.jpg", RED)
-    at = app(alice, "pages/image.py", image=image_id)
+    at = app(alice, "app_pages/image.py", image=image_id)
     at.button(key="delete").click().run()
     assert "cannot be undone" in texts(at)
     at.button(key="delete_cancel").click().run()
@@ -141,7 +141,7 @@ def test_image_page_retry_of_a_failed_image(services: Services, alice: Principal
     services.queue.purge_matching(image_id)
     with transaction(services.engine) as s:
         repo.mark_failed(session=s, image_id=image_id, reason="The model crashed.")
-    at = app(alice, "pages/image.py", image=image_id)
+    at = app(alice, "app_pages/image.py", image=image_id)
     assert "Labelling failed: The model crashed" in texts(at)
     at.button(key="retry").click().run()
     assert _status(services, alice, image_id) == ImageStatus.PENDING
@@ -151,20 +151,20 @@ def test_image_page_retry_of_a_failed_image(services: Services, alice: Principal
 
 
 def test_missing_image_id(services: Services, alice: Principal) -> None:
-    at = app(alice, "pages/image.py", image="does-not-exist")
+    at = app(alice, "app_pages/image.py", image="does-not-exist")
     assert [t.value for t in at.title] == ["Image not found"]
-    at = app(alice, "pages/image.py")
+    at = app(alice, "app_pages/image.py")
     assert [t.value for t in at.title] == ["Image not found"]
 
 
 def test_labels_page_charts_table_and_csv(services: Services, alice: Principal) -> None:
-    at = app(alice, "pages/labels.py")
+    at = app(alice, "app_pages/labels.py")
     assert "No labels yet" in texts(at)
     for name, data in (("red.jpg", RED), ("red2.jpg", jpeg((230, 20, 40))), ("blue.jpg", BLUE)):
         upload(services, alice, name, data)
     drain(services)
     st.cache_data.clear()  # the page caches its queries for 15 s; the worker ran behind its back
-    at = app(alice, "pages/labels.py")
+    at = app(alice, "app_pages/labels.py")
     assert not at.exception
     charts = elements(at, "vega_lite_chart")
     assert len(charts) == 5  # per label, confidence, over time, categories, co-occurrence
@@ -183,7 +183,7 @@ def test_review_accept_reject_and_bulk(services: Services, alice: Principal) -> 
     upload(services, alice, "red.jpg", RED)
     upload(services, alice, "blue.jpg", BLUE)
     drain(services)
-    at = app(alice, "pages/review.py")
+    at = app(alice, "app_pages/review.py")
     assert "4 labels waiting for review" in texts(at)
     with transaction(services.engine) as s:
         queue = repo.review_queue(session=s, viewer=alice.viewer)
@@ -218,7 +218,7 @@ def test_pipeline_page_for_admins_with_retry_and_redrive(
         repo.mark_failed(session=s, image_id=image_id, reason="Labelling failed after 3 attempts: boom")
     assert services.queue.stats().dead == 1
     # WHEN the admin opens the pipeline page
-    at = app(alice, "pages/pipeline.py")
+    at = app(alice, "app_pages/pipeline.py")
     assert not at.exception
     assert [m.value for m in at.metric][:3] == ["0", "0", "1"]
     assert "boom" in texts(at) and "Dead letters (1)" in texts(at)
@@ -235,4 +235,4 @@ def test_pipeline_page_is_not_offered_to_other_users(
 ) -> None:
     at = app(bob)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("pages/pipeline.py")
+        at.switch_page("app_pages/pipeline.py")

@@ -38,7 +38,7 @@ def test_sign_up_signs_in_and_the_first_account_is_admin(services: Services) -> 
     assert principal.username == "carol" and principal.is_admin
     # A browser lands on the default page (Gallery); AppTest keeps the page it asked for
     # (sign-in), so open the gallery explicitly.
-    at.switch_page("pages/gallery.py").run()
+    at.switch_page("app_pages/gallery.py").run()
     assert "Gallery" in texts(at) and "No images yet — upload some." in texts(at)
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.helpers import free_port, wait_http
+from tests.helpers import BROWSER_TIMEOUT_MS, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -79,10 +79,24 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser tab whose waits (actions and ``expect``) allow a busy machine."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
+    pg.set_default_timeout(BROWSER_TIMEOUT_MS)
+    # expect() has its own default (5 s), independent of the page's.
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
     yield pg
     context.close()
+
+
+def charts_drawn(page: Page) -> None:
+    """Wait until every Vega chart on the page has drawn (a canvas or svg inside it)."""
+    page.wait_for_function(
+        """() => {
+            const charts = [...document.querySelectorAll('[data-testid="stVegaLiteChart"]')];
+            return charts.length > 0 && charts.every(c => c.querySelector('canvas, svg'));
+        }"""
+    )
 
 
 def screenshot(page: Page, name: str) -> Path:

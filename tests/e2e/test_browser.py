@@ -20,11 +20,9 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
-from tests.e2e.conftest import Product, screenshot
+from tests.e2e.conftest import Product, charts_drawn, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
-
-TIMEOUT = 60_000  # ms; labelling with the real model takes a second or two per photo
 
 
 def _photos(tmp: Path) -> list[Path]:
@@ -45,7 +43,6 @@ def _nav(page: Page, name: str) -> None:
 
 
 def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tmp_path: Path) -> None:
-    page.set_default_timeout(TIMEOUT)
     # Sign up: the first account becomes the administrator.
     page.goto(product.url)
     expect(page.get_by_text("Create account").first).to_be_visible()
@@ -75,7 +72,7 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     # The listener labels both with the local model; the gallery refreshes by itself.
     _nav(page, "Gallery")
     labelled = page.get_by_test_id("stMetric").filter(has_text="Labelled")
-    expect(labelled).to_contain_text("2", timeout=TIMEOUT)
+    expect(labelled).to_contain_text("2")
     expect(page.get_by_text(re.compile(r"^Cat · \d+%$"))).to_be_visible()
     screenshot(page, "03-gallery")
 
@@ -99,7 +96,7 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     # The Labels page counts the confirmation (read back through its CSV download).
     _nav(page, "Labels")
     expect(page.get_by_role("heading", name="Images per label")).to_be_visible()
-    page.wait_for_timeout(1500)  # let the Vega charts draw before the picture
+    charts_drawn(page)  # before the picture
     screenshot(page, "05-labels")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from playwright.sync_api import WebSocket, sync_playwright
 
 from infra_scripts.render import HostConfig
 from tests.e2e.conftest import CHROMIUM_ARGS, ROOT, free_port, wait_http
+from tests.helpers import BROWSER_TIMEOUT_MS
 from tests.infra.nginx_helpers import NGINX, nginx_test, render_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,7 +48,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60)
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health")
         yield port
     except TimeoutError:
         pytest.fail(f"the dashboard did not start:\n{log.read_text()[-3000:]}")
@@ -71,7 +71,7 @@ def nginx(tmp_path: Path, dashboard: int) -> Iterator[tuple[int, Path]]:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=20)
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health")
         yield port, prefix
     finally:
         _stop(proc, signal.SIGQUIT)  # graceful stop
@@ -85,16 +85,16 @@ def test_dashboard_loads_through_nginx_with_websocket(nginx: tuple[int, Path]) -
         try:
             page = browser.new_page()
             page.on("websocket", lambda ws: sockets.append(ws))
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=30_000)
+            page.set_default_timeout(BROWSER_TIMEOUT_MS)
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
             # Streamlit draws the app only after its WebSocket session is up.
-            page.wait_for_selector('[data-testid="stMain"], [data-testid="stSidebar"]', timeout=30_000)
-            deadline = time.monotonic() + 30
-            text = ""
-            while time.monotonic() < deadline:
-                text = page.locator('[data-testid="stAppViewContainer"]').inner_text(timeout=5_000).strip()
-                if text:
-                    break
-                page.wait_for_timeout(250)
+            page.wait_for_function(
+                """() => {
+                    const app = document.querySelector('[data-testid="stAppViewContainer"]');
+                    return app && app.innerText.trim().length > 0;
+                }"""
+            )
+            text = page.locator('[data-testid="stAppViewContainer"]').inner_text().strip()
         finally:
             browser.close()
 

@@ -118,7 +118,8 @@ class LocalQueueContract:
         q = make_queue()
         start = time.monotonic()
         assert q.receive(wait_seconds=0.4) == []
-        assert 0.35 <= time.monotonic() - start < 2
+        # It waited; the upper bound only says "it came back", a busy machine may be slow.
+        assert 0.35 <= time.monotonic() - start < 30
 
     def test_receive_wakes_up_for_a_message_sent_while_waiting(self, make_queue: QueueFactory) -> None:
         q = make_queue()
@@ -126,12 +127,12 @@ class LocalQueueContract:
         timer.start()
         try:
             start = time.monotonic()
-            msgs = q.receive(wait_seconds=5)
+            msgs = q.receive(wait_seconds=60)
             elapsed = time.monotonic() - start
         finally:
             timer.join()
         assert [m.body for m in msgs] == ["late"]
-        assert 0.2 <= elapsed < 2
+        assert 0.2 <= elapsed < 30  # woken by the message, long before the 60 s wait ends
 
     # --- visibility and receipt handles --------------------------------------------
 
@@ -141,7 +142,7 @@ class LocalQueueContract:
         q.send("job")
         [first] = q.receive()
         # WHEN its visibility timeout passes
-        time.sleep(1.1)
+        time.sleep(1.1)  # waiting past a deadline: a slow machine only waits longer
         [second] = q.receive()
         # THEN it comes back, counted, with a different receipt handle
         assert second.message_id == first.message_id
@@ -160,8 +161,8 @@ class LocalQueueContract:
         q = make_queue(visibility_timeout=1)
         q.send("long job")
         [msg] = q.receive()
-        q.extend(msg.receipt_handle, 5)
-        time.sleep(1.2)
+        q.extend(msg.receipt_handle, 120)  # far beyond what a busy machine can take to get on
+        time.sleep(1.2)  # past the original timeout
         assert q.receive() == []
         assert q.stats().in_flight == 1
         q.delete(msg.receipt_handle)  # the handle is still current after extending

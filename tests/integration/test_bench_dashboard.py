@@ -32,7 +32,7 @@ def test_two_sessions_render_gallery_and_labels_without_errors(engine: Engine, d
             select(func.count(distinct(LabelRow.name))).where(LabelRow.source == LabelSource.MODEL)
         )
 
-    result = run_load(db_url, sessions=2, reruns=1, timeout=60)
+    result = run_load(db_url, sessions=2, reruns=1, timeout=300)
 
     assert [(w.role, w.images) for w in result.sessions] == [
         ("user", gen.heaviest_user_images),

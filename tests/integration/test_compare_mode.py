@@ -199,7 +199,7 @@ def test_compare_page_and_image_page_render(world: World, dashboard_env: None) -
     from labelkit.auth import Principal
 
     alice = Principal(user_id=world.alice, username="alice")
-    at = app(alice, "pages/compare.py")
+    at = app(alice, "app_pages/compare.py")
     assert not at.exception
     shown = texts(at)
     assert "Compare labellers" in shown and "a parent or an alias" in shown
@@ -213,7 +213,7 @@ def test_compare_page_and_image_page_render(world: World, dashboard_env: None) -
     assert set(table["label"]) == {"Cat", "Animal", "Mammal", "Kitten", "Dog"}
 
     # The image page shows both labellers side by side.
-    at = app(alice, "pages/image.py", image=world.red)  # type: ignore[attr-defined]
+    at = app(alice, "app_pages/image.py", image=world.red)  # type: ignore[attr-defined]
     assert not at.exception
     shown = texts(at)
     assert LOCAL in shown and REKOGNITION in shown and "Kitten · 92%" in shown
@@ -233,6 +233,6 @@ def test_compare_page_is_offered_only_with_two_model_versions(
         uid = repo.create_user(session=s, username="solo", password_hash=None).id
     # One labeller (nothing labelled twice): navigation has no compare page.
     with pytest.raises(ValueError, match="Could not find a navigation page"):
-        app(Principal(user_id=uid, username="solo", is_admin=True), "pages/compare.py")
+        app(Principal(user_id=uid, username="solo", is_admin=True), "app_pages/compare.py")
     st.cache_resource.clear()
     st.cache_data.clear()

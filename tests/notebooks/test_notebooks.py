@@ -32,7 +32,7 @@ def _run(name: str, cwd: Path) -> nbformat.NotebookNode:
     # The kernel inherits this process's environment (LABELKIT_*, PYTHONPATH) and runs the
     # venv's own python (jupyter_client swaps a bare "python" in the kernelspec for sys.executable).
     client = nbclient.NotebookClient(
-        nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(cwd)}}
+        nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(cwd)}}
     )
     client.execute()  # raises CellExecutionError on the first failing cell
     return nb

@@ -199,7 +199,7 @@ def test_dashboard_upload_page_reports_each_file(
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.session_state["principal"] = Principal(user_id=owner, username="uploader")
     at.run()
-    at.switch_page("pages/upload.py").run()
+    at.switch_page("app_pages/upload.py").run()
     # WHEN the whole corpus is dropped on the file uploader at once
     at.file_uploader[0].set_value([(c.filename, c.data, "image/jpeg") for c in cases]).run()
     # THEN the page lists every file with its outcome, and the database holds the accepted only

@@ -70,7 +70,7 @@ _ADMIN = repo.Viewer(user_id="system", is_admin=True)
 
 
 def _app(principal: Principal, page: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=120)
     at.session_state["principal"] = principal
     at.run()
     at.switch_page(page)
@@ -134,11 +134,11 @@ def test_poison_image_is_dead_lettered_then_retry_from_the_dashboard_relabels_it
 
         # ... and the dashboard shows them failed with the reason
         point_dashboard_at(settings, monkeypatch)
-        pipeline = _app(admin, "pages/pipeline.py")
+        pipeline = _app(admin, "app_pages/pipeline.py")
         shown = texts(pipeline)
         assert "Failed images (2)" in shown and "Dead letters (2)" in shown
         assert "p1.jpg" in shown and "p2.jpg" in shown and "Could not read the stored file" in shown
-        image_page = _app(owner, "pages/image.py", image=via_image_page)
+        image_page = _app(owner, "app_pages/image.py", image=via_image_page)
         assert "Labelling failed: Labelling failed after 3 attempts" in texts(image_page)
 
         # WHEN the objects are readable again and Retry is clicked: by the admin on the
@@ -164,11 +164,11 @@ def test_poison_image_is_dead_lettered_then_retry_from_the_dashboard_relabels_it
         with transaction(services.engine) as s:
             for image_id in ids:
                 assert repo.labels_for_image(session=s, viewer=owner.viewer, image_id=image_id)
-        wait_until(lambda: services.queue.stats().in_flight == 0, timeout=10, what="in-flight to clear")
+        wait_until(lambda: services.queue.stats().in_flight == 0, timeout=120, what="in-flight to clear")
         stats = services.queue.stats()
         assert (stats.visible, stats.in_flight, stats.dead) == (0, 0, 0)
         assert proc.poll() is None, "the listener died"
-        after = _app(admin, "pages/pipeline.py")
+        after = _app(admin, "app_pages/pipeline.py")
         assert "Failed images (0)" in texts(after) and "Dead letters (0)" in texts(after)
     finally:
         stop(proc)

@@ -162,11 +162,11 @@ def test_signing_out_ends_the_session(services: Services, auth: LocalAuth) -> No
     assert "Gallery" not in [t.value for t in at.title]
     # ... and asking for any page again (as a bookmarked URL would) gets the sign-in form
     for page in (
-        "pages/gallery.py",
-        "pages/upload.py",
-        "pages/labels.py",
-        "pages/review.py",
-        "pages/image.py",
+        "app_pages/gallery.py",
+        "app_pages/upload.py",
+        "app_pages/labels.py",
+        "app_pages/review.py",
+        "app_pages/image.py",
     ):
         try:
             at.switch_page(page).run()

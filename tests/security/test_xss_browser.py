@@ -12,11 +12,10 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
-from tests.e2e.conftest import Product
+from tests.e2e.conftest import Product, charts_drawn
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
-TIMEOUT = 60_000
 FILE_NAME = "<img src=x onerror=alert(1)>.jpg"
 LABEL = "<script>alert(1)</script>"
 
@@ -30,7 +29,6 @@ def _no_live_markup(page: Page) -> None:
 
 
 def test_html_in_names_is_text_in_the_browser(product: Product, page: Page, tmp_path: Path) -> None:
-    page.set_default_timeout(TIMEOUT)
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     photo = tmp_path / FILE_NAME
@@ -63,6 +61,6 @@ def test_html_in_names_is_text_in_the_browser(product: Product, page: Page, tmp_
     _no_live_markup(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Labels", exact=True).click()
     expect(page.get_by_role("heading", name="Labels")).to_be_visible()
-    page.wait_for_timeout(1000)
+    charts_drawn(page)
     _no_live_markup(page)
     assert dialogs == []
