@@ -6,13 +6,14 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint audit soak venv model system-deps bench bench-labeler bench-queries bench-dashboard bench-e2e listener lambda-zip clean help
+.PHONY: run test lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e listener lambda-zip clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
 	@echo "make test   - install and run every test"
 	@echo "make lint   - ruff + mypy + audit"
 	@echo "make bench  - benchmarks (results go into README.md)"
+	@echo "make bench-quality - label quality on the development set (needs ../shared/data/devset)"
 	@echo "make soak   - 1,000 uploads through the local pipeline, lost/duplicated report"
 	@echo "make audit  - known vulnerabilities in installed and pinned packages"
 
@@ -64,6 +65,13 @@ soak: model
 
 bench-labeler: model
 	$(PY) -m bench.labeler --readme README.md
+
+# Label quality of the configured labeller on the development set (../shared/data/devset: COCO
+# photos with annotations, outside the repository) and on photos that ship in packages; every
+# figure and every photo's labels also go to build/label-quality.json. Not part of `make bench`:
+# a fresh clone has no development set, and this target fails without one.
+bench-quality: model
+	$(PY) -m bench.label_quality --readme README.md --json build/label-quality.json
 
 # Dashboard queries over a generated database on the local MariaDB (1,000,000 images,
 # ~10 labels each, 5,000 users; about 8 minutes to generate); the database is dropped after.
