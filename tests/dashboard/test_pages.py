@@ -20,7 +20,7 @@ def _status(services: Services, who: Principal, image_id: str) -> ImageStatus:
 
 
 def _gallery_names(at) -> list[str]:
-    return [m.value.strip("*").replace("\\", "") for m in at.markdown if m.value.startswith("**")]
+    return [m.value.strip("*").replace("\\", "") for m in at.main.markdown if m.value.startswith("**")]
 
 
 def test_upload_many_files_reports_each_outcome(services: Services, alice: Principal) -> None:

@@ -87,9 +87,10 @@ def test_get_engine_puts_the_secret_password_into_the_url(sm: SecretsManagerClie
     assert engine.url.password == "from-the-secret"
     assert engine.url.username == "labelkit"
     assert engine.url.query["charset"] == "utf8mb4"
-    # RDS closes idle connections: pings before use and recycles under the server's timeout.
+    # Idle sessions end after 30 s on the server (LABELKIT_DATABASE_IDLE_TIMEOUT): the pool
+    # pings before use and recycles connections before the server would end them.
     assert engine.pool._pre_ping is True
-    assert engine.pool._recycle == 280
+    assert engine.pool._recycle == 20
     assert get_engine(settings) is engine  # one engine (and pool) per URL per process
 
 
