@@ -533,12 +533,13 @@ def destroy(opts: DeployOptions, clients: Clients, *, echo: Echo = print, sleep:
         echo(f"Nothing to delete: no stack {opts.stack} in {opts.region}.")
         return False
     cfn, stack_id = clients.cloudformation, stack["StackId"]
-    bucket = _outputs(stack).get("Bucket")
-    if bucket:
-        _empty_bucket(clients.s3, bucket, echo)
-    resources = {r["LogicalResourceId"] for r in _resources(clients, stack_id)}
+    physical = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in _resources(clients, stack_id)
+    }
+    if physical.get("Bucket"):
+        _empty_bucket(clients.s3, physical["Bucket"], echo)
     after = newest_event(clients, stack_id)
-    if not opts.final_snapshot and "DbInstance" in resources:
+    if not opts.final_snapshot and "DbInstance" in physical:
         body = cfn.get_template(StackName=stack_id, TemplateStage="Original")["TemplateBody"]
         text = body if isinstance(body, str) else json.dumps(body)
         echo("switching the database's final snapshot off")
