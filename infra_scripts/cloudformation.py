@@ -187,7 +187,7 @@ class Artifact:
     body: bytes
 
 
-def artifacts(opts: DeployOptions) -> list[Artifact]:
+def artifacts(opts: DeployOptions, stack: Mapping[str, Any] | None = None) -> list[Artifact]:
     """What apply uploads, under content-addressed keys: a new zip or tree is a new key, so
     the change set shows the Lambda or the host changing, and an unchanged one shows nothing."""
     found = []
@@ -196,7 +196,11 @@ def artifacts(opts: DeployOptions) -> list[Artifact]:
             raise DeployError(f"--lambda-zip {opts.lambda_zip}: no such file (make lambda-zip)")
         body = opts.lambda_zip.read_bytes()
         found.append(Artifact(f"lambda/{hashlib.sha256(body).hexdigest()[:32]}.zip", body))
-    if "SourceUrl" not in opts.parameters and opts.parameters.get("CreateInstance") != "false":
+    previous = {p["ParameterKey"]: p.get("ParameterValue") for p in (stack or {}).get("Parameters", [])}
+    host = opts.parameters.get("CreateInstance", previous.get("CreateInstance", "true")) != "false"
+    # A SourceUrl given now, or one the stack has that is not ours (a git URL), is kept.
+    ours = previous.get("SourceUrl", "").startswith("s3://") or not previous.get("SourceUrl")
+    if host and "SourceUrl" not in opts.parameters and ours:
         body = source_tarball(opts.source_dir)
         found.append(Artifact(f"source/{hashlib.sha256(body).hexdigest()[:32]}.tar.gz", body))
     return found
@@ -453,7 +457,7 @@ def plan(
     """Print what apply would change. Uploads nothing, and deletes its change set again."""
     stack = describe_stack(opts, clients)
     cs = create_change_set(
-        opts, clients, stack_parameters(opts, clients, stack, artifacts(opts)), sleep=sleep
+        opts, clients, stack_parameters(opts, clients, stack, artifacts(opts, stack)), sleep=sleep
     )
     if cs.kind == "CREATE" and not opts.lambda_zip and opts.parameters.get("Worker", "lambda") == "lambda":
         echo("note: planned without --lambda-zip: AWS refuses to create the Lambda without it")
@@ -476,7 +480,7 @@ def apply(
         clients.cloudformation.delete_stack(StackName=stack["StackId"])
         wait_for_stack(opts, clients, stack["StackId"], after=after, echo=echo, sleep=sleep)
         stack = None
-    items = artifacts(opts)
+    items = artifacts(opts, stack)
     params = stack_parameters(opts, clients, stack, items)
     if not _exists(stack) and not opts.lambda_zip and opts.parameters.get("Worker", "lambda") == "lambda":
         raise DeployError("creating the stack with the Lambda worker needs --lambda-zip (make lambda-zip)")

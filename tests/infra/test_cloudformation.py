@@ -321,7 +321,8 @@ def test_destroy_leaves_nothing_tagged_with_the_stack(clients: cfn.Clients, make
 
 def test_worker_on_ec2_instead_of_lambda(clients: cfn.Clients, make_opts: Opts) -> None:
     # GIVEN the host's listener labels (no Lambda, so no VPC plumbing for one), no RDS, SSH open
-    opts = make_opts(Worker="ec2", Database="none", SshCidr="203.0.113.4/32")
+    git = "https://github.com/example/labelkit.git"
+    opts = make_opts(Worker="ec2", Database="none", SshCidr="203.0.113.4/32", SourceUrl=git)
     opts.lambda_zip = None
     _, out = cfn.apply(opts, clients, echo=Echo(), sleep=no_sleep)
     # THEN there is no function, the host may consume the queue and call Rekognition
@@ -341,7 +342,12 @@ def test_worker_on_ec2_instead_of_lambda(clients: cfn.Clients, make_opts: Opts) 
         (p["FromPort"], r["CidrIp"]) for p in web["SecurityGroups"][0]["IpPermissions"] for r in p["IpRanges"]
     }
     assert (22, "203.0.113.4/32") in rules
-    assert cfn.plan(opts, clients, echo=Echo(), sleep=no_sleep).empty
+    assert f"readonly SOURCE_URL='{git}'" in _user_data(out["instance_id"])
+    # AND a later plan without --source-url keeps the git URL (it packs no tarball)
+    again = make_opts()
+    again.lambda_zip = None
+    assert cfn.artifacts(again, cfn.describe_stack(again, clients)) == []
+    assert cfn.plan(again, clients, echo=Echo(), sleep=no_sleep).empty
 
 
 def test_lambda_in_a_vpc(clients: cfn.Clients, make_opts: Opts) -> None:
@@ -358,7 +364,10 @@ def test_lambda_in_a_vpc(clients: cfn.Clients, make_opts: Opts) -> None:
     )["SecurityGroups"]
     assert vpc["SecurityGroupIds"] == [group["GroupId"]]
     assert _client("ec2").describe_instances()["Reservations"] == []
-    assert cfn.plan(opts, clients, echo=Echo(), sleep=no_sleep).empty
+    # AND a later plan that names no options packs no source for the host it does not have
+    again = make_opts()
+    again.lambda_zip = None
+    assert cfn.plan(again, clients, echo=Echo(), sleep=no_sleep).empty
 
 
 def test_existing_database_url(clients: cfn.Clients, make_opts: Opts) -> None:
