@@ -1,13 +1,18 @@
-"""``python -m infra_scripts plan|apply|destroy|render|migrate`` — thin CLI over :mod:`infra_scripts.stack`.
+"""``python -m infra_scripts plan|apply|destroy|outputs|migrate|render`` — thin CLI over
+:mod:`infra_scripts.cloudformation` and the template ``infra_scripts/labelkit.yaml``.
 
     python -m infra_scripts plan    --stack demo --lambda-zip build/lambda.zip
     python -m infra_scripts apply   --stack demo --lambda-zip build/lambda.zip
-    python -m infra_scripts destroy --stack demo --yes
-    python -m infra_scripts render  --out build/host [--stack demo]
-    python -m infra_scripts migrate          # on a host: Alembic upgrade with LABELKIT_* settings
+    python -m infra_scripts outputs --stack demo     # stack-outputs/demo.env and .json
+    python -m infra_scripts migrate --stack demo     # Alembic against the stack's database
+    python -m infra_scripts destroy --stack demo --yes [--no-final-snapshot]
+    python -m infra_scripts render  --out build/host [--stack demo | --env-file FILE]
+    python -m infra_scripts migrate                  # on a host: with the LABELKIT_* settings
 
-Credentials and region come from the usual AWS sources (environment, profile,
-instance role); ``--region`` overrides the region.
+Credentials and region come from the usual AWS sources (environment, profile, instance
+role); ``--region`` overrides the region, and ``AWS_ENDPOINT_URL`` points every client
+elsewhere (a moto server, for instance). Template parameters not given keep their value
+on an existing stack and take the template's default on a new one.
 """
 
 from __future__ import annotations
@@ -16,84 +21,86 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra_scripts.render import HostConfig, render_host_files, write_host_files
-from infra_scripts.stack import (
-    Clients,
-    StackError,
-    StackOptions,
-    apply,
-    destroy,
-    plan,
-    settings_env,
-)
+from infra_scripts.cloudformation import Clients, DeployError, DeployOptions, settings_env
+from infra_scripts.render import HostConfig, read_env_file, render_host_files, write_host_files
+
+# Command-line options that set template parameters: (flag, parameter, argparse keywords).
+PARAMETER_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--worker", "Worker", {"choices": ["lambda", "ec2"], "help": "who labels (ec2: the host's listener)"}),
+    ("--lambda-timeout", "LambdaTimeout", {"type": int}),
+    ("--lambda-memory", "LambdaMemory", {"type": int}),
+    ("--batch-size", "BatchSize", {"type": int}),
+    ("--max-concurrency", "MaxConcurrency", {"type": int, "help": "the SQS trigger's maximum concurrency"}),
+    ("--lambda-subnet-ids", "LambdaSubnetIds", {"help": "comma-separated: run the Lambda in a VPC"}),
+    ("--max-receives", "MaxReceives", {"type": int, "help": "deliveries before dead-lettering"}),
+    ("--visibility-timeout", "VisibilityTimeout", {"type": int}),
+    ("--thumbs-expire-days", "ThumbsExpireDays", {"type": int}),
+    ("--exports-expire-days", "ExportsExpireDays", {"type": int}),
+    ("--database", "Database", {"choices": ["rds", "none"], "help": "a new RDS MySQL, or none (SQLite)"}),
+    ("--db-instance-class", "DbInstanceClass", {}),
+    ("--db-engine-version", "DbEngineVersion", {}),
+    ("--db-storage-gb", "DbStorageGb", {"type": int}),
+    ("--db-subnet-ids", "DbSubnetIds", {"help": "comma-separated subnets for RDS"}),
+    ("--instance", "CreateInstance", {"action": argparse.BooleanOptionalAction, "help": "the EC2 host"}),
+    ("--os", "Os", {"choices": ["debian", "al2023"]}),
+    ("--ami", "ImageId", {"help": "AMI id (default: the latest for --os)"}),
+    ("--instance-type", "InstanceType", {}),
+    ("--key-name", "KeyName", {}),
+    ("--vpc-id", "VpcId", {"help": "default: the default VPC"}),
+    ("--subnet-id", "SubnetId", {}),
+    ("--allow-cidr", "AllowCidr", {"help": "who may reach nginx (80/443)"}),
+    ("--ssh-cidr", "SshCidr", {"help": "open port 22 to this CIDR"}),
+    ("--server-name", "ServerName", {"help": "nginx server_name"}),
+    (
+        "--ec2-listener",
+        "Ec2Listener",
+        {"action": argparse.BooleanOptionalAction, "help": "listener on the host"},
+    ),
+    ("--source-url", "SourceUrl", {"help": "git URL or s3:// tarball (default: upload this checkout)"}),
+    ("--source-ref", "SourceRef", {"help": "git branch or tag for --source-url"}),
+]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m infra_scripts", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def stack_command(name: str, help_text: str) -> argparse.ArgumentParser:
+    def stack_command(name: str, help_text: str, *, required: bool = True) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help_text)
-        c.add_argument("--stack", required=True, help="stack name (1-20 of a-z, 0-9, '-')")
+        c.add_argument("--stack", required=required, default="", help="1-20 of a-z, 0-9, '-'")
         c.add_argument("--region", default=None, help="AWS region (default: the AWS configuration's)")
         c.add_argument("--outputs-dir", type=Path, default=Path("stack-outputs"))
         return c
 
-    for name, help_text in (("plan", "show what apply would change"), ("apply", "create or update")):
+    for name, help_text in (("plan", "print the change set apply would run"), ("apply", "create or update")):
         c = stack_command(name, help_text)
-        c.add_argument(
-            "--lambda-zip", type=Path, help="the Lambda package (python -m infra_scripts.lambda_zip)"
-        )
-        c.add_argument("--max-receives", type=int, default=4, help="deliveries before dead-lettering")
-        c.add_argument("--visibility-timeout", type=int, default=360)
-        c.add_argument("--lambda-timeout", type=int, default=60)
-        c.add_argument("--lambda-memory", type=int, default=1024)
-        c.add_argument("--max-concurrency", type=int, default=5, help="Lambda pollers' maximum concurrency")
-        c.add_argument("--lambda-subnet-ids", default="", help="comma-separated: run the Lambda in a VPC")
-        c.add_argument("--database-url", default="", help="use this database instead of creating RDS")
-        c.add_argument("--skip-rds", action="store_true", help="no database at all (the host uses SQLite)")
-        c.add_argument("--skip-migrate", action="store_true")
-        c.add_argument("--db-instance-class", default="db.t4g.micro")
-        c.add_argument("--db-engine-version", default="8.0")
-        c.add_argument("--skip-instance", action="store_true", help="no EC2 instance")
-        c.add_argument("--ami", default="", help="AMI id (default: latest for --os via SSM)")
-        c.add_argument("--os", choices=["debian", "al2023"], default="debian")
-        c.add_argument("--instance-type", default="t3.small")
-        c.add_argument("--key-name", default="")
-        c.add_argument("--subnet-id", default="")
-        c.add_argument("--allow-cidr", default="0.0.0.0/0", help="who may reach nginx (80/443)")
-        c.add_argument("--ssh-cidr", default="", help="open port 22 to this CIDR")
-        c.add_argument("--server-name", default="_", help="nginx server_name")
-        c.add_argument(
-            "--worker",
-            choices=["lambda", "ec2"],
-            default="lambda",
-            help="who labels: the Lambda (default) or python -m sqs_listener on the EC2 host (no Lambda)",
-        )
-        c.add_argument("--ec2-listener", action="store_true", help="also run sqs_listener on the host")
-        c.add_argument("--replace-instance", action="store_true", help="replace it if its user data changed")
-        c.add_argument(
-            "--source-url", default="", help="git URL or s3:// tarball (default: upload this tree)"
-        )
-        c.add_argument("--source-ref", default="", help="git branch or tag for --source-url")
+        c.add_argument("--lambda-zip", type=Path, help="the Lambda package (make lambda-zip)")
         c.add_argument(
             "--source-dir", type=Path, default=None, help="tree to upload (default: this checkout)"
         )
-        c.add_argument("--thumbs-expire-days", type=int, default=90)
-        c.add_argument("--exports-expire-days", type=int, default=7)
+        c.add_argument("--artifacts-bucket", default="", help="default: labelkit-artifacts-ACCOUNT-REGION")
+        c.add_argument("--database-url", default=None, help="an existing database instead of RDS")
+        for flag, _, kwargs in PARAMETER_FLAGS:
+            c.add_argument(flag, default=None, **kwargs)
 
-    d = stack_command("destroy", "delete everything tagged with the stack")
+    d = stack_command("destroy", "delete the stack and everything in it")
     d.add_argument("--yes", action="store_true", help="do not ask")
     d.add_argument("--no-final-snapshot", action="store_true", help="delete RDS without a final snapshot")
+
+    stack_command("outputs", "write stack-outputs/STACK.env and .json")
+    stack_command("migrate", "Alembic upgrade: the stack's database, or LABELKIT_* settings", required=False)
 
     r = sub.add_parser("render", help="render the host files (nginx, systemd, env, user data) to a folder")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--stack", default="", help="take the settings from stack-outputs/STACK.json")
+    r.add_argument("--env-file", type=Path, default=None, help="take the settings from this LABELKIT_* file")
     r.add_argument("--outputs-dir", type=Path, default=Path("stack-outputs"))
     r.add_argument("--source-url", default="")
+    r.add_argument("--source-ref", default="")
     r.add_argument("--server-name", default="_")
     r.add_argument("--http-port", type=int, default=80)
     r.add_argument("--tls", action="store_true", help="HTTPS server + redirect from HTTP")
@@ -101,8 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ssl-certificate-key", default=HostConfig.ssl_certificate_key)
     r.add_argument("--no-ipv6", action="store_true")
     r.add_argument("--enable-listener", action="store_true")
-
-    sub.add_parser("migrate", help="run the Alembic migrations with the LABELKIT_* settings")
     return p
 
 
@@ -114,61 +119,59 @@ def _region(args: argparse.Namespace) -> str:
     return boto3.session.Session().region_name or "us-east-1"
 
 
-def _options(args: argparse.Namespace) -> StackOptions:
-    opts = StackOptions(name=args.stack, region=_region(args), outputs_dir=args.outputs_dir)
+def split_database_url(url: str) -> tuple[str, str]:
+    """(the URL without its password, the password or "")."""
+    from sqlalchemy.engine import URL, make_url
+
+    u = make_url(url)
+    bare = URL.create(
+        u.drivername, username=u.username, host=u.host, port=u.port, database=u.database, query=u.query
+    )
+    return bare.render_as_string(hide_password=False), u.password or ""
+
+
+def _options(args: argparse.Namespace) -> DeployOptions:
+    opts = DeployOptions(name=args.stack, region=_region(args), outputs_dir=args.outputs_dir)
     if args.command == "destroy":
         opts.final_snapshot = not args.no_final_snapshot
+    if args.command not in ("plan", "apply"):
         return opts
+    params: dict[str, str] = {}
+    for flag, name, _ in PARAMETER_FLAGS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            params[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    if args.database_url is not None:
+        url, password = split_database_url(args.database_url)
+        params.update(Database="external", DatabaseUrl=url, DatabasePassword=password)
+    opts.parameters = params
     opts.lambda_zip = args.lambda_zip
-    opts.max_receives = args.max_receives
-    opts.visibility_timeout = args.visibility_timeout
-    opts.lambda_timeout = args.lambda_timeout
-    opts.lambda_memory = args.lambda_memory
-    opts.max_concurrency = args.max_concurrency
-    opts.lambda_subnet_ids = [s for s in args.lambda_subnet_ids.split(",") if s]
-    opts.database_url = args.database_url
-    opts.create_database = not args.skip_rds
-    opts.migrate = not args.skip_migrate
-    opts.db_instance_class = args.db_instance_class
-    opts.db_engine_version = args.db_engine_version
-    opts.create_instance = not args.skip_instance
-    opts.ami = args.ami
-    opts.os = args.os
-    opts.instance_type = args.instance_type
-    opts.key_name = args.key_name
-    opts.subnet_id = args.subnet_id
-    opts.allow_cidr = args.allow_cidr
-    opts.ssh_cidr = args.ssh_cidr
-    opts.server_name = args.server_name
-    opts.create_lambda = args.worker == "lambda"
-    opts.ec2_listener = args.ec2_listener or args.worker == "ec2"
-    opts.replace_instance = args.replace_instance
-    opts.source_url = args.source_url
-    opts.source_ref = args.source_ref
+    opts.artifacts_bucket = args.artifacts_bucket
     if args.source_dir is not None:
         opts.source_dir = args.source_dir
-    opts.thumbs_expire_days = args.thumbs_expire_days
-    opts.exports_expire_days = args.exports_expire_days
-    opts.__post_init__()  # re-validate after the updates
     return opts
 
 
 def _render(args: argparse.Namespace) -> int:
     env: dict[str, str] = {}
     source_url = args.source_url
-    if args.stack:
+    if args.env_file is not None:
+        env = read_env_file(args.env_file)
+    elif args.stack:
         path = args.outputs_dir / f"{args.stack}.json"
         if not path.exists():
-            print(f"no outputs for stack {args.stack}: {path} (run apply first)", file=sys.stderr)
+            print(f"no outputs for stack {args.stack}: {path} (run apply or outputs first)", file=sys.stderr)
             return 1
         out = json.loads(path.read_text(encoding="utf-8"))
-        env = settings_env(out, StackOptions(name=args.stack, region=out.get("region", "us-east-1")))
-        env.pop("LABELKIT_INSTANCE_ID", None)
+        env = settings_env(out)
         source_url = source_url or out.get("source_url", "")
+    env.pop("LABELKIT_INSTANCE_ID", None)  # the host's own id is not a setting it needs
     cfg = HostConfig(
         env=env,
-        stack=args.stack,
+        stack=args.stack or env.get("LABELKIT_STACK", ""),
+        region=env.get("LABELKIT_AWS_REGION", HostConfig.region),
         source_url=source_url,
+        source_ref=args.source_ref,
         server_name=args.server_name,
         http_port=args.http_port,
         tls=args.tls,
@@ -182,47 +185,71 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate() -> int:
-    from labelkit.db.engine import dispose_engines, get_engine
+def _migrate(args: argparse.Namespace) -> int:
+    from labelkit.db.engine import dispose_engines, get_engine, make_engine
     from labelkit.db.migrate import upgrade
     from labelkit.settings import get_settings
 
-    settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(get_engine(settings))
-    dispose_engines()
-    print("database migrated to head")
+    if not args.stack:  # on a host: the LABELKIT_* settings say where the database is
+        settings = get_settings()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(get_engine(settings))
+        dispose_engines()
+        print("database migrated to head")
+        return 0
+    from infra_scripts.cloudformation import write_outputs
+    from labelkit.aws import secret_password
+
+    opts = _options(args)
+    out = write_outputs(opts, Clients(opts.region))
+    if not out["database_url"]:
+        print(f"stack {opts.stack} has no database (the host uses SQLite)", file=sys.stderr)
+        return 1
+    password = None
+    if out["database_secret_arn"]:
+        password = secret_password(out["database_secret_arn"], region=opts.region)
+    engine = make_engine(out["database_url"], password=password)
+    try:
+        upgrade(engine)  # RDS is private: this works from inside the VPC (or over a tunnel)
+    finally:
+        engine.dispose()
+    print(f"database of stack {opts.stack} migrated to head")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from infra_scripts import cloudformation as cfn
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "render":
             return _render(args)
         if args.command == "migrate":
-            return _migrate()
+            return _migrate(args)
         opts = _options(args)
         clients = Clients(opts.region)
         if args.command == "plan":
-            plan(opts, clients)
+            cfn.plan(opts, clients)
         elif args.command == "apply":
-            apply(opts, clients)
+            cfn.apply(opts, clients)
+        elif args.command == "outputs":
+            cfn.write_outputs(opts, clients)
+            print(f"wrote {opts.outputs_dir / (opts.name + '.env')} and .json")
         else:
             if not args.yes:
                 if not sys.stdin.isatty():
                     print("destroy deletes data (bucket, database): pass --yes", file=sys.stderr)
                     return 2
-                answer = input(f"Delete every resource of stack {opts.name} in {opts.region}? [y/N] ")
+                answer = input(f"Delete stack {opts.stack} in {opts.region} and everything in it? [y/N] ")
                 if answer.strip().lower() not in ("y", "yes"):
                     print("aborted")
                     return 1
-            destroy(opts, clients)
-    except StackError as e:
+            cfn.destroy(opts, clients)
+    except DeployError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except (BotoCoreError, ClientError) as e:
-        # Credentials, permissions, limits: AWS's own message says what to fix.
+        # Credentials, permissions, limits, template errors: AWS's own message says what to fix.
         print(f"AWS error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -100,6 +100,17 @@ def env_file_text(env: dict[str, str], *, stack: str = "") -> str:
     return _environment().get_template("labelkit.env.j2").render(env=env, stack=stack)
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """The non-empty ``LABELKIT_*`` lines of an environment file (such as the stack.env that
+    the CloudFormation template's user data writes)."""
+    env = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.startswith("LABELKIT_") and value.strip():
+            env[key] = value.strip()
+    return env
+
+
 def render_host_files(cfg: HostConfig) -> dict[str, str]:
     """``{relative path: text}`` for every host file."""
     jinja = _environment()

@@ -1,4 +1,5 @@
-"""Fixtures for the infra_scripts tests: moto accounts, a tiny Lambda zip, stack options."""
+"""Fixtures for the infra_scripts tests: moto with its CloudFormation, a tiny Lambda zip,
+a small source tree, deploy options, and an inventory of what carries the stack's tag."""
 
 from __future__ import annotations
 
@@ -8,27 +9,56 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.cloudformation.models import CloudFormationBackend
 
-from infra_scripts import stack
+from infra_scripts import cloudformation as cfn
 from tests.integration import aws_fixtures
 
 REGION = aws_fixtures.REGION
+# An AMI that moto knows (the template's default resolves AWS's public SSM parameter,
+# which moto does not publish for Debian).
+MOTO_AMI = "ami-12c6146b"
+
+
 aws = aws_fixtures.aws
+
+
+@pytest.fixture(autouse=True)
+def aws_change_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 runs a change set but then keeps the stack's old outputs and parameters
+    (it refreshes them only in UpdateStack); AWS shows the new ones. Refresh them the same way."""
+    original = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(
+        self: CloudFormationBackend, change_set_name: str, stack_name: str | None = None
+    ) -> None:
+        original(self, change_set_name, stack_name)
+        change_set = self.describe_change_set(change_set_name)
+        assert change_set is not None
+        stack = self.stacks[change_set.stack_id]
+        stack.parameters = change_set.parameters
+        stack._parse_template()
+        stack.output_map = stack._create_output_map()
+
+    monkeypatch.setattr(CloudFormationBackend, "execute_change_set", execute_change_set)
 
 
 @pytest.fixture
 def lambda_zip(tmp_path: Path) -> Path:
-    """A stand-in for ``python -m infra_scripts.lambda_zip`` output (moto never runs it)."""
+    """A stand-in for ``make lambda-zip`` output (moto stores it, never runs it)."""
     path = tmp_path / "lambda.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("lambda_labeler/__init__.py", "")
-        zf.writestr("lambda_labeler/handler.py", "def lambda_handler(event, context):\n    return {}\n")
+        zf.writestr(zipfile.ZipInfo("lambda_labeler/__init__.py", (2020, 1, 1, 0, 0, 0)), "")
+        zf.writestr(
+            zipfile.ZipInfo("lambda_labeler/handler.py", (2020, 1, 1, 0, 0, 0)),
+            "def lambda_handler(event, context):\n    return {}\n",
+        )
     return path
 
 
 @pytest.fixture
 def source_dir(tmp_path: Path) -> Path:
-    """A small source tree to upload (the real checkout would work, but slower)."""
+    """A small source tree to upload (the real checkout works too, only slower)."""
     src = tmp_path / "src"
     (src / "labelkit").mkdir(parents=True)
     (src / "requirements.txt").write_text("boto3\n")
@@ -37,29 +67,29 @@ def source_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def clients(aws: None) -> stack.Clients:
-    return stack.Clients(REGION)
+def clients(aws: None) -> cfn.Clients:
+    return cfn.Clients(REGION)
 
 
 @pytest.fixture
-def make_opts(tmp_path: Path, lambda_zip: Path, source_dir: Path) -> Callable[..., stack.StackOptions]:
-    def make(name: str = "demo", **overrides: Any) -> stack.StackOptions:
-        values: dict[str, Any] = {
-            "name": name,
-            "region": REGION,
-            "lambda_zip": lambda_zip,
-            "os": "al2023",  # moto publishes the AL2023 SSM parameter, not Debian's
-            "source_dir": source_dir,
-            "outputs_dir": tmp_path / "stack-outputs",
-        }
-        values.update(overrides)
-        return stack.StackOptions(**values)
+def make_opts(tmp_path: Path, lambda_zip: Path, source_dir: Path) -> Callable[..., cfn.DeployOptions]:
+    def make(name: str = "demo", **parameters: str) -> cfn.DeployOptions:
+        return cfn.DeployOptions(
+            name=name,
+            region=REGION,
+            parameters={"ImageId": MOTO_AMI, **parameters},
+            lambda_zip=lambda_zip,
+            source_dir=source_dir,
+            outputs_dir=tmp_path / "stack-outputs",
+            poll_seconds=0.05,
+            timeout_seconds=120,
+        )
 
     return make
 
 
 class Echo:
-    """Collects progress lines (and still prints them, for -s runs)."""
+    """Collects progress lines."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -72,67 +102,66 @@ class Echo:
         return "\n".join(self.lines)
 
 
-@pytest.fixture
-def echo() -> Echo:
-    return Echo()
-
-
 def no_sleep(_seconds: float) -> None:
     return None
 
 
-def inventory(clients: stack.Clients, name: str) -> set[str]:
-    """Every resource of the kinds the stack creates that carries ``labelkit:stack=name``."""
+def _tags(items: list[Any] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in items or []}
+
+
+def inventory(clients: cfn.Clients, stack: str) -> set[str]:
+    """Every resource of the kinds the template creates that carries ``labelkit:stack=stack``
+    (the CloudFormation stack's name, e.g. ``labelkit-demo``), or is named after the stack
+    where the service keeps no tags in moto (instance profiles, log groups)."""
+    from labelkit import aws
+
+    def client(service: str) -> Any:
+        return aws.client(service, region=clients.region)
+
+    s3, sqs, iam, lam, rds, ec2, logs = (
+        client(s) for s in ("s3", "sqs", "iam", "lambda", "rds", "ec2", "logs")
+    )
     found: set[str] = set()
-    tag = stack.STACK_TAG
 
     def tagged(tags: dict[str, str]) -> bool:
-        return tags.get(tag) == name
+        return tags.get(cfn.STACK_TAG) == stack
 
-    for b in clients.s3.list_buckets().get("Buckets", []):
+    for b in s3.list_buckets().get("Buckets", []):
         try:
-            tags = {t["Key"]: t["Value"] for t in clients.s3.get_bucket_tagging(Bucket=b["Name"])["TagSet"]}
-        except clients.s3.exceptions.ClientError:
+            tags = _tags(s3.get_bucket_tagging(Bucket=b["Name"])["TagSet"])
+        except s3.exceptions.ClientError:
             tags = {}
         if tagged(tags):
             found.add(f"s3:{b['Name']}")
-    for url in clients.sqs.list_queues().get("QueueUrls", []):
-        if tagged(clients.sqs.list_queue_tags(QueueUrl=url).get("Tags", {})):
+    for url in sqs.list_queues().get("QueueUrls", []):
+        if tagged(sqs.list_queue_tags(QueueUrl=url).get("Tags", {})):
             found.add(f"sqs:{url}")
-    for role in clients.iam.list_roles()["Roles"]:
-        tags = {t["Key"]: t["Value"] for t in clients.iam.list_role_tags(RoleName=role["RoleName"])["Tags"]}
-        if tagged(tags):
+    for role in iam.list_roles()["Roles"]:
+        if tagged(_tags(iam.list_role_tags(RoleName=role["RoleName"])["Tags"])):
             found.add(f"iam-role:{role['RoleName']}")
-            for p in clients.iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
-                found.add(f"iam-policy:{role['RoleName']}/{p}")
-    for profile in clients.iam.list_instance_profiles()["InstanceProfiles"]:
-        if profile["InstanceProfileName"].startswith(f"labelkit-{name}-"):
+    for profile in iam.list_instance_profiles()["InstanceProfiles"]:
+        if profile["InstanceProfileName"].startswith(f"{stack}-"):
             found.add(f"iam-profile:{profile['InstanceProfileName']}")
-    for fn in clients.lambda_.list_functions()["Functions"]:
-        if tagged(clients.lambda_.list_tags(Resource=fn["FunctionArn"])["Tags"]):
+    for fn in lam.list_functions()["Functions"]:
+        if fn["FunctionName"].startswith(f"{stack}-"):
             found.add(f"lambda:{fn['FunctionName']}")
-            for m in clients.lambda_.list_event_source_mappings(FunctionName=fn["FunctionName"])[
-                "EventSourceMappings"
-            ]:
-                found.add(f"mapping:{m['UUID']}")
-    for pool in clients.cognito.list_user_pools(MaxResults=60)["UserPools"]:
-        desc = clients.cognito.describe_user_pool(UserPoolId=pool["Id"])["UserPool"]
-        if tagged(desc.get("UserPoolTags", {})):
-            found.add(f"cognito:{pool['Id']}")
-            for c in clients.cognito.list_user_pool_clients(UserPoolId=pool["Id"])["UserPoolClients"]:
-                found.add(f"cognito-client:{c['ClientId']}")
-            for g in clients.cognito.list_groups(UserPoolId=pool["Id"])["Groups"]:
-                found.add(f"cognito-group:{g['GroupName']}")
-    for db in clients.rds.describe_db_instances()["DBInstances"]:
-        if tagged({t["Key"]: t["Value"] for t in db.get("TagList", [])}):
+    for m in lam.list_event_source_mappings()["EventSourceMappings"]:
+        if f":function:{stack}-" in m["FunctionArn"]:
+            found.add(f"mapping:{m['UUID']}")
+    for db in rds.describe_db_instances()["DBInstances"]:
+        if tagged(_tags(db.get("TagList"))):
             found.add(f"rds:{db['DBInstanceIdentifier']}")
-    for s in clients.secrets.list_secrets()["SecretList"]:
-        if tagged({t["Key"]: t["Value"] for t in s.get("Tags", [])}):
-            found.add(f"secret:{s['Name']}")
-    for inst in stack.find_instances(clients, name):
-        found.add(f"ec2:{inst['InstanceId']}")
-    for sg in clients.ec2.describe_security_groups(Filters=[{"Name": f"tag:{tag}", "Values": [name]}])[
+    for r in ec2.describe_instances(Filters=[{"Name": f"tag:{cfn.STACK_TAG}", "Values": [stack]}])[
+        "Reservations"
+    ]:
+        for i in r["Instances"]:
+            if i["State"]["Name"] != "terminated":
+                found.add(f"ec2:{i['InstanceId']}")
+    for sg in ec2.describe_security_groups(Filters=[{"Name": f"tag:{cfn.STACK_TAG}", "Values": [stack]}])[
         "SecurityGroups"
     ]:
         found.add(f"sg:{sg['GroupId']}")
+    for group in logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{stack}-")["logGroups"]:
+        found.add(f"logs:{group['logGroupName']}")
     return found

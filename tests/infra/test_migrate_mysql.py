@@ -1,22 +1,38 @@
-"""apply with --database-url migrates the real MariaDB (a throwaway database, dropped after)."""
+"""``migrate --stack`` runs Alembic against the stack's database: here an existing one (the real
+MariaDB, a throwaway database dropped after) given to apply as --database-url."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pymysql
 import pytest
 
-from infra_scripts import stack
+from infra_scripts import __main__ as cli
+from infra_scripts import cloudformation as cfn
 from tests.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER
-from tests.infra.conftest import Echo, no_sleep
+from tests.infra.conftest import REGION, Echo, no_sleep
 
-pytestmark = [pytest.mark.aws, pytest.mark.mysql]
+pytestmark = [
+    pytest.mark.aws,
+    pytest.mark.mysql,
+    pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto"),
+]
 
 
 def _admin() -> pymysql.connections.Connection:
     return pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user=MYSQL_USER, password="", charset="utf8mb4")
+
+
+def _tables(name: str) -> set[str]:
+    conn = _admin()
+    with conn.cursor() as cur:
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (name,))
+        tables = {r[0] for r in cur.fetchall()}
+    conn.close()
+    return tables
 
 
 @pytest.fixture
@@ -35,28 +51,30 @@ def infra_db() -> Iterator[tuple[str, str]]:
         conn.close()
 
 
-def test_apply_migrates_an_existing_database(
-    clients: stack.Clients, make_opts: Callable[..., stack.StackOptions], infra_db: tuple[str, str]
+def test_migrate_runs_alembic_against_the_stacks_database(
+    clients: cfn.Clients,
+    make_opts: Callable[..., cfn.DeployOptions],
+    infra_db: tuple[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # GIVEN a stack that uses an existing, empty database
     name, url = infra_db
-    opts = make_opts(database_url=url, create_instance=False)
-    echo = Echo()
-    changes, out = stack.apply(opts, clients, echo=echo, sleep=no_sleep)
+    opts = make_opts(Database="external", DatabaseUrl=url, CreateInstance="false")
+    _, out = cfn.apply(opts, clients, echo=Echo(), sleep=no_sleep)
+    assert out["database_url"] == url and _tables(name) == set()
+    args = ["migrate", "--stack", "demo", "--region", REGION, "--outputs-dir", str(tmp_path / "out")]
+    # WHEN migrate runs, THEN the schema is there
+    assert cli.main(args) == 0
+    assert "database of stack labelkit-demo migrated to head" in capsys.readouterr().out
+    assert {"alembic_version", "images"} <= _tables(name)
+    # AND a second run finds it at head
+    assert cli.main(args) == 0
 
-    assert ("update", "database schema") in {(c.action, c.kind) for c in changes}
-    conn = _admin()
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{name}'")
-        tables = {r[0] for r in cur.fetchall()}
-    conn.close()
-    assert {"alembic_version", "images"} <= tables
-    assert out["database_url"] == url and out["database_secret_arn"] == ""  # no password, no secret
-    env = clients.lambda_.get_function(FunctionName="labelkit-demo-labeler")["Configuration"]["Environment"]
-    assert env["Variables"]["LABELKIT_DATABASE_URL"] == url
-    assert "LABELKIT_DATABASE_SECRET_ARN" not in env["Variables"]
-    assert clients.rds.describe_db_instances()["DBInstances"] == []
 
-    # the schema is at head: nothing to do the second time
-    echo = Echo()
-    assert stack.apply(opts, clients, echo=echo, sleep=no_sleep)[0] == []
-    assert "= database schema" in echo.text
+def test_migrate_refuses_a_stack_without_a_database(
+    clients: cfn.Clients, make_opts: Callable[..., cfn.DeployOptions], tmp_path: Path
+) -> None:
+    cfn.apply(make_opts(Database="none", CreateInstance="false"), clients, echo=Echo(), sleep=no_sleep)
+    args = ["migrate", "--stack", "demo", "--region", REGION, "--outputs-dir", str(tmp_path / "out")]
+    assert cli.main(args) == 1

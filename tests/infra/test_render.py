@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -204,3 +205,51 @@ def test_render_cli_writes_all_files(tmp_path: Path) -> None:
     assert "listen 8080 default_server;" in (out / NGINX_SITE).read_text()
     assert (out / USER_DATA).stat().st_mode & 0o111
     assert cli.main(["render", "--out", str(out), "--stack", "missing"]) == 1
+
+
+def _template_user_data() -> str:
+    """The stage-1 shell script of the CloudFormation template's user data, with every
+    ``${...}`` substituted by a plausible value."""
+    from cfnlint.decode.cfn_yaml import loads
+
+    from infra_scripts.cloudformation import TEMPLATE
+
+    template = loads(TEMPLATE.read_text(encoding="utf-8"))
+    sub = template["Resources"]["Host"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
+    text = re.sub(r"\$\{[A-Za-z0-9:.]+\}", "value", str(sub))
+    script = text[text.index("#!/bin/bash") : text.index("--==LABELKIT==--")]
+    return script
+
+
+def test_template_user_data_passes_bash_n_and_shellcheck(tmp_path: Path) -> None:
+    script = _template_user_data()
+    assert "infra_scripts render --out /run/labelkit-host" in script
+    path = tmp_path / "stage1.sh"
+    path.write_text(script)
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert shutil.which("shellcheck"), "install shellcheck: apt-get install -y shellcheck"
+    result = subprocess.run(["shellcheck", "--severity=style", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_render_from_the_stack_env_file_of_the_template(tmp_path: Path) -> None:
+    # GIVEN the stack.env the template's user data writes (unset values are empty lines)
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(
+        "LABELKIT_STACK=labelkit-demo\nLABELKIT_AWS_REGION=eu-west-1\n"
+        f"LABELKIT_QUEUE_URL={ENV['LABELKIT_QUEUE_URL']}\nLABELKIT_DATABASE_SECRET_ARN=\n"
+    )
+    out = tmp_path / "host"
+    # WHEN the host renders its files from it
+    args = ["render", "--out", str(out), "--env-file", str(env_file), "--source-url", "s3://b/src.tar.gz"]
+    assert cli.main([*args, "--enable-listener"]) == 0
+    # THEN the settings, the region and the source are in them, and empty values are not
+    env = (out / ENV_FILE).read_text()
+    assert f"LABELKIT_QUEUE_URL={ENV['LABELKIT_QUEUE_URL']}" in env
+    assert "LABELKIT_DATABASE_SECRET_ARN=" not in env
+    user_data = (out / USER_DATA).read_text()
+    assert "readonly AWS_REGION='eu-west-1'" in user_data
+    assert "readonly SOURCE_URL='s3://b/src.tar.gz'" in user_data
+    assert "ENABLE_LISTENER='yes'" in user_data
+    assert 'if [ "${1:-}" = --source-in-place ]' in user_data
