@@ -1,10 +1,12 @@
 """``python -m labelkit.run`` (what ``make run`` starts): the whole product locally.
 
 Starts the Streamlit dashboard and a local listener as child processes, after
-migrating the database once (so the two never race to create it). Ctrl-C or
-SIGTERM stops both; if either dies, the other is stopped too and the exit
-code says so. Everything runs on the embedded defaults unless LABELKIT_*
-variables (or a .env file) say otherwise.
+migrating the database once (so the two never race to create it), and keeps
+them running: a child that exits on its own is restarted after a pause that
+doubles with each quick crash (1 s up to 30 s; back to 1 s once it has run a
+minute), and the log says so. Only Ctrl-C or SIGTERM stops both. Everything
+runs on the embedded defaults unless LABELKIT_* variables (or a .env file) say
+otherwise.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -73,6 +77,56 @@ def _children(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return out
 
 
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+HEALTHY_AFTER = 60.0  # seconds a child must run before a crash counts as a fresh one
+
+
+@dataclass
+class Child:
+    """One supervised child process and its restart state."""
+
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    backoff: float = BACKOFF_FIRST
+    restart_at: float | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def check(self, now: float) -> None:
+        """Restart the child if it has exited (after its back-off pause)."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restarts += 1
+                print(f"labelkit: restarting the {self.name} (restart {self.restarts})", file=sys.stderr)
+                self.start()
+            return
+        assert self.proc is not None
+        code = self.proc.poll()
+        if code is None:
+            return
+        if now - self.started >= HEALTHY_AFTER:
+            self.backoff = BACKOFF_FIRST
+        print(
+            f"labelkit: the {self.name} exited with code {code}; restarting it in {self.backoff:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.restart_at = now + self.backoff
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = get_settings()
@@ -84,40 +138,38 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    procs = {name: subprocess.Popen(cmd, env=env) for name, cmd in _children(args)}
+    children = [Child(name, cmd, env) for name, cmd in _children(args)]
+    for child in children:
+        child.start()
     print(
         f"\n  Labelkit is starting: http://{args.host}:{args.port}\n"
         "  (Ctrl-C stops the dashboard and the listener)\n",
         flush=True,
     )
 
-    stopping = False
+    stopping = threading.Event()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    code = 0
-    while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"labelkit: the {name} exited with code {proc.returncode}; stopping", file=sys.stderr)
-                code = proc.returncode or 1
-                stopping = True
-        time.sleep(0.3)
+    while not stopping.wait(0.3):
+        now = time.monotonic()
+        for child in children:
+            child.check(now)
 
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+    for child in children:
+        child.terminate()
     deadline = time.monotonic() + 20
-    for proc in procs.values():
+    for child in children:
+        if child.proc is None:
+            continue
         try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
-    return code
+            child.proc.kill()
+    return 0
 
 
 if __name__ == "__main__":

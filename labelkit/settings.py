@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # --- listener ----------------------------------------------------------
     listener_workers: int = Field(default=2, ge=1)
     listener_wait_seconds: int = Field(default=20, ge=0, le=20)
+    reconcile_every_seconds: int = Field(
+        default=300,
+        ge=5,
+        description="How often a listener looks for images whose job will never come "
+        "(dead-lettered, never enqueued) and settles them (labelkit.reconcile).",
+    )
 
     # --- auth --------------------------------------------------------------
     auth_mode: Literal["local", "cognito"] = "local"

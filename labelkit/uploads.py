@@ -4,9 +4,16 @@ The dashboard, the demo loader and the tests call these; they order the
 writes so nothing is ever half-done:
 
 * upload: validate from bytes -> insert the row (``pending``) -> store the
-  object -> enqueue (unless S3 notifies the queue itself). If storing or
-  enqueueing fails, the row and object are removed again and the error says so.
-* delete: rows (labels cascade) -> object -> any queue entry for its key.
+  object -> enqueue (unless S3 notifies the queue itself) -> ``queued_at``. If
+  storing or enqueueing fails, the row and object are removed again and the
+  error says so. A process killed in between leaves a row with no ``queued_at``,
+  which :mod:`labelkit.reconcile` finishes or fails. A file whose earlier upload
+  has no stored object any more (killed before storing, or the file went
+  missing) is not a duplicate: uploading it again restores that image.
+* delete: object -> rows (labels cascade) -> any queue entry for its key. The
+  object goes first so a storage failure leaves everything as it was (nothing
+  orphaned); a failure after it leaves a row whose file is missing, which the
+  worker reports and a new upload restores.
 """
 
 from __future__ import annotations
@@ -15,17 +22,19 @@ import logging
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.repository import Viewer
 from labelkit.errors import IntakeError, LabelkitError, StorageError
-from labelkit.images import inspect_image, safe_display_name
+from labelkit.images import ImageInfo, inspect_image, safe_display_name
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services
 
 logger = logging.getLogger(__name__)
+
+SYSTEM = Viewer(user_id="system", is_admin=True)  # the use cases' own housekeeping
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +45,21 @@ class UploadResult:
     reason: str | None = None
 
 
+STORE_FAILED = "Could not store the file (the image storage is not available); try again later."
+
+
 def _enqueue(services: Services, key: str, size: int | None) -> None:
     store = services.store
     body = make_s3_event(bucket=store.bucket or "local", key=store.full_key(key), size=size)
     services.queue.send(body)
+
+
+def hand_to_queue(*, services: Services, image_id: str, key: str, size: int | None) -> None:
+    """Enqueue the image's job (unless the bucket's notification does) and record that it was."""
+    if not services.settings.s3_notifies_queue:
+        _enqueue(services, key, size)
+    with transaction(services.engine) as s:
+        repo.mark_queued(session=s, image_id=image_id)
 
 
 def upload_image(*, services: Services, owner_id: str, filename: str, data: bytes) -> UploadResult:
@@ -53,13 +73,16 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
     try:
         with transaction(services.engine) as s:
             dup = repo.find_duplicate(session=s, owner_id=owner_id, sha256=info.sha256)
-            if dup is not None:
+        if dup is not None:
+            if _stored(services, dup.object_key):
                 return UploadResult(
                     name=name,
                     outcome="duplicate",
                     image_id=dup.id,
                     reason=f"Already uploaded as “{dup.original_name}”.",
                 )
+            return _restore(services, name=name, image_id=dup.id, key=dup.object_key, data=data, info=info)
+        with transaction(services.engine) as s:
             image = repo.create_image(
                 session=s,
                 owner_id=owner_id,
@@ -78,13 +101,44 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
 
     try:
         services.store.put(key, data, content_type=info.content_type)
-        if not settings.s3_notifies_queue:
-            _enqueue(services, key, info.size_bytes)
-    except LabelkitError as e:
+        hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes)
+    except (LabelkitError, SQLAlchemyError):
+        # The detail (paths, endpoints) goes to the log, not to the person uploading.
         logger.error("upload of %s failed after its row was written; undoing", key, exc_info=True)
         _undo_upload(services, image_id, key)
-        return UploadResult(name=name, outcome="rejected", reason=f"Could not store the file: {e}")
+        return UploadResult(name=name, outcome="rejected", reason=STORE_FAILED)
     return UploadResult(name=name, outcome="accepted", image_id=image_id)
+
+
+def _stored(services: Services, key: str) -> bool:
+    try:
+        return services.store.exists(key)
+    except StorageError:
+        logger.warning("could not check whether %s is stored; treating it as stored", key, exc_info=True)
+        return True  # the safe answer: a duplicate is refused, nothing is overwritten
+
+
+def _restore(
+    services: Services, *, name: str, image_id: str, key: str, data: bytes, info: ImageInfo
+) -> UploadResult:
+    """The same file was uploaded before but its stored object is gone (a process killed
+    before storing it, or the file lost): store it again and label that image afresh."""
+    try:
+        services.store.put(key, data, content_type=info.content_type)
+        with transaction(services.engine) as s:
+            repo.reset_for_retry(session=s, viewer=SYSTEM, image_id=image_id)
+        services.queue.purge_matching(image_id)
+        hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes)
+    except (LabelkitError, SQLAlchemyError):
+        logger.error("restoring %s failed", key, exc_info=True)
+        return UploadResult(name=name, outcome="rejected", reason=STORE_FAILED)
+    logger.info("upload restored the missing file of image %s", image_id)
+    return UploadResult(
+        name=name,
+        outcome="accepted",
+        image_id=image_id,
+        reason="This file was uploaded before but its stored copy was missing; it is restored.",
+    )
 
 
 def _undo_upload(services: Services, image_id: str, key: str) -> None:
@@ -93,7 +147,7 @@ def _undo_upload(services: Services, image_id: str, key: str) -> None:
     except StorageError:
         logger.warning("could not remove %s while undoing an upload", key, exc_info=True)
     with transaction(services.engine) as s:
-        repo.delete_image(session=s, viewer=Viewer(user_id="system", is_admin=True), image_id=image_id)
+        repo.delete_image(session=s, viewer=SYSTEM, image_id=image_id)
 
 
 def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
@@ -106,24 +160,18 @@ def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
         image = repo.reset_for_retry(session=s, viewer=viewer, image_id=image_id)
         key, size = image.object_key, image.bytes
     services.queue.purge_matching(image_id)
-    _enqueue(services, key, size)
+    hand_to_queue(services=services, image_id=image_id, key=key, size=size)
 
 
 def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
-    """Delete an image everywhere: rows, stored object and queue entries."""
-    with transaction(services.engine) as s:
-        key = repo.delete_image(session=s, viewer=viewer, image_id=image_id)
-    services.store.delete(key)
-    services.queue.purge_matching(image_id)
+    """Delete an image everywhere: stored object, rows and queue entries.
 
-
-def requeue_stuck(*, services: Services, older_than_seconds: int = 600) -> int:
-    """Enqueue again images left ``pending`` (e.g. a crash between storing and enqueueing).
-
-    Safe to run any time: a duplicate message is harmless (writes are idempotent).
+    Raises ``NotFound`` for an image the viewer may not see (before anything is
+    touched) and ``StorageError`` if the object cannot be deleted (nothing changed).
     """
     with transaction(services.engine) as s:
-        rows = repo.stale_pending_for_worker(session=s, older_than_seconds=older_than_seconds)
-    for key, size in rows:
-        _enqueue(services, key, size)
-    return len(rows)
+        key = repo.get_image(session=s, viewer=viewer, image_id=image_id).object_key
+    services.store.delete(key)
+    with transaction(services.engine) as s:
+        repo.delete_image(session=s, viewer=viewer, image_id=image_id)
+    services.queue.purge_matching(image_id)

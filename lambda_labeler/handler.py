@@ -30,12 +30,18 @@ runs them once, before the function gets traffic.
 The engine, store, labellers and pipeline are built on the first record a
 container sees and reused by every warm invocation after it; nothing talks to
 AWS at import time.
+
+A scheduled invocation (an EventBridge schedule: ``"source": "aws.events"``)
+runs :func:`labelkit.reconcile.reconcile` instead, which settles images whose
+job will never come (dead-lettered, or never enqueued); on EC2 the listener
+does that itself.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -46,7 +52,8 @@ from labelkit.db.engine import dispose_engines
 from labelkit.errors import ConfigError
 from labelkit.pipeline import Pipeline
 from labelkit.queue.events import MalformedEvent
-from labelkit.services import build_pipeline, build_services
+from labelkit.reconcile import reconcile
+from labelkit.services import Services, build_pipeline, build_services
 from labelkit.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -60,6 +67,7 @@ logger = Logger(service="labelkit-labeler")
 processor = BatchProcessor(event_type=EventType.SQS)
 
 _pipeline: Pipeline | None = None
+_services: Services | None = None
 _lock = threading.Lock()
 
 
@@ -92,8 +100,9 @@ def get_pipeline() -> Pipeline:
             if _pipeline is None:
                 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # set by the Lambda runtime
                     route_labelkit_logs()
+                global _services
                 settings = lambda_settings(get_settings())
-                services = build_services(settings, migrate=False)
+                _services = services = build_services(settings, migrate=False)
                 _pipeline = build_pipeline(services)
                 logger.info(
                     "pipeline ready",
@@ -105,9 +114,9 @@ def get_pipeline() -> Pipeline:
 
 def _reset_for_tests() -> None:
     """Forget the cached pipeline, settings and engines (a fresh 'container')."""
-    global _pipeline
+    global _pipeline, _services
     with _lock:
-        _pipeline = None
+        _pipeline = _services = None
     get_settings.cache_clear()
     dispose_engines()
 
@@ -122,8 +131,21 @@ def record_handler(record: SQSRecord) -> None:
         logger.error("dropping a message that is not an S3 event", message_id=record.message_id, error=str(e))
 
 
+def is_schedule(event: dict[str, Any]) -> bool:
+    """An EventBridge scheduled event (the reconcile timer), not an SQS batch."""
+    return event.get("source") == "aws.events" and "Records" not in event
+
+
 @logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext
+) -> PartialItemFailureResponse | dict[str, int]:
+    if is_schedule(event):
+        get_pipeline()  # builds the container's services on a cold start
+        assert _services is not None
+        report = reconcile(services=_services)
+        logger.info("reconciled", **asdict(report))
+        return asdict(report)
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -12,9 +12,11 @@ import logging
 import signal
 import sys
 import threading
+from functools import partial
 from types import FrameType
 
 from labelkit.logs import configure_logging
+from labelkit.reconcile import reconcile
 from labelkit.services import build_pipeline, build_services
 from labelkit.settings import get_settings
 from sqs_listener.listener import Listener
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         wait_seconds=args.wait_seconds,
         visibility_timeout=settings.queue_visibility_timeout,
+        housekeeping=partial(reconcile, services=services),
+        housekeeping_every=settings.reconcile_every_seconds,
     )
     stop = threading.Event()
 

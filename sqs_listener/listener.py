@@ -7,7 +7,14 @@ idempotent). While a job runs, a heartbeat keeps the message hidden.
 
 Stopping (``stop`` event, set on SIGTERM/SIGINT): each worker finishes the
 message in hand, takes no more, and hands back any message it received but
-had not started (visibility 0), so another worker can have it at once.
+had not started (visibility 0), so another worker can have it at once. A worker
+that cannot finish within ``stop_grace`` seconds (blocked on a dead connection,
+say) is left behind: ``run`` returns anyway and the process exits; its message
+comes back after its visibility timeout, so nothing is lost.
+
+Housekeeping (``housekeeping``, e.g. :func:`labelkit.reconcile.reconcile`) runs at
+start and every ``housekeeping_every`` seconds in a thread of its own; a failure
+is logged and tried again next time, it never stops the workers.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from labelkit.pipeline import Pipeline, RetryableError
@@ -73,12 +81,18 @@ class Listener:
         workers: int = 2,
         wait_seconds: int = 20,
         visibility_timeout: int = 120,
+        stop_grace: float = 15.0,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_every: float = 300.0,
     ) -> None:
         self.queue = queue
         self.pipeline = pipeline
         self.workers = workers
         self.wait_seconds = wait_seconds
         self.visibility_timeout = visibility_timeout
+        self.stop_grace = stop_grace
+        self.housekeeping = housekeeping
+        self.housekeeping_every = housekeeping_every
         self.stats = ListenerStats()
 
     def run(self, stop: threading.Event, *, drain: bool = False) -> ListenerStats:
@@ -87,12 +101,33 @@ class Listener:
             threading.Thread(target=self._work, args=(stop, drain), name=f"worker-{i}", daemon=True)
             for i in range(self.workers)
         ]
+        if self.housekeeping is not None and not drain:
+            threading.Thread(target=self._housekeep, args=(stop,), name="housekeeping", daemon=True).start()
         for t in threads:
             t.start()
+        while any(t.is_alive() for t in threads) and not stop.wait(0.5):
+            pass
+        # Stopping (or drained): give the workers the grace period to finish what they hold.
+        deadline = time.monotonic() + self.stop_grace
         for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.5)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in threads if t.is_alive()]
+        if stuck:
+            logger.warning(
+                "stopping without %s (still blocked after %.0fs); their messages will be redelivered",
+                ", ".join(stuck),
+                self.stop_grace,
+            )
         return self.stats
+
+    def _housekeep(self, stop: threading.Event) -> None:
+        assert self.housekeeping is not None
+        while not stop.is_set():
+            try:
+                self.housekeeping()
+            except Exception:
+                logger.warning("housekeeping failed; trying again later", exc_info=True)
+            stop.wait(self.housekeeping_every)
 
     def _work(self, stop: threading.Event, drain: bool) -> None:
         backoff = 0.5

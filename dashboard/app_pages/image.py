@@ -8,6 +8,7 @@ a missing one (the repository raises ``NotFound`` for both).
 from __future__ import annotations
 
 import html
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,10 +18,11 @@ import streamlit as st
 from dashboard import core
 from labelkit.db import repository as repo
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
-from labelkit.errors import NotFound
+from labelkit.errors import LabelkitError, NotFound
 from labelkit.uploads import delete_image, retry_image
 
 REFRESH_SECONDS = 3
+logger = logging.getLogger(__name__)
 _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 user = core.require_user()
@@ -136,6 +138,10 @@ if image.status == ImageStatus.FAILED:
                 retry_image(services=core.services(), viewer=viewer, image_id=image_id)
             except NotFound:
                 _not_found()
+            except LabelkitError:
+                logger.exception("retrying image %s failed", image_id)
+                st.error("Could not queue the image again; try again in a moment.", icon=":material/error:")
+                st.stop()
             core.data_changed()
             st.rerun()
 
@@ -287,6 +293,14 @@ with right:
                 delete_image(services=core.services(), viewer=viewer, image_id=image_id)
             except NotFound:
                 _not_found()
+            except LabelkitError:
+                logger.exception("deleting image %s failed", image_id)
+                st.error(
+                    "Could not delete the image: the storage or the queue is not available. "
+                    "Nothing was deleted; try again in a moment.",
+                    icon=":material/error:",
+                )
+                st.stop()
             core.data_changed()
             core.flash(f"Deleted {image.original_name}.")
             st.switch_page(core.PAGE_GALLERY)

@@ -168,6 +168,9 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     labelled_at: Mapped[datetime | None]
+    # When the labelling job was surely handed to the queue (None: not yet, or the upload
+    # never got that far). See labelkit.reconcile.
+    queued_at: Mapped[datetime | None]
 
     owner: Mapped[User] = relationship(lazy="raise")
     labels: Mapped[list[LabelRow]] = relationship(

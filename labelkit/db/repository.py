@@ -395,6 +395,7 @@ def reset_for_retry(*, session: Session, viewer: Viewer, image_id: str) -> Image
     image.status = ImageStatus.PENDING
     image.failure_reason = None
     image.attempts = 0
+    image.queued_at = None  # set again once the new job is enqueued
     return image
 
 
@@ -408,15 +409,63 @@ def get_image_by_key_for_worker(*, session: Session, object_key: str, lock: bool
     return session.scalar(stmt)
 
 
-def stale_pending_for_worker(*, session: Session, older_than_seconds: int) -> list[tuple[str, int]]:
-    """(object key, size) of images still pending after ``older_than_seconds``."""
+def mark_queued(*, session: Session, image_id: str) -> None:
+    """The image's labelling job is surely on its way (enqueued, or stored where S3 notifies)."""
+    session.execute(update(Image).where(Image.id == image_id).values(queued_at=utcnow()))
+
+
+@dataclass(frozen=True, slots=True)
+class UnqueuedImage:
+    id: str
+    object_key: str
+    bytes: int
+
+
+def never_queued_for_worker(
+    *, session: Session, older_than_seconds: float, limit: int = 500
+) -> list[UnqueuedImage]:
+    """Images still ``pending`` with no job handed to the queue ``older_than_seconds`` after
+    their last change: the upload (or a retry) stopped between writing the row and enqueueing."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     rows = session.execute(
-        select(Image.object_key, Image.bytes).where(
-            Image.status == ImageStatus.PENDING, Image.updated_at < cutoff
+        select(Image.id, Image.object_key, Image.bytes)
+        .where(Image.status == ImageStatus.PENDING, Image.queued_at.is_(None), Image.updated_at < cutoff)
+        .order_by(Image.updated_at)
+        .limit(limit)
+    )
+    return [UnqueuedImage(id=i, object_key=k, bytes=int(b)) for i, k, b in rows]
+
+
+def exhausted_for_worker(
+    *, session: Session, max_attempts: int, older_than_seconds: float, limit: int = 500
+) -> list[str]:
+    """Ids of images still ``labelling`` after their last allowed attempt began more than
+    ``older_than_seconds`` ago: no delivery will come again (the queue dead-letters it)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    return list(
+        session.scalars(
+            select(Image.id)
+            .where(
+                Image.status == ImageStatus.LABELLING,
+                Image.attempts >= max_attempts,
+                Image.updated_at < cutoff,
+            )
+            .order_by(Image.updated_at)
+            .limit(limit)
         )
     )
-    return [(k, int(b)) for k, b in rows]
+
+
+def fail_unfinished_for_worker(*, session: Session, image_id: str, reason: str) -> bool:
+    """Mark the image failed if it is still pending or labelling (never over a result).
+
+    Returns whether it was changed."""
+    result = session.execute(
+        update(Image)
+        .where(Image.id == image_id, Image.status.in_([ImageStatus.PENDING, ImageStatus.LABELLING]))
+        .values(status=ImageStatus.FAILED, failure_reason=reason[:2000], updated_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def mark_labelling(*, session: Session, image_id: str) -> int:

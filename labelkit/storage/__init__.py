@@ -44,6 +44,10 @@ class ObjectStore(Protocol):
         """Inverse of :meth:`full_key` (for keys arriving in S3 events)."""
         ...
 
+    def remove_stale_partials(self, *, older_than_seconds: int) -> int:
+        """Remove what writes cut short left behind; returns how many were removed."""
+        ...
+
 
 def make_store(settings: Settings) -> ObjectStore:
     """The store the settings ask for (no network calls are made here)."""

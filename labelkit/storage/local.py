@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from labelkit.errors import ObjectNotFound, StorageError
@@ -126,3 +127,18 @@ class LocalStore:
             return target.is_file()
         except OSError as e:
             raise StorageError(f"cannot check {key!r}: {e}") from e
+
+    def remove_stale_partials(self, *, older_than_seconds: int) -> int:
+        """Remove ``.tmp-*.part`` files (writes cut short by a kill) older than the given age."""
+        if not self.root.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for tmp in self.root.rglob(".tmp-*.part"):
+            try:
+                if tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+            except OSError:
+                logger.warning("could not remove stale temporary file %s", tmp, exc_info=True)
+        return removed

@@ -122,6 +122,11 @@ class S3Store:
         except BotoCoreError as e:
             raise StorageError(f"cannot check s3://{self._bucket}/{full}: {e}") from e
 
+    def remove_stale_partials(self, *, older_than_seconds: int) -> int:
+        """Nothing to do: a PutObject is atomic (the bucket's lifecycle rule aborts
+        incomplete multipart uploads)."""
+        return 0
+
     def presigned_url(self, key: str, expires: int = 3600) -> str:
         """A time-limited GET URL for ``key`` (signing is local: no request is made)."""
         full = self.full_key(key)

@@ -14,17 +14,19 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from labelkit import aws as lk_aws
 from labelkit.db import repository as repo
 from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
+from labelkit.db.models import Image as ImageRow
 from labelkit.db.models import ImageStatus, LabelRow
 from labelkit.errors import ConfigError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
@@ -392,3 +394,26 @@ def test_rekognition_is_the_lambdas_default_labeller(world: World) -> None:
     assert world.status(image) == (ImageStatus.LABELLED, None)
     assert world.labels(image) == [("Mobile Phone", "rekognition-3.0"), ("Mobile Phone", "rekognition-3.0")]
     assert handler.get_pipeline().model_version == "rekognition-3.0"
+
+
+def test_a_scheduled_invocation_reconciles_stuck_images(world: World) -> None:
+    # GIVEN an image whose last delivery began an hour ago and never finished (the worker
+    # died on each of the 3 allowed deliveries), so no delivery will come again
+    image_id = world.upload("stuck.jpg", jpeg((200, 10, 10)))
+    with transaction(world.services.engine) as s:
+        s.execute(
+            update(ImageRow)
+            .where(ImageRow.id == image_id)
+            .values(
+                status=ImageStatus.LABELLING,
+                attempts=3,
+                updated_at=datetime.now(UTC) - timedelta(hours=1),
+            )
+        )
+    # WHEN the EventBridge schedule invokes the function
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    report = handler.lambda_handler(event, cast("LambdaContext", FakeLambdaContext()))
+    # THEN the image is failed with a reason a person can act on
+    assert report["exhausted_failed"] == 1
+    status, reason = world.status(image_id)
+    assert status == ImageStatus.FAILED and reason and "did not finish in 3 attempts" in reason

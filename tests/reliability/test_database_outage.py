@@ -19,6 +19,7 @@ Two kinds of outage:
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -130,3 +131,56 @@ def test_listener_rides_out_a_database_outage(tmp_path: Path, mysql_server_url: 
     assert during - cut_at <= 4  # at most the jobs already past their last DB write finished
     assert_each_labelled_exactly_once(services, ids)
     assert "receive failed" in log.read_text()  # it noticed, backed off and carried on
+
+
+def test_sigterm_is_honoured_while_the_database_link_is_half_open(
+    tmp_path: Path, mysql_server_url: str
+) -> None:
+    # GIVEN a listener labelling through a link that then goes silent (half-open)
+    from tests.conftest import _reset_mysql
+
+    _reset_mysql(mysql_server_url)
+    url = make_url(mysql_server_url)
+    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 3306))
+    proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+    settings = Settings(data_dir=tmp_path / "data", database_url=mysql_server_url, model_dir=MODEL_DIR)
+    services = build_services(settings)
+    ids = upload_many(services, make_owner(services), photos(30))
+    env = listener_env(
+        {
+            "LABELKIT_DATA_DIR": str(settings.data_dir),
+            "LABELKIT_DATABASE_URL": proxied,
+            "LABELKIT_QUEUE_VISIBILITY_TIMEOUT": "5",
+            "LABELKIT_QUEUE_MAX_RECEIVES": "10",
+        }
+    )
+    log = tmp_path / "listener.log"
+    listener = start_listener(env, tmp_path, log)
+    try:
+        wait_until(
+            lambda: status_counts(services).get(ImageStatus.LABELLED, 0) >= 3,
+            timeout=300,
+            what="labelling to get going",
+        )
+        proxy.cut(half_open=True)
+        time.sleep(1)  # the workers are now blocked on answers that will never come
+        # WHEN it is asked to stop
+        listener.send_signal(signal.SIGTERM)
+        # THEN it exits cleanly without waiting for the dead connections (a grace period,
+        # not the 30 s read timeout, and never "forever")
+        assert listener.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        stop(listener)
+        proxy.restore()
+    # AND nothing is lost: a new listener finishes the work once the database is reachable
+    fresh = start_listener({**env, "LABELKIT_DATABASE_URL": mysql_server_url}, tmp_path, log)
+    try:
+        wait_until(
+            lambda: status_counts(services).get(ImageStatus.LABELLED, 0) == len(ids),
+            timeout=RECOVERY,
+            what="a new listener to finish the work",
+        )
+    finally:
+        stop(fresh)
+        proxy.close()
+    assert_each_labelled_exactly_once(services, ids)
