@@ -232,9 +232,10 @@ def test_plan_changes_nothing_and_an_unchanged_stack_has_no_changes(
     echo = Echo()
     planned = cfn.plan(opts, clients, echo=echo, sleep=no_sleep)
     # THEN the change set lists the resources, and nothing exists afterwards
-    # (moto lists all 23 resources; AWS leaves out the 3 whose conditions are off here)
-    assert planned.kind == "CREATE" and "Plan: 23 to add." in echo.text
+    # (moto lists all 25 resources; AWS leaves out the 3 whose conditions are off here)
+    assert planned.kind == "CREATE" and "Plan: 25 to add." in echo.text
     assert "  + add     AWS::Lambda::EventSourceMapping        LabelerTrigger" in echo.lines
+    assert "  + add     AWS::Events::Rule                      ReconcileSchedule" in echo.lines
     assert inventory(clients, "labelkit-demo") == set()
     assert cfn.describe_stack(opts, clients) is None  # not even the REVIEW_IN_PROGRESS shell
     assert clients.cloudformation.list_change_sets(StackName=opts.stack).get("Summaries", []) == []
@@ -454,5 +455,5 @@ def test_plan_against_a_moto_server(tmp_path: Path, source_dir: Path) -> None:
         server.stop()
     assert result.returncode == 0, result.stderr
     assert "Change set to create stack labelkit-demo in us-east-1:" in result.stdout
-    assert "AWS::Lambda::Function" in result.stdout and "Plan: 23 to add." in result.stdout
+    assert "AWS::Lambda::Function" in result.stdout and "Plan: 25 to add." in result.stdout
     assert "without --lambda-zip" in result.stdout
