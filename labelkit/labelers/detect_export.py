@@ -16,8 +16,8 @@ Why like this:
   :data:`TOLERANCE`) before any file gets its final name. A manifest (the frozen graph's
   SHA-256, the format, the written files' SHA-256) is written last, so a killed run never
   looks finished and a changed file is converted again.
-* The conversion is reproducible: with ``PYTHONHASHSEED=0`` two conversions of the same
-  graph give the same bytes (a test converts again and compares).
+* The conversion is reproducible: tf2onnx's arbitrary names are made canonical
+  (:func:`canonicalize`), so two conversions of the same graph give the same bytes.
 """
 
 from __future__ import annotations
@@ -161,6 +161,54 @@ def convert(graph: Path, python: Path, workdir: Path) -> dict[str, Path]:
     return out
 
 
+def canonicalize(onnx_path: Path) -> None:
+    """Rename what tf2onnx names arbitrarily, so equal graphs are equal bytes.
+
+    tf2onnx merges identical constants (the 0 and 6 of every ReLU6 ...) and identical nodes,
+    and which of the merged names survives depends on iteration order that varies between
+    runs; the batch dimension gets a counter name (``unk__1099``). Initializers are renamed
+    ``const_N`` in order of first use, nodes and intermediate tensors by position, the batch
+    dimension is called ``batch``: then two conversions of the same graph give the same file
+    (checked: same weights, same node order; only names differed).
+    """
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    init = {i.name: i for i in graph.initializer}
+    renamed: dict[str, str] = {}
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name in init:
+                if name not in renamed:
+                    renamed[name] = f"const_{len(renamed)}"
+                node.input[k] = renamed[name]
+    for tensor in graph.initializer:
+        tensor.name = renamed.get(tensor.name, tensor.name)
+    # Merged nodes keep one of their names too: name every node and intermediate tensor by
+    # its position (the graph's inputs and outputs keep theirs).
+    keep = {v.name for v in [*graph.input, *graph.output]}
+    tensors: dict[str, str] = {}
+    for i, node in enumerate(graph.node):
+        node.name = f"{node.op_type}_{i}"
+        for k, name in enumerate(node.input):
+            node.input[k] = tensors.get(name, name)
+        for k, name in enumerate(node.output):
+            if name and name not in keep:
+                tensors[name] = f"t{len(tensors)}"
+                node.output[k] = tensors[name]
+    for value in graph.value_info:
+        value.name = tensors.get(value.name, value.name)
+    ordered = sorted(graph.initializer, key=lambda t: (len(t.name), t.name))
+    del graph.initializer[:]
+    graph.initializer.extend(ordered)
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param:
+            dims[0].dim_param = "batch"
+    onnx.save(model, str(onnx_path))
+
+
 def verify(onnx_path: Path, samples: Path, reference: Path) -> float:
     """Max |onnxruntime - TensorFlow| over the sample inputs (raises if above TOLERANCE)."""
     from labelkit.labelers.model import ort_session
@@ -185,6 +233,7 @@ def export_detector(model_dir: Path, convert_venv: Path) -> Path:
     files = DetectorFiles.of(model_dir)
     with tempfile.TemporaryDirectory(prefix="detector-convert-") as tmp:
         out = convert(graph, python, Path(tmp))
+        canonicalize(out["onnx"])
         diff = verify(out["onnx"], out["samples"], out["reference"])
         logger.info("detector: max |onnx - tensorflow| = %.2e", diff)
         _atomic_write(files.onnx, lambda target: target.write_bytes(out["onnx"].read_bytes()))

@@ -205,12 +205,15 @@ def compile_fusion(
     raw[face.name] = ([], face.aliases, face.categories)
 
     def ancestors(name: str, seen: tuple[str, ...] = ()) -> list[str]:
+        """The declared parents in their order, then any of their ancestors not declared."""
         out: list[str] = []
         for parent in raw[name][0]:
             if parent in seen or parent == name:
                 problems.append(f"{name!r}: parent cycle through {parent!r}")
-                continue
-            for a in [parent, *ancestors(parent, (*seen, name))]:
+            elif parent not in out:
+                out.append(parent)
+        for parent in list(out):
+            for a in ancestors(parent, (*seen, name)):
                 if a not in out:
                     out.append(a)
         return out
