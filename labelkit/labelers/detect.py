@@ -16,6 +16,10 @@ Why this model and engine (measured on this 2-core machine; README "The local la
   10, 10, 5, 5), sigmoid scores, per-class non-maximum suppression at IoU 0.6 keeping
   scores > 0.3, at most 100 boxes. A test checks this against OpenCV running the
   original graph.
+* ``precision="int8"`` (the default setting) runs a statically quantized copy made at
+  ``make model`` (QDQ, per-channel weights, MinMax calibration on package photos): ~20 ms
+  of CPU per image instead of ~52; on 120 development photos it kept 298 of the 306
+  detections scoring >= 0.5 (same class, IoU >= 0.7, score within 0.15).
 * The model sees the whole image squashed to 300 x 300 (the graph's own fixed-shape
   resizer), so its boxes are directly fractions of the full image.
 * The graph has no label map; COCO's 90-id table is ``data/coco_labels.json``.
@@ -58,6 +62,7 @@ MAX_DETECTIONS = 100
 @dataclass(frozen=True, slots=True)
 class DetectorFiles:
     onnx: Path
+    int8: Path
     anchors: Path
     manifest: Path
 
@@ -65,9 +70,13 @@ class DetectorFiles:
     def of(cls, model_dir: Path) -> DetectorFiles:
         return cls(
             onnx=model_dir / f"{STEM}.onnx",
+            int8=model_dir / f"{STEM}.int8.onnx",
             anchors=model_dir / f"{STEM}.anchors.npy",
             manifest=model_dir / f"{STEM}.json",
         )
+
+    def model(self, precision: str) -> Path:
+        return self.int8 if precision == "int8" else self.onnx
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +105,19 @@ class Detector(LocalModel[np.ndarray, list[Detection]]):
     name = "detector"
 
     def __init__(
-        self, model_dir: Path = Path("data/models"), threads: int = 2, *, score_floor: float = SCORE_FLOOR
+        self,
+        model_dir: Path = Path("data/models"),
+        threads: int = 2,
+        *,
+        precision: str = "fp32",
+        score_floor: float = SCORE_FLOOR,
     ) -> None:
         super().__init__(threads=threads)
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"unknown precision {precision!r}")
+        self.precision = precision
         self.model_files = DetectorFiles.of(Path(model_dir))
+        self.model_path = self.model_files.model(precision)
         self.score_floor = score_floor
         self._session: onnxruntime.InferenceSession | None = None
         self._anchors: tuple[np.ndarray, ...] | None = None
@@ -109,10 +127,10 @@ class Detector(LocalModel[np.ndarray, list[Detection]]):
 
     @property
     def model_version(self) -> str:
-        return f"ssd-mnv2-{DETECTOR_FORMAT}"
+        return f"ssd-mnv2-{'int8-' if self.precision == 'int8' else ''}{DETECTOR_FORMAT}"
 
     def files(self) -> list[Path]:
-        return [self.model_files.onnx, self.model_files.anchors]
+        return [self.model_path, self.model_files.anchors]
 
     def how_to_fix(self) -> str:
         return "The object detector is not converted yet: run `make model`."
@@ -124,7 +142,7 @@ class Detector(LocalModel[np.ndarray, list[Detection]]):
         ymin, xmin, ymax, xmax = anchors.T
         h, w = ymax - ymin, xmax - xmin
         self._anchors = (ymin + h / 2, xmin + w / 2, h, w)
-        self._session = ort_session(self.model_files.onnx, self.threads)
+        self._session = ort_session(self.model_path, self.threads)
 
     def prepare(self, rgb: Image.Image) -> np.ndarray:
         """The whole image squashed to 300 x 300 (as the graph's own resizer does)."""

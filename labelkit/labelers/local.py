@@ -29,7 +29,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ import numpy as np
 
 from labelkit.errors import LabelerError
 from labelkit.images import decode_rgb
-from labelkit.labelers.base import ImageInput, ImageProperties, LabelOptions, LabelResult
+from labelkit.labelers.base import BoundingBox, ImageInput, ImageProperties, LabelOptions, LabelResult
 from labelkit.labelers.classify import Classifier, ClassifierOutput
 from labelkit.labelers.detect import Detection, Detector
 from labelkit.labelers.export import Precision
@@ -55,6 +55,26 @@ logger = logging.getLogger(__name__)
 MODEL_NAMES = ("classifier", "detector", "faces")
 #: Bump when the way the models' outputs are combined changes (beyond the rules files).
 FUSION_FORMAT = 1
+
+
+#: Persons the face search looks around: any detection of this score (the detector's floor
+#: is 0.3), their boxes' union grown by this share of its size on each side.
+FACE_PERSON_SCORE = 0.3
+FACE_MARGIN = 0.1
+
+
+def person_region(detections: Sequence[Detection]) -> BoundingBox | None:
+    """The union of the person boxes plus a margin, or None without a person."""
+    boxes = [d.box for d in detections if d.name == "person" and d.score >= FACE_PERSON_SCORE]
+    if not boxes:
+        return None
+    x0 = min(b.left for b in boxes)
+    y0 = min(b.top for b in boxes)
+    x1 = max(b.left + b.width for b in boxes)
+    y1 = max(b.top + b.height for b in boxes)
+    mx, my = FACE_MARGIN * (x1 - x0), FACE_MARGIN * (y1 - y0)
+    x0, y0, x1, y1 = max(0.0, x0 - mx), max(0.0, y0 - my), min(1.0, x1 + mx), min(1.0, y1 + my)
+    return BoundingBox(left=x0, top=y0, width=x1 - x0, height=y1 - y0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +118,9 @@ class LocalLabeler:
         # The classifier object is always built (cheap: loading is lazy): its rules drive
         # the fusion and the scenes even when it does not run.
         self.classifier = Classifier(model, Path(model_dir), self.threads, rules=self.rules, precision=precision)
-        self.detector = Detector(Path(model_dir), self.threads) if "detector" in chosen else None
+        self.detector = (
+            Detector(Path(model_dir), self.threads, precision=precision) if "detector" in chosen else None
+        )
         # One OpenMP thread: libfacedetection gains little from a second one on small
         # images and its waiting threads cost CPU (faces module docstring).
         self.face_detector = (
@@ -230,7 +252,7 @@ class LocalLabeler:
         if self.detector is not None:
             detected = list(self.detector.predict([p.detector for p in prepared if p.detector is not None]))
         if self.face_detector is not None:
-            found_faces = list(self.face_detector.predict([p.faces for p in prepared if p.faces is not None]))
+            found_faces = self._faces(prepared, detected)
 
         results = []
         for i, prep in enumerate(prepared):
@@ -261,6 +283,29 @@ class LocalLabeler:
                 LabelResult(labels=labels, image_properties=prep.properties, model_version=self.model_version)
             )
         return results
+
+    def _faces(
+        self, prepared: Sequence[Prepared], detected: Sequence[list[Detection] | None]
+    ) -> list[list[Face] | None]:
+        """Faces, searched around the detected persons only when the detector runs."""
+        assert self.face_detector is not None
+        inputs: list[FaceInput] = []
+        where: list[int] = []
+        for i, (prep, dets) in enumerate(zip(prepared, detected, strict=True)):
+            if prep.faces is None:
+                continue
+            if dets is None:
+                inputs.append(prep.faces)
+            else:
+                region = person_region(dets)
+                if region is None:
+                    continue
+                inputs.append(replace(prep.faces, region=region))
+            where.append(i)
+        out: list[list[Face] | None] = [[] for _ in prepared]
+        for i, faces in zip(where, self.face_detector.predict(inputs), strict=True):
+            out[i] = faces
+        return out
 
     def infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The classifier alone: (B, S, S, 3) uint8 -> probabilities (B, 1000), features (B, C, h, w)."""
