@@ -90,7 +90,9 @@ def is_current(model_dir: Path, *, int8: bool = True) -> bool:
         return False
     if manifest.get("format") != DETECTOR_FORMAT or manifest.get("opset") != OPSET:
         return False
-    if manifest.get("graph_size") != graph.stat().st_size or manifest.get("graph_sha256") != sha256_file(graph):
+    if manifest.get("graph_size") != graph.stat().st_size or manifest.get("graph_sha256") != sha256_file(
+        graph
+    ):
         return False
     checks = [(files.onnx, "onnx_sha256"), (files.anchors, "anchors_sha256")]
     if int8:

@@ -230,7 +230,9 @@ def compile_fusion(
         unknown = sorted(set(categories) - declared)
         if unknown:
             problems.append(f"{name!r}: categories not declared in rules.yml: {unknown}")
-        kinds[name] = Kind(name=name, aliases=tuple(aliases), parents=tuple(parents), categories=tuple(categories))
+        kinds[name] = Kind(
+            name=name, aliases=tuple(aliases), parents=tuple(parents), categories=tuple(categories)
+        )
 
     objects: dict[str, ObjectClass] = {}
     for coco, obj in parsed.objects.items():
@@ -281,7 +283,9 @@ def load_fusion_text(text: str, rules: CompiledRules) -> FusionRules:
     except yaml.YAMLError as exc:
         raise RulesError(f"fusion rules are not valid YAML: {exc}") from exc
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return compile_fusion(parse_fusion(data), rules, load_taxonomy(), set(coco_labels().values()), digest=digest)
+    return compile_fusion(
+        parse_fusion(data), rules, load_taxonomy(), set(coco_labels().values()), digest=digest
+    )
 
 
 _CACHE: dict[tuple[str, Path], FusionRules] = {}
@@ -314,6 +318,7 @@ class _Draft:
     entry: int | None = None  # classifier rules entry (for a CAM box)
     cam: bool = False  # may get a class-activation box
     linked: bool = False  # under a class the detector knows: never a CAM box
+    own: float = 0.0  # the classifier's own confidence (a CAM box needs it to be shown)
 
 
 class _Drafts:
@@ -339,7 +344,11 @@ class _Drafts:
             self.by_name[name] = draft
         else:
             draft.confidence = max(draft.confidence, confidence)
-        for target, values in ((draft.parents, parents), (draft.aliases, aliases), (draft.categories, categories)):
+        for target, values in (
+            (draft.parents, parents),
+            (draft.aliases, aliases),
+            (draft.categories, categories),
+        ):
             for v in values:
                 if v not in target and v != name:
                     target.append(v)
@@ -428,7 +437,7 @@ def fuse(
                 entry=j,
                 cam=entry.box and coco is None,
                 linked=coco is not None,
-            )
+            ).own = float(classifier.confidence[j])
 
     # 3. faces, and the person they imply
     if faces is not None and faces:
@@ -482,7 +491,7 @@ def fuse(
         if d.confidence >= FLOOR_CONFIDENCE
     ]
     kept = options.apply(labels)
-    return _cam_boxes(kept, drafts, classifier)
+    return _cam_boxes(kept, drafts, classifier, options.min_confidence)
 
 
 def _people(drafts: _Drafts, rules: FusionRules, scored: list[tuple[BoundingBox, float]]) -> None:
@@ -538,14 +547,19 @@ def _lead_with_the_specific(drafts: _Drafts, lead: float) -> None:
                 above.confidence = cap
 
 
-def _cam_boxes(kept: list[Label], drafts: _Drafts, classifier: ClassifierOutput | None) -> list[Label]:
+def _cam_boxes(
+    kept: list[Label], drafts: _Drafts, classifier: ClassifierOutput | None, floor: float
+) -> list[Label]:
+    """Class-activation boxes for labels the classifier itself is confident about (not ones
+    raised by a detected child) and the detector cannot box."""
     if classifier is None:
         return kept
     out = []
     left = MAX_CAM_BOXES
     for lab in kept:
         draft = drafts.by_name[lab.name]
-        if draft.cam and not draft.linked and not lab.instances and draft.entry is not None and left > 0:
+        usable = draft.cam and not draft.linked and draft.own >= floor
+        if usable and not lab.instances and draft.entry is not None and left > 0:
             box = classifier.box(draft.entry)
             if box is not None:
                 lab = lab.model_copy(update={"instances": [Instance(box=box, confidence=lab.confidence)]})
@@ -564,7 +578,7 @@ def classifier_labels(
     labels = []
     for j in np.flatnonzero(classifier.confidence >= floor).tolist():
         entry = classifier_rules.entries[j]
-        drafts.add(entry.name, 0.0, entry=j, cam=entry.box)
+        drafts.add(entry.name, 0.0, entry=j, cam=entry.box).own = float(classifier.confidence[j])
         labels.append(
             Label(
                 name=entry.name,
@@ -574,4 +588,4 @@ def classifier_labels(
                 categories=list(entry.categories),
             )
         )
-    return _cam_boxes(options.apply(labels), drafts, classifier)
+    return _cam_boxes(options.apply(labels), drafts, classifier, 0.0)

@@ -117,7 +117,9 @@ class LocalLabeler:
         self.rules = rules or load_rules()
         # The classifier object is always built (cheap: loading is lazy): its rules drive
         # the fusion and the scenes even when it does not run.
-        self.classifier = Classifier(model, Path(model_dir), self.threads, rules=self.rules, precision=precision)
+        self.classifier = Classifier(
+            model, Path(model_dir), self.threads, rules=self.rules, precision=precision
+        )
         self.detector = (
             Detector(Path(model_dir), self.threads, precision=precision) if "detector" in chosen else None
         )
@@ -174,7 +176,9 @@ class LocalLabeler:
         if not self.uses_classifier:
             short += "-off"
         tags = "".join(
-            t for t, on in (("+det", self.detector is not None), ("+face", self.face_detector is not None)) if on
+            t
+            for t, on in (("+det", self.detector is not None), ("+face", self.face_detector is not None))
+            if on
         )
         return f"{short}{tags}-f{FUSION_FORMAT}.{digest}"
 
@@ -202,7 +206,9 @@ class LocalLabeler:
     def prepare(self, image: ImageInput) -> Prepared:
         """Decode once (reduced-scale for JPEG) and make every enabled model's input;
         ``IntakeError`` if the bytes are not an image."""
-        min_side = max(self.classifier.size if self.uses_classifier else 0, 300 if self.detector else 0) or None
+        min_side = (
+            max(self.classifier.size if self.uses_classifier else 0, 300 if self.detector else 0) or None
+        )
         rgb = decode_rgb(image.data, max_pixels=self.max_pixels, min_side=min_side)
         pixels = self.classifier.prepare(rgb) if self.uses_classifier else None
         detector = self.detector.prepare(rgb) if self.detector is not None else None

@@ -207,7 +207,9 @@ def compile_scenes(
     )
 
 
-def load_scenes_text(text: str, rules: CompiledRules, coco_names: set[str], categories: set[str]) -> SceneRules:
+def load_scenes_text(
+    text: str, rules: CompiledRules, coco_names: set[str], categories: set[str]
+) -> SceneRules:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -353,7 +353,4 @@ def classes_under(taxonomy: dict[str, Any], wnids: list[str] | tuple[str, ...]) 
     if unknown:
         raise RulesError(f"not in the taxonomy: {unknown}")
     wanted = set(wnids)
-    return frozenset(
-        c["index"] for c in taxonomy["classes"] if wanted & {c["wnid"], *c["ancestors"]}
-    )
-
+    return frozenset(c["index"] for c in taxonomy["classes"] if wanted & {c["wnid"], *c["ancestors"]})

@@ -333,7 +333,10 @@ def test_int8_export_is_cached(model_dir: Path) -> None:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_missing_model_is_a_clear_error(tmp_path: Path, precision: str) -> None:
     labeler = LocalLabeler(
-        model="lite2", model_dir=tmp_path, precision=precision, models=("classifier",)  # type: ignore[arg-type]
+        model="lite2",
+        model_dir=tmp_path,
+        precision=precision,
+        models=("classifier",),  # type: ignore[arg-type]
     )
     with pytest.raises(LabelerError, match="make model"):
         labeler.label(ImageInput(_jpeg(skimage.data.coffee())), LabelOptions())
