@@ -423,20 +423,20 @@ def fuse(
     if classifier is not None:
         for j in np.flatnonzero(classifier.confidence >= FLOOR_CONFIDENCE).tolist():
             entry = classifier_rules.entries[j]
-            coco = rules.entry_object.get(j) if detections is not None else None
+            linked_to: str | None = rules.entry_object.get(j) if detections is not None else None
             # A name the fusion rules define keeps their parents and categories: WordNet's
             # can differ (ImageNet's "cup" is the drink, under Beverage and Food).
-            kind = rules.kinds.get(entry.name)
+            defined = rules.kinds.get(entry.name)
             drafts.add(
                 entry.name,
                 float(classifier.confidence[j]),
-                parents=kind.parents if kind else entry.parents,
+                parents=defined.parents if defined else entry.parents,
                 aliases=entry.aliases,
-                categories=kind.categories if kind else entry.categories,
-                instances=boxes_of.get(coco, []) if coco else [],
+                categories=defined.categories if defined else entry.categories,
+                instances=boxes_of.get(linked_to, []) if linked_to else [],
                 entry=j,
-                cam=entry.box and coco is None,
-                linked=coco is not None,
+                cam=entry.box and linked_to is None,
+                linked=linked_to is not None,
             ).own = float(classifier.confidence[j])
 
     # 3. faces, and the person they imply

@@ -268,7 +268,7 @@ class LocalLabeler:
                 labels = classifier_labels(cls, self.rules, options)
             else:
                 dets = detected[i]
-                objects = None
+                objects: dict[str, float] | None = None
                 if dets is not None:
                     objects = {}
                     for d in dets:

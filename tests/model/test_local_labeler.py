@@ -21,8 +21,8 @@ from PIL import Image
 
 from labelkit.errors import IntakeError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
-from labelkit.labelers.export import MODELS, ensure_exported
 from labelkit.labelers.classify import cam_box
+from labelkit.labelers.export import MODELS, ensure_exported
 from labelkit.labelers.local import LocalLabeler
 from labelkit.settings import Settings
 
@@ -353,7 +353,8 @@ def test_runtime_does_not_import_torch(full_model_dir: Path) -> None:
         "from labelkit.labelers.local import LocalLabeler\n"
         "from labelkit.labelers.base import ImageInput, LabelOptions\n"
         "b = io.BytesIO(); Image.fromarray(skimage.data.coffee()).save(b, 'JPEG')\n"
-        f"r = LocalLabeler(model_dir={str(full_model_dir)!r}).label(ImageInput(b.getvalue()), LabelOptions())\n"
+        f"lab = LocalLabeler(model_dir={str(full_model_dir)!r})\n"
+        "r = lab.label(ImageInput(b.getvalue()), LabelOptions())\n"
         "assert r.labels\n"
         "assert 'torch' not in sys.modules, 'torch imported at run time'\n"
         "assert 'nltk' not in sys.modules\n"
