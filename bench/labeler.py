@@ -15,7 +15,6 @@ What is measured, and why this way:
   face detector: ``OMP_WAIT_POLICY=PASSIVE`` and one thread).
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -204,6 +203,7 @@ def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
             for k in ("small_b1", "small_b8", "large_b1", "large_b8")
         )
         lines.append(f"| {res['engine']} | {cells} |")
+
     def mark(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
