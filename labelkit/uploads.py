@@ -127,3 +127,14 @@ def requeue_stuck(*, services: Services, older_than_seconds: int = 600) -> int:
     for key, size in rows:
         _enqueue(services, key, size)
     return len(rows)
+
+
+def relabel_outdated(*, services: Services, viewer: Viewer, model_version: str) -> int:
+    """Relabel, through the queue, the viewer's images labelled by another configuration than
+    ``model_version`` (the pipeline's): back to pending and enqueued; the worker's write
+    replaces their old model labels and keeps the human reviews. Returns how many."""
+    with transaction(services.engine) as s:
+        rows = repo.mark_for_relabel(session=s, viewer=viewer, model_version=model_version)
+    for key, size in rows:
+        _enqueue(services, key, size)
+    return len(rows)
