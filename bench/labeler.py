@@ -1,22 +1,18 @@
-"""Benchmark the local labeller against PyTorch eager: ``python -m bench.labeler [--readme README.md]``.
+"""Benchmark the local labeller in each mode: ``python -m bench.labeler [--readme README.md]``.
 
 What is measured, and why this way:
 
 * Photos that ship in installed packages (scikit-learn's ``china.jpg``/``flower.jpg``,
   scikit-image's chelsea, coffee, astronaut, rocket; ~0.2-0.4 MP JPEGs) and 12 MP
   JPEGs made from them (upscaled to 4000x3000, quality 90), so it runs offline.
-* ``onnx``: the full :meth:`LocalLabeler.label` / ``label_batch`` path, bytes in,
-  Rekognition-shaped result out (decode with draft, resize, properties, model,
-  roll-up, boxes), fp32 model. ``onnx-int8``: the same with ``precision="int8"``
-  (the statically quantized model; exported with ``--precision int8``).
-* ``torch``: exactly the same path with only the model call swapped for PyTorch eager
-  on the same weights (same decode and preprocessing), so the ratio is the engine's.
-* Each engine runs in its own subprocess so peak RSS (``ru_maxrss``) is per engine.
-  Engines take turns over ``--rounds`` rounds (median per cell), and CPU ms/image is
-  reported too: it barely moves when other work loads the machine, images/s does.
-* Neither engine's threads spin while idle (onnxruntime: ``allow_spinning=0`` in
-  ``LocalLabeler``; torch: ``OMP_WAIT_POLICY=PASSIVE``): spinning made both several
-  times slower on a busy machine.
+* Each mode (``MODES``: which local models run, and their precision) is the full
+  :meth:`LocalLabeler.label` / ``label_batch`` path, bytes in, Rekognition-shaped result
+  out: decode (draft), resizes, properties, every enabled model, scenes, fusion, boxes.
+* Each mode runs in its own subprocess so peak RSS (``ru_maxrss``) is per mode. Modes
+  take turns over ``--rounds`` rounds (median per cell), and CPU ms/image is reported
+  too: it barely moves when other work loads the machine, images/s does.
+* No engine's threads spin while idle (onnxruntime: ``allow_spinning=0``; OpenMP in the
+  face detector: ``OMP_WAIT_POLICY=PASSIVE`` and one thread).
 """
 
 from __future__ import annotations
@@ -38,10 +34,18 @@ import numpy as np
 
 from bench.readme import update_readme
 from labelkit.labelers.base import ImageInput, LabelOptions
+from labelkit.labelers.export import Precision
 
-TARGETS = {"speedup": 4.0, "small_ips": 60.0, "large_ips": 20.0, "rss_mb": 500.0}
-ENGINES = ("onnx", "onnx-int8", "torch")
-ONNX_ENGINES = ("onnx", "onnx-int8")
+#: Issue 14's targets for the full labeller (decode, classifier, detector, faces, properties).
+TARGETS = {"small_ips": 15.0, "large_ips": 10.0, "rss_mb": 800.0}
+#: mode -> (LABELKIT_LOCAL_MODELS, precision)
+MODES: dict[str, tuple[tuple[str, ...], Precision]] = {
+    "classifier": (("classifier",), "int8"),
+    "classifier+detector": (("classifier", "detector"), "int8"),
+    "full": (("classifier", "detector", "faces"), "int8"),
+    "full-fp32": (("classifier", "detector", "faces"), "fp32"),
+}
+ENGINES = tuple(MODES)
 
 
 def photos() -> dict[str, list[bytes]]:
@@ -68,31 +72,8 @@ def photos() -> dict[str, list[bytes]]:
 def make_labeler(engine: str, model: str, model_dir: Path, threads: int) -> Any:
     from labelkit.labelers.local import LocalLabeler
 
-    if engine == "onnx":
-        return LocalLabeler(model=model, model_dir=model_dir, threads=threads)
-    if engine == "onnx-int8":
-        return LocalLabeler(model=model, model_dir=model_dir, threads=threads, precision="int8")
-
-    import torch
-
-    from labelkit.labelers.export import MODELS, load_torch_model
-
-    torch.set_num_threads(threads)
-    torch.set_grad_enabled(False)
-    net = load_torch_model(MODELS[model])
-
-    class TorchLabeler(LocalLabeler):
-        """The same labeller with the model call done by PyTorch eager."""
-
-        def infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            self._load()  # the classifier weights for boxes
-            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().sub_(127.0).mul_(1.0 / 128.0)
-            features = net.extract_features(x.contiguous())
-            logits = net._fc(features.mean(dim=(2, 3)))
-            probs = torch.softmax(logits, dim=1)
-            return probs.numpy(), features.numpy()
-
-    return TorchLabeler(model=model, model_dir=model_dir, threads=threads)
+    models, precision = MODES[engine]
+    return LocalLabeler(model=model, model_dir=model_dir, threads=threads, precision=precision, models=models)
 
 
 def save_photos(folder: Path) -> None:
@@ -160,16 +141,10 @@ def run_engine(
 
 
 def child_env(engine: str) -> dict[str, str]:
-    """The environment of one measuring process.
-
-    PyTorch's OpenMP threads spin while waiting by default; on a machine busy with other
-    work that made torch 4-20x slower (and its CPU time 4-10x larger) than with passive
-    waiting, which would flatter the ONNX ratios. onnxruntime's threads do not spin
-    (``LocalLabeler``), so torch gets the same: ``OMP_WAIT_POLICY=PASSIVE``.
-    """
+    """The environment of one measuring process: OpenMP threads (the face detector's)
+    wait passively, as onnxruntime's do."""
     env = dict(os.environ)
-    if engine == "torch":
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
@@ -199,8 +174,10 @@ def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
         "large": f"12 MP JPEGs ({mp['large']:.0f} MP)",
     }
     lines = [
-        f"Local labeller, EfficientNet-{model.title()}, {threads} threads, {os.cpu_count()} CPU cores; "
-        "full path (JPEG bytes in, labels + boxes + properties out).",
+        f"Local labeller by mode (`LABELKIT_LOCAL_MODELS`; EfficientNet-{model.title()}, SSD MobileNet v2, "
+        f"YuNet), {threads} threads, {os.cpu_count()} CPU cores; full path (JPEG bytes in, labels + "
+        "boxes + properties out). classifier = the classifier alone (int8); full = classifier + "
+        "detector + faces + scenes + fusion (int8 models; full-fp32: float models).",
         "",
         "| engine | images | batch | images/s | p50 ms/call | p95 ms/call | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
@@ -226,31 +203,23 @@ def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
             for k in ("small_b1", "small_b8", "large_b1", "large_b8")
         )
         lines.append(f"| {res['engine']} | {cells} |")
-    by = {r["engine"]: r for r in results}
 
     def mark(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    onnx_engines = [e for e in ONNX_ENGINES if e in by]
-    if onnx_engines and "torch" in by:
-        lines += ["", "| target | measured | |", "|---|---|---|"]
-    for engine in onnx_engines if "torch" in by else []:
-        onnx, torch_ = by[engine], by["torch"]
-        speed = {
-            k: onnx[k]["ips"] / torch_[k]["ips"] for k in ("small_b1", "small_b8", "large_b1", "large_b8")
-        }
-        best_small = max(onnx["small_b1"]["ips"], onnx["small_b8"]["ips"])
-        best_large = max(onnx["large_b1"]["ips"], onnx["large_b8"]["ips"])
+    full = [r for r in results if r["engine"].startswith("full")]
+    if full:
+        lines += ["", "| target (full labeller) | measured | |", "|---|---|---|"]
+    for res in full:
+        best_small = max(res["small_b1"]["ips"], res["small_b8"]["ips"])
+        best_large = max(res["large_b1"]["ips"], res["large_b8"]["ips"])
         lines += [
-            f"| {engine}: >= {TARGETS['speedup']:.0f}x PyTorch eager | "
-            + ", ".join(f"{k.split('_')[0]} batch {k[-1]}: {v:.1f}x" for k, v in speed.items())
-            + f" | {mark(min(speed.values()) >= TARGETS['speedup'])} |",
-            f"| {engine}: >= {TARGETS['small_ips']:.0f} images/s, small JPEGs | {best_small:.1f} | "
+            f"| {res['engine']}: >= {TARGETS['small_ips']:.0f} images/s, ~0.2 MP photos | {best_small:.1f} | "
             f"{mark(best_small >= TARGETS['small_ips'])} |",
-            f"| {engine}: >= {TARGETS['large_ips']:.0f} images/s, 12 MP JPEGs | {best_large:.1f} | "
+            f"| {res['engine']}: >= {TARGETS['large_ips']:.0f} images/s, 12 MP JPEGs | {best_large:.1f} | "
             f"{mark(best_large >= TARGETS['large_ips'])} |",
-            f"| {engine}: peak RSS < {TARGETS['rss_mb']:.0f} MB | {onnx['rss_mb']:.0f} MB | "
-            f"{mark(onnx['rss_mb'] < TARGETS['rss_mb'])} |",
+            f"| {res['engine']}: peak RSS < {TARGETS['rss_mb']:.0f} MB | {res['rss_mb']:.0f} MB | "
+            f"{mark(res['rss_mb'] < TARGETS['rss_mb'])} |",
         ]
     return "\n".join(lines)
 

@@ -16,9 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from labelkit.errors import IntakeError, LabelerError
-from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, Label, LabelOptions, LabelResult
 
 logger = logging.getLogger(__name__)
+
+
+def _boxes(lab: Label, shown: int = 3) -> str:
+    """``n: left,top widthxheight`` of the first boxes (fractions of the image)."""
+    if not lab.instances:
+        return "-"
+    cells = [
+        f"{i.box.left:.2f},{i.box.top:.2f} {i.box.width:.2f}x{i.box.height:.2f}"
+        for i in lab.instances[:shown]
+    ]
+    more = f" +{len(lab.instances) - shown}" if len(lab.instances) > shown else ""
+    return f"{len(lab.instances)}: " + "; ".join(cells) + more
 
 
 def _table(path: str, result: LabelResult) -> str:
@@ -30,7 +42,7 @@ def _table(path: str, result: LabelResult) -> str:
                 f"{lab.confidence:.1f}",
                 ", ".join(lab.parents) or "-",
                 ", ".join(lab.categories) or "-",
-                str(len(lab.instances)),
+                _boxes(lab),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -52,7 +64,7 @@ def _table(path: str, result: LabelResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from labelkit.settings import get_settings
+    from labelkit.settings import Settings, get_settings
 
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -63,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-confidence", type=float, default=settings.min_confidence)
     parser.add_argument("--max-labels", type=int, default=settings.max_labels)
     parser.add_argument("--model", choices=["lite0", "lite2"], default=settings.local_model)
+    parser.add_argument(
+        "--models",
+        default=settings.local_models,
+        help="local models to run, comma-separated (classifier,detector,faces; LABELKIT_LOCAL_MODELS)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
@@ -72,11 +89,17 @@ def main(argv: list[str] | None = None) -> int:
         options = LabelOptions(min_confidence=args.min_confidence, max_labels=args.max_labels)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        names = Settings(local_models=args.models).local_model_names
+    except ValueError as exc:
+        parser.error(str(exc))
     labeler = LocalLabeler(
         model=args.model,
         model_dir=settings.resolved_model_dir,
         threads=settings.model_threads,
         max_pixels=settings.max_pixels,
+        precision=settings.local_precision,
+        models=names,
     )
     status = 0
     documents: list[dict[str, Any]] = []

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         default="int8",
         description="int8 (quantised, about 2x faster, same labels on the test photos) or fp32.",
     )
+    local_models: str = Field(
+        default="classifier,detector,faces",
+        description="Which local models run, comma-separated: classifier (EfficientNet-Lite, "
+        "fine-grained names and places), detector (COCO objects, one box each), faces. "
+        "'classifier' alone is the fastest mode (the labeller before the detector existed).",
+    )
     model_dir: Path | None = Field(
         default=None, description="Where exported ONNX models are cached (default data_dir/models)."
     )
@@ -129,6 +135,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown labeler(s) {unknown or value!r}; use local, rekognition")
         return ",".join(names)
 
+    @field_validator("local_models")
+    @classmethod
+    def _known_local_models(cls, value: str) -> str:
+        names = list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+        known = ("classifier", "detector", "faces")
+        unknown = sorted(set(names) - set(known))
+        if not names or unknown:
+            raise ValueError(f"unknown local model(s) {unknown or value!r}; use some of {', '.join(known)}")
+        return ",".join(n for n in known if n in names)
+
     # --- derived -----------------------------------------------------------
     @property
     def resolved_database_url(self) -> str:
@@ -151,6 +167,10 @@ class Settings(BaseSettings):
     @property
     def uses_s3(self) -> bool:
         return self.resolved_storage_url.startswith("s3://")
+
+    @property
+    def local_model_names(self) -> tuple[str, ...]:
+        return tuple(self.local_models.split(","))
 
     @property
     def labeler_names(self) -> list[str]:

@@ -175,3 +175,14 @@ def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
     with transaction(services.engine) as s:
         repo.delete_image(session=s, viewer=viewer, image_id=image_id)
     services.queue.purge_matching(image_id)
+
+
+def relabel_outdated(*, services: Services, viewer: Viewer, model_version: str) -> int:
+    """Relabel, through the queue, the viewer's images labelled by another configuration than
+    ``model_version`` (the pipeline's): back to pending and enqueued; the worker's write
+    replaces their old model labels and keeps the human reviews. Returns how many."""
+    with transaction(services.engine) as s:
+        rows = repo.mark_for_relabel(session=s, viewer=viewer, model_version=model_version)
+    for image_id, key, size in rows:
+        hand_to_queue(services=services, image_id=image_id, key=key, size=size)
+    return len(rows)

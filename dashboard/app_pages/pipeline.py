@@ -12,7 +12,7 @@ from labelkit.db import repository as repo
 from labelkit.db.models import ImageStatus
 from labelkit.errors import LabelkitError, NotFound
 from labelkit.queue.events import MalformedEvent, parse_s3_event
-from labelkit.uploads import retry_image
+from labelkit.uploads import relabel_outdated, retry_image
 
 REFRESH_SECONDS = 5
 
@@ -125,3 +125,23 @@ def _live() -> None:
 
 
 _live()
+
+
+@st.cache_resource
+def _current_model_version() -> str:
+    """What the workers write now (the configured labellers' versions); models load lazily."""
+    from labelkit.labelers import make_labelers
+
+    return "+".join(lab.model_version for lab in make_labelers(svc.settings))
+
+
+st.subheader("Relabel")
+current = _current_model_version()
+st.caption(
+    f"New labels come from `{current}`. Images labelled by earlier model versions keep their "
+    "labels until relabelled; relabelling replaces the old model labels and keeps every review."
+)
+if st.button("Relabel images from earlier versions", key="relabel", icon=":material/autorenew:"):
+    n = relabel_outdated(services=svc, viewer=viewer, model_version=current)
+    core.data_changed()
+    st.toast(f"Queued {n} image{'s' if n != 1 else ''} for relabelling.")

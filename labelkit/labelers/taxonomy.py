@@ -148,6 +148,7 @@ class CompiledRules:
     thresholds: np.ndarray  # (len(entries),) float32
     class_wnids: tuple[str, ...]
     version: str  # "<rules version>.<hash of rules + taxonomy>"
+    categories: tuple[str, ...] = ()  # every category the rules declare
 
     def mass(self, probs: np.ndarray) -> np.ndarray:
         """Summed probability of every entry, (B, 1000) -> (B, E).
@@ -179,6 +180,17 @@ class CompiledRules:
         above = CONFIDENCE_AT_THRESHOLD + (100.0 - CONFIDENCE_AT_THRESHOLD) * (m - t) / (1.0 - t + 1e-9)
         out: np.ndarray = np.clip(np.where(m >= t, above, below), 0.0, 100.0)
         return out
+
+
+def confidence_at(probability: float, threshold: float) -> float:
+    """One probability as a confidence, the same piecewise-linear map as
+    :meth:`CompiledRules.confidence`: 0 -> 0, ``threshold`` -> 55, 1 -> 100."""
+    p = min(1.0, max(0.0, float(probability)))
+    if p >= threshold:
+        return CONFIDENCE_AT_THRESHOLD + (100.0 - CONFIDENCE_AT_THRESHOLD) * (p - threshold) / (
+            1.0 - threshold + 1e-9
+        )
+    return CONFIDENCE_AT_THRESHOLD * p / threshold
 
 
 def _friendly(name: str) -> str:
@@ -297,6 +309,7 @@ def compile_rules(rules: RulesFile, taxonomy: dict[str, Any], *, digest: str = "
         thresholds=thresholds,
         class_wnids=wnids,
         version=f"{rules.version}.{digest[:8]}" if digest else str(rules.version),
+        categories=tuple(rules.categories),
     )
 
 
@@ -323,3 +336,21 @@ def load_rules(rules_path: Path = RULES_PATH, taxonomy_path: Path = TAXONOMY_PAT
     )
     logger.debug("loaded %d label entries (rules %s)", len(compiled.entries), compiled.version)
     return compiled
+
+
+@lru_cache(maxsize=2)
+def load_taxonomy(taxonomy_path: Path = TAXONOMY_PATH) -> dict[str, Any]:
+    """The parsed taxonomy file (cached; callers must not modify it)."""
+    data: dict[str, Any] = json.loads(taxonomy_path.read_text(encoding="utf-8"))
+    return data
+
+
+def classes_under(taxonomy: dict[str, Any], wnids: list[str] | tuple[str, ...]) -> frozenset[int]:
+    """ImageNet class indices under any of ``wnids`` (a class counts for itself and every
+    ancestor), as the rules' group labels count them. Unknown wnids raise ``RulesError``."""
+    synsets = taxonomy.get("synsets", {})
+    unknown = [w for w in wnids if w not in synsets]
+    if unknown:
+        raise RulesError(f"not in the taxonomy: {unknown}")
+    wanted = set(wnids)
+    return frozenset(c["index"] for c in taxonomy["classes"] if wanted & {c["wnid"], *c["ancestors"]})

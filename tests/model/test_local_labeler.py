@@ -1,4 +1,6 @@
-"""The local labeller on real photos that ship in packages (real model, no network).
+"""The classifier-only local labeller (``LABELKIT_LOCAL_MODELS=classifier``) on real photos
+that ship in packages (real model, no network): the EfficientNet-Lite part on its own.
+The full labeller (detector, faces, fusion) is tested in ``test_full_labeler.py``.
 
 Needs the exported model (``make model``; ``make test`` runs it first). The fixture
 exports into the configured model directory if it is missing, so the file also runs
@@ -19,8 +21,9 @@ from PIL import Image
 
 from labelkit.errors import IntakeError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.classify import cam_box
 from labelkit.labelers.export import MODELS, ensure_exported
-from labelkit.labelers.local import LocalLabeler, cam_box
+from labelkit.labelers.local import LocalLabeler
 from labelkit.settings import Settings
 
 pytestmark = pytest.mark.model
@@ -45,13 +48,16 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="module", params=["fp32", "int8"])
 def labeler(model_dir: Path, request: pytest.FixtureRequest) -> LocalLabeler:
-    return LocalLabeler(model="lite2", model_dir=model_dir, threads=2, precision=request.param)
+    return LocalLabeler(
+        model="lite2", model_dir=model_dir, threads=2, precision=request.param, models=("classifier",)
+    )
 
 
 @pytest.fixture(scope="module")
 def both(model_dir: Path) -> dict[str, LocalLabeler]:
     return {
-        p: LocalLabeler(model="lite2", model_dir=model_dir, threads=2, precision=p) for p in ("fp32", "int8")
+        p: LocalLabeler(model="lite2", model_dir=model_dir, threads=2, precision=p, models=("classifier",))
+        for p in ("fp32", "int8")
     }
 
 
@@ -133,7 +139,7 @@ def test_boxes_inside_the_image(results: dict[str, LabelResult]) -> None:
 def test_largest_component_matches_a_flood_fill() -> None:
     from collections import deque
 
-    from labelkit.labelers.local import _largest_component
+    from labelkit.labelers.classify import _largest_component
 
     def reference(mask: np.ndarray) -> tuple[int, int, int, int]:
         seen = np.zeros_like(mask)
@@ -260,12 +266,14 @@ def test_large_jpeg_decoded_at_reduced_scale(labeler: LocalLabeler) -> None:
 
 def test_model_version_and_settings(model_dir: Path) -> None:
     # Settings choose the model and the precision (int8 by default).
-    default = LocalLabeler.from_settings(Settings(model_dir=model_dir, local_model="lite2"))
+    default = LocalLabeler.from_settings(
+        Settings(model_dir=model_dir, local_model="lite2", local_models="classifier")
+    )
     assert default.model_version.startswith("efficientnet-lite2-int8-onnx-1.")
     labeler = LocalLabeler.from_settings(
-        Settings(model_dir=model_dir, local_model="lite2", local_precision="fp32")
+        Settings(model_dir=model_dir, local_model="lite2", local_precision="fp32", local_models="classifier")
     )
-    assert labeler.model_version.startswith("efficientnet-lite2-onnx-1-rules1.")
+    assert labeler.model_version.startswith("efficientnet-lite2-onnx-1-rules2.")
     assert MODELS["lite0"].size == 224
     assert default.model_version != labeler.model_version
     with pytest.raises(LabelerError, match="precision"):
@@ -324,12 +332,18 @@ def test_int8_export_is_cached(model_dir: Path) -> None:
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_missing_model_is_a_clear_error(tmp_path: Path, precision: str) -> None:
-    labeler = LocalLabeler(model="lite2", model_dir=tmp_path, precision=precision)  # type: ignore[arg-type]
+    labeler = LocalLabeler(
+        model="lite2",
+        model_dir=tmp_path,
+        precision=precision,
+        models=("classifier",),  # type: ignore[arg-type]
+    )
     with pytest.raises(LabelerError, match="make model"):
         labeler.label(ImageInput(_jpeg(skimage.data.coffee())), LabelOptions())
 
 
-def test_runtime_does_not_import_torch(model_dir: Path) -> None:
+def test_runtime_does_not_import_torch(full_model_dir: Path) -> None:
+    # The full labeller (classifier, detector, faces) needs none of the export-time stacks.
     import subprocess
     import sys
 
@@ -339,10 +353,12 @@ def test_runtime_does_not_import_torch(model_dir: Path) -> None:
         "from labelkit.labelers.local import LocalLabeler\n"
         "from labelkit.labelers.base import ImageInput, LabelOptions\n"
         "b = io.BytesIO(); Image.fromarray(skimage.data.coffee()).save(b, 'JPEG')\n"
-        f"r = LocalLabeler(model_dir={str(model_dir)!r}).label(ImageInput(b.getvalue()), LabelOptions())\n"
+        f"lab = LocalLabeler(model_dir={str(full_model_dir)!r})\n"
+        "r = lab.label(ImageInput(b.getvalue()), LabelOptions())\n"
         "assert r.labels\n"
         "assert 'torch' not in sys.modules, 'torch imported at run time'\n"
         "assert 'nltk' not in sys.modules\n"
+        "assert 'tensorflow' not in sys.modules and 'cv2' not in sys.modules\n"
     )
     subprocess.run(
         [sys.executable, "-c", code], check=True, timeout=300, cwd=Path(__file__).resolve().parents[2]

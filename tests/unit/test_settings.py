@@ -44,3 +44,14 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_unknown_labeler_is_a_clear_error() -> None:
     with pytest.raises(ValidationError, match="unknown labeler"):
         Settings(labeler="clip")
+
+
+def test_local_models_setting_is_validated_and_ordered() -> None:
+    from labelkit.settings import Settings
+
+    assert Settings().local_model_names == ("classifier", "detector", "faces")
+    assert Settings(local_models="faces, classifier").local_model_names == ("classifier", "faces")
+    with pytest.raises(ValueError, match="unknown local model"):
+        Settings(local_models="classifier,clip")
+    with pytest.raises(ValueError):
+        Settings(local_models=" , ")

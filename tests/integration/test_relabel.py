@@ -1,0 +1,124 @@
+"""Relabelling (issue 14): a new labeller version replaces the old model labels of the same
+labeller, keeps human reviews and other labellers' labels, and keeps the running totals
+exact; labels of earlier versions stay readable until then. SQLite and MariaDB."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+
+from labelkit.db import counts
+from labelkit.db import repository as repo
+from labelkit.db.engine import transaction
+from labelkit.db.models import LabelSource, ReviewState, TermKind
+from labelkit.db.repository import Viewer
+from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
+
+OLD = "efficientnet-lite2-int8-onnx-1.1-rules1.aaaaaaaa"
+NEW = "efficientnet-lite2-int8+det+face-f1.bbbbbbbb"
+REK = "rekognition-3.0"
+
+
+def _setup(engine: Engine) -> tuple[Viewer, str]:
+    with transaction(engine) as s:
+        u = repo.create_user(session=s, username="alice", password_hash="x")
+        viewer = Viewer(user_id=u.id, is_admin=u.is_admin)
+        image = repo.create_image(
+            session=s,
+            owner_id=u.id,
+            original_name="a.jpg",
+            content_type="image/jpeg",
+            extension=".jpg",
+            size_bytes=1000,
+            width=64,
+            height=48,
+            sha256="0" * 64,
+        )
+        return viewer, image.id
+
+
+def _result(version: str, *names: str) -> LabelResult:
+    box = Instance(box=BoundingBox(left=0.1, top=0.1, width=0.3, height=0.3), confidence=80.0)
+    return LabelResult(
+        model_version=version,
+        labels=[
+            Label(name=n, confidence=80.0, parents=["Animal"], categories=["Animals"], instances=[box])
+            for n in names
+        ],
+    )
+
+
+def _rows(engine: Engine, viewer: Viewer, image_id: str) -> set[tuple[str, str, str]]:
+    with transaction(engine) as s:
+        return {
+            (r.source.value, r.model_version, r.name)
+            for r in repo.labels_for_image(session=s, viewer=viewer, image_id=image_id)
+            if r.instance == 0
+        }
+
+
+def _totals_exact(engine: Engine) -> None:
+    with transaction(engine) as s:
+        running = counts.dump(s)
+        counts.rebuild(s)
+        assert counts.dump(s) == running
+
+
+def test_relabelling_replaces_old_model_labels_and_keeps_reviews(engine: Engine) -> None:
+    viewer, image_id = _setup(engine)
+    # GIVEN labels from an earlier local version and from Rekognition, and a human review
+    with transaction(engine) as s:
+        repo.save_model_labels(session=s, image_id=image_id, result=_result(OLD, "Tabby", "Cat"))
+        repo.save_model_labels(session=s, image_id=image_id, result=_result(REK, "Kitten"))
+    with transaction(engine) as s:
+        repo.set_human_label(
+            session=s, viewer=viewer, image_id=image_id, name="Tabby", review=ReviewState.CONFIRMED
+        )
+        repo.set_human_label(
+            session=s, viewer=viewer, image_id=image_id, name="Cat", review=ReviewState.REJECTED
+        )
+    # the old labels are readable as they are
+    assert ("model", OLD, "Tabby") in _rows(engine, viewer, image_id)
+    _totals_exact(engine)
+
+    # WHEN the new local labeller's result is written
+    with transaction(engine) as s:
+        repo.save_model_labels(session=s, image_id=image_id, result=_result(NEW, "Cat", "Person"))
+
+    # THEN the old local labels are gone, Rekognition's and the reviews stay
+    rows = _rows(engine, viewer, image_id)
+    assert not {r for r in rows if r[1] == OLD}
+    assert {("model", NEW, "Cat"), ("model", NEW, "Person"), ("model", REK, "Kitten")} <= rows
+    assert {("human", "", "Tabby"), ("human", "", "Cat")} <= rows
+    with transaction(engine) as s:
+        boxes = [
+            r for r in repo.labels_for_image(session=s, viewer=viewer, image_id=image_id) if r.instance > 0
+        ]
+        assert {r.model_version for r in boxes} == {NEW, REK}
+        # terms follow: "Tabby" is still found (confirmed by a person), "Person" now too
+        admin = Viewer(user_id="x", is_admin=True)
+        assert repo.images_with_term_count(session=s, viewer=admin, term="Person") == 1
+        assert repo.images_with_term_count(session=s, viewer=admin, term="Tabby") == 1
+    _totals_exact(engine)
+
+    # and writing the same result again changes nothing
+    with transaction(engine) as s:
+        repo.save_model_labels(session=s, image_id=image_id, result=_result(NEW, "Cat", "Person"))
+    assert _rows(engine, viewer, image_id) == rows
+    _totals_exact(engine)
+
+
+def test_outdated_images_are_found_and_marked_for_relabelling(engine: Engine) -> None:
+    viewer, image_id = _setup(engine)
+    with transaction(engine) as s:
+        repo.save_model_labels(session=s, image_id=image_id, result=_result(OLD, "Cat"))
+        repo.mark_labelled(session=s, image_id=image_id, model_version=OLD, properties=None)
+    with transaction(engine) as s:
+        assert [i.id for i in repo.outdated_images_for_worker(session=s, model_version=NEW)] == [image_id]
+        assert repo.outdated_images_for_worker(session=s, model_version=OLD) == []
+        marked = repo.mark_for_relabel(session=s, viewer=viewer, model_version=NEW)
+    assert len(marked) == 1
+    with transaction(engine) as s:
+        image = repo.get_image(session=s, viewer=viewer, image_id=image_id)
+        assert image.status.value == "pending"
+    assert ("model", OLD, "Cat") in _rows(engine, viewer, image_id)  # kept until replaced
+    assert LabelSource.MODEL.value == "model" and TermKind.LABEL
