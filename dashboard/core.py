@@ -26,6 +26,9 @@ import streamlit.components.v1 as components
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont, ImageOps
 from sqlalchemy.orm import Session
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from labelkit import analytics
 from labelkit.auth import Authenticator, Principal, make_authenticator
@@ -34,9 +37,13 @@ from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.repository import Viewer
 from labelkit.errors import LabelkitError
-from labelkit.images import make_thumbnail
+from labelkit.images import DecodeLimits, make_thumbnail
+from labelkit.malloc import return_large_blocks_to_the_os
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings, get_settings
+
+# Uploads are up to 20 MB each: have their buffers unmapped when freed (see labelkit.malloc).
+return_large_blocks_to_the_os()
 
 PRINCIPAL_KEY = "principal"
 _TOKEN = "_session_token"
@@ -183,6 +190,21 @@ def data_changed() -> None:
     _label_data.clear()
 
 
+def release_upload(file: UploadedFile) -> None:
+    """Forget an uploaded file's bytes once it has been handled (accepted or refused).
+
+    Streamlit keeps every file a session uploaded in memory until the browser removes
+    it from the widget or the session ends; the upload page replaces its widget after
+    each batch, so the browser never does, and a session that uploads 700 MB keeps
+    700 MB. ``st.chat_input`` drops its files the same way.
+    """
+    ctx = get_script_run_ctx()
+    manager = ctx.uploaded_file_mgr if ctx is not None else None
+    if ctx is not None and isinstance(manager, MemoryUploadedFileManager):
+        manager.remove_file(session_id=ctx.session_id, file_id=file.file_id)
+    file.close()
+
+
 @st.cache_data(ttl=30, show_spinner=False, max_entries=200)
 def cached_suggestions(user_id: str, is_admin: bool) -> list[str]:
     from labelkit.db import repository as repo
@@ -220,7 +242,12 @@ def _thumbnail(object_key: str, sha256: str, size: int, square: bool) -> bytes |
     svc = services()
     try:
         data = svc.store.get(object_key)
-        thumb = make_thumbnail(data, size=size, max_pixels=svc.settings.max_pixels)
+        thumb = make_thumbnail(
+            data,
+            size=size,
+            max_pixels=svc.settings.max_pixels,
+            limits=DecodeLimits.from_settings(svc.settings),
+        )
     except LabelkitError:
         return None
     if not square:
@@ -255,7 +282,13 @@ def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...]) -> bytes
     svc = services()
     try:
         data = svc.store.get(object_key)
-        small = make_thumbnail(data, size=DISPLAY_SIDE, max_pixels=svc.settings.max_pixels, quality=88)
+        small = make_thumbnail(
+            data,
+            size=DISPLAY_SIDE,
+            max_pixels=svc.settings.max_pixels,
+            quality=88,
+            limits=DecodeLimits.from_settings(svc.settings),
+        )
     except LabelkitError:
         return None
     if not boxes:

@@ -8,6 +8,8 @@ so callers only need to know about these::
     ├── ConfigError            settings that cannot work together
     ├── IntakeError            an upload or object that is not an acceptable image
     │                          (``reason`` is shown to people as is)
+    ├── DecoderUnavailable     the decoder process could not be started (the machine,
+    │                          not the image: worth retrying)
     ├── StorageError           the object store failed
     │   └── ObjectNotFound
     ├── QueueError             the job queue failed
@@ -35,6 +37,10 @@ class IntakeError(LabelkitError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class DecoderUnavailable(LabelkitError):
+    """The sandboxed decoder (``labelkit.sandbox``) could not be started."""
 
 
 class StorageError(LabelkitError):

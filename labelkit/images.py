@@ -46,7 +46,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import numpy as np
 from PIL import (
@@ -61,18 +61,24 @@ from PIL import (
     WebPImagePlugin,
 )
 
+from labelkit import sandbox
 from labelkit.errors import IntakeError
+
+if TYPE_CHECKING:
+    from labelkit.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ACCEPTED_FORMATS",
+    "DecodeLimits",
     "ImageInfo",
     "decode_rgb",
     "describe_unknown",
     "inspect_image",
     "make_thumbnail",
     "orientation_of",
+    "run_task",
     "safe_display_name",
     "sniff_format",
 ]
@@ -341,8 +347,11 @@ def _translate(e: BaseException, max_pixels: int) -> IntakeError:
     logger.debug("image rejected: %s: %s", type(e).__name__, e, exc_info=True)
     if isinstance(e, Image.DecompressionBombError | Image.DecompressionBombWarning):
         return IntakeError(f"Image has too many pixels (the limit is {_format_mp(max_pixels)} megapixels).")
-    if isinstance(e, MemoryError):
+    if isinstance(e, MemoryError) or (isinstance(e, OSError) and "out of memory" in str(e)):
         return IntakeError("The image is too large to decode.")
+    if isinstance(e, ValueError) and "MAX_TEXT" in str(e):
+        # Pillow's own text-chunk limits (our PNG walk normally refuses these first).
+        return IntakeError(_TEXT_TOO_LARGE.format(mb=_format_mb(PngImagePlugin.MAX_TEXT_CHUNK)))
     if not isinstance(e, _DECODE_ERRORS):
         logger.warning("unexpected %s while decoding an upload; refused as damaged", type(e).__name__)
     return IntakeError(_DAMAGED)
@@ -365,6 +374,339 @@ def _quiet_pillow() -> Iterator[None]:
         yield
 
 
+# --------------------------------------------------------------------------- structure walks
+#
+# Pillow's parsers are written for files that mean well. Two kinds of file make them (or
+# the C decoders behind them) do work out of all proportion to their size, so the file's
+# structure is walked here first, with plain byte searches, and refused with a reason:
+#
+# * JPEG: each progressive scan costs a pass over every block of the image, so a 300 kB
+#   file that repeats its last scan 2,000 times costs minutes. Pillow also keeps every
+#   APPn segment in a list, so 5 million empty ones (20 MB) cost 1.3 GB.
+# * PNG: chunk CRCs (Pillow's decode does not check them), compressed text chunks that
+#   inflate past Pillow's limit (refused as too large, not as damaged), and the pixel
+#   data's length: a PNG whose zlib stream ends cleanly after 10 of its 1,000 rows is
+#   "loaded" by Pillow with the rest black, so the inflated size is counted here.
+
+_JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_PROGRESSIVE: Final = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+# The end of entropy-coded data: 0xFF followed by anything but a stuffed zero, a restart
+# marker or fill. (A run of fill bytes ends at its last 0xFF, which this finds.)
+_JPEG_END_OF_SCAN: Final = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_NEXT_MARKER: Final = re.compile(rb"\xff+[^\x00\xff]")
+_JPEG_FILL: Final = re.compile(rb"\xff+")
+#: libjpeg's default progressive script writes 6 scans (grey) or 10 (colour); encoders that
+#: tune their scripts stay in the tens. Every scan is a pass over the whole image.
+MAX_JPEG_SCANS: Final = 100
+#: Tables, metadata (an ICC profile is at most 255 APP2 chunks) and scans of one picture.
+MAX_JPEG_SEGMENTS: Final = 1000
+#: Stray bytes between segments that libjpeg (and Pillow, a byte at a time) skip over.
+_MAX_JPEG_JUNK: Final = 64 * 1024
+#: libpng-style encoders write 8-64 kB IDAT chunks (a 20 MB PNG: a few thousand chunks).
+MAX_PNG_CHUNKS: Final = 100_000
+
+_PNG_CHANNELS: Final = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_PNG_DEPTHS: Final = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_ADAM7: Final = (
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+)
+_INFLATE_STEP: Final = 1 << 20
+
+_TEXT_TOO_LARGE: Final = (
+    "The image's embedded text is too large: a compressed text chunk unpacks to more than {mb} MB."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _JpegFacts:
+    """What the marker walk learned about the first picture of a JPEG file."""
+
+    scans: int
+    segments: int
+    progressive: bool
+    #: Bytes libjpeg holds for the whole image's DCT coefficients when it must read every
+    #: scan before it can output a row (progressive, or baseline in several scans).
+    coefficient_bytes: int
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _jpeg_coefficient_bytes(width: int, height: int, sampling: list[tuple[int, int]]) -> int:
+    if not sampling:
+        return 0
+    h_max = max(h for h, _ in sampling) or 1
+    v_max = max(v for _, v in sampling) or 1
+    total = 0
+    for h, v in sampling:
+        blocks_x = _ceil_div(_ceil_div(width * h, h_max), 8)
+        blocks_y = _ceil_div(_ceil_div(height * v, v_max), 8)
+        total += blocks_x * blocks_y * 64 * 2  # one 16-bit coefficient per sample
+    return total
+
+
+def _walk_jpeg(data: bytes) -> _JpegFacts:
+    """Count the segments and scans of the first picture, refusing absurd numbers."""
+    pos, n = 2, len(data)
+    segments = scans = junk = 0
+    progressive = False
+    width = height = 0
+    sampling: list[tuple[int, int]] = []
+    while pos < n:
+        if data[pos] != 0xFF:
+            # Stray bytes before a marker: tolerated (libjpeg warns), within reason.
+            found = _JPEG_NEXT_MARKER.search(data, pos)
+            if found is None:
+                break
+            junk += found.start() - pos
+            if junk > _MAX_JPEG_JUNK:
+                raise IntakeError(_DAMAGED)
+            pos = found.start()
+        fill = _JPEG_FILL.match(data, pos)
+        pos = fill.end() if fill else pos + 1
+        if pos >= n:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI: the end of the first picture (an MPO's others are not decoded)
+            break
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise IntakeError(
+                f"The JPEG has too many segments (more than {MAX_JPEG_SEGMENTS:,}); "
+                "real photos have a few dozen, so it is refused."
+            )
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue  # standalone markers have no length
+        if marker in (0x00, 0xD8) or pos + 2 > n:
+            raise IntakeError(_DAMAGED)
+        (length,) = struct.unpack_from(">H", data, pos)
+        if length < 2:
+            raise IntakeError(_DAMAGED)
+        body = pos + 2
+        end = pos + length
+        if marker in _JPEG_SOF and not sampling and end <= n and length >= 8:
+            height, width, count = struct.unpack_from(">HHB", data, body + 1)
+            for i in range(count):
+                at = body + 6 + 3 * i + 1
+                if at < end:
+                    sampling.append((data[at] >> 4, data[at] & 0x0F))
+            progressive = marker in _JPEG_PROGRESSIVE
+        if marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise IntakeError(
+                    f"The JPEG has too many progressive scans (more than {MAX_JPEG_SCANS}); "
+                    "decoding it would take minutes, so it is refused."
+                )
+            found = _JPEG_END_OF_SCAN.search(data, end)
+            if found is None:
+                break  # ends inside the scan: the decoder reports the truncation
+            pos = found.start()
+            continue
+        pos = end
+    buffered = progressive or scans > 1
+    return _JpegFacts(
+        scans=scans,
+        segments=segments,
+        progressive=progressive,
+        coefficient_bytes=_jpeg_coefficient_bytes(width, height, sampling) if buffered else 0,
+    )
+
+
+def _png_raw_size(width: int, height: int, depth: int, colour: int, interlaced: bool) -> int:
+    """Bytes of filtered scanlines the IDAT stream must inflate to."""
+    bits = depth * _PNG_CHANNELS[colour]
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * bits + 7) // 8) if w and h else 0
+
+    if not interlaced:
+        return rows(width, height)
+    return sum(
+        rows(-(-(width - x0) // dx), -(-(height - y0) // dy))
+        for x0, y0, dx, dy in _ADAM7
+        if width > x0 and height > y0
+    )
+
+
+def _inflated_text(body: memoryview, start: int, *, profile: bool = False) -> int:
+    """Length of a zlib text (or colour profile) payload, refusing one over Pillow's limit."""
+    limit = PngImagePlugin.MAX_TEXT_CHUNK
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(body[start:], limit + 1)
+    except zlib.error as e:
+        raise IntakeError(_DAMAGED) from e
+    if len(out) > limit:
+        if profile:
+            raise IntakeError(
+                f"The image's colour profile is too large: it unpacks to more than {_format_mb(limit)} MB."
+            )
+        raise IntakeError(_TEXT_TOO_LARGE.format(mb=_format_mb(limit)))
+    return len(out)
+
+
+def _walk_png(data: bytes, max_pixels: int) -> None:
+    """Check every chunk's CRC, the text chunks' sizes and the pixel data's length."""
+    view = memoryview(data)
+    pos, n, count = 8, len(data), 0
+    expected = inflated = 0
+    inflater: zlib._Decompress | None = None
+    idat_state = "before"  # before -> inside -> after: IDAT chunks must be consecutive
+    text_memory = 0
+    while True:
+        if pos + 12 > n:
+            raise IntakeError(_DAMAGED)  # no IEND: truncated
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        if length > 0x7FFFFFFF or end > n:
+            raise IntakeError(_DAMAGED)
+        body = view[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
+        if zlib.crc32(body, zlib.crc32(kind)) != crc:
+            raise IntakeError(_DAMAGED)
+        count += 1
+        if count > MAX_PNG_CHUNKS:
+            raise IntakeError(
+                f"The PNG has too many chunks (more than {MAX_PNG_CHUNKS:,}), so it is refused."
+            )
+        if count == 1:
+            if kind != b"IHDR" or length != 13:
+                raise IntakeError(_DAMAGED)
+            width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            if width == 0 or height == 0 or depth not in _PNG_DEPTHS.get(colour, ()):
+                raise IntakeError(_DAMAGED)
+            _check_pixels(width, height, max_pixels)  # a bomb is a bomb before it is incomplete
+            expected = _png_raw_size(width, height, depth, colour, interlace == 1)
+        if kind == b"IDAT":
+            if idat_state == "after":
+                raise IntakeError(_DAMAGED)
+            idat_state = "inside"
+            if inflater is None:
+                inflater = zlib.decompressobj()
+            chunk: bytes | memoryview = body
+            # Inflate in steps and only count: no buffer as large as the image.
+            while chunk and inflated < expected and not inflater.eof:
+                try:
+                    inflated += len(inflater.decompress(chunk, _INFLATE_STEP))
+                except zlib.error as e:
+                    raise IntakeError(_DAMAGED) from e
+                chunk = inflater.unconsumed_tail
+        elif idat_state == "inside":
+            idat_state = "after"
+        if kind in (b"tEXt", b"zTXt", b"iTXt", b"iCCP"):
+            text_memory += _text_chunk_size(kind, body)
+            if text_memory > PngImagePlugin.MAX_TEXT_MEMORY:
+                raise IntakeError(
+                    "The image's embedded text is too large: more than "
+                    f"{_format_mb(PngImagePlugin.MAX_TEXT_MEMORY)} MB in all."
+                )
+        if kind == b"IEND":
+            break
+        pos = end
+    if inflater is None:
+        raise IntakeError(_DAMAGED)  # no pixel data at all
+    if inflated < expected:
+        if not inflater.eof:
+            raise IntakeError(_DAMAGED)  # the stream stops mid-way: truncated
+        raise IntakeError(
+            f"The image is incomplete: its pixel data stops at {100 * inflated // expected} % "
+            "of the picture, so it cannot be read."
+        )
+
+
+def _text_chunk_size(kind: bytes, body: memoryview) -> int:
+    keyword_end = bytes(body[:80]).find(b"\x00")
+    if keyword_end < 0:
+        return len(body)  # malformed: Pillow ignores it; count it as it stands
+    if kind == b"tEXt":
+        return len(body) - keyword_end - 1
+    if kind == b"iCCP":
+        _inflated_text(body, keyword_end + 2, profile=True)
+        return 0  # a profile does not count as text memory for Pillow
+    if kind == b"zTXt":
+        return _inflated_text(body, keyword_end + 2)
+    # iTXt: keyword \0 flag method language \0 translated \0 text
+    flag = body[keyword_end + 1] if keyword_end + 1 < len(body) else 0
+    rest = bytes(body[keyword_end + 3 :])
+    language_end = rest.find(b"\x00")
+    translated_end = rest.find(b"\x00", language_end + 1) if language_end >= 0 else -1
+    if translated_end < 0:
+        return len(body)
+    start = keyword_end + 3 + translated_end + 1
+    return _inflated_text(body, start) if flag == 1 else len(body) - start
+
+
+def _walk(data: bytes, fmt: str, max_pixels: int) -> _JpegFacts | None:
+    """The structure checks, before Pillow parses anything (its header parse can be the bomb)."""
+    if fmt == "JPEG":
+        return _walk_jpeg(data)
+    if fmt == "PNG":
+        _walk_png(data, max_pixels)
+    return None
+
+
+# --------------------------------------------------------------------------- memory budget
+
+# Bytes per pixel as Pillow stores a mode (multi-band 8-bit modes take 4).
+_ONE_BYTE_MODES: Final = frozenset({"1", "L", "P"})
+_TWO_BYTE_MODES: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_WIDE_MODES: Final = _TWO_BYTE_MODES | {"I", "F"}
+# Decoders that hold a second full-size copy while they work (measured: libwebp decodes
+# into its own RGBA buffer, which Pillow then copies).
+_DECODER_COPIES: Final = {"WEBP": 2}
+# Modes a box filter may average directly; the others (palette, alpha) are converted a
+# strip at a time while shrinking (see _reduce_by_strips).
+_REDUCIBLE: Final = frozenset({"RGB", "L", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"})
+_STRIP_PIXELS: Final = 1 << 21
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    if mode in _ONE_BYTE_MODES:
+        return 1
+    if mode in _TWO_BYTE_MODES:
+        return 2
+    return 4
+
+
+def _check_memory(
+    im: Image.Image, fmt: str, facts: _JpegFacts | None, budget: int, *, converts_full_size: bool
+) -> None:
+    """Refuse, before decoding, an image whose decode would need more than ``budget`` bytes.
+
+    Counted: the decoded image (at draft scale for JPEG), a decoder's own second copy,
+    libjpeg's whole-image coefficient buffer for progressive files (always at full
+    scale), and RGB conversions when the caller wants the picture at full size.
+    """
+    width, height = im.size
+    pixels = width * height
+    need = pixels * _bytes_per_pixel(im.mode) * _DECODER_COPIES.get(fmt, 1)
+    if facts is not None:
+        need += facts.coefficient_bytes
+    if converts_full_size and im.mode != "RGB":
+        need += 3 * pixels * 4  # e.g. alpha over white: RGBA copy, white canvas, result
+    if need > budget:
+        raise IntakeError(
+            f"The image is too large to decode: it would need about {_format_mb_round(need)} MB of memory "
+            f"(the limit is {_format_mb_round(budget)} MB)."
+        )
+
+
+def _format_mb_round(n: int) -> str:
+    return f"{-(-n // _MB):,}"
+
+
+# --------------------------------------------------------------------------- open and load
+
+
 def _open(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
     """Check 4: parse the header only, then enforce the pixel limit before any decoding."""
     try:
@@ -381,7 +723,12 @@ def _open(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
 
 
 def orientation_of(im: Image.Image) -> int:
-    """The EXIF (or XMP) orientation tag, 1-8; 1 when absent or unreadable."""
+    """The EXIF (or XMP) orientation tag, 1-8; 1 when absent or unreadable.
+
+    Call it only after the image is loaded: for PNG, Pillow's ``getexif()`` decodes the
+    whole image to reach an eXIf chunk after the pixels, and a failure there would be
+    swallowed below and leave Pillow believing the image is loaded.
+    """
     try:
         with _quiet_pillow():
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
@@ -392,12 +739,6 @@ def orientation_of(im: Image.Image) -> int:
     return orientation if 1 <= orientation <= 8 else 1
 
 
-def _displayed_size(im: Image.Image) -> tuple[int, int]:
-    width, height = im.size
-    # Orientations 5-8 rotate by 90 degrees: displayed width is the stored height.
-    return (height, width) if orientation_of(im) >= 5 else (width, height)
-
-
 def _frame_count(im: Image.Image) -> int:
     try:
         return max(1, int(getattr(im, "n_frames", 1)))
@@ -406,10 +747,15 @@ def _frame_count(im: Image.Image) -> int:
         return 1
 
 
-def _load(im: ImageFile.ImageFile, max_pixels: int) -> None:
+def _load(im: ImageFile.ImageFile, fmt: str, max_pixels: int) -> None:
+    """The verification decode: the first and only ``load()``, and its errors are final."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Somebody switched Pillow's process-wide leniency on; truncated files would pass.
         logger.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images will not be refused")
+    if fmt != "WEBP" and not im.tile:
+        # Pillow empties the tile list when a load starts, even one that fails; an empty
+        # list here means something already tried (and a second load() would "succeed").
+        raise IntakeError(_DAMAGED)
     try:
         with _quiet_pillow():
             im.load()
@@ -419,54 +765,90 @@ def _load(im: ImageFile.ImageFile, max_pixels: int) -> None:
     _check_pixels(im.size[0], im.size[1], max_pixels)
 
 
-def _verify_png(data: bytes, max_pixels: int) -> None:
-    try:
-        with _quiet_pillow():
-            PngImagePlugin.PngImageFile(io.BytesIO(data)).verify()
-    except Exception as e:  # untrusted input: translate everything
-        raise _translate(e, max_pixels) from e
+# --------------------------------------------------------------------------- decode limits
+
+#: Defaults of the ``decode_*`` settings (see :class:`DecodeLimits`).
+DEFAULT_DECODE_MEMORY_BYTES: Final = 400 * _MB
+DEFAULT_DECODE_SECONDS: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """What decoding one image may cost.
+
+    ``memory_bytes``: the estimate (:func:`_check_memory`) above which an image is
+    refused before decoding; with ``isolated``, also roughly how far the decoder
+    process may grow before the kernel stops it. ``seconds``: how long one decode may
+    take (enforced only when ``isolated``: a decoder stuck in C code can only be
+    stopped by killing its process). ``processes``: decoder processes per caller
+    process, so at most that many decodes run (and hold memory) at once.
+    """
+
+    memory_bytes: int = DEFAULT_DECODE_MEMORY_BYTES
+    seconds: float = DEFAULT_DECODE_SECONDS
+    isolated: bool = True
+    processes: int = 2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DecodeLimits:
+        return cls(
+            memory_bytes=settings.decode_memory_mb * _MB,
+            seconds=settings.decode_timeout_seconds,
+            isolated=settings.decode_isolation == "process",
+            processes=settings.decode_processes,
+        )
+
+
+def _default_limits() -> DecodeLimits:
+    from labelkit.settings import get_settings
+
+    return DecodeLimits.from_settings(get_settings())
+
+
+def _run(
+    task: str, params: dict[str, Any], data: bytes, limits: DecodeLimits | None
+) -> tuple[dict[str, Any], bytes]:
+    """Run one decode task: in a sandboxed child process, or here if isolation is off."""
+    limits = limits or _default_limits()
+    params = {**params, "memory_bytes": limits.memory_bytes}
+    if not limits.isolated:
+        return run_task(task, params, data)
+    pool = sandbox.get_sandbox(memory_bytes=limits.memory_bytes, processes=limits.processes)
+    header, payload = pool.run(task, params, data, timeout=limits.seconds)
+    if not header.get("ok"):
+        reason = str(header.get("reason") or _DAMAGED)[:500]
+        raise IntakeError(reason)
+    return header, payload
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
+def inspect_image(
+    data: bytes, *, max_bytes: int, max_pixels: int, limits: DecodeLimits | None = None
+) -> ImageInfo:
     """Check ``data`` fully (see the module docstring for the order) and describe it.
 
     Raises :class:`IntakeError` for anything that is not an acceptable, readable image.
     """
     fmt = _check_bytes(data, max_bytes)
-    im = _open(data, fmt, max_pixels)
-    with im:
-        width, height = _displayed_size(im)
-        frames = _frame_count(im)
-        if frames > 1:
-            im.seek(0)
-        if fmt == "JPEG":
-            # Reduced-scale DCT decode (1/8 where possible): every byte of the entropy-coded
-            # scan is still read, so truncation is still caught, at a fraction of the cost.
-            # Greyscale output skips the colour conversion too (RGB->L is the only mode
-            # change draft() allows); CMYK and greyscale JPEGs keep their mode.
-            im.draft("L" if im.mode == "RGB" else None, (1, 1))
-        _load(im, max_pixels)
-    if fmt == "PNG":
-        # Decoding does not check chunk CRCs, and a flipped bit in compressed data can
-        # still inflate; verify() walks every chunk's CRC (cheap: no decompression).
-        _verify_png(data, max_pixels)
+    header, _ = _run("inspect", {"max_pixels": max_pixels}, data, limits)
     content_type, extension = _FORMATS[fmt]
     return ImageInfo(
         format=fmt,
         content_type=content_type,
         extension=extension,
-        width=width,
-        height=height,
+        width=int(header["width"]),
+        height=int(header["height"]),
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
-        frames=frames,
+        frames=int(header["frames"]),
     )
 
 
-def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None = None) -> Image.Image:
+def decode_rgb(
+    data: bytes, *, max_pixels: int, min_side: int | None = None, limits: DecodeLimits | None = None
+) -> Image.Image:
     """Decode untrusted ``data`` to an 8-bit RGB image as displayed.
 
     EXIF orientation is applied, transparency is composited on white, and CMYK, 16-bit,
@@ -475,33 +857,87 @@ def decode_rgb(data: bytes, *, max_pixels: int, min_side: int | None = None) -> 
     With ``min_side``, the image may come back smaller than stored, but its shorter side
     is at least ``min_side`` (or the original size if that is smaller): JPEGs are
     decoded at 1/2, 1/4 or 1/8 scale by libjpeg (``draft``), other formats are reduced
-    by an integer factor after decoding.
+    by an integer factor after decoding, before any conversion.
     """
-    im = _open_for_decode(data, max_pixels, min_side=min_side, longer_side=None)
-    return _finish_rgb(im, max_pixels, min_side=min_side)
+    _check_bytes(data, None)
+    header, payload = _run("decode_rgb", {"max_pixels": max_pixels, "min_side": min_side}, data, limits)
+    width, height = int(header["width"]), int(header["height"])
+    if len(payload) != width * height * 3:
+        raise IntakeError(_DAMAGED)
+    return Image.frombytes("RGB", (width, height), payload)
 
 
-def make_thumbnail(data: bytes, *, size: int = 320, max_pixels: int, quality: int = 85) -> bytes:
+def make_thumbnail(
+    data: bytes, *, size: int = 320, max_pixels: int, quality: int = 85, limits: DecodeLimits | None = None
+) -> bytes:
     """A JPEG thumbnail whose longer side is ``size`` (never upscaled), EXIF-rotated.
 
     No metadata is copied into the thumbnail (no EXIF, so no GPS position).
     """
     if size < 1:
         raise ValueError("size must be positive")
-    im = _open_for_decode(data, max_pixels, min_side=None, longer_side=size)
-    rgb = _finish_rgb(im, max_pixels, min_side=None)
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=quality, optimize=False)
-    return out.getvalue()
+    _check_bytes(data, None)
+    _, payload = _run("thumbnail", {"max_pixels": max_pixels, "size": size, "quality": quality}, data, limits)
+    if not payload.startswith(b"\xff\xd8"):
+        raise IntakeError(_DAMAGED)
+    return payload
 
 
-def _open_for_decode(
-    data: bytes, max_pixels: int, *, min_side: int | None, longer_side: int | None
-) -> ImageFile.ImageFile:
-    # No max_bytes here: the worker decodes objects that intake already accepted, and a
-    # later, lower limit must not strand them. Emptiness and type are still checked.
+def run_task(task: str, params: dict[str, Any], data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Do one task on untrusted ``data`` here, in this process: the decoder child's entry.
+
+    Returns a JSON-able header and raw bytes; raises :class:`IntakeError`.
+    """
     fmt = _check_bytes(data, None)
+    max_pixels = int(params["max_pixels"])
+    budget = int(params.get("memory_bytes") or DEFAULT_DECODE_MEMORY_BYTES)
+    if task == "inspect":
+        width, height, frames = _inspect_here(data, fmt, max_pixels, budget)
+        return {"width": width, "height": height, "frames": frames}, b""
+    if task == "decode_rgb":
+        min_side = params.get("min_side")
+        rgb = _decode_here(data, fmt, max_pixels, budget, min_side=int(min_side) if min_side else None)
+        return {"width": rgb.width, "height": rgb.height}, rgb.tobytes()
+    if task == "thumbnail":
+        size = int(params["size"])
+        rgb = _decode_here(data, fmt, max_pixels, budget, longer_side=size)
+        rgb.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+        out = io.BytesIO()
+        rgb.save(out, format="JPEG", quality=int(params.get("quality", 85)), optimize=False)
+        return {}, out.getvalue()
+    raise ValueError(f"unknown decode task {task!r}")
+
+
+def _inspect_here(data: bytes, fmt: str, max_pixels: int, budget: int) -> tuple[int, int, int]:
+    facts = _walk(data, fmt, max_pixels)
+    im = _open(data, fmt, max_pixels)
+    with im:
+        stored = im.size  # before draft() scales it
+        if fmt == "JPEG":
+            # Reduced-scale DCT decode (1/8 where possible): every byte of the entropy-coded
+            # scan is still read, so truncation is still caught, at a fraction of the cost.
+            # Greyscale output skips the colour conversion too (RGB->L is the only mode
+            # change draft() allows); CMYK and greyscale JPEGs keep their mode.
+            im.draft("L" if im.mode == "RGB" else None, (1, 1))
+        _check_memory(im, fmt, facts, budget, converts_full_size=False)
+        _load(im, fmt, max_pixels)
+        # Only now: for PNG these read chunks after the pixels, i.e. decode (see orientation_of).
+        # Orientations 5-8 rotate by 90 degrees: displayed width is the stored height.
+        width, height = stored[::-1] if orientation_of(im) >= 5 else stored
+        frames = _frame_count(im)
+    return width, height, frames
+
+
+def _decode_here(
+    data: bytes,
+    fmt: str,
+    max_pixels: int,
+    budget: int,
+    *,
+    min_side: int | None = None,
+    longer_side: int | None = None,
+) -> Image.Image:
+    facts = _walk(data, fmt, max_pixels)
     im = _open(data, fmt, max_pixels)
     if fmt == "JPEG" and im.mode in ("RGB", "L", "CMYK", "YCbCr"):
         if min_side is not None and min_side > 0:
@@ -510,23 +946,52 @@ def _open_for_decode(
         elif longer_side is not None:
             # Longer side stays >= longer_side: s <= min(w // n, h // n) <= max(w, h) // n.
             im.draft("RGB" if im.mode == "RGB" else None, (longer_side, longer_side))
-    return im
-
-
-def _finish_rgb(im: ImageFile.ImageFile, max_pixels: int, *, min_side: int | None) -> Image.Image:
-    # Not closed with ``with``: a closed Pillow image refuses pixel access, and the
-    # source is an in-memory BytesIO, so there is no OS resource to release.
-    _load(im, max_pixels)
+    if min_side is not None and min_side > 0:
+        factor = min(im.size) // min_side
+    elif longer_side is not None:
+        # Keep twice the thumbnail's size for its Lanczos pass (Pillow's reducing_gap=2).
+        factor = max(im.size) // (2 * longer_side)
+    else:
+        factor = 1
+    _check_memory(im, fmt, facts, budget, converts_full_size=factor < 2)
+    _load(im, fmt, max_pixels)
     try:
-        rgb = _to_rgb(im)
-        if min_side is not None and min_side > 0:
-            factor = min(rgb.size) // min_side
-            if factor >= 2:
-                rgb = rgb.reduce(factor)
-        rgb = _exif_transpose(im, rgb)
+        rgb = _shrink_to_rgb(im, factor)
+        return _exif_transpose(im, rgb)
     except Exception as e:  # untrusted input: translate everything
         raise _translate(e, max_pixels) from e
-    return rgb
+
+
+def _shrink_to_rgb(im: Image.Image, factor: int) -> Image.Image:
+    """RGB at 1/``factor`` of the size: shrink first, convert after (never a full-size copy)."""
+    if factor < 2:
+        return _to_rgb(im)
+    mode = im.mode
+    if mode in _WIDE_MODES:
+        # 16-bit and float: a box filter in the native mode, then the scaling to 8 bits.
+        if mode in _TWO_BYTE_MODES:
+            small = im.resize((-(-im.width // factor), -(-im.height // factor)), Image.Resampling.BOX)
+        else:
+            small = im.reduce(factor)
+        return _to_rgb(small)
+    if mode in _REDUCIBLE and "transparency" not in im.info:
+        return _to_rgb(im.reduce(factor))
+    return _reduce_by_strips(im, factor)
+
+
+def _reduce_by_strips(im: Image.Image, factor: int) -> Image.Image:
+    """Convert (palette, alpha over white) and shrink a band of rows at a time.
+
+    Averaging pixels already composited on white is exactly what compositing the
+    average would give, and a band holds about two megapixels, not the whole image.
+    """
+    width, height = im.size
+    out = Image.new("RGB", (-(-width // factor), -(-height // factor)))
+    rows = factor * max(1, _STRIP_PIXELS // (width * factor))
+    for top in range(0, height, rows):
+        band = im.crop((0, top, width, min(height, top + rows)))
+        out.paste(_to_rgb(band).reduce(factor), (0, top // factor))
+    return out
 
 
 def _exif_transpose(source: Image.Image, rgb: Image.Image) -> Image.Image:
@@ -552,7 +1017,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return im
     if mode == "CMYK":
         return _cmyk_to_rgb(im)
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    if mode in _WIDE_MODES:
         return _wide_grey_to_rgb(im)
     has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
         mode in ("P", "L", "RGB", "1") and "transparency" in im.info
@@ -580,24 +1045,34 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
 
 def _wide_grey_to_rgb(im: Image.Image) -> Image.Image:
     # Pillow's own I/I;16 -> L conversion clips at 255, which turns most 16-bit images
-    # white. Scale by the type's range instead (floats: by their own range).
+    # white. Scale by the type's range instead (floats: by their own finite range).
+    # Arithmetic stays in float32 / the native integer type: a float64 copy of a 50 MP
+    # image alone is 400 MB (callers shrink first, so this is usually small anyway).
     arr = np.asarray(im)
     if arr.dtype.kind == "f":
-        finite = np.nan_to_num(arr.astype(np.float64))
-        lo, hi = float(finite.min()), float(finite.max())
-        scaled = (finite - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(finite)
-        grey = scaled.astype(np.uint8)
-    else:
-        wide = arr.astype(np.int64)
-        top = int(wide.max()) if wide.size else 0
-        if wide.min() < 0 or top > 65535:
-            lo = int(wide.min())
-            span = max(1, top - lo)
-            grey = ((wide - lo) * 255 // span).astype(np.uint8)
-        elif top > 255:
-            grey = (wide >> 8).astype(np.uint8)
+        values = arr.astype(np.float32, copy=False)
+        finite = np.isfinite(values)
+        if not finite.all():
+            values = np.where(finite, values, np.float32(0))
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if hi > lo:
+            # scale * value - scale * lo: no (value - lo) that could overflow float32.
+            scale = 255.0 / (hi - lo)
+            scaled = values * np.float32(scale) - np.float32(scale * lo)
+            grey = np.clip(scaled, 0, 255).astype(np.uint8)
         else:
-            grey = wide.astype(np.uint8)
+            grey = np.zeros(values.shape, np.uint8)
+    else:
+        lo_int = int(arr.min()) if arr.size else 0
+        top = int(arr.max()) if arr.size else 0
+        if lo_int < 0 or top > 65535:
+            span = max(1, top - lo_int)
+            scaled = (arr.astype(np.float32) - np.float32(lo_int)) * np.float32(255.0 / span)
+            grey = np.clip(scaled, 0, 255).astype(np.uint8)
+        elif top > 255:
+            grey = (arr >> 8).astype(np.uint8)
+        else:
+            grey = arr.astype(np.uint8)
     return Image.fromarray(grey, mode="L").convert("RGB")
 
 

@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=50_000_000, ge=1)
     thumbnail_size: int = 320
+    decode_memory_mb: int = Field(
+        default=400,
+        ge=16,
+        description="Most memory one image may need to decode (estimated before decoding; "
+        "the decoder process is also capped at about this much above its idle size).",
+    )
+    decode_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest one image may take to decode before it is refused."
+    )
+    decode_processes: int = Field(
+        default=2, ge=1, description="Decoder processes per dashboard/worker process (decodes at once)."
+    )
+    decode_isolation: Literal["process", "none"] = Field(
+        default="process",
+        description="'process': decode in child processes with the deadline and memory cap; "
+        "'none': in-process (no deadline; for debugging).",
+    )
 
     # --- labelling ---------------------------------------------------------
     labeler: str = Field(

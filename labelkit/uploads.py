@@ -27,8 +27,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.repository import Viewer
-from labelkit.errors import IntakeError, LabelkitError, StorageError
-from labelkit.images import ImageInfo, inspect_image, safe_display_name
+from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
+from labelkit.images import DecodeLimits, ImageInfo, inspect_image, safe_display_name
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services
 
@@ -66,9 +66,19 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
     settings = services.settings
     name = safe_display_name(filename)
     try:
-        info = inspect_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+        info = inspect_image(
+            data,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_pixels,
+            limits=DecodeLimits.from_settings(settings),
+        )
     except IntakeError as e:
         return UploadResult(name=name, outcome="rejected", reason=e.reason)
+    except DecoderUnavailable:
+        logger.error("the image decoder could not start; upload of %r refused", name, exc_info=True)
+        return UploadResult(
+            name=name, outcome="rejected", reason="The file could not be checked just now; please try again."
+        )
 
     try:
         with transaction(services.engine) as s:

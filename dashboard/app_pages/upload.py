@@ -39,6 +39,7 @@ if files:
     for i, f in enumerate(files, start=1):
         progress.progress((i - 1) / len(files), text=f"Checking {i} of {len(files)}…")
         results.append(upload_image(services=svc, owner_id=user.user_id, filename=f.name, data=f.getvalue()))
+        core.release_upload(f)  # stored or refused, its bytes are not needed here any more
     progress.progress(1.0, text="Done")
     st.session_state["upload_results"] = results
     st.session_state["upload_batch"] = batch + 1

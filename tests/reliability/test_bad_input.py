@@ -1,7 +1,7 @@
-"""A corpus of bad and odd inputs (generated here from ``tests/unit/image_factory.py``) through
-every way in: ``upload_image``, the dashboard's upload page (AppTest file_uploader), and the
-worker (bytes put straight into the store under a row's key, labelled by a real
-``python -m sqs_listener`` process with the real local model).
+"""A corpus of bad and odd inputs (generated from ``tests/unit/image_factory.py`` and
+``tests/support/bombs.py``) through every way in: ``upload_image``, the dashboard's upload
+page (AppTest file_uploader), and the worker (bytes put straight into the store under a
+row's key, labelled by a real ``python -m sqs_listener`` process with the real local model).
 
 Every input ends either labelled or refused/failed with a reason a person can read; a
 refused upload leaves no row, no object and no message; the worker never dies.
@@ -40,6 +40,7 @@ from tests.reliability.harness import (
     unsettled,
     wait_until,
 )
+from tests.support import bombs
 from tests.unit import image_factory as f
 
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024  # small, so one corpus entry is "too big" cheaply
@@ -82,6 +83,15 @@ _REFUSED: dict[str, Callable[[], bytes]] = {
     "TIFF decompression bomb": f.tiff_bomb,
     "JPEG header bomb": f.jpeg_header_bomb,
     "too many bytes (4 MB PNG, limit 3 MB)": lambda: f.png_with_big_exif_chunk(4),
+    # issue 15: CPU and memory bombs, broken PNGs that look whole (tests/support/bombs.py)
+    "progressive JPEG with 2,000 repeated scans": bombs.progressive_scan_bomb,
+    "JPEG of 700,000 empty APP segments": lambda: bombs.app_segment_bomb(700_000),
+    "PNG with good CRCs and broken pixel data": bombs.corrupt_deflate_png,
+    "PNG missing 90% of its rows": bombs.partial_png,
+    "PNG zTXt chunk inflating to 50 MB": bombs.text_chunk_bomb,
+    "PNG colour profile inflating to 50 MB": lambda: bombs.text_chunk_bomb(b"iCCP"),
+    "PNG with 70 MB of text in 1 MB chunks": bombs.many_text_chunks_png,
+    "PNG of 150,000 chunks": bombs.many_chunks_png,
 }
 
 _ACCEPTED: dict[str, Callable[[], bytes]] = {
@@ -101,6 +111,8 @@ _ACCEPTED: dict[str, Callable[[], bytes]] = {
     "palette PNG with transparency": f.palette_png_transparent,
     "grey+alpha PNG": f.la_png,
     "JPEG with an early end marker": lambda: f.flipped_bytes(f.jpeg(320, 214)),
+    "49 MP float TIFF (311 kB)": bombs.float_tiff,
+    "49 MP RGBA PNG (208 kB)": bombs.rgba_png,
 }
 
 _NAMES: dict[str, str] = {

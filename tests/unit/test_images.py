@@ -26,6 +26,8 @@ from labelkit.images import (
     safe_display_name,
     sniff_format,
 )
+from labelkit.settings import get_settings
+from tests.support import bombs
 from tests.unit import image_factory as f
 
 MB = 1024 * 1024
@@ -155,6 +157,149 @@ def test_corrupt_png_crc_is_refused() -> None:
     idat = data.index(b"IDAT")
     data[idat + 10] ^= 0xFF
     assert "damaged" in refuse(bytes(data))
+
+
+# --------------------------------------------------------------------------- broken PNGs that look whole
+# (issue 15, item 11: accepted at upload, then failed or mislabelled in the worker)
+
+
+def test_png_with_good_crcs_and_a_broken_deflate_stream_is_refused_at_intake() -> None:
+    # GIVEN a PNG whose chunk CRCs are right but whose compressed pixels are corrupt
+    data = bombs.corrupt_deflate_png()
+    # WHEN intake inspects it THEN it is refused, as the worker's decode refuses it: an
+    # EXIF probe no longer decodes first and swallows the error
+    assert refuse(data) == "The image is damaged or truncated and cannot be read."
+    with pytest.raises(IntakeError, match="damaged"):
+        decode_rgb(data, max_pixels=LIMITS["max_pixels"], min_side=64)
+
+
+def test_a_failed_decode_cannot_be_followed_by_a_successful_one() -> None:
+    # Pillow empties its tile list when a load starts; after a failed load, load() again
+    # "succeeds" with whatever was decoded. The verification decode refuses such an image.
+    im = images._open(bombs.corrupt_deflate_png(), "PNG", 10_000_000)
+    with pytest.raises(OSError):
+        im.load()
+    im.load()  # Pillow: fine now
+    with pytest.raises(IntakeError, match="damaged"):
+        images._load(im, "PNG", 10_000_000)
+
+
+@pytest.mark.parametrize("call", ["inspect", "decode", "thumbnail"])
+def test_png_missing_most_of_its_rows_is_refused_as_incomplete(call: str) -> None:
+    # GIVEN a 200 x 1000 PNG whose zlib stream ends cleanly after 100 rows (Pillow loads
+    # it, the rest black)
+    data = bombs.partial_png(rows=100)
+    reason = "The image is incomplete: its pixel data stops at 10 % of the picture, so it cannot be read."
+    # WHEN intake, the labeller's decode or a thumbnail meets it THEN it is refused as incomplete
+    with pytest.raises(IntakeError) as caught:
+        if call == "inspect":
+            inspect_image(data, **LIMITS)
+        elif call == "decode":
+            decode_rgb(data, max_pixels=LIMITS["max_pixels"], min_side=64)
+        else:
+            make_thumbnail(data, max_pixels=LIMITS["max_pixels"])
+    assert caught.value.reason == reason
+
+
+def test_row_counting_follows_adam7_interlacing() -> None:
+    # GIVEN a complete interlaced PNG (every pass of its 7) and the same with its last
+    # pass cut short, the zlib stream still ending cleanly
+    # THEN the first is accepted and the second refused as incomplete
+    assert inspect_image(bombs.interlaced_png(9, 9), **LIMITS).width == 9
+    assert "incomplete" in refuse(bombs.interlaced_png(9, 9, missing=20))
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda: bombs.text_chunk_bomb(b"zTXt"), "embedded text is too large: a compressed text chunk"),
+        (lambda: bombs.text_chunk_bomb(b"iTXt"), "embedded text is too large: a compressed text chunk"),
+        (lambda: bombs.text_chunk_bomb(b"iCCP"), "colour profile is too large"),
+        (bombs.many_text_chunks_png, "embedded text is too large: more than 64 MB in all"),
+    ],
+    ids=["zTXt 50 MB", "iTXt 50 MB", "iCCP 50 MB", "70 zTXt of 1 MB"],
+)
+def test_text_chunk_bombs_are_refused_as_too_large_not_damaged(
+    make: Callable[[], bytes], expected: str
+) -> None:
+    # GIVEN a 50 kB PNG whose compressed text (or colour profile) inflates to 50 MB
+    # WHEN inspected THEN the reason says what is wrong: too much text, not a damaged file
+    reason = refuse(make())
+    assert expected in reason and "damaged" not in reason
+
+
+def test_png_with_too_many_chunks_is_refused() -> None:
+    assert "too many chunks" in refuse(bombs.many_chunks_png(150_000))
+    assert inspect_image(bombs.many_chunks_png(5_000), **LIMITS).width == 16
+
+
+# --------------------------------------------------------------------------- the JPEG marker walk
+
+
+def test_marker_walk_counts_the_scans_of_real_jpegs() -> None:
+    assert images._walk_jpeg(f.jpeg(64, 48)).scans == 1
+    colour = images._walk_jpeg(f.jpeg(64, 48, progressive=True))
+    grey = images._walk_jpeg(f.encode(f.photo(64, 48).convert("L"), "JPEG", progressive=True))
+    assert (colour.scans, grey.scans) == (10, 6)  # libjpeg's default progressive scripts
+    assert colour.progressive and colour.coefficient_bytes > 0
+    assert images._walk_jpeg(f.jpeg(64, 48)).coefficient_bytes == 0  # baseline streams rows
+
+
+def test_marker_walk_limits() -> None:
+    # The most scans and segments allowed pass; one more does not.
+    allowed = bombs.progressive_scan_bomb(side=64, repeats=images.MAX_JPEG_SCANS - 6)
+    assert bombs.scans_in(allowed) == images.MAX_JPEG_SCANS
+    assert inspect_image(allowed, **LIMITS).width == 64
+    assert "too many progressive scans" in refuse(bombs.progressive_scan_bomb(side=64, repeats=95))
+    segments = images.MAX_JPEG_SEGMENTS - images._walk_jpeg(bombs.app_segment_bomb(0)).segments
+    assert inspect_image(bombs.app_segment_bomb(segments), **LIMITS).width == 8
+    assert "too many segments" in refuse(bombs.app_segment_bomb(segments + 1))
+
+
+def test_marker_walk_tolerates_stray_bytes_and_fill_like_libjpeg() -> None:
+    good = f.jpeg(64, 48)
+    # a few junk bytes between two segments, and 0xFF fill bytes before a marker
+    second = good.index(b"\xff", 2 + 2 + int.from_bytes(good[4:6], "big"))
+    assert inspect_image(good[:second] + b"junk" + good[second:], **LIMITS).width == 64
+    assert inspect_image(good[:second] + b"\xff" * 100 + good[second:], **LIMITS).width == 64
+    # but not a megabyte of junk (Pillow would walk it a byte at a time)
+    assert "damaged" in refuse(good[:second] + b"\x00" * (1 << 20) + good[second:])
+
+
+# --------------------------------------------------------------------------- shrink before converting
+
+
+def _composite_then_reduce(im: Image.Image, factor: int) -> np.ndarray:
+    rgba = im.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB").reduce(factor), dtype=int)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
+def test_shrinking_by_strips_equals_converting_at_full_size(mode: str) -> None:
+    # GIVEN an image with transparency (random alpha), 1,000 x 3,000 (several strips)
+    rng = np.random.default_rng(3)
+    rgba = Image.fromarray(rng.integers(0, 256, (3000, 1000, 4), dtype=np.uint8), "RGBA")
+    if mode == "P":
+        im = rgba.convert("RGB").quantize(64)
+        im.info["transparency"] = 5
+    else:
+        im = rgba.convert(mode) if mode != "PA" else rgba.convert("RGB").quantize(64).convert("PA")
+    # WHEN shrunk by 7 a strip at a time THEN it matches compositing the whole image first
+    fast = np.asarray(images._shrink_to_rgb(im, 7), dtype=int)
+    slow = _composite_then_reduce(im, 7)
+    assert fast.shape == slow.shape == (429, 143, 3)
+    assert np.abs(fast - slow).max() <= 1
+
+
+def test_float_and_sixteen_bit_images_are_shrunk_in_their_own_mode() -> None:
+    ramp = np.tile(np.linspace(-5.0, 5.0, 800, dtype=np.float32), (600, 1))
+    ramp[0, 0] = np.nan  # non-finite values neither poison the range nor crash
+    grey = np.asarray(images._shrink_to_rgb(Image.fromarray(ramp, "F"), 4))[..., 0]
+    assert grey.shape == (150, 200) and grey[1, 1] <= 2 and grey[1, -1] >= 253
+    wide = np.tile(np.linspace(0, 65535, 800).astype(np.uint16), (600, 1))
+    grey16 = np.asarray(images._shrink_to_rgb(Image.fromarray(wide), 4))[..., 0]
+    assert grey16.shape == (150, 200) and grey16[0, 0] == 0 and grey16[0, -1] >= 254
 
 
 # --------------------------------------------------------------------------- accepted inputs
@@ -395,8 +540,16 @@ def test_describe_unknown_names_common_types() -> None:
     assert "plain text" in describe_unknown("\ufeffhello world".encode("utf-16-le"))
 
 
+def _decode_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode here, not in the sandbox's child, so a monkeypatched decoder is the one used."""
+    monkeypatch.setenv("LABELKIT_DECODE_ISOLATION", "none")
+    get_settings.cache_clear()
+
+
 def test_unexpected_decoder_errors_are_translated(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a decoder that fails in a way nobody anticipated
+    _decode_in_this_process(monkeypatch)
+
     def boom(_fp: object) -> None:
         raise RuntimeError("decoder bug")
 
@@ -406,6 +559,8 @@ def test_unexpected_decoder_errors_are_translated(monkeypatch: pytest.MonkeyPatc
 
 
 def test_memory_error_is_translated(monkeypatch: pytest.MonkeyPatch) -> None:
+    _decode_in_this_process(monkeypatch)
+
     def oom(_fp: object) -> None:
         raise MemoryError
 
