@@ -130,10 +130,12 @@ def test_listener_rides_out_a_database_outage(tmp_path: Path, mysql_server_url: 
     logger.info("outage (half_open=%s): all labelled %.1fs after it ended", half_open, recovered_in)
     assert during - cut_at <= 4  # at most the jobs already past their last DB write finished
     assert_each_labelled_exactly_once(services, ids)
-    # It noticed, backed off and carried on: a failed receive, or (half-open: the cut caught
-    # every worker inside a job) a job given back for redelivery.
-    text = log.read_text()
-    assert "receive failed" in text or "failed (delivery" in text, text[-3000:]
+    if not half_open:
+        # It noticed, backed off and carried on. (Half-open, a worker may notice nothing: a
+        # pooled connection that was idle at the cut fails its pre-ping after the read timeout
+        # and is replaced silently; the server-side sessions checked above show it was noticed.)
+        text = log.read_text()
+        assert "receive failed" in text or "failed (delivery" in text, text[-3000:]
 
 
 def test_sigterm_is_honoured_while_the_database_link_is_half_open(

@@ -34,7 +34,7 @@ from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
-from labelkit.db.models import Base, LabelRow, ReviewState, TermKind, utcnow
+from labelkit.db.models import Base, ImageStatus, LabelRow, ReviewState, TermKind, utcnow
 from labelkit.errors import NotFound, StorageError
 from labelkit.labelers.base import Label, LabelResult
 from labelkit.services import Services
@@ -51,6 +51,7 @@ ALICE_LABEL, ALICE_PARENT, ALICE_V1, ALICE_V2 = (
     "alice-model-1",
     "alice-model-2",
 )
+BOB_VERSION = "bob-model-1+bob-model-2"
 
 
 def _viewer_functions(module: Any) -> dict[str, Callable[..., Any]]:
@@ -130,6 +131,8 @@ def _arguments(fn: Callable[..., Any], w: World, viewer: repo.Viewer) -> dict[st
         "kind": TermKind.LABEL,
         "version_a": ALICE_V1,
         "version_b": ALICE_V2,
+        # the configuration bob's image was labelled with: only alice's image is outdated
+        "model_version": BOB_VERSION,
         "flt": repo.ImageFilter(label=ALICE_LABEL, owner_id=w.alice.user_id),
     }
     args: dict[str, Any] = {}
@@ -193,7 +196,7 @@ def test_every_viewer_function_is_covered() -> None:
     # GIVEN the repository's and the use cases' person-facing functions, found by inspection
     # THEN there are as many as we know of (a new one shows up in the parametrised tests below)
     assert len(REPO_FUNCTIONS) >= 25, sorted(REPO_FUNCTIONS)
-    assert set(USE_CASES) == {"retry_image", "delete_image"}, sorted(USE_CASES)
+    assert set(USE_CASES) == {"retry_image", "delete_image", "relabel_outdated"}, sorted(USE_CASES)
 
 
 # Functions whose answer for alice does not depend on this one labelled image (she has no
@@ -234,7 +237,10 @@ def test_repository_function_refuses_or_hides_other_users_data(
         assert gone != answers[who.username], f"{name}: {who.username} gets the same without alice's image"
 
 
-@pytest.mark.parametrize("name", sorted(USE_CASES))
+IMAGE_USE_CASES = {n: fn for n, fn in USE_CASES.items() if "image_id" in inspect.signature(fn).parameters}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_USE_CASES))
 def test_use_case_with_other_users_image_is_refused_and_changes_nothing(
     services: Services, world: World, name: str
 ) -> None:
@@ -252,10 +258,29 @@ def test_use_case_with_other_users_image_is_refused_and_changes_nothing(
     before, queued = footprint(), services.queue.stats()
     # WHEN bob runs the use case with alice's image id
     with pytest.raises(NotFound):
-        USE_CASES[name](services=services, viewer=world.bob.viewer, image_id=world.alice_image)
+        IMAGE_USE_CASES[name](services=services, viewer=world.bob.viewer, image_id=world.alice_image)
     # THEN her row, labels, object and queue entries are untouched
     assert footprint() == before
     assert services.queue.stats() == queued
+
+
+def test_relabelling_touches_only_the_viewers_images(services: Services, world: World) -> None:
+    # GIVEN alice's and bob's labelled images; the pipeline's configuration is bob's
+    def status(image_id: str) -> str:
+        with transaction(services.engine) as s:
+            return str(repo.get_image(session=s, viewer=world.admin.viewer, image_id=image_id).status)
+
+    queued = services.queue.stats()
+    # WHEN bob relabels his outdated images
+    n = uploads.relabel_outdated(services=services, viewer=world.bob.viewer, model_version=ALICE_V1)
+    # THEN only his image went back to the queue; alice's, outdated too, is untouched
+    assert n == 1
+    assert status(world.bob_image) == str(ImageStatus.PENDING)
+    assert status(world.alice_image) == str(ImageStatus.LABELLED)
+    assert services.queue.stats().visible == queued.visible + 1
+    # and alice's own call reaches hers
+    assert uploads.relabel_outdated(services=services, viewer=world.alice.viewer, model_version=ALICE_V1) == 1
+    assert status(world.alice_image) == str(ImageStatus.PENDING)
 
 
 def test_object_keys_are_random_and_never_from_the_file_name(services: Services, world: World) -> None:
