@@ -12,9 +12,11 @@ Nothing here decides who may see what: every query goes through
 
 from __future__ import annotations
 
+import base64
 import io
-import json
+import logging
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +24,6 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-import streamlit.components.v1 as components
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont, ImageOps
 from sqlalchemy.orm import Session
@@ -31,8 +32,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from labelkit import analytics
-from labelkit.auth import Authenticator, Principal, make_authenticator
-from labelkit.auth.sessions import COOKIE_NAME, SessionStore
+from labelkit.auth import Authenticator, Principal, SignInClient, make_authenticator
+from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.repository import Viewer
@@ -42,13 +43,13 @@ from labelkit.malloc import return_large_blocks_to_the_os
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings, get_settings
 
+logger = logging.getLogger(__name__)
+
 # Uploads are up to 20 MB each: have their buffers unmapped when freed (see labelkit.malloc).
 return_large_blocks_to_the_os()
 
 PRINCIPAL_KEY = "principal"
 _TOKEN = "_session_token"
-_COOKIE_CHECKED = "_session_cookie_checked"
-_COOKIE_ACTION = "_session_cookie_action"
 DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
 
 PAGE_SIGN_IN = "app_pages/sign_in.py"
@@ -81,7 +82,20 @@ def authenticator() -> Authenticator:
 
 @st.cache_resource(show_spinner=False)
 def session_store() -> SessionStore:
-    return SessionStore(services().engine)
+    svc = services()
+    if not _http_layer():
+        logger.warning(
+            "the dashboard is served without dashboard/asgi.py: sign-in lasts only as long as the "
+            "tab, /_stcore/metrics is open and no security headers are sent "
+            "(serve it with `streamlit run dashboard/asgi.py`)"
+        )
+    return SessionStore.from_settings(svc.settings, engine=svc.engine)
+
+
+def _http_layer() -> bool:
+    """Whether this process serves dashboard/asgi.py (its cookie routes and middleware)."""
+    web = sys.modules.get("dashboard.web")
+    return bool(web is not None and getattr(web, "SERVED", False))
 
 
 @contextmanager
@@ -94,25 +108,61 @@ def db() -> Iterator[Session]:
 # --------------------------------------------------------------------------- who is signed in
 
 
-def current_user() -> Principal | None:
+def _cookie(name: str) -> str | None:
+    cookies = st.context.cookies
+    value = cookies.get(name) if cookies else None
+    return value if isinstance(value, str) else None
+
+
+def resolve_user() -> Principal | None:
+    """Who is signed in, checked against the database on every run of the app (the entry
+    point calls it first): a session revoked anywhere (sign-out in another tab, the user
+    deleted), expired or idle ends here, at this tab's next interaction; a new tab or a
+    reload resumes from the HttpOnly session cookie its WebSocket handshake carried."""
+    token = st.session_state.get(_TOKEN)
     value = st.session_state.get(PRINCIPAL_KEY)
     if isinstance(value, Principal):
-        return value
-    # A new Streamlit session (a reload, a new tab): resume from the session cookie once.
-    if not st.session_state.get(_COOKIE_CHECKED):
-        st.session_state[_COOKIE_CHECKED] = True
-        token = st.context.cookies.get(COOKIE_NAME) if st.context.cookies else None
-        principal = session_store().resume(token) if token else None
-        if principal is not None:
-            st.session_state[PRINCIPAL_KEY] = principal
-            st.session_state[_TOKEN] = token
-            return principal
-    return None
+        live = session_store().resume(token) if token else _still_there(value)
+        if live is None or live.user_id != value.user_id:
+            _forget()
+            return None
+        if live != value:
+            st.session_state[PRINCIPAL_KEY] = live  # e.g. no longer admin
+        return live
+    cookie = _cookie(COOKIE_NAME)
+    principal = session_store().resume(cookie) if cookie else None
+    if principal is not None:
+        st.session_state[PRINCIPAL_KEY] = principal
+        st.session_state[_TOKEN] = cookie
+    return principal
+
+
+def _still_there(principal: Principal) -> Principal | None:
+    """A tab-only sign-in (no cookie session): the user as the database has it now."""
+    from labelkit.db import repository as repo
+
+    with db() as s:
+        user = repo.get_user(session=s, user_id=principal.user_id)
+        if user is None:
+            return None
+        return Principal(
+            user_id=user.id,
+            username=user.username,
+            is_admin=user.is_admin,
+            access_token=principal.access_token,
+        )
+
+
+def current_user() -> Principal | None:
+    """The signed-in user of this run (as :func:`resolve_user` found it)."""
+    value = st.session_state.get(PRINCIPAL_KEY)
+    return value if isinstance(value, Principal) else None
 
 
 def require_user() -> Principal:
-    """The signed-in user; stops the page if there is none (navigation only offers sign-in then)."""
-    user = current_user()
+    """The signed-in user, checked again (pages can run without the entry point: AppTest reruns
+    only the page); stops the page if there is none (navigation only offers sign-in then)."""
+    user = resolve_user() if current_user() is not None else None
     if user is None:
         # Signed out (or the session expired) while on a page: back to the sign-in page,
         # the only page navigation offers then.
@@ -121,53 +171,72 @@ def require_user() -> Principal:
     return user
 
 
+def require_live_session() -> None:
+    """For fragments (their reruns skip the entry point): rerun the whole app, which shows the
+    sign-in page, if the session ended meanwhile."""
+    token = st.session_state.get(_TOKEN)
+    if token and session_store().resume(token) is None:
+        st.rerun(scope="app")
+
+
 def viewer() -> Viewer:
     return require_user().viewer
 
 
+def sign_in_client() -> SignInClient:
+    """This browser, for the sign-in throttle: its address (None on loopback) and device cookie."""
+    ip = st.context.ip_address
+    address = ip if isinstance(ip, str) and ip else "local"
+    return SignInClient(address=address, device=_cookie(DEVICE_COOKIE_NAME) or "")
+
+
 def sign_in(principal: Principal) -> None:
+    """Signed in: hand the session to this browser as an HttpOnly cookie and load the app again.
+
+    Ends the script run (``st.stop`` or ``st.rerun``): a rerun would drop the redirect.
+    """
     st.session_state[PRINCIPAL_KEY] = principal
-    token = session_store().issue(principal)
-    st.session_state[_TOKEN] = token
-    st.session_state[_COOKIE_ACTION] = ("set", token)
+    if _http_layer() and session_store().begin(principal, browser_token=_cookie(COOKIE_NAME)):
+        # /session/start sets the cookie (a new token) and sends the browser back to the app.
+        _navigate("/session/start")
+        st.stop()
+    st.rerun()
 
 
 def sign_out() -> None:
-    """Forget everything this browser session knew (callback of the sign-out button)."""
+    """End this browser's session everywhere and forget this tab's state (sign-out button)."""
     user = current_user()
     if user is not None:
         authenticator().sign_out(user)
     token = st.session_state.get(_TOKEN)
     if token:
         session_store().revoke(token)
+    _forget()
+    st.query_params.clear()
+    if token and _http_layer():
+        _navigate("/session/end")  # a fresh cookie, and a clean page
+
+
+def _forget() -> None:
     for key in list(st.session_state.keys()):
         del st.session_state[key]
-    st.query_params.clear()
-    st.session_state[_COOKIE_CHECKED] = True  # do not resume from the (now revoked) cookie
-    st.session_state[_COOKIE_ACTION] = ("clear", "")
 
 
-def sync_session_cookie() -> None:
-    """Set or clear the browser's session cookie after a sign-in or sign-out.
+def _navigate(path: str) -> None:
+    """Send the browser to ``path`` on this server (a full page load).
 
-    Streamlit cannot set cookies from Python; a zero-height component does it in
-    the page's own origin (``SameSite=Strict``; ``Secure`` behind HTTPS).
+    Streamlit has no public call for this: ``st.login`` and ``st.logout`` use this very message
+    (``ForwardMsg.auth_redirect``, on which the page sets ``window.location``).
     """
-    action = st.session_state.pop(_COOKIE_ACTION, None)
-    if action is None:
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
         return
-    verb, token = action
-    if verb == "set":
-        attrs = f"Path=/; Max-Age={session_store().lifetime_seconds}; SameSite=Strict"
-        value = json.dumps(f"{COOKIE_NAME}={token}; {attrs}")
-    else:
-        value = json.dumps(f"{COOKIE_NAME}=; Path=/; Max-Age=0; SameSite=Strict")
-    components.html(
-        "<script>(function(){var c=" + value + ";"
-        "if (window.parent.location.protocol === 'https:') { c += '; Secure'; }"
-        "window.parent.document.cookie = c;})();</script>",
-        height=0,
-    )
+    msg = ForwardMsg()
+    msg.auth_redirect.url = path
+    ctx.enqueue(msg)
 
 
 def render_sidebar_user() -> None:
@@ -260,9 +329,19 @@ def _thumbnail(object_key: str, sha256: str, size: int, square: bool) -> bytes |
     return out.getvalue()
 
 
-def thumbnail(image: Image, size: int | None = None, *, square: bool = False) -> bytes | None:
-    """A small JPEG of an image the caller already fetched through a scoped query."""
-    return _thumbnail(image.object_key, image.sha256, size or settings().thumbnail_size, square)
+def thumbnail(image: Image, size: int | None = None, *, square: bool = False) -> str | None:
+    """A small JPEG of an image the caller already fetched through a scoped query, as a
+    ``data:`` URL for ``st.image`` (see :func:`inline_jpeg`)."""
+    return inline_jpeg(_thumbnail(image.object_key, image.sha256, size or settings().thumbnail_size, square))
+
+
+def inline_jpeg(data: bytes | None) -> str | None:
+    """JPEG bytes as a ``data:`` URL. ``st.image`` passes such a URL through to the page, so the
+    photo travels only over this session's WebSocket: given bytes, Streamlit would instead
+    serve them at a ``/media/…`` URL that answers anyone who has it, signed in or not."""
+    if data is None:
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +391,10 @@ def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...]) -> bytes
     return out.getvalue()
 
 
-def display_copy(image: Image, boxes: Sequence[Box] = ()) -> bytes | None:
-    """The photo at display size (never the full original), with instance boxes drawn on it."""
-    return _display_copy(image.object_key, image.sha256, tuple(boxes))
+def display_copy(image: Image, boxes: Sequence[Box] = ()) -> str | None:
+    """The photo at display size (never the full original), with instance boxes drawn on it,
+    as a ``data:`` URL (:func:`inline_jpeg`)."""
+    return inline_jpeg(_display_copy(image.object_key, image.sha256, tuple(boxes)))
 
 
 # --------------------------------------------------------------------------- text and badges

@@ -24,7 +24,7 @@ def _model_versions(user_id: str, is_admin: bool) -> int:
 
 st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")
 
-user = core.current_user()
+user = core.resolve_user()
 if user is None:
     nav = st.navigation(
         [st.Page(core.PAGE_SIGN_IN, title="Sign in", icon=":material/login:", default=True)],
@@ -49,5 +49,4 @@ else:
         pages["Admin"] = [st.Page(core.PAGE_PIPELINE, title="Pipeline", icon=":material/monitoring:")]
     nav = st.navigation(pages)
     core.render_sidebar_user()
-core.sync_session_cookie()
 nav.run()

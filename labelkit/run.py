@@ -61,7 +61,7 @@ def _streamlit_flags() -> list[str]:
 def _children(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     py = sys.executable
     dashboard = [
-        py, "-m", "streamlit", "run", str(ROOT / "dashboard" / "streamlit_app.py"),
+        py, "-m", "streamlit", "run", str(ROOT / "dashboard" / "asgi.py"),
         "--server.address", args.host,
         "--server.port", str(args.port),
         "--server.headless", "true",

@@ -133,8 +133,37 @@ class Settings(BaseSettings):
 
     # --- auth --------------------------------------------------------------
     auth_mode: Literal["local", "cognito"] = "local"
-    login_max_failures: int = 5
-    login_lock_seconds: int = 300
+    # Sign-in throttle (local accounts): failures are counted per client + account, per
+    # account and per client; past a budget each further attempt waits, the wait doubling.
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Free failures per client + account (and per trusted browser)."
+    )
+    login_account_max_failures: int = Field(
+        default=20, ge=1, description="Free failures per account from browsers it never signed in on."
+    )
+    login_client_max_failures: int = Field(
+        default=50, ge=1, description="Free failures per client address, over all accounts and sign-ups."
+    )
+    login_backoff_seconds: int = Field(default=30, ge=1, description="First wait once a budget is spent.")
+    login_backoff_max_seconds: int = Field(default=900, ge=1, description="Longest wait.")
+    login_window_seconds: int = Field(
+        default=3600, ge=60, description="A counter untouched this long starts again from zero."
+    )
+    login_parallel_hashes: int = Field(
+        default=2, ge=1, description="Password hashes checked at once (argon2 takes 64 MiB each)."
+    )
+    password_min_strength: int = Field(
+        default=3, ge=0, le=4, description="Least zxcvbn score (0-4) a new password needs."
+    )
+    session_max_seconds: int = Field(
+        default=14 * 24 * 3600, ge=60, description="A signed-in browser signs in again after this."
+    )
+    session_idle_seconds: int = Field(
+        default=8 * 3600, ge=60, description="... or after this long without any use."
+    )
+    trusted_device_days: int = Field(
+        default=180, ge=1, description="How long a browser stays known to an account it signed in to."
+    )
     cognito_user_pool_id: str = ""
     cognito_client_id: str = ""
     cognito_client_secret: SecretStr | None = None

@@ -96,6 +96,7 @@ busy = counts[ImageStatus.PENDING] + counts[ImageStatus.LABELLING] > 0
 
 
 def _grid() -> None:
+    core.require_live_session()  # a fragment rerun skips the entry point's check
     page_no = int(st.session_state.get("gallery_page", 1) or 1)
     with core.db() as s:
         page = repo.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)

@@ -117,6 +117,7 @@ st.caption(" · ".join(core.md(m) for m in meta))
 if image.status in (ImageStatus.PENDING, ImageStatus.LABELLING):
 
     def _watch() -> None:
+        core.require_live_session()  # a fragment rerun skips the entry point's check
         with core.db() as s:
             try:
                 now = repo.get_image(session=s, viewer=viewer, image_id=image_id).status

@@ -50,6 +50,7 @@ def _dead_letter_key(body: str) -> str | None:
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def _live() -> None:
+    core.require_live_session()  # a fragment rerun skips the entry point's check
     try:
         stats = svc.queue.stats()
         dead = list(svc.queue.dead_letters(limit=100))

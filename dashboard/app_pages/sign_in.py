@@ -48,7 +48,7 @@ def _sign_in_form() -> None:
         submitted = st.form_submit_button("Sign in", type="primary", width="stretch")
     if submitted:
         try:
-            principal = auth.sign_in(username, password)
+            principal = auth.sign_in(username, password, client=core.sign_in_client())
         except NewPasswordRequired as e:
             _goto("new_password", e.username, str(e))
         except ConfirmationRequired as e:
@@ -58,8 +58,7 @@ def _sign_in_form() -> None:
         except AuthError as e:
             st.error(str(e), icon=":material/error:")
         else:
-            core.sign_in(principal)
-            st.rerun()
+            core.sign_in(principal)  # ends the run
 
 
 def _sign_up_form(*, first_account: bool) -> None:
@@ -82,7 +81,7 @@ def _sign_up_form(*, first_account: bool) -> None:
             "Password",
             type="password",
             key="signup_password",
-            help="At least 8 characters."
+            help="At least 8 characters, not easy to guess (a few unrelated words work well)."
             if recovery is None
             else "The password rules of the account pool apply.",
             autocomplete="new-password",
@@ -96,14 +95,13 @@ def _sign_up_form(*, first_account: bool) -> None:
             st.error("The two passwords differ.", icon=":material/error:")
             return
         try:
-            principal = auth.sign_up(new_username, new_password, email or None)
+            principal = auth.sign_up(new_username, new_password, email or None, client=core.sign_in_client())
         except ConfirmationRequired as e:
             _goto("confirm", e.username, str(e))
         except AuthError as e:
             st.error(str(e), icon=":material/error:")
         else:
-            core.sign_in(principal)
-            st.rerun()
+            core.sign_in(principal)  # ends the run
 
 
 def _forgot_form(rec: AccountRecovery) -> None:
@@ -210,8 +208,7 @@ def _new_password_form(rec: AccountRecovery, username: str) -> None:
             else:
                 for key in (STEP_KEY, STEP_USER_KEY):
                     st.session_state.pop(key, None)
-                core.sign_in(principal)
-                st.rerun()
+                core.sign_in(principal)  # ends the run
     _back_button()
 
 

@@ -8,7 +8,7 @@ Every failure is an :class:`labelkit.errors.AuthError` whose message is shown
 to people as is::
 
     AuthError
-    ├── AccountLocked          too many wrong passwords
+    ├── AccountLocked          too many attempts from this client (or on this account): wait
     ├── ConfirmationRequired   sign-up worked; the account waits for the e-mailed code
     └── NewPasswordRequired    an admin-created account must choose its own password first
 
@@ -46,13 +46,29 @@ class Principal:
         return Viewer(user_id=self.user_id, is_admin=self.is_admin)
 
 
+@dataclass(frozen=True, slots=True)
+class SignInClient:
+    """Where an attempt comes from, for the sign-in throttle (never logged).
+
+    ``address`` is the browser's IP address (behind nginx, the one uvicorn takes from
+    ``X-Forwarded-For`` of the trusted local proxy), ``"local"`` without one. ``device`` is the
+    browser's device cookie: a browser that signed in to an account before is let through
+    when strangers have spent that account's budget.
+    """
+
+    address: str = "local"
+    device: str = field(default="", repr=False)
+
+
 @runtime_checkable
 class Authenticator(Protocol):
-    def sign_up(self, username: str, password: str, email: str | None = None) -> Principal:
+    def sign_up(
+        self, username: str, password: str, email: str | None = None, *, client: SignInClient | None = None
+    ) -> Principal:
         """Create an account and sign it in. Raises ``AuthError`` with a message for people."""
         ...
 
-    def sign_in(self, username: str, password: str) -> Principal:
+    def sign_in(self, username: str, password: str, *, client: SignInClient | None = None) -> Principal:
         """Check the password. Raises ``AuthError`` (or ``AccountLocked``)."""
         ...
 
@@ -108,11 +124,7 @@ def make_authenticator(settings: Settings, *, engine: Engine) -> Authenticator:
     if settings.auth_mode == "local":
         from labelkit.auth.local import LocalAuth
 
-        return LocalAuth(
-            engine,
-            max_failures=settings.login_max_failures,
-            lock_seconds=settings.login_lock_seconds,
-        )
+        return LocalAuth.from_settings(settings, engine=engine)
     if settings.auth_mode == "cognito":
         from labelkit.auth.cognito import CognitoAuth
 

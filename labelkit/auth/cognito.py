@@ -46,7 +46,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from labelkit import aws
-from labelkit.auth import ConfirmationRequired, NewPasswordRequired, Principal
+from labelkit.auth import ConfirmationRequired, NewPasswordRequired, Principal, SignInClient
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.errors import AccountLocked, AuthError
@@ -76,7 +76,7 @@ _MESSAGES: Final[dict[str, str]] = {
     ),
     "CodeMismatchException": "That code is not right; check the e-mail and try again.",
     "ExpiredCodeException": "That code has expired or was already used; ask for a new one.",
-    "UsernameExistsException": "That username is taken; please choose another.",
+    "UsernameExistsException": "That username is not available; please choose another.",
     "AliasExistsException": "That e-mail address already belongs to another account.",
     "LimitExceededException": TRY_LATER,
     "TooManyRequestsException": TRY_LATER,
@@ -210,7 +210,8 @@ class CognitoAuth:
 
     # --- the Authenticator protocol -------------------------------------------
 
-    def sign_in(self, username: str, password: str) -> Principal:
+    def sign_in(self, username: str, password: str, *, client: SignInClient | None = None) -> Principal:
+        # ``client`` is not used: Cognito throttles and locks out on its side.
         name = username.strip()
         if not name or not password:
             raise AuthError(WRONG_CREDENTIALS)
@@ -237,7 +238,9 @@ class CognitoAuth:
             raise translate_error(e) from e
         return self._principal(cog)
 
-    def sign_up(self, username: str, password: str, email: str | None = None) -> Principal:
+    def sign_up(
+        self, username: str, password: str, email: str | None = None, *, client: SignInClient | None = None
+    ) -> Principal:
         name = username.strip()
         clean_email = (email or "").strip()
         if not name:

@@ -3,13 +3,20 @@
 Rules people see:
 
 * usernames are 3-32 characters of letters, digits, ``.``, ``_`` and ``-``
-  (case-insensitive); passwords are 8-128 characters;
+  (case-insensitive); passwords are 8-128 characters and must not be easy to guess
+  (:mod:`labelkit.auth.passwords`: zxcvbn, so "12345678" or "password" are refused);
 * the first account becomes the admin (``repository.create_user``);
-* after ``max_failures`` wrong passwords in a row the account is locked for
-  ``lock_seconds``; a locked account refuses even the right password;
-* a wrong password and an unknown username give the *same* message, and an
-  unknown username still costs one hash verification, so neither the text nor
-  the timing tells which usernames exist.
+* wrong passwords are throttled per client + account, per account and per client, with a
+  doubling wait rather than a lock (:mod:`labelkit.auth.throttle`); the attempt is counted
+  before its password is checked, so parallel attempts cannot overrun the budget;
+* a wrong password and an unknown username give the *same* message, an unknown username
+  still costs one hash verification and is throttled like a real one, so neither the text,
+  the timing nor the waits tell which usernames exist. Sign-up cannot hide whether a name is
+  free (it either creates the account or does not), so a refused name says only "not
+  available" and spends the client's attempt budget like a wrong password.
+
+At most ``parallel_hashes`` argon2 computations run at once (each takes 64 MiB with the
+library's defaults: 20 parallel sign-ins used to add 450-650 MB); the others wait their turn.
 
 Passwords are never logged or stored; only their argon2 hashes are.
 """
@@ -17,27 +24,40 @@ Passwords are never logged or stored; only their argon2 hashes are.
 from __future__ import annotations
 
 import logging
-import math
 import re
+import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from labelkit.auth import Principal
+from labelkit.auth import Principal, SignInClient
+from labelkit.auth.passwords import MAX_PASSWORD, MIN_PASSWORD, check_new_password
+from labelkit.auth.sessions import hash_token
+from labelkit.auth.throttle import SignInThrottle, ThrottlePolicy
+from labelkit.db import accounts
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import utcnow
 from labelkit.errors import AccountLocked, AuthError
 
+if TYPE_CHECKING:
+    from labelkit.settings import Settings
+
 logger = logging.getLogger(__name__)
 
+__all__ = ["MAX_PASSWORD", "MIN_PASSWORD", "LocalAuth", "validate_password", "validate_username"]
+
 WRONG_CREDENTIALS = "Wrong username or password."
+NOT_AVAILABLE = "That username is not available; please choose another."
+BUSY = "Signing in is busy right now; try again in a moment."
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")
-MIN_PASSWORD, MAX_PASSWORD = 8, 128
+# Longer input is never a password we accept; it is refused without hashing it.
+_LONGEST_ATTEMPT = 4 * MAX_PASSWORD
 
 
 def validate_username(username: str) -> str:
@@ -50,21 +70,8 @@ def validate_username(username: str) -> str:
     return name
 
 
-def validate_password(password: str, *, username: str = "") -> None:
-    if len(password) < MIN_PASSWORD:
-        raise AuthError(f"Passwords need at least {MIN_PASSWORD} characters.")
-    if len(password) > MAX_PASSWORD:
-        raise AuthError(f"Passwords can have at most {MAX_PASSWORD} characters.")
-    if not password.strip():
-        raise AuthError("A password cannot be only spaces.")
-    if username and password.casefold() == username.strip().casefold():
-        raise AuthError("The password must not be the username.")
-
-
-def _locked_message(until: datetime, now: datetime) -> str:
-    minutes = max(1, math.ceil((until - now).total_seconds() / 60))
-    unit = "minute" if minutes == 1 else "minutes"
-    return f"Too many failed attempts; try again in {minutes} {unit}."
+def validate_password(password: str, *, username: str = "", min_strength: int = 3) -> None:
+    check_new_password(password, username=username, min_strength=min_strength)
 
 
 class LocalAuth:
@@ -75,75 +82,132 @@ class LocalAuth:
         engine: Engine,
         *,
         max_failures: int = 5,
-        lock_seconds: int = 300,
+        policy: ThrottlePolicy | None = None,
         hasher: PasswordHasher | None = None,
+        parallel_hashes: int = 2,
+        hash_wait_seconds: float = 30.0,
+        min_strength: int = 3,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._engine = engine
-        self._max_failures = max_failures
-        self._lock_seconds = lock_seconds
         self._hasher = hasher or PasswordHasher()
         self._clock = clock
+        self._min_strength = min_strength
+        self.throttle = SignInThrottle(
+            engine, policy or ThrottlePolicy(free_failures=max_failures), clock=clock
+        )
+        # Bounds argon2's memory (64 MiB a hash by default) and CPU under a burst of sign-ins.
+        self._hashing = threading.BoundedSemaphore(parallel_hashes)
+        self._hash_wait = hash_wait_seconds
         # Verified against for unknown usernames, so they take as long as known ones.
         self._dummy_hash = self._hasher.hash("labelkit-timing-equaliser")
 
-    def sign_up(self, username: str, password: str, email: str | None = None) -> Principal:
+    @classmethod
+    def from_settings(cls, settings: Settings, *, engine: Engine) -> LocalAuth:
+        return cls(
+            engine,
+            policy=ThrottlePolicy.from_settings(settings),
+            parallel_hashes=settings.login_parallel_hashes,
+            min_strength=settings.password_min_strength,
+        )
+
+    def sign_up(
+        self, username: str, password: str, email: str | None = None, *, client: SignInClient | None = None
+    ) -> Principal:
         name = validate_username(username)
-        validate_password(password, username=name)
+        check_new_password(password, username=name, min_strength=self._min_strength)
         clean_email = (email or "").strip() or None
         if clean_email is not None and ("@" not in clean_email or len(clean_email) > 254):
             raise AuthError("That email address does not look right.")
-        password_hash = self._hasher.hash(password)
+        attempt = self.throttle.begin_sign_up(client or SignInClient())
+        with transaction(self._engine) as s:
+            taken = repo.get_user_by_username(session=s, username=name) is not None
+        if taken:
+            # The count stays on the client's budget: probing for names costs like guessing.
+            raise AuthError(NOT_AVAILABLE)
+        try:
+            password_hash = self._hash(password)
+        except AuthError:
+            self.throttle.cancel(attempt)
+            raise
         try:
             with transaction(self._engine) as s:
-                if repo.get_user_by_username(session=s, username=name) is not None:
-                    raise AuthError("That username is taken; please choose another.")
                 user = repo.create_user(
                     session=s, username=name, password_hash=password_hash, email=clean_email
                 )
                 principal = Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
         except IntegrityError as e:
             # Two sign-ups with the same name at once: the unique key let one in.
-            raise AuthError("That username is taken; please choose another.") from e
+            raise AuthError(NOT_AVAILABLE) from e
+        self.throttle.succeeded(attempt)
         logger.info("account created: %s (admin=%s)", principal.username, principal.is_admin)
         return principal
 
-    def sign_in(self, username: str, password: str) -> Principal:
+    def sign_in(self, username: str, password: str, *, client: SignInClient | None = None) -> Principal:
+        client = client or SignInClient()
+        name = repo.normalize_username(username)
         now = self._clock()
         with transaction(self._engine) as s:
-            user = repo.get_user_by_username(session=s, username=username)
-            if user is None or user.password_hash is None:
-                self._verify(self._dummy_hash, password)
-                raise AuthError(WRONG_CREDENTIALS)
-            if user.locked_until is not None and user.locked_until > now:
-                raise AccountLocked(_locked_message(user.locked_until, now))
-            failure: AuthError | None = None
-            principal: Principal | None = None
-            if not self._verify(user.password_hash, password):
-                was_locked = user.locked_until
-                repo.record_login_failure(
-                    session=s, user=user, max_failures=self._max_failures, lock_seconds=self._lock_seconds
+            user = repo.get_user_by_username(session=s, username=name) if name else None
+            stored = user.password_hash if user is not None else None
+            user_id = user.id if user is not None else ""
+            trusted = bool(
+                user is not None
+                and client.device
+                and accounts.is_trusted_device(
+                    session=s, token_hash=hash_token(client.device), user_id=user.id, now=now
                 )
-                if user.locked_until is not None and user.locked_until != was_locked:
-                    # Count the lock from our clock (injectable for tests), not the repository's.
-                    user.locked_until = now + timedelta(seconds=self._lock_seconds)
-                    logger.warning("account %s locked after repeated failed sign-ins", user.username)
-                    failure = AccountLocked(_locked_message(user.locked_until, now))
-                else:
-                    failure = AuthError(WRONG_CREDENTIALS)
-            else:
-                if self._hasher.check_needs_rehash(user.password_hash):
-                    user.password_hash = self._hasher.hash(password)
-                repo.record_login_success(session=s, user=user)
-                principal = Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
-        # Raised after the transaction committed, so the failure count is kept.
-        if failure is not None or principal is None:
-            raise failure or AuthError(WRONG_CREDENTIALS)
+            )
+            principal = (
+                Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
+                if user is not None
+                else None
+            )
+        # Counted (or refused: AccountLocked) before any password is checked.
+        attempt = self.throttle.begin(name, client, trusted=trusted)
+        try:
+            ok = self._check(stored, password)
+        except AuthError:
+            self.throttle.cancel(attempt)
+            raise
+        if not ok or principal is None or stored is None:
+            waiting = attempt.wait_message()
+            if waiting is not None:
+                # Not the username: the log must not become the enumeration oracle either.
+                logger.warning("sign-in throttled: %d key(s) blocked after failures", len(attempt.blocked))
+                raise AccountLocked(waiting)
+            raise AuthError(WRONG_CREDENTIALS)
+        rehashed = self._rehash_if_needed(stored, password)
+        with transaction(self._engine) as s:
+            accounts.note_sign_in(session=s, user_id=user_id, now=self._clock(), password_hash=rehashed)
+        self.throttle.succeeded(attempt)
         return principal
 
     def sign_out(self, principal: Principal) -> None:
-        # Local sessions live only in the dashboard's session state; nothing to revoke.
+        # The dashboard revokes the browser session (labelkit.auth.sessions); nothing else to end.
         logger.info("signed out: %s", principal.username)
+
+    # --- internals ---------------------------------------------------------------
+
+    def _check(self, stored: str | None, password: str) -> bool:
+        """Verify ``password`` (against a dummy hash when there is no account), at most
+        ``parallel_hashes`` at a time."""
+        if len(password) > _LONGEST_ATTEMPT:
+            return False
+        with self._hash_slot():
+            return self._verify(stored or self._dummy_hash, password) and stored is not None
+
+    def _hash(self, password: str) -> str:
+        with self._hash_slot():
+            return self._hasher.hash(password)
+
+    def _rehash_if_needed(self, stored: str, password: str) -> str | None:
+        if not self._hasher.check_needs_rehash(stored):
+            return None
+        return self._hash(password)
+
+    def _hash_slot(self) -> _Slot:
+        return _Slot(self._hashing, self._hash_wait)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:
@@ -153,3 +217,18 @@ class LocalAuth:
         except (VerificationError, InvalidHashError):
             logger.warning("a stored password hash could not be checked")
             return False
+
+
+class _Slot:
+    """``with`` one of the hashing semaphore's slots, or ``AuthError(BUSY)`` after ``wait`` s."""
+
+    def __init__(self, semaphore: threading.BoundedSemaphore, wait: float) -> None:
+        self._semaphore = semaphore
+        self._wait = wait
+
+    def __enter__(self) -> None:
+        if not self._semaphore.acquire(timeout=self._wait):
+            raise AuthError(BUSY)
+
+    def __exit__(self, *exc: object) -> None:
+        self._semaphore.release()

@@ -1,59 +1,186 @@
-"""Browser sessions that survive a page reload.
+"""Browser sessions that survive a page reload, with a cookie no script can read.
 
-Streamlit keeps state per WebSocket session, so a reload used to sign people
-out. After sign-in the dashboard issues a random token, stores only its
-SHA-256 in ``web_sessions`` and sets it as a cookie; a new Streamlit session
-reads the cookie and resumes as the same person. Sign-out deletes the row,
-so a copied cookie is useless afterwards. The user's role is read from the
-database on every resume (an admin demoted meanwhile is no longer admin).
+Streamlit keeps state per WebSocket session and cannot set a cookie from Python; a cookie set
+from JavaScript cannot be HttpOnly. So the cookie is only ever set by the server, on plain HTTP
+responses (``dashboard/web.py``), and signing in goes through a *handoff*:
+
+1. every page load that comes without a ``labelkit_session`` cookie gets one: a random token
+   that means nothing yet (HttpOnly, ``SameSite=Strict``, ``Secure`` over HTTPS);
+2. the sign-in form (over the WebSocket, whose handshake carried that cookie) checks the
+   password, then :meth:`SessionStore.begin` records "the browser holding this cookie signed
+   in as X" for one minute, and the page is sent to ``/session/start``;
+3. that HTTP request carries the same cookie: :meth:`SessionStore.complete` consumes the
+   handoff and answers with a *new* random token (the session id changes at sign-in), which
+   the response sets as the HttpOnly cookie, and redirects to the app.
+
+No token ever appears in a URL, in the page or in script-readable storage; a handoff can only
+be collected by the browser that holds the cookie it was recorded under (so a link cannot sign
+someone into another person's account). Only SHA-256 hashes of tokens are stored.
+
+:meth:`resume` is asked on every page rerun, so revoking a session (sign-out in any tab, the
+user being deleted) ends every tab of it at its next interaction; a session also ends after
+``lifetime_seconds`` (14 days) or ``idle_seconds`` (8 hours) without use. The user's role is
+read from the database each time (an admin demoted meanwhile is no longer admin).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.engine import Engine
 
 from labelkit.auth import Principal
+from labelkit.db import accounts
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.models import utcnow
 
-COOKIE_NAME = "labelkit_session"
-DEFAULT_LIFETIME = 14 * 24 * 3600
+if TYPE_CHECKING:
+    from labelkit.settings import Settings
+
+COOKIE_NAME: Final = "labelkit_session"
+DEVICE_COOKIE_NAME: Final = "labelkit_device"
+DEFAULT_LIFETIME: Final = 14 * 24 * 3600
+DEFAULT_IDLE: Final = 8 * 3600
+HANDOFF_SECONDS: Final = 60
+_TOUCH_AFTER: Final = 60  # seconds between writes of last_seen_at
+_MAX_TOKEN: Final = 256
 
 
-def _hash(token: str) -> str:
+def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def plausible_token(token: str | None) -> bool:
+    """A value we could have issued (so junk cookies cost no database lookup)."""
+    return bool(token) and 20 <= len(token or "") <= _MAX_TOKEN and (token or "").isascii()
+
+
 class SessionStore:
-    def __init__(self, engine: Engine, *, lifetime_seconds: int = DEFAULT_LIFETIME) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        lifetime_seconds: int = DEFAULT_LIFETIME,
+        idle_seconds: int = DEFAULT_IDLE,
+        device_days: int = 180,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._engine = engine
         self.lifetime_seconds = lifetime_seconds
+        self.idle_seconds = idle_seconds
+        self.device_seconds = device_days * 24 * 3600
+        self._clock = clock
 
-    def issue(self, principal: Principal) -> str:
-        """A new session token for ``principal`` (give it to the browser; it is not stored)."""
-        token = secrets.token_urlsafe(32)
+    @classmethod
+    def from_settings(cls, settings: Settings, *, engine: Engine) -> SessionStore:
+        return cls(
+            engine,
+            lifetime_seconds=settings.session_max_seconds,
+            idle_seconds=settings.session_idle_seconds,
+            device_days=settings.trusted_device_days,
+        )
+
+    # --- signing in: the handoff ---------------------------------------------------------
+
+    def begin(self, principal: Principal, *, browser_token: str | None) -> bool:
+        """Record that the browser holding ``browser_token`` (its current cookie) signed in as
+        ``principal``. False when there is no usable cookie (the session then lives in the tab)."""
+        if not plausible_token(browser_token):
+            return False
+        assert browser_token is not None
+        now = self._clock()
         with transaction(self._engine) as s:
-            repo.create_web_session(
+            accounts.put_handoff(
                 session=s,
+                browser_hash=hash_token(browser_token),
                 user_id=principal.user_id,
-                token_hash=_hash(token),
+                expires_at=now + timedelta(seconds=HANDOFF_SECONDS),
+            )
+        return True
+
+    def complete(self, browser_token: str | None, *, device_token: str | None = None) -> str | None:
+        """Turn this browser's handoff into a session: the new cookie token, or None.
+
+        With ``device_token``, the browser is also remembered as one that signed in to this
+        account (the sign-in throttle lets it through when strangers spent the account's budget).
+        """
+        if not plausible_token(browser_token):
+            return None
+        assert browser_token is not None
+        now = self._clock()
+        token = new_token()
+        with transaction(self._engine) as s:
+            user_id = accounts.take_handoff(session=s, browser_hash=hash_token(browser_token), now=now)
+            if user_id is None:
+                return None
+            accounts.create_web_session(
+                session=s,
+                user_id=user_id,
+                token_hash=hash_token(token),
+                now=now,
                 lifetime_seconds=self.lifetime_seconds,
             )
+            if plausible_token(device_token):
+                assert device_token is not None
+                accounts.trust_device(
+                    session=s,
+                    token_hash=hash_token(device_token),
+                    user_id=user_id,
+                    now=now,
+                    expires_at=now + timedelta(seconds=self.device_seconds),
+                )
+            accounts.prune_handoffs(session=s, now=now)
         return token
 
-    def resume(self, token: str) -> Principal | None:
-        """Who the token signs in, or None if it is unknown, expired or signed out."""
-        if not token or len(token) > 256:
-            return None
-        with transaction(self._engine) as s:
-            user = repo.user_for_web_session(session=s, token_hash=_hash(token))
-            if user is None:
-                return None
-            return Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
+    # --- every rerun -------------------------------------------------------------------
 
-    def revoke(self, token: str) -> None:
+    def resume(self, token: str | None) -> Principal | None:
+        """Who the token signs in, or None if it is unknown, expired, idle or signed out."""
+        if not plausible_token(token):
+            return None
+        assert token is not None
+        digest = hash_token(token)
+        now = self._clock()
         with transaction(self._engine) as s:
-            repo.delete_web_session(session=s, token_hash=_hash(token))
+            row = accounts.get_web_session(session=s, token_hash=digest)
+            if row is None:
+                return None
+            seen = row.last_seen_at or row.created_at
+            alive = row.expires_at > now and seen + timedelta(seconds=self.idle_seconds) > now
+            user = repo.get_user(session=s, user_id=row.user_id) if alive else None
+            principal = (
+                Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
+                if user is not None
+                else None
+            )
+            touch = principal is not None and seen + timedelta(seconds=_TOUCH_AFTER) <= now
+        # Writes in transactions of their own that start with the write (see labelkit.db.accounts).
+        if principal is None:
+            self.revoke(token)
+        elif touch:
+            with transaction(self._engine) as s:
+                accounts.touch_web_session(session=s, token_hash=digest, now=now)
+        return principal
+
+    # --- signing out -------------------------------------------------------------------
+
+    def revoke(self, token: str | None) -> None:
+        if not plausible_token(token):
+            return
+        assert token is not None
+        with transaction(self._engine) as s:
+            accounts.delete_web_session(session=s, token_hash=hash_token(token))
+
+    def revoke_user(self, user_id: str) -> int:
+        """End every session of ``user_id`` in every browser; returns how many ended."""
+        with transaction(self._engine) as s:
+            return accounts.delete_user_web_sessions(session=s, user_id=user_id)

@@ -7,7 +7,14 @@ Tables:
     image_terms    every label name, parent and category an image has, for fast search
                    ("images with X, or with X among its parents") and counts
     queue_messages the local job queue (``LocalQueue``), live and dead letters
-    web_sessions   signed-in browsers (hashed cookie tokens), so a reload keeps you signed in
+    web_sessions   signed-in browsers (hashed HttpOnly cookie tokens), so a reload keeps you signed in
+    session_handoffs
+                   a sign-in waiting for its browser to fetch the session cookie (one minute, once)
+    sign_in_throttle
+                   failed sign-in counts and backoffs per client + account, account and client
+    trusted_devices
+                   browsers that signed in to an account before (hashed device cookies): the
+                   account-wide backoff, which strangers can trigger, does not apply to them
     label_counts, term_counts, confidence_bins
                    running totals per owner (and for everyone, owner ``*``) behind the
                    dashboard's counts and charts; kept in step by ``labelkit.db.counts``
@@ -128,6 +135,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     password_hash: Mapped[str | None] = mapped_column(String(255))  # None for Cognito users
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Not used since migration 0007 (sign_in_throttle counts failures per client + account);
+    # kept because dropping columns on SQLite rebuilds the table under its foreign keys.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -300,6 +309,45 @@ class WebSession(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    # The idle timeout counts from here (touched at most once a minute, not on every rerun).
+    last_seen_at: Mapped[datetime | None]
+
+
+class SessionHandoff(Base):
+    """A sign-in done over the WebSocket, waiting for the same browser's HTTP request that
+    turns it into an HttpOnly session cookie. Keyed by the hash of the cookie the browser
+    already holds, so only that browser can collect it (no token in any URL)."""
+
+    __tablename__ = "session_handoffs"
+
+    browser_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime]
+
+
+class SignInThrottle(Base):
+    """Sign-in attempts counted under one key (a SHA-256 of, e.g., client + username:
+    neither is stored in clear). ``failures`` is raised atomically before a password is
+    checked; ``blocked_until`` refuses attempts without checking them."""
+
+    __tablename__ = "sign_in_throttle"
+    __table_args__ = (Index("ix_sign_in_throttle_updated", "updated_at"),)  # pruning old keys
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrustedDevice(Base):
+    """A browser (its device cookie, hashed) that signed in to ``user_id`` before."""
+
+    __tablename__ = "trusted_devices"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
 

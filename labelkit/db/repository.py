@@ -43,7 +43,6 @@ from labelkit.db.models import (
     TermCount,
     TermKind,
     User,
-    WebSession,
     new_id,
     utcnow,
 )
@@ -167,46 +166,6 @@ def upsert_external_user(
     user.username, user.email, user.is_admin = normalize_username(username), email, is_admin
     user.last_login_at = utcnow()
     return user
-
-
-def record_login_failure(*, session: Session, user: User, max_failures: int, lock_seconds: int) -> None:
-    user.failed_logins += 1
-    if user.failed_logins >= max_failures:
-        user.locked_until = utcnow() + timedelta(seconds=lock_seconds)
-        user.failed_logins = 0
-
-
-def record_login_success(*, session: Session, user: User) -> None:
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = utcnow()
-
-
-def create_web_session(*, session: Session, user_id: str, token_hash: str, lifetime_seconds: int) -> None:
-    now = utcnow()
-    session.add(
-        WebSession(
-            token_hash=token_hash,
-            user_id=user_id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=lifetime_seconds),
-        )
-    )
-
-
-def user_for_web_session(*, session: Session, token_hash: str) -> User | None:
-    """The user a live session token belongs to; expired sessions are removed on sight."""
-    row = session.get(WebSession, token_hash)
-    if row is None:
-        return None
-    if row.expires_at <= utcnow():
-        session.delete(row)
-        return None
-    return session.get(User, row.user_id)
-
-
-def delete_web_session(*, session: Session, token_hash: str) -> None:
-    session.execute(delete(WebSession).where(WebSession.token_hash == token_hash))
 
 
 # --------------------------------------------------------------------------- images

@@ -178,7 +178,7 @@ def test_sign_up_explains_policy_taken_names_and_missing_email(pool: Pool, engin
     with pytest.raises(AuthError, match="e-mail address is needed"):
         auth.sign_up("bob", PASSWORD, None)
     pool.create_confirmed("carol")
-    with pytest.raises(AuthError, match="^That username is taken; please choose another.$"):
+    with pytest.raises(AuthError, match="^That username is not available; please choose another.$"):
         auth.sign_up("carol", PASSWORD, "carol2@example.com")
 
 
@@ -372,7 +372,7 @@ def _client_error(code: str, message: str = "") -> ClientError:
         (_client_error("UserNotConfirmedException"), AuthError, "Confirm your e-mail first"),
         (_client_error("CodeMismatchException"), AuthError, "That code is not right"),
         (_client_error("ExpiredCodeException"), AuthError, "expired"),
-        (_client_error("UsernameExistsException"), AuthError, "That username is taken"),
+        (_client_error("UsernameExistsException"), AuthError, "That username is not available"),
         (
             _client_error(
                 "InvalidPasswordException", "Password did not conform with policy: Password must have symbols"

@@ -51,7 +51,7 @@ def test_sign_up_explains_bad_input(services: Services, alice: Principal) -> Non
     assert [e.value for e in at.error] == ["The two passwords differ."]
     at.text_input(key="signup_repeat").input(PASSWORD)
     _submit(at, "Create account")
-    assert [e.value for e in at.error] == ["That username is taken; please choose another."]
+    assert [e.value for e in at.error] == ["That username is not available; please choose another."]
     assert "principal" not in at.session_state
 
 
@@ -65,15 +65,15 @@ def test_sign_in_and_wrong_password(services: Services, alice: Principal) -> Non
     assert not at.error and at.session_state["principal"] == alice
 
 
-def test_lockout_after_five_wrong_passwords(services: Services, alice: Principal) -> None:
+def test_backoff_after_five_wrong_passwords(services: Services, alice: Principal) -> None:
     at = app()
     for _ in range(4):
         _sign_in(at, "alice", "not the password")
         assert [e.value for e in at.error] == ["Wrong username or password."]
     _sign_in(at, "alice", "not the password")
-    assert [e.value for e in at.error] == ["Too many failed attempts; try again in 5 minutes."]
+    assert [e.value for e in at.error] == ["Too many sign-in attempts; try again in 30 seconds."]
     _sign_in(at, "alice", PASSWORD)  # even the right password waits
-    assert "Too many failed attempts" in at.error[0].value
+    assert "Too many sign-in attempts" in at.error[0].value
     assert "principal" not in at.session_state
 
 

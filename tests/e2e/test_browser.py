@@ -54,8 +54,9 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
     expect(page.get_by_text("Administrator")).to_be_visible()
-    # A reload keeps you signed in (session cookie, set by the page just after sign-in).
-    page.wait_for_function("document.cookie.includes('labelkit_session=')")
+    # A reload keeps you signed in (an HttpOnly session cookie, set by the server at sign-in).
+    session = [c for c in page.context.cookies() if c["name"] == "labelkit_session"]
+    assert session and session[0]["httpOnly"], page.context.cookies()
     page.reload()
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
 
