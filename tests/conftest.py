@@ -3,11 +3,19 @@
 Databases: ``db_url`` runs a test on SQLite *and* on the real MariaDB at
 127.0.0.1:3306 (a throwaway database per test session, dropped at the end).
 If MariaDB is down the MySQL tests fail loudly; they are never skipped.
+
+Alembic runs once per test session and database kind, not per test (a fresh
+migration costs ~2 s on MariaDB): each SQLite test gets a copy of a database
+migrated once, and the MariaDB database is emptied between tests (rows deleted,
+schema kept) as long as it is still at the head revision; a test that dropped or
+downgraded the schema gets it rebuilt for the next one. The migrations themselves
+are tested from an empty database in their own tests.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +25,7 @@ import pytest
 from sqlalchemy.engine import Engine, make_url
 
 from labelkit.db.engine import dispose_engines, make_engine
-from labelkit.db.migrate import upgrade
+from labelkit.db.migrate import alembic_config, upgrade
 from labelkit.settings import Settings, get_settings
 
 MYSQL_HOST = os.environ.get("LABELKIT_TEST_MYSQL_HOST", "127.0.0.1")
@@ -90,12 +98,69 @@ def _reset_mysql(url: str) -> None:
     engine.dispose()
 
 
+def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _empty_mysql(url: str, head: str) -> None:
+    """Delete every row but keep the schema if it is at ``head``; else rebuild it."""
+    conn = _mysql_admin()
+    database = make_url(url).database or ""
+    try:
+        with conn.cursor() as cur:
+            _kill_other_connections(cur, database)
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (database,)
+            )
+            tables = [str(r[0]) for r in cur.fetchall()]
+            at_head = False
+            if "alembic_version" in tables:
+                cur.execute(f"SELECT version_num FROM `{database}`.alembic_version")
+                at_head = [r[0] for r in cur.fetchall()] == [head]
+            if at_head:
+                cur.execute(f"USE `{database}`")
+                cur.execute("SET FOREIGN_KEY_CHECKS=0")
+                for table in tables:
+                    if table != "alembic_version":
+                        cur.execute(f"DELETE FROM `{table}`")
+                cur.execute("SET FOREIGN_KEY_CHECKS=1")
+                conn.commit()
+                return
+    finally:
+        conn.close()
+    _reset_mysql(url)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per session; each test copies it."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "labelkit.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database at the head revision."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'labelkit.db'}"
+        path = tmp_path / "labelkit.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        return f"sqlite:///{path}"
     url: str = request.getfixturevalue("mysql_server_url")
-    _reset_mysql(url)
+    _empty_mysql(url, _head_revision())
     return url
 
 

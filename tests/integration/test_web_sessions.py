@@ -1,37 +1,54 @@
-"""Session tokens: resume after a reload, end on sign-out, expire, store no secret."""
+"""Session tokens: resume the same person until sign-out, expire, store no secret
+(SQLite and MariaDB). The browser handoff and revocation across tabs are in
+``tests/security/test_sessions.py``."""
 
 from __future__ import annotations
 
-import time
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from labelkit.auth.local import LocalAuth
-from labelkit.auth.sessions import SessionStore
+from labelkit.auth.sessions import SessionStore, hash_token, new_token
 from labelkit.db.engine import transaction
-from labelkit.db.models import WebSession
+from labelkit.db.models import WebSession, utcnow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def test_a_token_resumes_the_same_person_until_sign_out(engine: Engine) -> None:
     principal = LocalAuth(engine).sign_up("alice", "correct horse battery")
     store = SessionStore(engine)
-    token = store.issue(principal)
+    browser = new_token()
+    assert store.begin(principal, browser_token=browser)
+    token = store.complete(browser)
+    assert token is not None
     assert store.resume(token) == principal
     with transaction(engine) as s:
         stored = s.scalars(select(WebSession.token_hash)).all()
-    assert token not in stored and len(stored) == 1  # only a hash is kept
+    # only hashes are kept: neither the session token nor the browser's cookie
+    assert token not in stored and browser not in stored and hash_token(token) in stored
     store.revoke(token)
     assert store.resume(token) is None
 
 
 def test_unknown_and_expired_tokens_sign_nobody_in(engine: Engine) -> None:
     principal = LocalAuth(engine).sign_up("alice", "correct horse battery")
-    short = SessionStore(engine, lifetime_seconds=1)
-    token = short.issue(principal)
-    assert short.resume("not-a-token") is None
-    assert short.resume("") is None
-    time.sleep(1.2)
-    assert short.resume(token) is None
-    with transaction(engine) as s:
-        assert s.scalars(select(WebSession)).all() == []  # removed on sight
+    clock = Clock()
+    store = SessionStore(engine, lifetime_seconds=60, clock=clock)
+    browser = new_token()
+    assert store.begin(principal, browser_token=browser)
+    token = store.complete(browser)
+    assert store.resume("not-a-token") is None
+    assert store.resume("") is None
+    assert store.resume(None) is None
+    assert store.resume(token) == principal
+    clock.now += timedelta(seconds=61)
+    assert store.resume(token) is None
