@@ -34,7 +34,7 @@ venv: $(STAMP)
 # Export the local models to ONNX once (cached in data/models, outside git): the classifier with
 # torch, the detector with TensorFlow + tf2onnx in their own venv (data/build/tf-venv, made once).
 model: $(STAMP)
-	$(PY) -m labelkit.labelers.export
+	$(PY) -m labelkit.labelers.build
 
 run: model
 	$(PY) -m labelkit.run

@@ -34,7 +34,7 @@ import numpy as np
 
 from bench.readme import update_readme
 from labelkit.labelers.base import ImageInput, LabelOptions
-from labelkit.labelers.export import Precision
+from labelkit.labelers.catalog import Precision
 
 #: Issue 14's targets for the full labeller (decode, classifier, detector, faces, properties).
 TARGETS = {"small_ips": 15.0, "large_ips": 10.0, "rss_mb": 800.0}

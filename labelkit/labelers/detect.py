@@ -7,7 +7,7 @@ Why this model and engine (measured on this 2-core machine; README "The local la
   itself states no licence). No registry package ships a newer detector's weights.
 * ``make model`` converts the graph's network part (``Preprocessor/sub`` ->
   box encodings ``Squeeze`` and class scores ``Postprocessor/convert_scores``) to ONNX with
-  tf2onnx, in an isolated conversion venv (:mod:`labelkit.labelers.detect_export`); run
+  tf2onnx, in an isolated conversion venv (:mod:`labelkit.labelers.detect_build`); run
   time needs neither TensorFlow nor OpenCV. The network part runs in ~55 ms of CPU per
   image on onnxruntime against ~110 ms for the whole graph in OpenCV's DNN module, and
   ~67 ms for the whole graph (with TF's in-graph NMS loop) converted to ONNX.

@@ -38,9 +38,9 @@ import numpy as np
 from labelkit.errors import LabelerError
 from labelkit.images import decode_rgb
 from labelkit.labelers.base import BoundingBox, ImageInput, ImageProperties, LabelOptions, LabelResult
+from labelkit.labelers.catalog import Precision
 from labelkit.labelers.classify import Classifier, ClassifierOutput
 from labelkit.labelers.detect import Detection, Detector
-from labelkit.labelers.export import Precision
 from labelkit.labelers.faces import MAX_SIDE, MIN_SCORE, Face, FaceDetector, FaceInput
 from labelkit.labelers.fusion import classifier_labels, fuse, load_fusion
 from labelkit.labelers.properties import image_properties

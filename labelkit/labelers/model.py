@@ -82,7 +82,7 @@ class LocalModel(ABC, Generic[PreparedT, OutputT]):
 
     def how_to_fix(self) -> str:
         """What to run when files are missing (shown in the error)."""
-        return "Run `make model` (or `python -m labelkit.labelers.export`)."
+        return "Run `make model` (or `python -m labelkit.labelers.build`)."
 
     # --- 2. load once ---------------------------------------------------------------
 

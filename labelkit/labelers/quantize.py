@@ -1,6 +1,6 @@
 """INT8 static quantization of the exported EfficientNet-Lite ONNX model (export time only).
 
-Called by :mod:`labelkit.labelers.export`; run time only loads the result. Needs
+Called by :mod:`labelkit.labelers.build`; run time only loads the result. Needs
 onnx and onnxruntime's quantization tools, and photos from scikit-image /
 scikit-learn for calibration (offline, shipped in those packages).
 

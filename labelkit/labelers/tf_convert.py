@@ -2,7 +2,7 @@
 
 Run as a file (``<tf-venv>/bin/python labelkit/labelers/tf_convert.py ...``), never imported by
 the app: it needs TensorFlow and tf2onnx, which live in their own venv
-(``data/build/tf-venv``, made by :mod:`labelkit.labelers.detect_export`) so that their
+(``data/build/tf-venv``, made by :mod:`labelkit.labelers.detect_build`) so that their
 numpy/protobuf pins never meet the app's. It imports nothing from labelkit for the same
 reason (running it as a file does not import the ``labelkit`` package either).
 

