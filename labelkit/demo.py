@@ -71,7 +71,7 @@ def load_demo(*, username: str, password: str | None, label: bool) -> tuple[list
         for name, data in shipped_photos()
     ]
     if label:
-        from sqs_listener.listener import Listener
+        from labelkit.worker import Listener
 
         Listener(
             queue=services.queue,

@@ -19,7 +19,7 @@ from labelkit.logs import configure_logging
 from labelkit.reconcile import reconcile
 from labelkit.services import build_pipeline, build_services
 from labelkit.settings import get_settings
-from sqs_listener.listener import Listener
+from labelkit.worker import Listener
 
 logger = logging.getLogger("sqs_listener")
 

@@ -26,7 +26,7 @@ from labelkit.auth.local import LocalAuth
 from labelkit.services import Services, build_pipeline, build_services
 from labelkit.settings import Settings, get_settings
 from labelkit.uploads import upload_image
-from sqs_listener.listener import Listener
+from labelkit.worker import Listener
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "streamlit_app.py"
 PASSWORD = "correct horse battery"

@@ -21,7 +21,7 @@ from labelkit.db.models import ImageStatus
 from labelkit.queue.sqs import ensure_queues
 from labelkit.services import build_pipeline, build_services
 from labelkit.settings import Settings
-from sqs_listener.listener import Listener
+from labelkit.worker import Listener
 from tests.integration.test_pipeline import jpeg
 
 pytestmark = [pytest.mark.aws, pytest.mark.mysql]

@@ -27,7 +27,7 @@ from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_pipeline, build_services
 from labelkit.settings import Settings
 from labelkit.uploads import delete_image, retry_image, upload_image
-from sqs_listener.listener import Listener
+from labelkit.worker import Listener
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:

@@ -20,7 +20,7 @@ from labelkit.db.models import User, utcnow
 from labelkit.errors import AccountLocked, AuthError
 from labelkit.services import Services, build_pipeline
 from labelkit.uploads import upload_image
-from sqs_listener.listener import Listener
+from labelkit.worker import Listener
 from tests.dashboard.conftest import RED, app
 
 SECRET = "Tr0ub4dor&3-very-secret"

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from labelkit.queue import QueueMessage
-from sqs_listener.listener import Listener
+from labelkit.worker import Listener
 
 
 class OneMessageQueue:

@@ -1,4 +1,6 @@
-"""The listener loop: N workers receive messages, run the pipeline, delete on success.
+"""The worker loop: N workers receive messages, run the pipeline, delete on success.
+
+Run by ``python -m sqs_listener`` (the long-poll worker) and by the demo.
 
 Delivery is at least once: a message is deleted only after its labels are
 committed, so a worker killed at any moment loses nothing (the message comes
