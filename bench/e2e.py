@@ -3,9 +3,9 @@
 What is measured, and why this way:
 
 * Local mode, as ``make run`` runs it: SQLite database and queue, a folder store, the real
-  local model in real ``python -m sqs_listener`` processes (``tests/reliability/harness``).
+  local model in real ``python -m sqs_listener`` processes (``labelkit/testing/workers.py``).
 * Photos of mixed sizes, 0.2 to 12 MP (china.jpg with sensor-like noise from
-  ``tests/unit/image_factory``, JPEG quality 85), made up front and made distinct per upload.
+  ``labelkit/testing/photos``, JPEG quality 85), made up front and made distinct per upload.
 * **Latency** (one and two listeners): uploads are spaced, the next one starts only when the
   previous image is labelled, so no upload waits behind another. Latency is from just before
   ``upload_image`` (validate, store, insert, enqueue) to ``labelled_at``, which is written in
@@ -36,8 +36,8 @@ from bench.soak import numbered
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, utcnow
 from labelkit.services import Services, build_services
-from labelkit.uploads import upload_image
-from tests.reliability.harness import (
+from labelkit.testing.photos import encode, photo
+from labelkit.testing.workers import (
     local_listener_env,
     local_settings,
     make_owner,
@@ -45,7 +45,7 @@ from tests.reliability.harness import (
     stop,
     unsettled,
 )
-from tests.unit.image_factory import encode, photo
+from labelkit.uploads import upload_image
 
 # 0.2, 0.7, 2.1, 6 and 12 MP
 SIZES = ((548, 365), (1024, 683), (1800, 1200), (3000, 2000), (4000, 3000))

@@ -1,7 +1,7 @@
 """Soak test of the local pipeline: ``python -m bench.soak --images 1000 --listeners 2``.
 
 One thread uploads photos of mixed sizes, 320x214 to 2400x1600 (real photos from
-``tests/unit/image_factory``), through ``upload_image`` while N real ``python -m sqs_listener``
+``labelkit/testing/photos``), through ``upload_image`` while N real ``python -m sqs_listener``
 processes label them with the real local model. Then a report: throughput, upload-to-labelled
 latency (``images.created_at`` to ``labelled_at``), lost images (not labelled) and duplicated
 label rows. Exits 1 if anything was lost or duplicated. Everything stays on this machine
@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, LabelRow
 from labelkit.services import Services, build_services
-from labelkit.uploads import upload_image
-from tests.reliability.harness import (
+from labelkit.testing.photos import encode, photo
+from labelkit.testing.workers import (
     local_listener_env,
     local_settings,
     make_owner,
@@ -35,7 +35,7 @@ from tests.reliability.harness import (
     stop,
     unsettled,
 )
-from tests.unit.image_factory import encode, photo
+from labelkit.uploads import upload_image
 
 SIZES = ((320, 214), (640, 427), (1024, 683), (1600, 1067), (2400, 1600))
 

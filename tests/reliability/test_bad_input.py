@@ -1,4 +1,4 @@
-"""A corpus of bad and odd inputs (generated from ``tests/unit/image_factory.py`` and
+"""A corpus of bad and odd inputs (generated from ``labelkit/testing/photos.py`` and
 ``tests/support/bombs.py``) through every way in: ``upload_image``, the dashboard's upload
 page (AppTest file_uploader), and the worker (bytes put straight into the store under a
 row's key, labelled by a real ``python -m sqs_listener`` process with the real local model).
@@ -28,9 +28,8 @@ from labelkit.db.models import ImageStatus, QueueMessageRow
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
-from labelkit.uploads import upload_image
-from tests.dashboard.conftest import APP
-from tests.reliability.harness import (
+from labelkit.testing import photos as f
+from labelkit.testing.workers import (
     MODEL_DIR,
     local_listener_env,
     make_owner,
@@ -40,8 +39,9 @@ from tests.reliability.harness import (
     unsettled,
     wait_until,
 )
+from labelkit.uploads import upload_image
+from tests.dashboard.conftest import APP
 from tests.support import bombs
-from tests.unit import image_factory as f
 
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024  # small, so one corpus entry is "too big" cheaply
 BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")

@@ -24,9 +24,9 @@ from PIL import Image
 from labelkit.errors import IntakeError
 from labelkit.images import decode_rgb, inspect_image, make_thumbnail
 from labelkit.settings import get_settings
+from labelkit.testing import photos as f
 from tests.support import bombs
 from tests.support.peak import measure
-from tests.unit import image_factory as f
 
 MB = 1024 * 1024
 MAX_PIXELS = 50_000_000

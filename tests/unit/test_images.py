@@ -1,7 +1,7 @@
 """Image intake: every bad input is refused with a sentence a person understands, every
 odd-but-valid image is accepted with the right facts, and decoding is fast and correct.
 
-All inputs are generated in memory (see ``tests/unit/image_factory.py``); no network.
+All inputs are generated in memory (see ``labelkit/testing/photos.py``); no network.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from labelkit.images import (
     sniff_format,
 )
 from labelkit.settings import get_settings
+from labelkit.testing import photos as f
 from tests.support import bombs
-from tests.unit import image_factory as f
 
 MB = 1024 * 1024
 LIMITS = {"max_bytes": 20 * MB, "max_pixels": 50_000_000}

@@ -3,7 +3,7 @@ corpus of bad ones (wrong types, truncations, decompression bombs, odd modes).
 
 Everything is built in memory with Pillow/numpy/zlib, from real photos shipped in
 scikit-learn (``china.jpg``) so JPEG sizes and decode times are realistic. No network.
-Reliability tests reuse these: ``from tests.unit.image_factory import png_bomb, ...``.
+Tests and benchmarks use these: ``from labelkit.testing import photos as f``.
 """
 
 from __future__ import annotations
