@@ -52,6 +52,7 @@ from labelkit.labelers.catalog import (
     MODELS,
     OPSET,
     PRECISIONS,
+    QUANT_FORMAT,
     ModelFiles,
     ModelSpec,
     Precision,
@@ -116,8 +117,6 @@ def is_current(model_dir: Path, spec: ModelSpec, precision: Precision = "fp32") 
 def _int8_manifest(files: ModelFiles, calibration: str) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from labelkit.labelers.quantize import QUANT_FORMAT
-
     return {
         "quant_format": QUANT_FORMAT,
         "onnxruntime": ort.__version__,
@@ -129,8 +128,6 @@ def _int8_manifest(files: ModelFiles, calibration: str) -> dict[str, Any]:
 
 def _int8_is_current(files: ModelFiles) -> bool:
     import onnxruntime as ort
-
-    from labelkit.labelers.quantize import QUANT_FORMAT
 
     try:
         manifest = json.loads(files.int8_manifest.read_text())

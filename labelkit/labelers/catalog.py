@@ -17,6 +17,8 @@ from typing import Any, Literal
 #: Bump when the exported graph changes (outputs, opset, preprocessing contract).
 EXPORT_FORMAT = 1
 OPSET = 17
+#: Bump when the int8 quantization (labelers/quantize.py) changes what the int8 file contains.
+QUANT_FORMAT = 1
 
 Precision = Literal["fp32", "int8"]
 PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")

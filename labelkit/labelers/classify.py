@@ -35,7 +35,7 @@ from PIL import Image
 
 from labelkit.errors import LabelerError
 from labelkit.labelers.base import BoundingBox
-from labelkit.labelers.catalog import EXPORT_FORMAT, MODELS, PRECISIONS, ModelFiles, Precision
+from labelkit.labelers.catalog import EXPORT_FORMAT, MODELS, PRECISIONS, QUANT_FORMAT, ModelFiles, Precision
 from labelkit.labelers.model import LocalModel, ort_session, softmax
 from labelkit.labelers.taxonomy import CompiledRules, load_rules
 
@@ -101,8 +101,6 @@ class Classifier(LocalModel[np.ndarray, ClassifierOutput]):
     def model_version(self) -> str:
         """Changes whenever the model, its precision, its export or the rules/taxonomy change."""
         if self.precision == "int8":
-            from labelkit.labelers.quantize import QUANT_FORMAT
-
             engine = f"int8-onnx-{EXPORT_FORMAT}.{QUANT_FORMAT}"
         else:
             engine = f"onnx-{EXPORT_FORMAT}"

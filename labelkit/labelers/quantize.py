@@ -46,8 +46,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: Bump when anything below changes what the int8 file contains.
-QUANT_FORMAT = 1
 #: Number of calibration inputs (package photos first, then crops/flips of them).
 CALIBRATION_INPUTS = 100
 CALIBRATION_SEED = 20240601
