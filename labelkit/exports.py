@@ -85,6 +85,7 @@ from labelkit.db import repository as repo
 from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
 from labelkit.db.repository import Viewer
 from labelkit.errors import NotFound, ObjectNotFound, PermissionDenied
+from labelkit.labelers.base import clamp_extent
 from labelkit.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -156,17 +157,13 @@ class BoxEntry:
     confidence: float
 
 
-def _unit(value: float) -> float:
-    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
-
-
 def clamp_box(left: float, top: float, width: float, height: float) -> tuple[float, float, float, float]:
     """``(left, top, width, height)`` fractions moved inside the image: the edges (left and
     right, top and bottom) are clamped to ``[0, 1]`` and the size is what lies between them,
     so ``left + width <= 1`` and nothing is negative."""
-    x0, y0 = _unit(left), _unit(top)
-    x1, y1 = _unit(left + width), _unit(top + height)
-    return x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)
+    x0, w = clamp_extent(left, width)
+    y0, h = clamp_extent(top, height)
+    return x0, y0, w, h
 
 
 def box_edges(box: BoxEntry, width: float, height: float, ndigits: int | None) -> tuple[float, ...]:
@@ -178,10 +175,11 @@ def box_edges(box: BoxEntry, width: float, height: float, ndigits: int | None) -
     def r(v: float) -> float:
         return round(v) if ndigits is None else round(v, ndigits)
 
-    x0 = r(min(width, box.left * width))
-    y0 = r(min(height, box.top * height))
-    x1 = max(x0, r(min(width, (box.left + box.width) * width)))
-    y1 = max(y0, r(min(height, (box.top + box.height) * height)))
+    left, top, w, h = clamp_box(box.left, box.top, box.width, box.height)
+    x0 = r(min(width, left * width))
+    y0 = r(min(height, top * height))
+    x1 = max(x0, r(min(width, (left + w) * width)))
+    y1 = max(y0, r(min(height, (top + h) * height)))
     return x0, y0, r(x1 - x0), r(y1 - y0)
 
 

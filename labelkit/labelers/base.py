@@ -29,9 +29,9 @@ class BoundingBox(BaseModel):
         """A box moved inside the image: its edges (left/right, top/bottom) clamped to
         ``[0, 1]`` and its size what lies between them, so ``left + width <= 1``.
         Rekognition's own boxes can pass the frame (``Left + Width > 1``, a negative ``Left``)."""
-        x0, y0 = _unit(left), _unit(top)
-        x1, y1 = _unit(float(left) + float(width)), _unit(float(top) + float(height))
-        return cls(left=x0, top=y0, width=max(0.0, x1 - x0), height=max(0.0, y1 - y0))
+        x0, w = clamp_extent(left, width)
+        y0, h = clamp_extent(top, height)
+        return cls(left=x0, top=y0, width=w, height=h)
 
 
 class Instance(BaseModel):
@@ -178,6 +178,19 @@ class LabelResult(BaseModel):
             )
         version = model_version or f"rekognition-{response.get('LabelModelVersion', 'unknown')}"
         return cls(labels=labels, image_properties=props, model_version=version)
+
+
+def clamp_extent(start: float, size: float) -> tuple[float, float]:
+    """``(start, size)`` of a box side (fractions) cut to ``[0, 1]``: a start before 0 moves to 0
+    and the size loses what lay outside; the size then ends at 1 at most. A side already
+    inside keeps its exact values."""
+    start, size = float(start), float(size)
+    if not (math.isfinite(start) and math.isfinite(size)):
+        return _unit(start), 0.0
+    if start < 0:
+        start, size = 0.0, size + start
+    start = min(start, 1.0)
+    return start, max(0.0, min(size, 1.0 - start))
 
 
 def _unit(value: float) -> float:
