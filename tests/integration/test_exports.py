@@ -289,8 +289,12 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     # GIVEN a person confirmed the cat (its boxes are the model's), then the human labels went
     with transaction(engine) as s:
         repo.set_human_label(
-            session=s, viewer=alice, image_id=bob_cat, name="Cat", review=ReviewState.CONFIRMED
-        )  # type: ignore[arg-type]
+            session=s,
+            viewer=alice,  # type: ignore[arg-type]
+            image_id=bob_cat,  # type: ignore[arg-type]
+            name="Cat",
+            review=ReviewState.CONFIRMED,
+        )
     manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
     with transaction(engine) as s:
         s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -91,7 +92,8 @@ def _entries(seed: int) -> list[ImageEntry]:
     return out
 
 
-def _inside(x: Decimal, y: Decimal, w: Decimal, h: Decimal, width: Decimal, height: Decimal) -> bool:
+def _inside(box: Sequence[Decimal], width: Decimal, height: Decimal) -> bool:
+    x, y, w, h = box
     return 0 <= x and 0 <= y and 0 <= w and 0 <= h and x + w <= width and y + h <= height
 
 
@@ -110,15 +112,15 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
         width, height = sizes[r["image_id"]]
         px = [Decimal(r[f"box_{k}_px"]) for k in ("left", "top", "width", "height")]
         unit = [Decimal(r[f"box_{k}"]) for k in ("left", "top", "width", "height")]
-        assert _inside(*px, width, height), r
-        assert _inside(*unit, Decimal(1), Decimal(1)), r
+        assert _inside(px, width, height), r
+        assert _inside(unit, Decimal(1), Decimal(1)), r
 
     written = 0
     for line in exports.to_jsonl(entries).decode().splitlines():
         record = json.loads(line, parse_float=Decimal)
         for lab in record["labels"]:
             for b in lab["instances"]:
-                assert _inside(b["left"], b["top"], b["width"], b["height"], Decimal(1), Decimal(1)), b
+                assert _inside([b["left"], b["top"], b["width"], b["height"]], Decimal(1), Decimal(1)), b
                 written += 1
     assert written == boxes
 
@@ -126,7 +128,7 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
     images = {i["id"]: (Decimal(i["width"]), Decimal(i["height"])) for i in coco["images"]}
     assert len(coco["annotations"]) == boxes
     for a in coco["annotations"]:
-        assert _inside(*(Decimal(v) for v in a["bbox"]), *images[a["image_id"]]), a
+        assert _inside([Decimal(v) for v in a["bbox"]], *images[a["image_id"]]), a
         assert a["area"] >= 0
 
     written = 0
@@ -136,7 +138,7 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
         for b in record["bounding-box"]["annotations"]:
             assert all(isinstance(b[k], int) for k in ("left", "top", "width", "height")), b
             assert _inside(
-                *(Decimal(b[k]) for k in ("left", "top", "width", "height")),
+                [Decimal(b[k]) for k in ("left", "top", "width", "height")],
                 Decimal(size["width"]),
                 Decimal(size["height"]),
             ), b
