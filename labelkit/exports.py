@@ -15,8 +15,13 @@ Tables (pandas)::
 
 Export formats (:class:`ExportFormat`):
 
+Every writer puts every box inside its image: boxes are clamped by their edges
+(:func:`clamp_box`), and the edges are rounded, not the sizes (:func:`box_edges`), so
+``x + w`` never passes the width in the file's own numbers.
+
 ``csv``
-    :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe).
+    :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe), optionally
+    with a UTF-8 byte order mark for Excel.
 ``jsonl``
     One image per line with its labels. The round-trip format: importing it and
     exporting again gives the same file. A label is one entry per (source, model
@@ -25,7 +30,8 @@ Export formats (:class:`ExportFormat`):
     ``confirmed``, ``rejected``); the verdict itself is the ``source: "human"``
     entry of the same name, as it is stored.
 ``coco``
-    COCO detection JSON: ``images`` (``file_name`` = object key, plus ``labelkit_id``),
+    COCO detection JSON: ``images`` (``file_name`` = object key, or ``images/<name>`` in
+    a bundle, plus ``labelkit_id``),
     ``categories`` (label names, ids from 1, ``supercategory`` = first parent),
     ``annotations`` for boxes (``bbox`` = ``[x, y, w, h]`` in pixels, ``score``,
     ``source``, ``model_version``, ``review``). COCO has no image-level labels, so
@@ -35,14 +41,18 @@ Export formats (:class:`ExportFormat`):
 ``manifest``
     Amazon SageMaker Ground Truth / Rekognition Custom Labels manifest, one JSON
     object per image: ``source-ref`` (``s3://bucket/key`` in S3 mode, the file path
-    in local mode); each positive label (model or human, never a rejected one) as a
-    classification attribute ``label-N`` (the class id) with ``label-N-metadata``
+    in local mode or ``s3://`` under a given base, ``images/<name>`` in a bundle); each
+    positive label (model or human, never a rejected one) as a classification attribute
+    ``label-N`` (the class id) with ``label-N-metadata``
     (``class-name``, ``confidence`` 0-1, ``type: groundtruth/image-classification``,
     ``human-annotated``, ``creation-date``, ``job-name``); boxes as ``bounding-box``
     (``image_size`` and ``annotations`` with ``class_id``, ``left``, ``top``,
     ``width``, ``height`` in pixels) with ``bounding-box-metadata`` (``class-map``,
     ``objects``, ``type: groundtruth/object-detection``, ...). Images without a
     positive label are left out (a manifest line needs a label).
+
+Bundles (:func:`write_bundle`, COCO and manifests): a zip of the images under readable,
+unique, safe names (:func:`bundle_names`) and the annotation file pointing at them.
 
 Filters (:class:`ExportOptions`): owner (a username; non-admins only their own),
 labels (a label name or a parent: images carrying any of them, and only the labels
@@ -56,8 +66,13 @@ reported, never created. JSON Lines: ``source: "human"`` entries (or entries
 with no ``source``, as hand-written files have) become human labels with their
 ``review`` (default ``confirmed``) and boxes; a model entry with a verdict and no
 human entry of its name becomes that verdict; unreviewed model predictions are
-skipped (they are the model's, already stored). Manifest: every class named is a
-confirmed human label, boxes included.
+skipped (they are the model's, already stored). Manifest: every class whose metadata
+does not say ``human-annotated: "no"`` is a confirmed human label, boxes included;
+``"no"`` classes are the model's predictions and are skipped with their boxes.
+Boxes are checked (:func:`checked_box`): a line with a box that is not numbers,
+starts outside the image, has no positive size or ends past the image by more than
+1% is refused whole, with its line number and the reason; an edge a hair past the
+image's is clamped onto it.
 """
 
 from __future__ import annotations
