@@ -121,8 +121,10 @@ def labelled_per_minute(*, session: Session, viewer: Viewer, minutes: int = 60) 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def to_csv(df: pd.DataFrame) -> bytes:
-    """CSV bytes (UTF-8) safe to open in a spreadsheet.
+def to_csv(df: pd.DataFrame, *, bom: bool = False) -> bytes:
+    """CSV bytes (UTF-8) safe to open in a spreadsheet; with ``bom`` they start with a UTF-8
+    byte order mark, without which Excel reads the file in the machine's code page ("Café"
+    becomes "CafÃ©").
 
     Text cells starting with ``=``, ``+``, ``-`` or ``@`` get a leading apostrophe so a
     label named like a formula is shown, not run (CSV injection).
@@ -133,7 +135,7 @@ def to_csv(df: pd.DataFrame) -> bytes:
             safe[col] = safe[col].map(
                 lambda v: "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
             )
-    return safe.to_csv(index=False).encode("utf-8")
+    return safe.to_csv(index=False).encode("utf-8-sig" if bom else "utf-8")
 
 
 # --------------------------------------------------------------------------- compare mode

@@ -9,7 +9,18 @@ Export (to ``--out`` or standard output)::
     python -m labelkit.export --format csv --as alice            # what alice may see, nothing else
 
 Without ``--as`` the export runs as an administrator (this command runs where the
-database is, like the notebooks). Import::
+database is, like the notebooks). ``--bom`` starts a CSV with a UTF-8 byte order mark
+(for Excel). A manifest's ``source-ref`` is where the image is stored: ``s3://...`` in S3
+mode, a file path on this machine in local mode, or ``s3://`` under
+``LABELKIT_MANIFEST_S3_URL`` with ``--s3-refs`` (or under ``--source-ref-base URL``).
+
+A bundle (COCO or manifest) is a zip of the images under readable, unique names and the
+annotation file pointing at them (``images/<name>``)::
+
+    python -m labelkit.export --format coco --bundle --out coco.zip
+    python -m labelkit.export --format manifest --bundle --source-ref-base s3://bucket/dataset --out ds.zip
+
+Import::
 
     python -m labelkit.export --import labels.jsonl --user alice [--replace]
 
@@ -32,7 +43,8 @@ from labelkit.db.engine import transaction
 from labelkit.db.repository import Viewer
 from labelkit.errors import LabelkitError
 from labelkit.services import build_services
-from labelkit.settings import get_settings
+from labelkit.settings import Settings, get_settings, s3_base_url
+from labelkit.storage import ObjectStore
 
 CLI_USER = "cli"
 
@@ -53,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
         "--until", type=date.fromisoformat, default=None, help="uploaded on or before (YYYY-MM-DD)"
     )
     p.add_argument("--min-confidence", type=float, default=None, help="labels at or above this (0-100)")
+    p.add_argument(
+        "--bundle", action="store_true", help="coco/manifest: a zip of the images and the annotation file"
+    )
+    p.add_argument("--bom", action="store_true", help="csv: start with a UTF-8 byte order mark (Excel)")
+    p.add_argument(
+        "--s3-refs",
+        action="store_true",
+        help="manifest: source-ref under LABELKIT_MANIFEST_S3_URL (local mode)",
+    )
+    p.add_argument(
+        "--source-ref-base",
+        default="",
+        metavar="URL",
+        help="manifest: source-ref under this s3://bucket/prefix",
+    )
     p.add_argument("--import", dest="import_file", type=Path, default=None, help="JSON Lines or manifest")
     p.add_argument("--user", default=None, help="who the imported human labels are by (required to import)")
     p.add_argument("--replace", action="store_true", help="remove the images' human labels before importing")
@@ -64,7 +91,16 @@ def _err(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.bundle and args.format not in exports.BUNDLE_FORMATS:
+        parser.error("--bundle is for --format coco or manifest")
+    if args.bom and args.format != exports.ExportFormat.CSV:
+        parser.error("--bom is for --format csv")
+    try:
+        base = _source_ref_base(args, get_settings())
+    except ValueError as e:
+        parser.error(str(e))
     services = build_services(get_settings())
     storage_url = services.settings.resolved_storage_url
     try:
@@ -86,9 +122,20 @@ def main(argv: list[str] | None = None) -> int:
                 until=args.until,
                 min_confidence=args.min_confidence,
             )
-            result = exports.build_export(
-                session=s, viewer=viewer, fmt=args.format, options=options, storage_url=storage_url
-            )
+            if args.bundle:
+                entries = exports.collect(session=s, viewer=viewer, options=options)
+            else:
+                result = exports.build_export(
+                    session=s,
+                    viewer=viewer,
+                    fmt=args.format,
+                    options=options,
+                    storage_url=storage_url,
+                    source_ref_base=base,
+                    csv_bom=args.bom,
+                )
+        if args.bundle:
+            return _bundle(args, entries, services.store, storage_url, base)
     except LabelkitError as e:
         _err(f"error: {e}")
         return 1
@@ -99,6 +146,35 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_bytes(result.data)
         _err(f"wrote {args.out} ({result.images} images, {result.labels} labels, {args.format})")
     return 0
+
+
+def _bundle(
+    args: argparse.Namespace,
+    entries: list[exports.ImageEntry],
+    store: ObjectStore,
+    storage_url: str,
+    base: str,
+) -> int:
+    if args.out is None:
+        _err("--bundle writes a zip: give --out FILE.zip")
+        return 1
+    with args.out.open("wb") as fp:
+        summary = exports.write_bundle(
+            fp, entries, fmt=args.format, store=store, storage_url=storage_url, source_ref_base=base
+        )
+    _err(f"wrote {args.out} ({summary.images} images, {summary.labels} labels, {args.format} bundle)")
+    for key in summary.missing:
+        _err(f"not in the store, left out: {key}")
+    return 0
+
+
+def _source_ref_base(args: argparse.Namespace, settings: Settings) -> str:
+    """Where a manifest says images are ("" = where they are stored, or relative in a bundle)."""
+    if args.source_ref_base:
+        return s3_base_url(args.source_ref_base)
+    if args.s3_refs and not settings.uses_s3 and not settings.manifest_s3_url:
+        raise ValueError("--s3-refs needs LABELKIT_MANIFEST_S3_URL=s3://bucket[/prefix]")
+    return settings.manifest_source_ref_base if args.s3_refs else ""
 
 
 def _import(args: argparse.Namespace, engine: object, storage_url: str) -> int:

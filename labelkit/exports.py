@@ -15,8 +15,13 @@ Tables (pandas)::
 
 Export formats (:class:`ExportFormat`):
 
+Every writer puts every box inside its image: boxes are clamped by their edges
+(:func:`clamp_box`), and the edges are rounded, not the sizes (:func:`box_edges`), so
+``x + w`` never passes the width in the file's own numbers.
+
 ``csv``
-    :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe).
+    :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe), optionally
+    with a UTF-8 byte order mark for Excel.
 ``jsonl``
     One image per line with its labels. The round-trip format: importing it and
     exporting again gives the same file. A label is one entry per (source, model
@@ -25,7 +30,8 @@ Export formats (:class:`ExportFormat`):
     ``confirmed``, ``rejected``); the verdict itself is the ``source: "human"``
     entry of the same name, as it is stored.
 ``coco``
-    COCO detection JSON: ``images`` (``file_name`` = object key, plus ``labelkit_id``),
+    COCO detection JSON: ``images`` (``file_name`` = object key, or ``images/<name>`` in
+    a bundle, plus ``labelkit_id``),
     ``categories`` (label names, ids from 1, ``supercategory`` = first parent),
     ``annotations`` for boxes (``bbox`` = ``[x, y, w, h]`` in pixels, ``score``,
     ``source``, ``model_version``, ``review``). COCO has no image-level labels, so
@@ -35,14 +41,18 @@ Export formats (:class:`ExportFormat`):
 ``manifest``
     Amazon SageMaker Ground Truth / Rekognition Custom Labels manifest, one JSON
     object per image: ``source-ref`` (``s3://bucket/key`` in S3 mode, the file path
-    in local mode); each positive label (model or human, never a rejected one) as a
-    classification attribute ``label-N`` (the class id) with ``label-N-metadata``
+    in local mode or ``s3://`` under a given base, ``images/<name>`` in a bundle); each
+    positive label (model or human, never a rejected one) as a classification attribute
+    ``label-N`` (the class id) with ``label-N-metadata``
     (``class-name``, ``confidence`` 0-1, ``type: groundtruth/image-classification``,
     ``human-annotated``, ``creation-date``, ``job-name``); boxes as ``bounding-box``
     (``image_size`` and ``annotations`` with ``class_id``, ``left``, ``top``,
     ``width``, ``height`` in pixels) with ``bounding-box-metadata`` (``class-map``,
     ``objects``, ``type: groundtruth/object-detection``, ...). Images without a
     positive label are left out (a manifest line needs a label).
+
+Bundles (:func:`write_bundle`, COCO and manifests): a zip of the images under readable,
+unique, safe names (:func:`bundle_names`) and the annotation file pointing at them.
 
 Filters (:class:`ExportOptions`): owner (a username; non-admins only their own),
 labels (a label name or a parent: images carrying any of them, and only the labels
@@ -56,8 +66,13 @@ reported, never created. JSON Lines: ``source: "human"`` entries (or entries
 with no ``source``, as hand-written files have) become human labels with their
 ``review`` (default ``confirmed``) and boxes; a model entry with a verdict and no
 human entry of its name becomes that verdict; unreviewed model predictions are
-skipped (they are the model's, already stored). Manifest: every class named is a
-confirmed human label, boxes included.
+skipped (they are the model's, already stored). Manifest: every class whose metadata
+does not say ``human-annotated: "no"`` is a confirmed human label, boxes included;
+``"no"`` classes are the model's predictions and are skipped with their boxes.
+Boxes are checked (:func:`checked_box`): a line with a box that is not numbers,
+starts outside the image, has no positive size or ends past the image by more than
+1% is refused whole, with its line number and the reason; an edge a hair past the
+image's is clamped onto it.
 """
 
 from __future__ import annotations
@@ -65,12 +80,16 @@ from __future__ import annotations
 import enum
 import io
 import json
+import logging
 import math
-from collections.abc import Iterable, Sequence
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -80,7 +99,11 @@ from labelkit import analytics
 from labelkit.db import repository as repo
 from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
 from labelkit.db.repository import Viewer
-from labelkit.errors import NotFound, PermissionDenied
+from labelkit.errors import NotFound, ObjectNotFound, PermissionDenied
+from labelkit.labelers.base import clamp_extent
+from labelkit.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- options
 
@@ -140,11 +163,39 @@ def _end(value: date | datetime | None) -> datetime | None:
 
 @dataclass(slots=True)
 class BoxEntry:
+    """A box as fractions of the image, always inside it (see :func:`clamp_box`)."""
+
     left: float
     top: float
     width: float
     height: float
     confidence: float
+
+
+def clamp_box(left: float, top: float, width: float, height: float) -> tuple[float, float, float, float]:
+    """``(left, top, width, height)`` fractions moved inside the image: the edges (left and
+    right, top and bottom) are clamped to ``[0, 1]`` and the size is what lies between them,
+    so ``left + width <= 1`` and nothing is negative."""
+    x0, w = clamp_extent(left, width)
+    y0, h = clamp_extent(top, height)
+    return x0, y0, w, h
+
+
+def box_edges(box: BoxEntry, width: float, height: float, ndigits: int | None) -> tuple[float, ...]:
+    """``(x, y, w, h)`` of ``box`` on a ``width`` x ``height`` image, each rounded to ``ndigits``
+    (``None``: whole pixels). The edges are rounded, not the sizes, so ``x + w`` is the rounded
+    right edge and never passes ``width`` (rounding left and width apart could: ``0.5 + 0.5``
+    of 451 px is 226 + 226)."""
+
+    def r(v: float) -> float:
+        return round(v) if ndigits is None else round(v, ndigits)
+
+    left, top, w, h = clamp_box(box.left, box.top, box.width, box.height)
+    x0 = r(min(width, left * width))
+    y0 = r(min(height, top * height))
+    x1 = max(x0, r(min(width, (left + w) * width)))
+    y1 = max(y0, r(min(height, (top + h) * height)))
+    return x0, y0, r(x1 - x0), r(y1 - y0)
 
 
 @dataclass(slots=True)
@@ -198,10 +249,12 @@ def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:
                 created_at=head.created_at,
                 boxes=[
                     BoxEntry(
-                        left=float(r.box_left or 0.0),
-                        top=float(r.box_top or 0.0),
-                        width=float(r.box_width or 0.0),
-                        height=float(r.box_height or 0.0),
+                        *clamp_box(
+                            float(r.box_left or 0.0),
+                            float(r.box_top or 0.0),
+                            float(r.box_width or 0.0),
+                            float(r.box_height or 0.0),
+                        ),
                         confidence=float(r.confidence),
                     )
                     for r in rs
@@ -387,19 +440,21 @@ def _label_records(entries: Iterable[ImageEntry]) -> list[dict[str, Any]]:
             }
             out.append({**common, "instance": 0, "confidence": round(lab.confidence, 4)})
             for i, b in enumerate(lab.boxes, start=1):
+                px = box_edges(b, img.width, img.height, 1)
+                unit = box_edges(b, 1, 1, 6)
                 out.append(
                     {
                         **common,
                         "instance": i,
                         "confidence": round(b.confidence, 4),
-                        "box_left_px": round(b.left * img.width, 1),
-                        "box_top_px": round(b.top * img.height, 1),
-                        "box_width_px": round(b.width * img.width, 1),
-                        "box_height_px": round(b.height * img.height, 1),
-                        "box_left": round(b.left, 6),
-                        "box_top": round(b.top, 6),
-                        "box_width": round(b.width, 6),
-                        "box_height": round(b.height, 6),
+                        "box_left_px": px[0],
+                        "box_top_px": px[1],
+                        "box_width_px": px[2],
+                        "box_height_px": px[3],
+                        "box_left": unit[0],
+                        "box_top": unit[1],
+                        "box_width": unit[2],
+                        "box_height": unit[3],
                     }
                 )
     return out
@@ -548,13 +603,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def to_csv(entries: Sequence[ImageEntry]) -> bytes:
+def to_csv(entries: Sequence[ImageEntry], *, bom: bool = False) -> bytes:
     df = _label_df(entries)
     for col in ("parents", "categories"):
         df[col] = df[col].map(lambda v: "; ".join(v) if isinstance(v, list) else "")
     for col in ("uploaded_at", "created_at"):
         df[col] = df[col].map(lambda v: v.isoformat() if pd.notna(v) else "")
-    return analytics.to_csv(df)
+    return analytics.to_csv(df, bom=bom)
 
 
 def jsonl_record(entry: ImageEntry) -> dict[str, Any]:
@@ -581,10 +636,7 @@ def jsonl_record(entry: ImageEntry) -> dict[str, Any]:
                 "categories": lab.categories,
                 "instances": [
                     {
-                        "left": round(b.left, 6),
-                        "top": round(b.top, 6),
-                        "width": round(b.width, 6),
-                        "height": round(b.height, 6),
+                        **dict(zip(("left", "top", "width", "height"), box_edges(b, 1, 1, 6), strict=True)),
                         "confidence": round(b.confidence, 4),
                     }
                     for b in lab.boxes
@@ -603,7 +655,8 @@ def to_jsonl(entries: Sequence[ImageEntry]) -> bytes:
     return _lines(jsonl_record(e) for e in entries)
 
 
-def to_coco(entries: Sequence[ImageEntry]) -> bytes:
+def to_coco(entries: Sequence[ImageEntry], *, file_names: Mapping[str, str] | None = None) -> bytes:
+    """COCO JSON; ``file_name`` is the object key, or ``file_names[image id]`` (a bundle's)."""
     names = sorted({lab.name for e in entries for lab in e.labels})
     category_ids = {n: i for i, n in enumerate(names, start=1)}
     first_parent: dict[str, str] = {}
@@ -619,7 +672,7 @@ def to_coco(entries: Sequence[ImageEntry]) -> bytes:
         images.append(
             {
                 "id": image_id,
-                "file_name": img.object_key,
+                "file_name": (file_names or {}).get(img.id, img.object_key),
                 "width": img.width,
                 "height": img.height,
                 "date_captured": _iso(img.created_at),
@@ -639,14 +692,12 @@ def to_coco(entries: Sequence[ImageEntry]) -> bytes:
                 {"id": len(image_labels) + 1, **common, "score": round(lab.confidence / 100, 4)}
             )
             for b in lab.boxes:
-                x, y = b.left * img.width, b.top * img.height
-                w = min(b.width * img.width, img.width - x)
-                h = min(b.height * img.height, img.height - y)
+                x, y, w, h = box_edges(b, img.width, img.height, 2)
                 annotations.append(
                     {
                         "id": len(annotations) + 1,
                         **common,
-                        "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)],
+                        "bbox": [x, y, w, h],
                         "area": round(w * h, 2),
                         "iscrowd": 0,
                         "score": round(b.confidence / 100, 4),
@@ -702,9 +753,10 @@ JOB_NAME = "labelkit-export"
 
 
 def manifest_record(
-    entry: ImageEntry, *, class_ids: dict[str, int], storage_url: str
+    entry: ImageEntry, *, class_ids: dict[str, int], storage_url: str, ref: str | None = None
 ) -> dict[str, Any] | None:
-    """One manifest line, or None when the image has no positive label."""
+    """One manifest line, or None when the image has no positive label. ``source-ref`` is
+    ``ref`` when given (a bundle's ``images/...``), else :func:`source_ref` under ``storage_url``."""
     img = entry.image
     positive = [lab for lab in entry.labels if lab.review != ReviewState.REJECTED.value]
     by_name: dict[str, list[LabelEntry]] = {}
@@ -718,7 +770,7 @@ def manifest_record(
         return 1.0 if human else max(lab.confidence for lab in labs) / 100
 
     ordered = sorted(by_name.items(), key=lambda kv: (-score(kv[1]), kv[0]))
-    line: dict[str, Any] = {"source-ref": source_ref(img.object_key, storage_url)}
+    line: dict[str, Any] = {"source-ref": ref or source_ref(img.object_key, storage_url)}
     boxes: list[tuple[str, BoxEntry, bool]] = []
     for i, (name, labs) in enumerate(ordered):
         human = any(lab.review == ReviewState.CONFIRMED.value for lab in labs)
@@ -744,10 +796,13 @@ def manifest_record(
             "annotations": [
                 {
                     "class_id": class_ids[name],
-                    "left": round(b.left * img.width),
-                    "top": round(b.top * img.height),
-                    "width": round(b.width * img.width),
-                    "height": round(b.height * img.height),
+                    **dict(
+                        zip(
+                            ("left", "top", "width", "height"),
+                            box_edges(b, img.width, img.height, None),
+                            strict=True,
+                        )
+                    ),
                 }
                 for name, b, _ in boxes
             ],
@@ -765,13 +820,127 @@ def manifest_record(
     return line
 
 
-def to_manifest(entries: Sequence[ImageEntry], *, storage_url: str) -> bytes:
+def to_manifest(
+    entries: Sequence[ImageEntry], *, storage_url: str, refs: Mapping[str, str] | None = None
+) -> bytes:
+    """The manifest; ``refs`` (image id -> ``source-ref``) overrides where images are said to be."""
     names = sorted(
         {lab.name for e in entries for lab in e.labels if lab.review != ReviewState.REJECTED.value}
     )
     class_ids = {n: i for i, n in enumerate(names)}
-    records = (manifest_record(e, class_ids=class_ids, storage_url=storage_url) for e in entries)
+    refs = refs or {}
+    records = (
+        manifest_record(e, class_ids=class_ids, storage_url=storage_url, ref=refs.get(e.image.id))
+        for e in entries
+    )
     return _lines(r for r in records if r is not None)
+
+
+# --------------------------------------------------------------------------- bundles
+
+BUNDLE_FORMATS = (ExportFormat.COCO, ExportFormat.MANIFEST)
+BUNDLE_IMAGES = "images"
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_STEM = 80
+
+
+def bundle_names(entries: Sequence[ImageEntry]) -> dict[str, str]:
+    """Image id -> ``images/<name>`` for a bundle: the uploaded file's name made safe for any
+    file system and tool (ASCII letters, digits, ``.``, ``_``, ``-``; at most 80 characters
+    before the extension; the extension is the stored object's, which was sniffed from the
+    bytes), unique without regard to case (``cat.jpg``, ``cat-2.jpg``, ...), in export order."""
+    taken: set[str] = set()
+    out = {}
+    for e in entries:
+        ext = PurePosixPath(e.image.object_key).suffix.lower()
+        stem = PurePosixPath(e.image.original_name.replace("\\", "/")).name
+        if PurePosixPath(stem).suffix:
+            stem = stem[: -len(PurePosixPath(stem).suffix)]
+        ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+        stem = _NAME_CHARS.sub("_", ascii_stem).strip("._-")[:_MAX_STEM].rstrip("._-") or "image"
+        name, n = f"{stem}{ext}", 1
+        while name.casefold() in taken:
+            n += 1
+            name = f"{stem}-{n}{ext}"
+        taken.add(name.casefold())
+        out[e.image.id] = f"{BUNDLE_IMAGES}/{name}"
+    return out
+
+
+def _bundle_readme(fmt: ExportFormat, annotation: str, refs_base: str) -> str:
+    where = (
+        f"source-ref is {refs_base.rstrip('/')}/images/<name>: upload this folder there"
+        if refs_base
+        else "source-ref is the image's path relative to this file (images/<name>)"
+    )
+    what = (
+        f"{annotation}: COCO detection JSON; each image's file_name is its path in this folder "
+        "(images/<name>), relative to the annotation file."
+        if fmt is ExportFormat.COCO
+        else f"{annotation}: SageMaker Ground Truth / Rekognition Custom Labels manifest; {where}."
+    )
+    return (
+        "Labelkit export bundle\n\n"
+        f"{what}\n"
+        "images/: the photos, under their uploaded names made safe and unique.\n"
+        "Every box lies inside its image.\n"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BundleSummary:
+    images: int
+    labels: int
+    missing: tuple[str, ...]  # object keys the store no longer has (left out of the bundle)
+
+
+def write_bundle(
+    out: BinaryIO,
+    entries: Sequence[ImageEntry],
+    *,
+    fmt: ExportFormat | str,
+    store: ObjectStore,
+    storage_url: str = "",
+    source_ref_base: str = "",
+) -> BundleSummary:
+    """A zip on ``out``: the images under :func:`bundle_names` and the annotation file
+    (COCO or manifest) pointing at them. A manifest's ``source-ref`` is relative
+    (``images/<name>``), or ``<source_ref_base>/images/<name>`` when given (where the
+    unpacked folder will be uploaded, e.g. ``s3://bucket/dataset``). Images the store no
+    longer has are left out, and named in the summary."""
+    fmt = ExportFormat(fmt)
+    if fmt not in BUNDLE_FORMATS:
+        raise ValueError(f"a bundle is made for COCO or a manifest, not {fmt.value}")
+    names = bundle_names(entries)
+    kept: list[ImageEntry] = []
+    missing: list[str] = []
+    with zipfile.ZipFile(out, "w") as zf:
+        for e in entries:
+            try:
+                data = store.get(e.image.object_key)
+            except ObjectNotFound:
+                logger.warning("bundle: %s is not in the store; left out", e.image.object_key)
+                missing.append(e.image.object_key)
+                continue
+            # Photos are compressed already: stored, not deflated.
+            zf.writestr(names[e.image.id], data, compress_type=zipfile.ZIP_STORED)
+            kept.append(e)
+        annotation = FORMAT_FILES[fmt][0]
+        if fmt is ExportFormat.COCO:
+            doc = to_coco(kept, file_names=names)
+        else:
+            base = source_ref_base.rstrip("/")
+            refs = {i: f"{base}/{n}" if base else n for i, n in names.items()}
+            doc = to_manifest(kept, storage_url=storage_url or "./data/images", refs=refs)
+        zf.writestr(annotation, doc, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr(
+            "README.txt", _bundle_readme(fmt, annotation, source_ref_base), compress_type=zipfile.ZIP_DEFLATED
+        )
+    return BundleSummary(images=len(kept), labels=sum(len(e.labels) for e in kept), missing=tuple(missing))
+
+
+def bundle_file_name(fmt: ExportFormat | str) -> str:
+    return f"labelkit-{ExportFormat(fmt).value}-bundle.zip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -781,6 +950,7 @@ class Export:
     mime: str
     images: int
     labels: int
+    missing: tuple[str, ...] = ()  # bundles: object keys the store no longer has
 
 
 def build_export(
@@ -790,27 +960,48 @@ def build_export(
     fmt: ExportFormat | str,
     options: ExportOptions | None = None,
     storage_url: str = "",
+    source_ref_base: str = "",
+    csv_bom: bool = False,
+    bundle: bool = False,
+    store: ObjectStore | None = None,
 ) -> Export:
-    """The export file for ``fmt``. ``storage_url`` (``settings.resolved_storage_url``) is
-    needed by manifests, whose ``source-ref`` says where each image is."""
+    """The export file for ``fmt``.
+
+    ``storage_url`` (``settings.resolved_storage_url``) is where manifests say each image
+    is (``source-ref``), unless ``source_ref_base`` (``s3://bucket[/prefix]``, e.g.
+    ``settings.manifest_s3_url``) is given: then ``<base>/<object key>``. ``csv_bom`` starts a
+    CSV with a UTF-8 byte order mark (Excel then reads it as UTF-8). ``bundle`` (COCO and
+    manifests; needs ``store``) makes a zip of the images and the annotation file
+    (:func:`write_bundle`).
+    """
     fmt = ExportFormat(fmt)
     entries = collect(session=session, viewer=viewer, options=options)
+    labels = sum(len(e.labels) for e in entries)
+    if bundle:
+        if store is None:
+            raise ValueError("a bundle needs the object store to read the images from")
+        buffer = io.BytesIO()
+        summary = write_bundle(
+            buffer, entries, fmt=fmt, store=store, storage_url=storage_url, source_ref_base=source_ref_base
+        )
+        return Export(
+            data=buffer.getvalue(),
+            file_name=bundle_file_name(fmt),
+            mime="application/zip",
+            images=summary.images,
+            labels=summary.labels,
+            missing=summary.missing,
+        )
     if fmt is ExportFormat.CSV:
-        data = to_csv(entries)
+        data = to_csv(entries, bom=csv_bom)
     elif fmt is ExportFormat.JSONL:
         data = to_jsonl(entries)
     elif fmt is ExportFormat.COCO:
         data = to_coco(entries)
     else:
-        data = to_manifest(entries, storage_url=storage_url or "./data/images")
+        data = to_manifest(entries, storage_url=source_ref_base or storage_url or "./data/images")
     file_name, mime = FORMAT_FILES[fmt]
-    return Export(
-        data=data,
-        file_name=file_name,
-        mime=mime,
-        images=len(entries),
-        labels=sum(len(e.labels) for e in entries),
-    )
+    return Export(data=data, file_name=file_name, mime=mime, images=len(entries), labels=labels)
 
 
 # --------------------------------------------------------------------------- import
@@ -822,7 +1013,8 @@ class ImportReport:
     images: int = 0  # images matched and written to
     labels: int = 0  # human labels written
     boxes: int = 0
-    skipped_predictions: int = 0  # unreviewed model labels in JSON Lines (already the model's)
+    skipped_predictions: int = 0  # model labels (JSON Lines: unreviewed; manifests: human-annotated "no")
+    clamped_boxes: int = 0  # boxes whose right or bottom edge passed the image's and was moved onto it
     unknown: list[str] = field(default_factory=list)  # image ids / keys not found (or not yours)
     errors: list[str] = field(default_factory=list)  # "line 3: ..." for lines that could not be read
 
@@ -834,9 +1026,11 @@ class ImportReport:
         if self.unknown:
             text += f", {len(self.unknown)} unknown images: {', '.join(self.unknown[:20])}"
             text += " …" if len(self.unknown) > 20 else ""
+        if self.clamped_boxes:
+            text += f", {self.clamped_boxes} boxes clamped to the image's edge"
         if self.errors:
             more = " …" if len(self.errors) > 1 else ""
-            text += f", {len(self.errors)} unreadable lines ({self.errors[0]}{more})"
+            text += f", {len(self.errors)} lines refused, nothing of them imported ({self.errors[0]}{more})"
         return text
 
 
@@ -862,6 +1056,69 @@ def _review(value: Any, default: ReviewState) -> ReviewState:
     return default if state is ReviewState.UNREVIEWED else state
 
 
+# A box edge may pass the image's by this much (rounding in another tool) and is then clamped.
+EDGE_TOLERANCE = 0.01
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    try:
+        number = float(value)
+    except ValueError as e:
+        raise ValueError(f"{what} is {value!r}, not a number") from e
+    if not math.isfinite(number):
+        raise ValueError(f"{what} is {value!r}, not a finite number")
+    return number
+
+
+def checked_box(
+    raw: Any, *, where: str, width: float = 1.0, height: float = 1.0, report: ImportReport | None = None
+) -> tuple[float, float, float, float]:
+    """An imported box as fractions of the image, or ``ValueError`` saying what is wrong.
+
+    ``raw`` has ``left``, ``top``, ``width``, ``height`` in units of ``width`` x ``height``
+    (1 x 1: fractions; the image size: pixels). Left and top must lie inside the image and
+    the sizes be positive; a right or bottom edge past the image's by at most
+    :data:`EDGE_TOLERANCE` of its size is clamped onto it (counted in ``report``), more is
+    refused.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} is not an object with left, top, width and height")
+    unit = "px" if (width, height) != (1.0, 1.0) else ""
+    values = {}
+    for key in ("left", "top", "width", "height"):
+        if key not in raw:
+            raise ValueError(f"{where} has no {key!r}")
+        values[key] = _number(raw[key], f"{where}: {key}")
+    for key, size in (("left", width), ("top", height)):
+        if not 0 <= values[key] <= size:
+            raise ValueError(f"{where}: {key} {raw[key]} is outside the image (0 to {size:g}{unit})")
+    for key in ("width", "height"):
+        if values[key] <= 0:
+            raise ValueError(f"{where}: {key} {raw[key]} is not positive")
+    clamped = False
+    for start, extent, size in (("left", "width", width), ("top", "height", height)):
+        end = values[start] + values[extent]
+        if end > size * (1 + EDGE_TOLERANCE):
+            raise ValueError(
+                f"{where}: {start} {raw[start]} + {extent} {raw[extent]} ends past the image ({size:g}{unit})"
+            )
+        clamped = clamped or end > size
+    if clamped and report is not None:
+        report.clamped_boxes += 1
+    return clamp_box(
+        values["left"] / width, values["top"] / height, values["width"] / width, values["height"] / height
+    )
+
+
+def _box_confidence(value: Any, where: str) -> float:
+    conf = _number(value, f"{where}: confidence")
+    if not 0 <= conf <= 100:
+        raise ValueError(f"{where}: confidence {value} is not between 0 and 100")
+    return conf
+
+
 def _from_jsonl(record: dict[str, Any], report: ImportReport) -> list[_Wanted]:
     labels = record.get("labels") or []
     if not isinstance(labels, list):
@@ -875,16 +1132,15 @@ def _from_jsonl(record: dict[str, Any], report: ImportReport) -> list[_Wanted]:
         if not name:
             raise ValueError("a label without a name")
         source = lab.get("source", LabelSource.HUMAN.value)
-        boxes = [
-            (
-                float(b["left"]),
-                float(b["top"]),
-                float(b["width"]),
-                float(b["height"]),
-                float(b.get("confidence", 100.0)),
-            )
-            for b in lab.get("instances") or []
-        ]
+        instances = lab.get("instances") or []
+        if not isinstance(instances, list):
+            raise ValueError(f"label {name!r}: 'instances' is not a list")
+        boxes = []
+        if source == LabelSource.HUMAN.value:
+            for i, b in enumerate(instances, start=1):
+                where = f"label {name!r} box {i}"
+                box = checked_box(b, where=where, report=report)
+                boxes.append((*box, _box_confidence(b.get("confidence", 100.0), where)))
         if source == LabelSource.HUMAN.value:
             out.append(
                 _Wanted(
@@ -904,8 +1160,19 @@ def _from_jsonl(record: dict[str, Any], report: ImportReport) -> list[_Wanted]:
     return out
 
 
-def _from_manifest(record: dict[str, Any], width: int, height: int) -> list[_Wanted]:
+def _human_annotated(meta: dict[str, Any]) -> bool:
+    """A manifest attribute is a person's unless it says ``human-annotated: "no"`` (a model's;
+    a hand-written file without the key is a person's)."""
+    return str(meta.get("human-annotated", "yes")).strip().casefold() != "no"
+
+
+def _from_manifest(record: dict[str, Any], width: int, height: int, report: ImportReport) -> list[_Wanted]:
+    """The person's labels of one manifest line. Classes whose metadata says
+    ``human-annotated: "no"`` are the model's (Labelkit writes its unreviewed predictions so):
+    they are skipped, with their boxes, and counted as model predictions."""
     wanted: dict[str, _Wanted] = {}
+    model_classes: set[str] = set()
+    detections: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for key, meta in record.items():
         if not key.endswith("-metadata") or not isinstance(meta, dict):
             continue
@@ -913,32 +1180,50 @@ def _from_manifest(record: dict[str, Any], width: int, height: int) -> list[_Wan
         value = record.get(key[: -len("-metadata")])
         if kind == "groundtruth/image-classification":
             name = str(meta.get("class-name") or "").strip()
-            if name:
+            if not name:
+                continue
+            if _human_annotated(meta):
                 wanted.setdefault(name, _Wanted(name=name, review=ReviewState.CONFIRMED))
+            else:
+                model_classes.add(name)
         elif kind == "groundtruth/object-detection" and isinstance(value, dict):
-            class_map = {str(k): str(v) for k, v in (meta.get("class-map") or {}).items()}
-            size = (value.get("image_size") or [{}])[0]
-            w = float(size.get("width") or width)
-            h = float(size.get("height") or height)
-            objects = meta.get("objects") or []
-            for i, ann in enumerate(value.get("annotations") or []):
-                name = class_map.get(str(ann.get("class_id")), "").strip()
-                if not name:
-                    raise ValueError(f"class_id {ann.get('class_id')!r} is not in the class-map")
-                conf = float(objects[i].get("confidence", 1.0)) * 100 if i < len(objects) else 100.0
-
-                def unit(v: Any, size: float) -> float:
-                    return min(1.0, max(0.0, float(v) / size))
-
-                wanted.setdefault(name, _Wanted(name=name, review=ReviewState.CONFIRMED)).boxes.append(
-                    (
-                        unit(ann["left"], w),
-                        unit(ann["top"], h),
-                        unit(ann["width"], w),
-                        unit(ann["height"], h),
-                        conf,
-                    )
-                )
+            detections.append((meta, value))
+    for meta, value in detections:
+        class_map = {str(k): str(v) for k, v in (meta.get("class-map") or {}).items()}
+        sizes = value.get("image_size") or [{}]
+        size = sizes[0] if isinstance(sizes, list) and sizes and isinstance(sizes[0], dict) else {}
+        w = _number(size.get("width") or width, "image_size width")
+        h = _number(size.get("height") or height, "image_size height")
+        if w <= 0 or h <= 0:
+            raise ValueError(f"image_size {w:g} x {h:g} is empty")
+        objects = meta.get("objects") or []
+        boxes_human = _human_annotated(meta)
+        annotations = value.get("annotations") or []
+        if not isinstance(annotations, list):
+            raise ValueError("bounding-box 'annotations' is not a list")
+        for i, ann in enumerate(annotations):
+            if not isinstance(ann, dict):
+                raise ValueError(f"box {i + 1} is not an object")
+            name = class_map.get(str(ann.get("class_id")), "").strip()
+            if not name:
+                raise ValueError(f"box {i + 1}: class_id {ann.get('class_id')!r} is not in the class-map")
+            # A box is a person's when its class was (a confirmed label's boxes), or when the
+            # line has no classification for it and the boxes' own metadata says so.
+            if name in model_classes or (name not in wanted and not boxes_human):
+                model_classes.add(name)
+                continue
+            where = f"box {i + 1} ({name!r})"
+            box = checked_box(ann, where=where, width=w, height=h, report=report)
+            obj = objects[i] if isinstance(objects, list) and i < len(objects) else {}
+            conf = _number(
+                obj.get("confidence", 1.0) if isinstance(obj, dict) else 1.0, f"{where}: confidence"
+            )
+            if not 0 <= conf <= 1:
+                raise ValueError(f"{where}: confidence {conf:g} is not between 0 and 1")
+            wanted.setdefault(name, _Wanted(name=name, review=ReviewState.CONFIRMED)).boxes.append(
+                (*box, conf * 100)
+            )
+    report.skipped_predictions += len(model_classes)
     return list(wanted.values())
 
 
@@ -997,13 +1282,17 @@ def import_lines(
     touched: set[str] = set()
     for number, record, image in matched:
         try:
+            # Counts go to the file's report only if the whole line is taken.
+            line = ImportReport()
             if "source-ref" in record:
-                wanted = _from_manifest(record, image.width, image.height)
+                wanted = _from_manifest(record, image.width, image.height, line)
             else:
-                wanted = _from_jsonl(record, report)
-        except (KeyError, TypeError, ValueError) as e:
+                wanted = _from_jsonl(record, line)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             report.errors.append(f"line {number}: {e}")
             continue
+        report.skipped_predictions += line.skipped_predictions
+        report.clamped_boxes += line.clamped_boxes
         for w in wanted:
             repo.import_human_label(
                 session=session,

@@ -1,9 +1,11 @@
 """Label photos from the command line: ``python -m labelkit.label PHOTO...``.
 
 Why: the quickest way to see what the local model says about a photo, without the
-dashboard, queue or database. Prints a table per photo, or with ``--json`` one
-Rekognition DetectLabels-shaped document per photo (a JSON list). A file that is not
-an image gets a clear message and exit code 1, and the other files are still labelled.
+dashboard, queue or database. Prints a table per photo, or with ``--json`` JSON Lines:
+one line per photo, ``{"image": "<the path given>", "response": {...}}``, where
+``response`` is exactly a Rekognition ``DetectLabelsResponse`` (nothing added, so
+anything that reads Rekognition's answer reads it: ``jq -c .response``). A file that is
+not an image gets a clear message and exit code 1, and the other files are still labelled.
 """
 
 from __future__ import annotations
@@ -71,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m labelkit.label", description="Label photos with the local model."
     )
     parser.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
-    parser.add_argument("--json", action="store_true", help="print Rekognition DetectLabels JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='JSON Lines: {"image": PHOTO, "response": <Rekognition DetectLabelsResponse>} per photo',
+    )
     parser.add_argument("--min-confidence", type=float, default=settings.min_confidence)
     parser.add_argument("--max-labels", type=int, default=settings.max_labels)
     parser.add_argument("--model", choices=["lite0", "lite2"], default=settings.local_model)
@@ -102,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         models=names,
     )
     status = 0
-    documents: list[dict[str, Any]] = []
     for path in args.photos:
         try:
             data = path.read_bytes()
@@ -120,13 +125,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc.reason}", file=sys.stderr)
             return 2
         if args.json:
-            documents.append({"Image": str(path), **result.to_rekognition()})
+            print(json.dumps(json_line(str(path), result)), flush=True)
         else:
             print(_table(str(path), result))
             print()
-    if args.json:
-        print(json.dumps(documents, indent=2))
     return status
+
+
+def json_line(image: str, result: LabelResult) -> dict[str, Any]:
+    """One ``--json`` line: the photo's path beside (never inside) the DetectLabels response."""
+    return {"image": image, "response": result.to_rekognition()}
 
 
 if __name__ == "__main__":

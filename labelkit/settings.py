@@ -20,6 +20,14 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def s3_base_url(value: str) -> str:
+    """``s3://bucket[/prefix]`` without a trailing slash ("" stays ""); ``ValueError`` otherwise."""
+    value = value.strip().rstrip("/")
+    if value and (not value.startswith("s3://") or not value[len("s3://") :].split("/")[0]):
+        raise ValueError(f"{value!r} is not s3://bucket[/prefix]")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LABELKIT_",
@@ -73,6 +81,13 @@ class Settings(BaseSettings):
         "(AWS mode): the dashboard then does not enqueue uploads itself.",
     )
     s3_sse: str = Field(default="AES256", description="S3 server-side encryption header.")
+    manifest_s3_url: str = Field(
+        default="",
+        description="s3://bucket[/prefix] where the image folder is (or will be) copied, so a "
+        "local-mode manifest can say source-ref s3://bucket/prefix/<key> (SageMaker and Rekognition "
+        "Custom Labels read only s3:// references); empty: a local manifest names file paths. "
+        "In S3 mode the storage bucket is used.",
+    )
     aws_region: str = "us-east-1"
 
     # --- intake ------------------------------------------------------------
@@ -180,6 +195,19 @@ class Settings(BaseSettings):
         if not names or unknown:
             raise ValueError(f"unknown labeler(s) {unknown or value!r}; use local, rekognition")
         return ",".join(names)
+
+    @field_validator("manifest_s3_url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        return s3_base_url(value)
+
+    @property
+    def manifest_source_ref_base(self) -> str:
+        """Where manifests say images are: the S3 storage, else ``manifest_s3_url``, else ""
+        (the local folder's file paths)."""
+        if self.resolved_storage_url.startswith("s3://"):
+            return ""
+        return self.manifest_s3_url
 
     @field_validator("local_models")
     @classmethod

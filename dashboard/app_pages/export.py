@@ -11,6 +11,7 @@ import streamlit as st
 from dashboard import core
 from labelkit import exports
 from labelkit.db import repository as repo
+from labelkit.db.engine import transaction
 from labelkit.errors import LabelkitError
 
 user = core.require_user()
@@ -19,7 +20,8 @@ viewer = user.viewer
 st.title("Export")
 st.caption(
     "Take your labels anywhere: a spreadsheet, a COCO training set, or a SageMaker Ground Truth / "
-    "Rekognition Custom Labels manifest. JSON Lines can be imported back."
+    "Rekognition Custom Labels manifest, alone or bundled with the photos. JSON Lines and manifests "
+    "can be imported back. Every box lies inside its image."
 )
 
 with core.db() as s:
@@ -27,7 +29,7 @@ with core.db() as s:
 
 with st.container(border=True):
     c1, c2 = st.columns([2, 2])
-    fmt = c1.selectbox(
+    picked = c1.selectbox(
         "Format",
         list(exports.ExportFormat),
         format_func=lambda f: exports.FORMAT_TITLES[exports.ExportFormat(f)],
@@ -66,6 +68,69 @@ if isinstance(dates, tuple | list) and dates:
     since = dates[0] if isinstance(dates[0], date) else None
     until = dates[-1] if isinstance(dates[-1], date) else None
 
+settings = core.settings()
+fmt = exports.ExportFormat(picked or exports.ExportFormat.JSONL)
+bundle = csv_bom = False
+source_ref_base = ""
+with st.container(border=True):
+    if fmt is exports.ExportFormat.CSV:
+        st.caption(
+            "One row per label and per box (boxes in pixels and as fractions of the image). "
+            "Not the same file as the Labels page's *label summary* (one row per label name)."
+        )
+        csv_bom = st.toggle(
+            "For Excel (UTF-8 with BOM)",
+            key="export_bom",
+            help="Starts the file with a byte order mark, so Excel shows accents and other "
+            "non-English letters correctly.",
+        )
+    if fmt in exports.BUNDLE_FORMATS:
+        bundle = st.toggle(
+            "Bundle with the images (zip)",
+            key="export_bundle",
+            help="The photos under readable, unique names in images/ and the annotation file "
+            "pointing at them, so a COCO or manifest reader opens it as it is.",
+        )
+        if fmt is exports.ExportFormat.COCO and not bundle:
+            st.caption(
+                "Without the bundle, `file_name` is the image's storage key (`users/…/….jpg`), "
+                "relative to the image folder or bucket."
+            )
+    if fmt is exports.ExportFormat.MANIFEST:
+        s3_base = settings.manifest_source_ref_base
+        if settings.uses_s3:
+            st.caption(f"`source-ref` is each image's S3 URI in `{settings.resolved_storage_url}`.")
+        else:
+            choices = ["file"] + (["s3"] if s3_base else [])
+            where = st.radio(
+                "`source-ref` names",
+                choices,
+                format_func=lambda c: (
+                    "file paths on this machine" if c == "file" else f"S3 URIs under {s3_base}/"
+                ),
+                index=len(choices) - 1,
+                horizontal=True,
+                key="export_source_ref",
+            )
+            if where == "s3":
+                source_ref_base = s3_base
+                st.caption(
+                    f"`source-ref` is `{s3_base}/…`: copy the images there "
+                    + ("(the bundle's folder) " if bundle else "(the image folder) ")
+                    + "before SageMaker or Rekognition Custom Labels reads the manifest."
+                )
+            else:
+                st.caption(
+                    "Local mode: `source-ref` is "
+                    + (
+                        "each image's path inside the bundle (`images/…`)"
+                        if bundle
+                        else "a file path on this machine"
+                    )
+                    + ", not an `s3://` URI, so SageMaker and Rekognition Custom Labels cannot read it "
+                    "as it is. Set `LABELKIT_MANIFEST_S3_URL=s3://bucket/prefix` to offer S3 URIs."
+                )
+
 options = exports.ExportOptions(
     owner=owner,
     labels=tuple(labels),
@@ -79,26 +144,57 @@ try:
         result = exports.build_export(
             session=s,
             viewer=viewer,
-            fmt=fmt or exports.ExportFormat.JSONL,
+            fmt=fmt,
             options=options,
-            storage_url=core.settings().resolved_storage_url,
+            storage_url=settings.resolved_storage_url,
+            source_ref_base=source_ref_base,
+            csv_bom=csv_bom,
         )
 except LabelkitError as e:
     st.error(core.md(e), icon=":material/error:")
     st.stop()
 
 st.write(f"**{result.images}** images, **{result.labels}** labels selected.")
-st.download_button(
-    f"Download {result.file_name}",
-    data=result.data,
-    file_name=result.file_name,
-    mime=result.mime,
-    icon=":material/download:",
-    key="export_download",
-    on_click="ignore",
-    disabled=result.images == 0,
-    type="primary",
-)
+if bundle:
+    svc = core.services()
+
+    def make_bundle() -> bytes:
+        # Runs when the button is clicked (deferred), so the photos are read only then.
+        with transaction(svc.engine) as s:
+            return exports.build_export(
+                session=s,
+                viewer=viewer,
+                fmt=fmt,
+                options=options,
+                storage_url=settings.resolved_storage_url,
+                source_ref_base=source_ref_base,
+                bundle=True,
+                store=svc.store,
+            ).data
+
+    st.download_button(
+        f"Download {exports.bundle_file_name(fmt)}",
+        data=make_bundle,
+        file_name=exports.bundle_file_name(fmt),
+        mime="application/zip",
+        icon=":material/folder_zip:",
+        key="export_bundle_download",
+        on_click="ignore",
+        disabled=result.images == 0,
+        type="primary",
+    )
+else:
+    st.download_button(
+        f"Download {result.file_name}",
+        data=result.data,
+        file_name=result.file_name,
+        mime=result.mime,
+        icon=":material/download:",
+        key="export_download",
+        on_click="ignore",
+        disabled=result.images == 0,
+        type="primary",
+    )
 
 with st.expander("Import labels", icon=":material/upload_file:"):
     st.caption(
@@ -120,3 +216,5 @@ with st.expander("Import labels", icon=":material/upload_file:"):
             )
         core.data_changed()
         (st.warning if report.unknown or report.errors else st.success)(core.md(report.summary()))
+        if report.errors:
+            st.markdown("\n".join(f"- {core.md(line)}" for line in report.errors[:50]))

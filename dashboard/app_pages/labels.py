@@ -158,9 +158,9 @@ chosen = c1.selectbox("Open a label in the gallery", list(table["label"]), index
 if c2.button("Open in gallery", key="labels_open_btn", icon=":material/photo_library:", disabled=not chosen):
     st.switch_page(core.PAGE_GALLERY, query_params={"label": str(chosen)})
 c3.download_button(
-    "Download CSV",
+    "Download label summary (CSV)",
     data=analytics.to_csv(table),
-    file_name="labelkit-labels.csv",
+    file_name="labelkit-label-summary.csv",
     mime="text/csv",
     icon=":material/download:",
     key="labels_csv",

@@ -8,6 +8,7 @@ Confidences are percentages (0-100); boxes are fractions of the image size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,15 @@ class BoundingBox(BaseModel):
     top: float = Field(ge=0, le=1)
     width: float = Field(ge=0, le=1)
     height: float = Field(ge=0, le=1)
+
+    @classmethod
+    def clamped(cls, left: float, top: float, width: float, height: float) -> BoundingBox:
+        """A box moved inside the image: its edges (left/right, top/bottom) clamped to
+        ``[0, 1]`` and its size what lies between them, so ``left + width <= 1``.
+        Rekognition's own boxes can pass the frame (``Left + Width > 1``, a negative ``Left``)."""
+        x0, w = clamp_extent(left, width)
+        y0, h = clamp_extent(top, height)
+        return cls(left=x0, top=y0, width=w, height=h)
 
 
 class Instance(BaseModel):
@@ -132,11 +142,11 @@ class LabelResult(BaseModel):
                 categories=[c["Name"] for c in item.get("Categories", [])],
                 instances=[
                     Instance(
-                        box=BoundingBox(
-                            left=_unit(inst["BoundingBox"].get("Left", 0.0)),
-                            top=_unit(inst["BoundingBox"].get("Top", 0.0)),
-                            width=_unit(inst["BoundingBox"].get("Width", 0.0)),
-                            height=_unit(inst["BoundingBox"].get("Height", 0.0)),
+                        box=BoundingBox.clamped(
+                            left=float(inst["BoundingBox"].get("Left", 0.0)),
+                            top=float(inst["BoundingBox"].get("Top", 0.0)),
+                            width=float(inst["BoundingBox"].get("Width", 0.0)),
+                            height=float(inst["BoundingBox"].get("Height", 0.0)),
                         ),
                         confidence=float(inst.get("Confidence", item.get("Confidence", 0.0))),
                     )
@@ -170,9 +180,23 @@ class LabelResult(BaseModel):
         return cls(labels=labels, image_properties=props, model_version=version)
 
 
+def clamp_extent(start: float, size: float) -> tuple[float, float]:
+    """``(start, size)`` of a box side (fractions) cut to ``[0, 1]``: a start before 0 moves to 0
+    and the size loses what lay outside; the size then ends at 1 at most. A side already
+    inside keeps its exact values."""
+    start, size = float(start), float(size)
+    if not (math.isfinite(start) and math.isfinite(size)):
+        return _unit(start), 0.0
+    if start < 0:
+        start, size = 0.0, size + start
+    start = min(start, 1.0)
+    return start, max(0.0, min(size, 1.0 - start))
+
+
 def _unit(value: float) -> float:
-    """Clamp a box coordinate into [0, 1] (Rekognition can return tiny overshoots)."""
-    return min(1.0, max(0.0, float(value)))
+    """Clamp a box coordinate into [0, 1] (a value that is not finite counts as 0)."""
+    value = float(value)
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
 
 
 class LabelOptions(BaseModel):

@@ -3,7 +3,9 @@
 Rekognition reads an S3 object itself when the image lives in S3
 (``Image={"S3Object": ...}``), so the bytes are not uploaded twice; other
 images are sent inline (``Image={"Bytes": ...}``). Its answer maps one to one
-onto :class:`~labelkit.labelers.base.LabelResult`.
+onto :class:`~labelkit.labelers.base.LabelResult`, except that boxes passing the
+frame (``Left + Width > 1``, a negative ``Left``) are cut at the image's edges
+(:meth:`~labelkit.labelers.base.BoundingBox.clamped`).
 
 Rekognition's limits are checked *before* calling it, so an image it must
 refuse costs no request (and no money), and the reason is one a person

@@ -73,7 +73,7 @@ DETECT_LABELS_RESPONSE: dict[str, Any] = {
                     ],
                 },
                 {
-                    # Rekognition can overshoot the frame by a hair: clamped to [0, 1].
+                    # Rekognition can overshoot the frame by a hair: clamped inside (Left + Width = 1).
                     "BoundingBox": {"Width": 0.30, "Height": 0.5, "Left": 0.7000001, "Top": 0.5},
                     "Confidence": 81.0,
                 },
@@ -129,7 +129,10 @@ EXPECTED = LabelResult(
             categories=["Animals and Pets"],
             instances=[
                 Instance(box=BoundingBox(left=0.12, top=0.3, width=0.42, height=0.61), confidence=97.5),
-                Instance(box=BoundingBox(left=0.7000001, top=0.5, width=0.3, height=0.5), confidence=81.0),
+                Instance(
+                    box=BoundingBox(left=0.7000001, top=0.5, width=1.0 - 0.7000001, height=0.5),
+                    confidence=81.0,
+                ),
             ],
         ),
         Label(
@@ -197,6 +200,38 @@ def test_s3_image_is_read_by_rekognition_and_mapped_one_to_one(
     assert result == EXPECTED
     assert result.labels[0].instances[1].box.left <= 1.0
     assert labeler.model_version == "rekognition-3.0"
+
+
+def test_boxes_past_the_frame_are_clamped_inside_the_image(
+    labeler: RekognitionLabeler, stubber: Stubber
+) -> None:
+    # GIVEN Rekognition answers with boxes that pass the image's edges
+    boxes = [
+        {"Left": 0.8, "Top": 0.1, "Width": 0.5, "Height": 0.2},  # right edge at 1.3
+        {"Left": -0.1, "Top": 0.9, "Width": 0.4, "Height": 0.3},  # starts left of the image
+        {"Left": 0.2, "Top": -0.25, "Width": 0.3, "Height": 1.5},  # taller than the image
+    ]
+    response = {
+        "Labels": [
+            {
+                "Name": "Dog",
+                "Confidence": 90.0,
+                "Instances": [{"BoundingBox": b, "Confidence": 90.0} for b in boxes],
+            }
+        ],
+        "LabelModelVersion": "3.0",
+    }
+    stubber.add_response("detect_labels", response)
+    # WHEN it is labelled
+    result = labeler.label(ImageInput(data=JPEG), LabelOptions())
+    # THEN every box lies inside the image, cut at its edges (not shifted)
+    got = [i.box for i in result.labels[0].instances]
+    for box in got:
+        assert 0 <= box.left and 0 <= box.top
+        assert box.left + box.width <= 1.0 and box.top + box.height <= 1.0
+    assert (got[0].left, got[0].width) == pytest.approx((0.8, 0.2))
+    assert (got[1].left, got[1].width, got[1].top, got[1].height) == pytest.approx((0.0, 0.3, 0.9, 0.1))
+    assert (got[2].top, got[2].height) == pytest.approx((0.0, 1.0))
 
 
 def test_bytes_are_sent_inline_with_the_filters_that_are_set(

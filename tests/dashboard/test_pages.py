@@ -172,7 +172,7 @@ def test_labels_page_charts_table_and_csv(services: Services, alice: Principal) 
     assert list(table["label"]) == ["Thing", "Red Thing", "Blue Thing"]
     assert list(table["images"]) == [3, 2, 1]
     csv = at.download_button(key="labels_csv")
-    assert csv.proto.label == "Download CSV"
+    assert csv.proto.label == "Download label summary (CSV)"
     # Choosing a label opens the filtered gallery
     at.selectbox(key="labels_open").set_value("Red Thing").run()
     at.button(key="labels_open_btn").click().run()

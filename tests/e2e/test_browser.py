@@ -100,7 +100,7 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     charts_drawn(page)  # before the picture
     screenshot(page, "05-labels")
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download CSV").click()
+        page.get_by_role("button", name="Download label summary (CSV)").click()
     rows = {r["label"]: r for r in csv.DictReader(io.StringIO(Path(download.value.path()).read_text()))}
     assert rows["Cat"]["images"] == "1" and rows["Cat"]["confirmed"] == "1"
     assert float(rows["Cat"]["precision"]) == 1.0

@@ -274,13 +274,37 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     engine: Engine, world: dict[str, object]
 ) -> None:
     alice, ids = world["alice"], world["ids"]
+    bob_cat = ids["bob-cat.jpg"]  # type: ignore[index]
+    # GIVEN bob's photo with only model labels: its manifest says human-annotated "no" throughout
     manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
+    # WHEN it is imported back
     with transaction(engine) as s:
         report = exports.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
+        rows = repo.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
+    # THEN the model's labels stay the model's: nothing becomes a confirmed human label
+    assert report.unknown == [] and report.errors == [] and report.labels == 0 and report.boxes == 0
+    assert report.skipped_predictions == 3  # Cat, Animal, Sofa
+    assert [r for r in rows if r.source == LabelSource.HUMAN] == []
+
+    # GIVEN a person confirmed the cat (its boxes are the model's), then the human labels went
+    with transaction(engine) as s:
+        repo.set_human_label(
+            session=s,
+            viewer=alice,  # type: ignore[arg-type]
+            image_id=bob_cat,  # type: ignore[arg-type]
+            name="Cat",
+            review=ReviewState.CONFIRMED,
+        )
+    manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
+    with transaction(engine) as s:
+        s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
+        report = exports.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
         assert report.unknown == [] and report.images == 1 and report.boxes == 2
-        rows = repo.labels_for_image(session=s, viewer=alice, image_id=ids["bob-cat.jpg"])  # type: ignore[arg-type,index]
+        rows = repo.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
+    # THEN only the confirmed class comes back as a person's, with its boxes
     human = {(r.name, r.instance): r for r in rows if r.source == LabelSource.HUMAN}
-    assert {n for n, _ in human} == {"Cat", "Animal", "Sofa"}
+    assert {n for n, _ in human} == {"Cat"}
+    assert report.skipped_predictions == 2  # Animal, Sofa
     assert human[("Cat", 0)].review == ReviewState.CONFIRMED
     assert human[("Cat", 0)].parents == ["Mammal", "Animal"]  # copied from the model's label
     assert human[("Cat", 1)].box_left == pytest.approx(0.1) and human[("Cat", 1)].box_width == pytest.approx(

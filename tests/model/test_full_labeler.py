@@ -175,3 +175,42 @@ def test_cli_prints_person_and_face_with_boxes(full_model_dir: Path, tmp_path: P
     ).stdout
     lines = {line.split()[0]: line for line in out.splitlines()[3:] if line.strip()}
     assert "1: " in lines["Person"] and "1: " in lines["Face"]
+
+
+def test_cli_json_lines_are_detect_labels_responses(full_model_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    # GIVEN two photos
+    photos = []
+    for name, rgb in (("astronaut.png", skimage.data.astronaut()), ("coffee.jpg", skimage.data.coffee())):
+        photos.append(tmp_path / name)
+        Image.fromarray(rgb).save(photos[-1])
+    env = {**os.environ, "LABELKIT_MODEL_DIR": str(full_model_dir)}
+    # WHEN the CLI labels them with --json
+    out = subprocess.run(
+        [sys.executable, "-m", "labelkit.label", "--json", *map(str, photos)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    ).stdout
+    # THEN each line is {"image", "response"} and each response passes botocore's DetectLabels model
+    shape = (
+        botocore.session.get_session()
+        .get_service_model("rekognition")
+        .operation_model("DetectLabels")
+        .output_shape
+    )
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["image"] for line in lines] == [str(p) for p in photos]
+    for line in lines:
+        assert set(line) == {"image", "response"}
+        report = ParamValidator().validate(line["response"], shape)
+        assert not report.has_errors(), report.generate_report()
+        assert line["response"]["Labels"] and line["response"]["LabelModelVersion"]
+    assert "Person" in {lab["Name"] for lab in lines[0]["response"]["Labels"]}
