@@ -1,6 +1,6 @@
 """Export labels (CSV, JSON Lines, COCO, Ground Truth / Rekognition Custom Labels manifest)
 with filters, and import a JSON Lines export or a manifest back as the signed-in user's
-human labels. The files are built by ``labelkit.exports`` (also ``python -m labelkit.export``)."""
+human labels. The files are built by ``labelkit.interchange`` (also ``python -m labelkit.interchange``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import date
 import streamlit as st
 
 from dashboard import core
-from labelkit import exports
+from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.errors import LabelkitError
@@ -31,8 +31,8 @@ with st.container(border=True):
     c1, c2 = st.columns([2, 2])
     picked = c1.selectbox(
         "Format",
-        list(exports.ExportFormat),
-        format_func=lambda f: exports.FORMAT_TITLES[exports.ExportFormat(f)],
+        list(interchange.ExportFormat),
+        format_func=lambda f: interchange.FORMAT_TITLES[interchange.ExportFormat(f)],
         key="export_format",
     )
     if user.is_admin:
@@ -69,11 +69,11 @@ if isinstance(dates, tuple | list) and dates:
     until = dates[-1] if isinstance(dates[-1], date) else None
 
 settings = core.settings()
-fmt = exports.ExportFormat(picked or exports.ExportFormat.JSONL)
+fmt = interchange.ExportFormat(picked or interchange.ExportFormat.JSONL)
 bundle = csv_bom = False
 source_ref_base = ""
 with st.container(border=True):
-    if fmt is exports.ExportFormat.CSV:
+    if fmt is interchange.ExportFormat.CSV:
         st.caption(
             "One row per label and per box (boxes in pixels and as fractions of the image). "
             "Not the same file as the Labels page's *label summary* (one row per label name)."
@@ -84,19 +84,19 @@ with st.container(border=True):
             help="Starts the file with a byte order mark, so Excel shows accents and other "
             "non-English letters correctly.",
         )
-    if fmt in exports.BUNDLE_FORMATS:
+    if fmt in interchange.BUNDLE_FORMATS:
         bundle = st.toggle(
             "Bundle with the images (zip)",
             key="export_bundle",
             help="The photos under readable, unique names in images/ and the annotation file "
             "pointing at them, so a COCO or manifest reader opens it as it is.",
         )
-        if fmt is exports.ExportFormat.COCO and not bundle:
+        if fmt is interchange.ExportFormat.COCO and not bundle:
             st.caption(
                 "Without the bundle, `file_name` is the image's storage key (`users/…/….jpg`), "
                 "relative to the image folder or bucket."
             )
-    if fmt is exports.ExportFormat.MANIFEST:
+    if fmt is interchange.ExportFormat.MANIFEST:
         s3_base = settings.manifest_source_ref_base
         if settings.uses_s3:
             st.caption(f"`source-ref` is each image's S3 URI in `{settings.resolved_storage_url}`.")
@@ -131,7 +131,7 @@ with st.container(border=True):
                     "as it is. Set `LABELKIT_MANIFEST_S3_URL=s3://bucket/prefix` to offer S3 URIs."
                 )
 
-options = exports.ExportOptions(
+options = interchange.ExportOptions(
     owner=owner,
     labels=tuple(labels),
     reviewed_only=reviewed_only,
@@ -141,7 +141,7 @@ options = exports.ExportOptions(
 )
 try:
     with core.db() as s:
-        result = exports.build_export(
+        result = interchange.build_export(
             session=s,
             viewer=viewer,
             fmt=fmt,
@@ -161,7 +161,7 @@ if bundle:
     def make_bundle() -> bytes:
         # Runs when the button is clicked (deferred), so the photos are read only then.
         with transaction(svc.engine) as s:
-            return exports.build_export(
+            return interchange.build_export(
                 session=s,
                 viewer=viewer,
                 fmt=fmt,
@@ -173,9 +173,9 @@ if bundle:
             ).data
 
     st.download_button(
-        f"Download {exports.bundle_file_name(fmt)}",
+        f"Download {interchange.bundle_file_name(fmt)}",
         data=make_bundle,
-        file_name=exports.bundle_file_name(fmt),
+        file_name=interchange.bundle_file_name(fmt),
         mime="application/zip",
         icon=":material/folder_zip:",
         key="export_bundle_download",
@@ -207,7 +207,7 @@ with st.expander("Import labels", icon=":material/upload_file:"):
     if st.button("Import", key="import_go", disabled=upload is None, icon=":material/publish:"):
         assert upload is not None
         with core.db() as s:
-            report = exports.import_text(
+            report = interchange.import_text(
                 session=s,
                 viewer=viewer,
                 text=upload.getvalue(),

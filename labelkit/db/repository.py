@@ -799,7 +799,7 @@ def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> in
 
 
 # --------------------------------------------------------------------------- exports and notebooks
-# Bulk reads behind ``labelkit.exports`` (CSV, JSON Lines, COCO and manifest files,
+# Bulk reads behind ``labelkit.interchange`` (CSV, JSON Lines, COCO and manifest files,
 # and the DataFrames the notebooks use) and the writes behind importing human labels.
 # Scoped by the Viewer like everything else.
 

@@ -20,13 +20,13 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from labelkit import export as export_cli
-from labelkit import exports
+from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
-from labelkit.db.models import Image, LabelSource
+from labelkit.db.models import Image, LabelSource, ReviewState
 from labelkit.db.repository import Viewer
-from labelkit.exports import ExportFormat, ExportOptions
+from labelkit.interchange import ExportFormat, ExportOptions
+from labelkit.interchange import __main__ as export_cli
 from labelkit.settings import Settings, get_settings
 from labelkit.storage.local import LocalStore
 from tests.integration.test_exports import COCO_SCHEMA, world  # noqa: F401
@@ -62,10 +62,10 @@ def _rename(engine: Engine, image_id: str, name: str) -> None:
 
 def _import(
     engine: Engine, viewer: Viewer, lines: list[dict[str, Any]], storage_url: str = "s3://b"
-) -> exports.ImportReport:
+) -> interchange.ImportReport:
     text = "".join(json.dumps(line) + "\n" for line in lines)
     with transaction(engine) as s:
-        return exports.import_text(session=s, viewer=viewer, text=text, storage_url=storage_url)
+        return interchange.import_text(session=s, viewer=viewer, text=text, storage_url=storage_url)
 
 
 # --------------------------------------------------------------------------- import validation
@@ -103,7 +103,7 @@ def test_json_lines_boxes_outside_the_image_are_refused_per_line(
     assert "3 lines refused" in report.summary() and "1 boxes clamped" in report.summary()
     # and no later export carries a box outside its image
     coco = json.loads(
-        exports.build_export(session=_session(engine), viewer=alice, fmt=ExportFormat.COCO).data
+        interchange.build_export(session=_session(engine), viewer=alice, fmt=ExportFormat.COCO).data
     )
     jsonschema.validate(coco, COCO_SCHEMA)
     sizes = {i["id"]: (i["width"], i["height"]) for i in coco["images"]}
@@ -140,7 +140,7 @@ def test_manifest_boxes_outside_the_image_are_refused(engine: Engine, world: dic
     with transaction(engine) as s:
         image = s.get(Image, ids["palace.jpg"])
         assert image is not None
-        ref = exports.source_ref(image.object_key, "s3://b")
+        ref = interchange.source_ref(image.object_key, "s3://b")
     report = _import(
         engine,
         alice,
@@ -172,7 +172,7 @@ def test_coco_bundle_holds_the_images_under_readable_unique_names(
     _rename(engine, ids["palace.jpg"], "../../Château de Versailles?.jpg")
     # WHEN a COCO bundle is made
     with transaction(engine) as s:
-        result = exports.build_export(
+        result = interchange.build_export(
             session=s,
             viewer=alice,
             fmt=ExportFormat.COCO,
@@ -216,7 +216,7 @@ def test_manifest_bundle_source_refs_and_missing_images(
     store.delete(palace_key)  # GIVEN one photo is no longer in the store
     for base, prefix in (("", "images/"), ("s3://bucket/dataset/", "s3://bucket/dataset/images/")):
         with transaction(engine) as s:
-            result = exports.build_export(
+            result = interchange.build_export(
                 session=s,
                 viewer=alice,
                 fmt=ExportFormat.MANIFEST,
@@ -245,14 +245,14 @@ def test_csv_for_excel_starts_with_a_bom(engine: Engine, world: dict[str, object
             viewer=alice,
             image_id=ids["palace.jpg"],
             name="Café",
-            review=exports.ReviewState.CONFIRMED,
+            review=ReviewState.CONFIRMED,
         )
-        plain = exports.build_export(session=s, viewer=alice, fmt=ExportFormat.CSV).data
-        excel = exports.build_export(session=s, viewer=alice, fmt=ExportFormat.CSV, csv_bom=True).data
+        plain = interchange.build_export(session=s, viewer=alice, fmt=ExportFormat.CSV).data
+        excel = interchange.build_export(session=s, viewer=alice, fmt=ExportFormat.CSV, csv_bom=True).data
     assert not plain.startswith(b"\xef\xbb\xbf")
     assert excel.startswith(b"\xef\xbb\xbf") and excel[3:] == plain
     rows = list(csv.DictReader(io.StringIO(excel.decode("utf-8-sig"))))
-    assert "Café" in {r["label"] for r in rows} and set(rows[0]) == set(exports.LABEL_COLUMNS)
+    assert "Café" in {r["label"] for r in rows} and set(rows[0]) == set(interchange.LABEL_COLUMNS)
 
 
 def test_local_manifest_names_file_paths_or_the_configured_s3_form(
@@ -263,8 +263,10 @@ def test_local_manifest_names_file_paths_or_the_configured_s3_form(
     alice, _ = _who(world)
     local = (tmp_path / "images").as_posix()
     with transaction(engine) as s:
-        paths = exports.build_export(session=s, viewer=alice, fmt=ExportFormat.MANIFEST, storage_url=local)
-        s3 = exports.build_export(
+        paths = interchange.build_export(
+            session=s, viewer=alice, fmt=ExportFormat.MANIFEST, storage_url=local
+        )
+        s3 = interchange.build_export(
             session=s,
             viewer=alice,
             fmt=ExportFormat.MANIFEST,
@@ -277,7 +279,7 @@ def test_local_manifest_names_file_paths_or_the_configured_s3_form(
     assert all(r.startswith("s3://bucket/photos/users/") for r in s3_refs)
     # The s3:// form imports back in local mode (matched by the object key).
     with transaction(engine) as s:
-        report = exports.import_text(session=s, viewer=alice, text=s3.data, storage_url=local)
+        report = interchange.import_text(session=s, viewer=alice, text=s3.data, storage_url=local)
     assert report.unknown == [] and report.images == 3
 
 
@@ -360,7 +362,7 @@ def test_bundle_names_are_safe_and_unique() -> None:
     entries = _entries(0)[:6]
     for e, name in zip(entries, ["a.jpg", "A.JPG", "", "...", "x" * 300 + ".png", "日本.jpg"], strict=True):
         e.image.original_name = name
-    names = list(exports.bundle_names(entries).values())
+    names = list(interchange.bundle_names(entries).values())
     assert names[:4] == ["images/a.jpg", "images/A-2.jpg", "images/image.jpg", "images/image-2.jpg"]
     assert names[4] == "images/" + "x" * 80 + ".jpg" and names[5] == "images/image-3.jpg"
     options = ExportOptions()

@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
-from labelkit import export as export_cli
-from labelkit import exports
+from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState
 from labelkit.db.repository import Viewer
 from labelkit.errors import PermissionDenied
-from labelkit.exports import ExportFormat, ExportOptions
+from labelkit.interchange import ExportFormat, ExportOptions
+from labelkit.interchange import __main__ as export_cli
 from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
 from labelkit.settings import get_settings
 
@@ -96,7 +96,7 @@ def world(engine: Engine) -> dict[str, object]:
 
 def _export(engine: Engine, viewer: Viewer, fmt: ExportFormat, **options: object) -> bytes:
     with transaction(engine) as s:
-        return exports.build_export(
+        return interchange.build_export(
             session=s,
             viewer=viewer,
             fmt=fmt,
@@ -213,7 +213,7 @@ def test_manifest_lines_follow_ground_truth_format(engine: Engine, world: dict[s
 def test_csv_has_one_row_per_label_row(engine: Engine, world: dict[str, object]) -> None:
     data = _export(engine, world["bob"], ExportFormat.CSV)  # type: ignore[arg-type]
     rows = list(csv.DictReader(io.StringIO(data.decode())))
-    assert set(exports.LABEL_COLUMNS) == set(rows[0])
+    assert set(interchange.LABEL_COLUMNS) == set(rows[0])
     assert {r["original_name"] for r in rows} == {"bob-cat.jpg"}  # bob sees only his own
     boxes = [r for r in rows if r["instance"] != "0"]
     assert len(boxes) == 2 and boxes[0]["box_left_px"] == "64.0" and boxes[0]["box_left"] == "0.1"
@@ -225,25 +225,25 @@ def test_filters(engine: Engine, world: dict[str, object]) -> None:
     alice, bob, ids = world["alice"], world["bob"], world["ids"]
     with transaction(engine) as s:
         with pytest.raises(PermissionDenied):
-            exports.collect(session=s, viewer=bob, options=ExportOptions(owner="alice"))  # type: ignore[arg-type]
-        only_bob = exports.collect(session=s, viewer=alice, options=ExportOptions(owner="bob"))  # type: ignore[arg-type]
+            interchange.collect(session=s, viewer=bob, options=ExportOptions(owner="alice"))  # type: ignore[arg-type]
+        only_bob = interchange.collect(session=s, viewer=alice, options=ExportOptions(owner="bob"))  # type: ignore[arg-type]
         assert [e.image.original_name for e in only_bob] == ["bob-cat.jpg"]
         # A parent finds its children, and only matching labels are exported.
-        animals = exports.collect(session=s, viewer=alice, options=ExportOptions(labels=("Mammal",)))  # type: ignore[arg-type]
+        animals = interchange.collect(session=s, viewer=alice, options=ExportOptions(labels=("Mammal",)))  # type: ignore[arg-type]
         assert sorted(e.image.original_name for e in animals) == ["bob-cat.jpg", "cat.jpg"]
         assert {lab.name for e in animals for lab in e.labels} == {"Cat"}
-        reviewed = exports.collect(session=s, viewer=alice, options=ExportOptions(reviewed_only=True))  # type: ignore[arg-type]
+        reviewed = interchange.collect(session=s, viewer=alice, options=ExportOptions(reviewed_only=True))  # type: ignore[arg-type]
         assert [e.image.id for e in reviewed] == [ids["cat.jpg"]]  # type: ignore[index]
         assert {(lab.name, lab.source) for lab in reviewed[0].labels} == {
             ("Cat", "model"),
             ("Cat", "human"),
             ("Blanket", "human"),
         }
-        confident = exports.collect(session=s, viewer=alice, options=ExportOptions(min_confidence=92))  # type: ignore[arg-type]
+        confident = interchange.collect(session=s, viewer=alice, options=ExportOptions(min_confidence=92))  # type: ignore[arg-type]
         assert all(lab.confidence >= 92 for e in confident for lab in e.labels)
         assert "palace.jpg" not in {e.image.original_name for e in confident}
         future = ExportOptions(since=date(2999, 1, 1))
-        later = exports.collect(session=s, viewer=alice, options=future)  # type: ignore[arg-type]
+        later = interchange.collect(session=s, viewer=alice, options=future)  # type: ignore[arg-type]
         assert later == []
 
 
@@ -256,17 +256,19 @@ def test_jsonl_round_trip_and_unknown_images(engine: Engine, world: dict[str, ob
         s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
     assert _export(engine, alice, ExportFormat.JSONL) != first  # type: ignore[arg-type]
     with transaction(engine) as s:
-        report = exports.import_text(session=s, viewer=alice, text=first, storage_url=STORAGE)  # type: ignore[arg-type]
+        report = interchange.import_text(session=s, viewer=alice, text=first, storage_url=STORAGE)  # type: ignore[arg-type]
     assert report.unknown == [] and report.errors == [] and report.labels == 3
     assert _export(engine, alice, ExportFormat.JSONL) == first  # type: ignore[arg-type]
     # Importing again with --replace changes nothing either.
     with transaction(engine) as s:
-        exports.import_text(session=s, viewer=alice, text=first, storage_url=STORAGE, replace=True)  # type: ignore[arg-type]
+        interchange.import_text(session=s, viewer=alice, text=first, storage_url=STORAGE, replace=True)  # type: ignore[arg-type]
     assert _export(engine, alice, ExportFormat.JSONL) == first  # type: ignore[arg-type]
     # bob cannot write to alice's images: they are reported as unknown, as are ids that do not exist.
     extra = json.dumps({"image_id": "nope", "labels": [{"name": "Dog"}]})
     with transaction(engine) as s:
-        report = exports.import_text(session=s, viewer=bob, text=first + extra.encode(), storage_url=STORAGE)  # type: ignore[arg-type]
+        report = interchange.import_text(
+            session=s, viewer=bob, text=first + extra.encode(), storage_url=STORAGE
+        )  # type: ignore[arg-type]
     assert len(report.unknown) == 3 and "nope" in report.unknown and report.images == 1
 
 
@@ -279,7 +281,7 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
     # WHEN it is imported back
     with transaction(engine) as s:
-        report = exports.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
+        report = interchange.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
         rows = repo.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
     # THEN the model's labels stay the model's: nothing becomes a confirmed human label
     assert report.unknown == [] and report.errors == [] and report.labels == 0 and report.boxes == 0
@@ -298,7 +300,7 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
     with transaction(engine) as s:
         s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
-        report = exports.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
+        report = interchange.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
         assert report.unknown == [] and report.images == 1 and report.boxes == 2
         rows = repo.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
     # THEN only the confirmed class comes back as a person's, with its boxes

@@ -18,9 +18,9 @@ from decimal import Decimal
 
 import pytest
 
-from labelkit import exports
+from labelkit import interchange
 from labelkit.db.models import Image
-from labelkit.exports import BoxEntry, ImageEntry, LabelEntry
+from labelkit.interchange import BoxEntry, ImageEntry, LabelEntry
 
 CASES = 400
 EDGE_VALUES = [
@@ -105,7 +105,7 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
     boxes = sum(len(lab.boxes) for e in entries for lab in e.labels)
 
     # WHEN each writer writes them, THEN each box it writes lies inside its image
-    rows = list(csv.DictReader(io.StringIO(exports.to_csv(entries).decode())))
+    rows = list(csv.DictReader(io.StringIO(interchange.to_csv(entries).decode())))
     box_rows = [r for r in rows if r["instance"] != "0"]
     assert len(box_rows) == boxes
     for r in box_rows:
@@ -116,7 +116,7 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
         assert _inside(unit, Decimal(1), Decimal(1)), r
 
     written = 0
-    for line in exports.to_jsonl(entries).decode().splitlines():
+    for line in interchange.to_jsonl(entries).decode().splitlines():
         record = json.loads(line, parse_float=Decimal)
         for lab in record["labels"]:
             for b in lab["instances"]:
@@ -124,7 +124,7 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
                 written += 1
     assert written == boxes
 
-    coco = json.loads(exports.to_coco(entries), parse_float=Decimal)
+    coco = json.loads(interchange.to_coco(entries), parse_float=Decimal)
     images = {i["id"]: (Decimal(i["width"]), Decimal(i["height"])) for i in coco["images"]}
     assert len(coco["annotations"]) == boxes
     for a in coco["annotations"]:
@@ -132,7 +132,7 @@ def test_every_writer_keeps_every_box_inside_its_image(seed: int) -> None:
         assert a["area"] >= 0
 
     written = 0
-    for line in exports.to_manifest(entries, storage_url="s3://bucket").decode().splitlines():
+    for line in interchange.to_manifest(entries, storage_url="s3://bucket").decode().splitlines():
         record = json.loads(line)
         size = record["bounding-box"]["image_size"][0]
         for b in record["bounding-box"]["annotations"]:
@@ -153,13 +153,13 @@ def test_manifest_rounds_edges_not_sizes() -> None:
     entry.image.width = entry.image.height = 451
     entry.labels[0].boxes = [box]
     # WHEN it is written as a manifest
-    record = json.loads(exports.to_manifest([entry], storage_url="s3://bucket").decode())
+    record = json.loads(interchange.to_manifest([entry], storage_url="s3://bucket").decode())
     ann = record["bounding-box"]["annotations"][0]
     # THEN it ends on the image's last pixel, not one past it (226 + 226 = 452 before)
     assert ann["left"] + ann["width"] == 451 and ann["top"] + ann["height"] == 451
 
 
 def test_clamp_box_moves_edges_inside() -> None:
-    assert exports.clamp_box(1.5, 0.2, -0.2, 0.5) == pytest.approx((1.0, 0.2, 0.0, 0.5))
-    assert exports.clamp_box(-0.1, 0.9, 0.4, 0.3) == pytest.approx((0.0, 0.9, 0.3, 0.1))
-    assert exports.clamp_box(float("nan"), 0, float("inf"), 1) == (0.0, 0.0, 0.0, 1.0)
+    assert interchange.clamp_box(1.5, 0.2, -0.2, 0.5) == pytest.approx((1.0, 0.2, 0.0, 0.5))
+    assert interchange.clamp_box(-0.1, 0.9, 0.4, 0.3) == pytest.approx((0.0, 0.9, 0.3, 0.1))
+    assert interchange.clamp_box(float("nan"), 0, float("inf"), 1) == (0.0, 0.0, 0.0, 1.0)

@@ -1,12 +1,12 @@
-"""``python -m labelkit.export``: export labels as CSV, JSON Lines, COCO or a
+"""``python -m labelkit.interchange``: export labels as CSV, JSON Lines, COCO or a
 SageMaker Ground Truth / Rekognition Custom Labels manifest, or import a JSON
 Lines export or a manifest back as human labels.
 
 Export (to ``--out`` or standard output)::
 
-    python -m labelkit.export --format coco --out labels.json
-    python -m labelkit.export --format manifest --label Animal --reviewed-only --out train.manifest
-    python -m labelkit.export --format csv --as alice            # what alice may see, nothing else
+    python -m labelkit.interchange --format coco --out labels.json
+    python -m labelkit.interchange --format manifest --label Animal --reviewed-only --out train.manifest
+    python -m labelkit.interchange --format csv --as alice            # what alice may see, nothing else
 
 Without ``--as`` the export runs as an administrator (this command runs where the
 database is, like the notebooks). ``--bom`` starts a CSV with a UTF-8 byte order mark
@@ -17,12 +17,13 @@ mode, a file path on this machine in local mode, or ``s3://`` under
 A bundle (COCO or manifest) is a zip of the images under readable, unique names and the
 annotation file pointing at them (``images/<name>``)::
 
-    python -m labelkit.export --format coco --bundle --out coco.zip
-    python -m labelkit.export --format manifest --bundle --source-ref-base s3://bucket/dataset --out ds.zip
+    python -m labelkit.interchange --format coco --bundle --out coco.zip
+    python -m labelkit.interchange --format manifest --bundle \
+        --source-ref-base s3://bucket/dataset --out ds.zip
 
 Import::
 
-    python -m labelkit.export --import labels.jsonl --user alice [--replace]
+    python -m labelkit.interchange --import labels.jsonl --user alice [--replace]
 
 Imported labels are human labels by ``--user``, on that user's images (all images
 for an admin). Unknown images are reported, never created. Exit codes: 0 done,
@@ -37,7 +38,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from labelkit import exports
+from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.repository import Viewer
@@ -51,10 +52,10 @@ CLI_USER = "cli"
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m labelkit.export",
+        prog="python -m labelkit.interchange",
         description="Export labels (CSV, JSON Lines, COCO, Ground Truth manifest) or import them back.",
     )
-    p.add_argument("--format", choices=[f.value for f in exports.ExportFormat], default="jsonl")
+    p.add_argument("--format", choices=[f.value for f in interchange.ExportFormat], default="jsonl")
     p.add_argument("--out", type=Path, default=None, help="file to write (default: standard output)")
     p.add_argument("--as", dest="as_user", default=None, help="export as this user (default: admin, all)")
     p.add_argument("--owner", default=None, help="only this user's images (username)")
@@ -93,9 +94,9 @@ def _err(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.bundle and args.format not in exports.BUNDLE_FORMATS:
+    if args.bundle and args.format not in interchange.BUNDLE_FORMATS:
         parser.error("--bundle is for --format coco or manifest")
-    if args.bom and args.format != exports.ExportFormat.CSV:
+    if args.bom and args.format != interchange.ExportFormat.CSV:
         parser.error("--bom is for --format csv")
     try:
         base = _source_ref_base(args, get_settings())
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     _err(f"no user {args.as_user!r}")
                     return 1
                 viewer = Viewer(user_id=user.id, is_admin=user.is_admin)
-            options = exports.ExportOptions(
+            options = interchange.ExportOptions(
                 owner=args.owner,
                 labels=tuple(args.label),
                 reviewed_only=args.reviewed_only,
@@ -123,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                 min_confidence=args.min_confidence,
             )
             if args.bundle:
-                entries = exports.collect(session=s, viewer=viewer, options=options)
+                entries = interchange.collect(session=s, viewer=viewer, options=options)
             else:
-                result = exports.build_export(
+                result = interchange.build_export(
                     session=s,
                     viewer=viewer,
                     fmt=args.format,
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bundle(
     args: argparse.Namespace,
-    entries: list[exports.ImageEntry],
+    entries: list[interchange.ImageEntry],
     store: ObjectStore,
     storage_url: str,
     base: str,
@@ -159,7 +160,7 @@ def _bundle(
         _err("--bundle writes a zip: give --out FILE.zip")
         return 1
     with args.out.open("wb") as fp:
-        summary = exports.write_bundle(
+        summary = interchange.write_bundle(
             fp, entries, fmt=args.format, store=store, storage_url=storage_url, source_ref_base=base
         )
     _err(f"wrote {args.out} ({summary.images} images, {summary.labels} labels, {args.format} bundle)")
@@ -194,7 +195,7 @@ def _import(args: argparse.Namespace, engine: object, storage_url: str) -> int:
         if user is None:
             _err(f"no user {args.user!r}")
             return 1
-        report = exports.import_text(
+        report = interchange.import_text(
             session=s,
             viewer=Viewer(user_id=user.id, is_admin=user.is_admin),
             text=text,

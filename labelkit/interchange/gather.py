@@ -1,0 +1,147 @@
+"""Gathering what an export holds: images and their labels, scoped to the viewer, filtered by
+the options."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from labelkit.db import repository as repo
+from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
+from labelkit.db.repository import Viewer
+from labelkit.errors import NotFound, PermissionDenied
+from labelkit.interchange.boxes import BoxEntry, clamp_box
+from labelkit.interchange.options import ExportOptions, _end, _start
+
+
+@dataclass(slots=True)
+class LabelEntry:
+    """One label of one image from one source/model version, with its boxes."""
+
+    name: str
+    source: str
+    model_version: str
+    confidence: float
+    parents: list[str]
+    aliases: list[str]
+    categories: list[str]
+    review: str
+    created_at: datetime | None
+    boxes: list[BoxEntry] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ImageEntry:
+    image: Image
+    owner: str
+    labels: list[LabelEntry] = field(default_factory=list)
+
+
+def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:
+    """Rows of one image grouped into entries; model entries get the person's verdict on their name."""
+    groups: dict[tuple[str, str, str], list[LabelRow]] = {}
+    for row in rows:
+        groups.setdefault((LabelSource(row.source).value, row.model_version, row.name), []).append(row)
+    verdicts = {
+        name: ReviewState(rs[0].review).value
+        for (source, _, name), rs in groups.items()
+        if source == LabelSource.HUMAN.value
+    }
+    out = []
+    for (source, version, name), rs in groups.items():
+        rs.sort(key=lambda r: r.instance)
+        head = rs[0]
+        review = ReviewState(head.review).value if source == LabelSource.HUMAN.value else None
+        out.append(
+            LabelEntry(
+                name=name,
+                source=source,
+                model_version=version,
+                confidence=float(head.confidence) if head.instance == 0 else 100.0,
+                parents=list(head.parents or []),
+                aliases=list(head.aliases or []),
+                categories=list(head.categories or []),
+                review=review or verdicts.get(name, ReviewState.UNREVIEWED.value),
+                created_at=head.created_at,
+                boxes=[
+                    BoxEntry(
+                        *clamp_box(
+                            float(r.box_left or 0.0),
+                            float(r.box_top or 0.0),
+                            float(r.box_width or 0.0),
+                            float(r.box_height or 0.0),
+                        ),
+                        confidence=float(r.confidence),
+                    )
+                    for r in rs
+                    if r.instance > 0 and r.box_left is not None
+                ],
+            )
+        )
+    # Model labels first (by version), then people's; most confident first within each.
+    out.sort(key=lambda e: (e.source != "model", e.model_version, -e.confidence, e.name))
+    return out
+
+
+def _keep(entry: LabelEntry, options: ExportOptions, wanted: set[str]) -> bool:
+    if wanted and entry.name.casefold() not in wanted and not wanted & {p.casefold() for p in entry.parents}:
+        return False
+    if options.reviewed_only and entry.review != ReviewState.CONFIRMED.value:
+        return False
+    return options.min_confidence is None or entry.confidence >= options.min_confidence
+
+
+def resolve_owner(*, session: Session, viewer: Viewer, owner: str | None) -> str | None:
+    """The owner's user id for a username filter. Non-admins may only name themselves."""
+    if not owner:
+        return None
+    user = repo.get_user_by_username(session=session, username=owner)
+    if not viewer.is_admin:
+        if user is None or user.id != viewer.user_id:
+            raise PermissionDenied("you can only export your own images")
+        return user.id
+    if user is None:
+        raise NotFound(f"no user {owner!r}")
+    return user.id
+
+
+NOTEBOOK_USER = "notebook"
+
+
+def viewer_for(*, session: Session, username: str | None = None) -> Viewer:
+    """The scope of a notebook or script: every image (as an admin) when ``username`` is None,
+    else that user's own images only (even for an admin, so the numbers are theirs)."""
+    if not username:
+        return Viewer(user_id=NOTEBOOK_USER, is_admin=True)
+    user = repo.get_user_by_username(session=session, username=username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    return Viewer(user_id=user.id, is_admin=False)
+
+
+def collect(*, session: Session, viewer: Viewer, options: ExportOptions | None = None) -> list[ImageEntry]:
+    """The viewer's images and labels that ``options`` select, oldest image first."""
+    options = options or ExportOptions()
+    owner_id = resolve_owner(session=session, viewer=viewer, owner=options.owner)
+    images = repo.export_images(
+        session=session,
+        viewer=viewer,
+        owner_id=owner_id,
+        since=_start(options.since),
+        until=_end(options.until),
+        terms=options.labels,
+    )
+    rows: dict[str, list[LabelRow]] = {}
+    for row in repo.export_label_rows(session=session, viewer=viewer, image_ids=[i.id for i in images]):
+        rows.setdefault(row.image_id, []).append(row)
+    names = repo.usernames(session=session, user_ids={i.owner_id for i in images})
+    wanted = {t.strip().casefold() for t in options.labels if t.strip()}
+    out = []
+    for image in images:
+        labels = [e for e in _entries(rows.get(image.id, [])) if _keep(e, options, wanted)]
+        if labels or not options.filters_labels:
+            out.append(ImageEntry(image=image, owner=names.get(image.owner_id, ""), labels=labels))
+    return out
