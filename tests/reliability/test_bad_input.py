@@ -29,7 +29,9 @@ from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
 from labelkit.testing import photos as f
-from labelkit.testing.workers import (
+from labelkit.uploads import upload_image
+from tests.dashboard.conftest import APP
+from tests.reliability.harness import (
     MODEL_DIR,
     local_listener_env,
     make_owner,
@@ -39,8 +41,6 @@ from labelkit.testing.workers import (
     unsettled,
     wait_until,
 )
-from labelkit.uploads import upload_image
-from tests.dashboard.conftest import APP
 from tests.support import bombs
 
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024  # small, so one corpus entry is "too big" cheaply
