@@ -7,7 +7,6 @@ user-data script embeds the other four, so an instance needs nothing else.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from labelkit.settings import Settings
+from labelkit.settings import Settings, UploadLimits
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -68,13 +67,18 @@ class HostConfig:
         return f"127.0.0.1:{self.dashboard_port}"
 
     @property
-    def client_max_body_size(self) -> str:
-        # Streamlit counts whole megabytes; nginx must let at least that much through.
-        return f"{self.max_upload_mb}m"
+    def upload_limits(self) -> UploadLimits:
+        # The host's own LABELKIT_MAX_UPLOAD_BYTES, if the stack sets one, is what intake uses there.
+        return UploadLimits.for_bytes(int(self.env.get("LABELKIT_MAX_UPLOAD_BYTES", self.max_upload_bytes)))
 
     @property
-    def max_upload_mb(self) -> int:
-        return max(1, math.ceil(self.max_upload_bytes / (1024 * 1024)))
+    def client_max_body_size(self) -> str:
+        # Above Streamlit's limit by its own multipart allowance (see UploadLimits).
+        return f"{self.upload_limits.proxy_mb}m"
+
+    @property
+    def streamlit_max_upload_mb(self) -> int:
+        return self.upload_limits.streamlit_mb
 
 
 def _environment() -> Environment:
@@ -125,7 +129,7 @@ def render_host_files(cfg: HostConfig) -> dict[str, str]:
         "env_file": cfg.env_file,
         "dashboard_port": cfg.dashboard_port,
         "enable_listener": cfg.enable_listener,
-        "max_upload_mb": cfg.max_upload_mb,
+        "streamlit_max_upload_mb": cfg.streamlit_max_upload_mb,
         "client_max_body_size": cfg.client_max_body_size,
         "upstream": cfg.upstream,
         "server_name": cfg.server_name,

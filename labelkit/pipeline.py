@@ -10,6 +10,12 @@ and the listener both call. For every object-created record it
 3. records the attempt, fetches the bytes, labels them with each labeller,
 4. writes the labels idempotently and sets ``labelled`` in one transaction.
 
+Records the store cannot own are **refused** before anything is looked up: an
+event naming another bucket than the configured store's (the S3 bucket, or the
+local store's pseudo-bucket ``local``) and a key the store will not accept
+(``users/x//y.jpg``, a key outside the S3 prefix). No delivery can change that,
+so the refusal is logged as a warning and the message is acknowledged.
+
 Failures fall in two kinds:
 
 * **permanent** (the bytes are not an image, the stored file is gone, the
@@ -39,8 +45,8 @@ from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ImageStatus
 from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions, LabelResult
-from labelkit.queue.events import parse_s3_event
-from labelkit.storage import ObjectStore
+from labelkit.queue.events import ObjectEvent, parse_s3_event
+from labelkit.storage import ObjectStore, event_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ class Outcome:
     """What happened to one record; logged as one structured line per image."""
 
     key: str
-    status: str  # labelled | failed | skipped | retry
+    status: str  # labelled | failed | skipped | refused | retry
     image_id: str | None = None
     labels: int = 0
     reason: str | None = None
@@ -127,20 +133,37 @@ class Pipeline:
         outcomes: list[Outcome] = []
         retry: RetryableError | None = None
         for event in parse_s3_event(body):
+            refused = self._refusal(event)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
             try:
                 outcomes.append(self._handle_key(event.key, receive_count=receive_count))
             except RetryableError as e:
                 outcomes.append(e.outcome)
                 retry = retry or e
         for outcome in outcomes:
-            logger.info("image %s", outcome.status, extra={"labelkit": outcome.as_log()})
+            level = logging.WARNING if outcome.status == "refused" else logging.INFO
+            logger.log(level, "image %s", outcome.status, extra={"labelkit": outcome.as_log()})
         if retry is not None:
             raise retry
         return outcomes
 
+    def _refusal(self, event: ObjectEvent) -> Outcome | None:
+        """A permanent refusal for a record this store cannot own, else None."""
+        expected = event_bucket(self.store)
+        if event.bucket != expected:
+            reason = f"event names bucket {event.bucket!r}, not this store's {expected!r}"
+            return Outcome(key=event.key, status="refused", reason=reason)
+        try:
+            self.store.relative_key(event.key)
+        except StorageError as e:
+            return Outcome(key=event.key, status="refused", reason=f"the store refuses this key: {e}")
+        return None
+
     def _handle_key(self, full_key: str, *, receive_count: int) -> Outcome:
         t0 = time.perf_counter()
-        key = self.store.relative_key(full_key)
+        key = self.store.relative_key(full_key)  # checked by _refusal
         outcome = Outcome(key=key, status="skipped")
         try:
             with transaction(self.engine) as s:

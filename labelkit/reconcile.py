@@ -34,6 +34,7 @@ from labelkit.db.engine import transaction
 from labelkit.errors import LabelkitError, StorageError
 from labelkit.queue.events import MalformedEvent, parse_s3_event
 from labelkit.services import Services
+from labelkit.storage import event_bucket
 from labelkit.uploads import hand_to_queue
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,13 @@ def reconcile(
     # 1. dead letters
     for message in services.queue.dead_letters(limit=dead_letter_limit):
         try:
-            keys = [services.store.relative_key(event.key) for event in parse_s3_event(message.body)]
+            # Another bucket's event is not about our images, even where a key matches one.
+            bucket = event_bucket(services.store)
+            keys = [
+                services.store.relative_key(event.key)
+                for event in parse_s3_event(message.body)
+                if event.bucket == bucket
+            ]
         except (MalformedEvent, StorageError):
             continue  # not ours to judge: it stays in the dead-letter list for a person
         with transaction(services.engine) as s:

@@ -18,6 +18,7 @@ import time
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.queue.events import make_s3_event
+from labelkit.storage import event_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     done = failed = 0
     store = services.store
     for key, size in keys:
-        body = make_s3_event(bucket=store.bucket or "local", key=store.full_key(key), size=size)
+        body = make_s3_event(
+            bucket=event_bucket(store),
+            key=store.full_key(key),
+            size=size,
+            region=services.settings.aws_region,
+        )
         try:
             outcomes = pipeline.handle_message(body)
         except RetryableError as exc:

@@ -53,9 +53,13 @@ def _streamlit_flags() -> list[str]:
     flags = []
     for section, options in tomllib.loads(path.read_text()).items():
         for key, value in options.items():
+            if f"{section}.{key}" == "server.maxUploadSize":
+                continue  # derived from the settings below
             text = str(value).lower() if isinstance(value, bool) else str(value)
             flags += [f"--{section}.{key}", text]
-    return flags
+    # Streamlit's server limit follows Labelkit's (LABELKIT_MAX_UPLOAD_BYTES), a little above
+    # it, so intake, not Streamlit, refuses a file that is too big (see UploadLimits).
+    return [*flags, "--server.maxUploadSize", str(get_settings().upload_limits.streamlit_mb)]
 
 
 def _children(args: argparse.Namespace) -> list[tuple[str, list[str]]]:

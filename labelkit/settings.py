@@ -12,6 +12,8 @@ modules, so tests can set the environment first and ``get_settings.cache_clear()
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -26,6 +28,34 @@ def s3_base_url(value: str) -> str:
     if value and (not value.startswith("s3://") or not value[len("s3://") :].split("/")[0]):
         raise ValueError(f"{value!r} is not s3://bucket[/prefix]")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    """The size limits of the layers an upload crosses, all derived from Labelkit's own
+    (``max_upload_bytes``), each a little above the one inside it, so a file intake
+    accepts is never refused on the way and a file it refuses is refused with its reason:
+
+    * ``widget_mb``: the upload widget's limit. Streamlit's browser code counts a "MB"
+      as 10^6 bytes (2^20 only on Windows), so this is the smallest whole number of
+      decimal megabytes that holds a file of exactly ``max_upload_bytes``
+      (20 MiB = 20,971,520 bytes -> 21, which the widget shows as "21MB");
+    * ``streamlit_mb``: ``server.maxUploadSize`` (Streamlit's server counts MiB and
+      checks the request's Content-Length, multipart framing included, against it
+      with no allowance): the widget's limit on any platform plus 1 MiB of framing;
+    * ``proxy_mb``: nginx's ``client_max_body_size``: Streamlit's limit plus the 1 MiB
+      of framing that Streamlit itself allows, so nginx never answers 413 for a body
+      Streamlit would take.
+    """
+
+    widget_mb: int
+    streamlit_mb: int
+    proxy_mb: int
+
+    @classmethod
+    def for_bytes(cls, max_upload_bytes: int) -> UploadLimits:
+        widget = max(1, math.ceil(max_upload_bytes / 1_000_000))
+        return cls(widget_mb=widget, streamlit_mb=widget + 1, proxy_mb=widget + 2)
 
 
 class Settings(BaseSettings):
@@ -233,6 +263,10 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits.for_bytes(self.max_upload_bytes)
 
     @property
     def uses_sqs(self) -> bool:

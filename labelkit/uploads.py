@@ -18,6 +18,7 @@ writes so nothing is ever half-done:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,7 @@ from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, Stor
 from labelkit.images import DecodeLimits, ImageInfo, inspect_image, safe_display_name
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services
+from labelkit.storage import event_bucket
 
 logger = logging.getLogger(__name__)
 
@@ -45,19 +47,32 @@ class UploadResult:
     reason: str | None = None
 
 
+def _md5(data: bytes) -> str:
+    # S3's ETag of a single-part upload; only an event field here, never a security check.
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 STORE_FAILED = "Could not store the file (the image storage is not available); try again later."
 
 
-def _enqueue(services: Services, key: str, size: int | None) -> None:
+def _enqueue(services: Services, key: str, size: int, etag: str) -> None:
     store = services.store
-    body = make_s3_event(bucket=store.bucket or "local", key=store.full_key(key), size=size)
+    body = make_s3_event(
+        bucket=event_bucket(store),
+        key=store.full_key(key),
+        size=size,
+        etag=etag,
+        region=services.settings.aws_region,
+    )
     services.queue.send(body)
 
 
-def hand_to_queue(*, services: Services, image_id: str, key: str, size: int | None) -> None:
-    """Enqueue the image's job (unless the bucket's notification does) and record that it was."""
+def hand_to_queue(*, services: Services, image_id: str, key: str, size: int, etag: str = "") -> None:
+    """Enqueue the image's job (unless the bucket's notification does) and record that it was.
+
+    ``etag`` is the object's MD5 (hex) when the caller has its bytes, as S3 reports it."""
     if not services.settings.s3_notifies_queue:
-        _enqueue(services, key, size)
+        _enqueue(services, key, size, etag)
     with transaction(services.engine) as s:
         repo.mark_queued(session=s, image_id=image_id)
 
@@ -111,7 +126,7 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
 
     try:
         services.store.put(key, data, content_type=info.content_type)
-        hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes)
+        hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes, etag=_md5(data))
     except (LabelkitError, SQLAlchemyError):
         # The detail (paths, endpoints) goes to the log, not to the person uploading.
         logger.error("upload of %s failed after its row was written; undoing", key, exc_info=True)
@@ -138,7 +153,7 @@ def _restore(
         with transaction(services.engine) as s:
             repo.reset_for_retry(session=s, viewer=SYSTEM, image_id=image_id)
         services.queue.purge_matching(image_id)
-        hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes)
+        hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes, etag=_md5(data))
     except (LabelkitError, SQLAlchemyError):
         logger.error("restoring %s failed", key, exc_info=True)
         return UploadResult(name=name, outcome="rejected", reason=STORE_FAILED)

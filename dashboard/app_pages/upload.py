@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
 from dashboard import core
@@ -20,9 +18,9 @@ st.caption(
     f"{settings.max_pixels / 1e6:g} megapixels each. New photos are labelled automatically."
 )
 
-# Streamlit's own cap is set well above Labelkit's, so intake (not Streamlit) explains
-# a too-big file. The widget is re-keyed after each batch so it empties itself.
-widget_mb = max(2 * math.ceil(limit_mb), math.ceil(limit_mb) + 10)
+# The widget's limit is Labelkit's in the browser's decimal megabytes (UploadLimits); the
+# server's caps sit above it. The widget is re-keyed after each batch so it empties itself.
+widget_mb = settings.upload_limits.widget_mb
 batch = st.session_state.setdefault("upload_batch", 0)
 files = st.file_uploader(
     "Drop photos here or browse",

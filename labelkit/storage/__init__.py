@@ -49,6 +49,16 @@ class ObjectStore(Protocol):
         ...
 
 
+LOCAL_BUCKET = "local"
+"""The pseudo-bucket name the local queue's S3 events carry for a ``LocalStore``."""
+
+
+def event_bucket(store: ObjectStore) -> str:
+    """The bucket name S3 events about ``store``'s objects carry: the S3 bucket, or the
+    local store's pseudo-bucket. The pipeline labels nothing named by another bucket."""
+    return store.bucket or LOCAL_BUCKET
+
+
 def make_store(settings: Settings) -> ObjectStore:
     """The store the settings ask for (no network calls are made here)."""
     url = settings.resolved_storage_url

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from labelkit.db.models import ImageStatus, LabelRow
 from labelkit.errors import ConfigError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
 from labelkit.labelers.fake import FakeLabeler
+from labelkit.queue.events import make_s3_event
 from labelkit.queue.sqs import ensure_queues
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
@@ -417,3 +419,55 @@ def test_a_scheduled_invocation_reconciles_stuck_images(world: World) -> None:
     assert report["exhausted_failed"] == 1
     status, reason = world.status(image_id)
     assert status == ImageStatus.FAILED and reason and "did not finish in 3 attempts" in reason
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.mysql
+def test_events_the_store_cannot_own_are_refused_and_acknowledged(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LABELKIT_LABELER", "fake")
+    # GIVEN a real upload (S3 notified the queue), and two stray notifications: one from
+    # another bucket about the same key, one with a valid S3 key the store refuses
+    image = world.upload("photo.jpg", jpeg((10, 200, 10)))
+    test_event, real = world.receive(2)
+    with transaction(world.services.engine) as s:
+        key = repo.get_image(session=s, viewer=repo.Viewer(user_id=world.owner_id), image_id=image).object_key
+    size = len(jpeg((10, 200, 10)))
+    world.sqs.send_message(
+        QueueUrl=world.queue_url,
+        MessageBody=make_s3_event(bucket="someone-elses-bucket", key=f"{PREFIX}/{key}", size=size),
+    )
+    world.sqs.send_message(
+        QueueUrl=world.queue_url,
+        MessageBody=make_s3_event(bucket=BUCKET, key=f"{PREFIX}/users/x//y.jpg", size=size),
+    )
+    strays = world.receive(2)
+
+    # WHEN the Lambda gets the test event and the strays
+    with caplog.at_level(logging.INFO, logger="labelkit.pipeline"):
+        response = invoke(world, [test_event, *strays])
+    world.acknowledge([test_event, *strays], response)
+
+    # THEN all three are acknowledged (none comes back to reach the DLQ), the image is
+    # not labelled by the stranger's event, and both refusals are logged with a reason
+    assert response == {"batchItemFailures": []}
+    assert world.status(image)[0] is ImageStatus.PENDING
+    reasons = sorted(
+        str(r.labelkit["reason"])  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "labelkit.pipeline" and r.levelno == logging.WARNING
+    )
+    assert len(reasons) == 2
+    assert "'someone-elses-bucket', not this store's 'photos'" in reasons[0]
+    assert "the store refuses this key" in reasons[1]
+    assert world.queue_counts() == (0, 1)  # only the real notification, still in flight
+
+    # AND the real notification still labels the image
+    response = invoke(world, [real])
+    world.acknowledge([real], response)
+    assert response == {"batchItemFailures": []}
+    assert world.status(image) == (ImageStatus.LABELLED, None)
+    assert world.queue_counts() == (0, 0)

@@ -68,7 +68,8 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
 
 
 def test_nginx_site_proxies_streamlit_with_websocket_upgrade() -> None:
-    site = render_host_files(_cfg())[NGINX_SITE]
+    files = render_host_files(_cfg())
+    site = files[NGINX_SITE]
     stream = site[site.index("location /_stcore/stream") :]
     stream = stream[: stream.index("}")]
     for line in (
@@ -79,13 +80,20 @@ def test_nginx_site_proxies_streamlit_with_websocket_upgrade() -> None:
         "proxy_read_timeout 86400s;",
     ):
         assert line in stream
-    # nginx lets through at least what the app accepts
-    assert f"client_max_body_size {-(-Settings().max_upload_bytes // 2**20)}m;" in site
+    # The Host header goes through as sent (with its port: Streamlit's WebSocket origin check)
+    assert site.count("proxy_set_header Host $http_host;") == 2 and "$host;" not in site
+    # nginx lets through more than Streamlit's server takes, which takes more than the
+    # widget, which holds a file of exactly Labelkit's limit (20 MiB -> 21 MB, 22 MiB, 23 MiB)
+    assert Settings().max_upload_bytes == 20 * 2**20
+    assert "client_max_body_size 23m;" in site
+    assert re.search(r"--server.maxUploadSize 22\b", files[DASHBOARD_UNIT])
     assert "listen 443" not in site.replace("`listen 443 ssl`", "")  # TLS off: only a hint
-    assert (
-        render_host_files(_cfg(max_upload_bytes=50 * 2**20))[NGINX_SITE].count("client_max_body_size 50m;")
-        == 1
-    )
+    bigger = render_host_files(_cfg(max_upload_bytes=50 * 2**20))  # 52.4 MB -> 53, 54, 55
+    assert bigger[NGINX_SITE].count("client_max_body_size 55m;") == 1
+    assert re.search(r"--server.maxUploadSize 54\b", bigger[DASHBOARD_UNIT])
+    # the host's own LABELKIT_MAX_UPLOAD_BYTES wins over the deploying machine's default
+    own = render_host_files(_cfg(env={**ENV, "LABELKIT_MAX_UPLOAD_BYTES": str(10**7)}))
+    assert own[NGINX_SITE].count("client_max_body_size 12m;") == 1
 
 
 def test_nginx_accepts_the_site(tmp_path: Path) -> None:

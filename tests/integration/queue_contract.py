@@ -236,14 +236,14 @@ class LocalQueueContract:
 
     def test_purge_matching_removes_live_in_flight_and_dead(self, make_queue: QueueFactory) -> None:
         q = make_queue(max_receives=1)
-        q.send(make_s3_event(bucket="b", key="users/u1/abc123.jpg"))  # will be dead
+        q.send(make_s3_event(bucket="b", key="users/u1/abc123.jpg", size=1))  # will be dead
         for m in q.receive():
             q.release(m.receipt_handle)
         q.receive()  # moves it to the dead letters
-        q.send(make_s3_event(bucket="b", key="users/u1/abc123.jpg"))
+        q.send(make_s3_event(bucket="b", key="users/u1/abc123.jpg", size=1))
         q.receive()  # in flight
-        q.send(make_s3_event(bucket="b", key="users/u1/abc123.jpg"))  # visible
-        q.send(make_s3_event(bucket="b", key="users/u1/ABC123.jpg"))  # other case: kept
+        q.send(make_s3_event(bucket="b", key="users/u1/abc123.jpg", size=1))  # visible
+        q.send(make_s3_event(bucket="b", key="users/u1/ABC123.jpg", size=1))  # other case: kept
         q.send("100% done_x")
         assert q.stats() == QueueStats(visible=3, in_flight=1, dead=1)
         # WHEN the image's entries are purged

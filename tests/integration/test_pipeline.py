@@ -8,6 +8,7 @@ the Alembic-migrated database, the listener's worker threads.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 
 import numpy as np
@@ -23,6 +24,7 @@ from labelkit.errors import LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
 from labelkit.labelers.fake import FakeLabeler
 from labelkit.pipeline import Pipeline, RetryableError
+from labelkit.queue import QueueStats
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_pipeline, build_services
 from labelkit.settings import Settings
@@ -240,5 +242,57 @@ def test_delete_leaves_nothing_behind(services: Services, alice: Viewer) -> None
 
 
 def test_message_for_an_unknown_key_is_skipped(services: Services) -> None:
-    outcome = build_pipeline(services).handle_message(make_s3_event(bucket="local", key="users/x/nope.jpg"))
+    body = make_s3_event(bucket="local", key="users/x/nope.jpg", size=10)
+    outcome = build_pipeline(services).handle_message(body)
     assert outcome[0].status == "skipped"
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    return [
+        r.labelkit  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "labelkit.pipeline" and r.levelno == logging.WARNING and hasattr(r, "labelkit")
+    ]
+
+
+def test_an_event_naming_another_bucket_labels_nothing_and_is_acknowledged(
+    services: Services, alice: Viewer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a Labelkit upload, and an event about the same key in another bucket
+    # (the upload's own job is removed, so only the stray event is left)
+    up = upload_image(services=services, owner_id=alice.user_id, filename="a.jpg", data=jpeg((9, 200, 9)))
+    assert up.image_id
+    with transaction(services.engine) as s:
+        key = repo.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
+    assert services.queue.purge_matching(up.image_id) == 1
+    services.queue.send(make_s3_event(bucket="someone-elses-bucket", key=key, size=10))
+
+    # WHEN the listener drains the queue
+    with caplog.at_level(logging.INFO, logger="labelkit.pipeline"):
+        drain(services)
+
+    # THEN the image is not labelled, the message is gone (acknowledged, not dead-lettered)
+    # and the refusal is logged with its reason
+    assert image_row(services, alice, up.image_id)[0] == ImageStatus.PENDING
+    assert services.queue.stats() == QueueStats(visible=0, in_flight=0, dead=0)
+    [refusal] = _refusals(caplog)
+    assert refusal["status"] == "refused" and refusal["key"] == key
+    assert "'someone-elses-bucket', not this store's 'local'" in str(refusal["reason"])
+
+
+@pytest.mark.parametrize("key", ["users/x//y.jpg", "users/x/../y.jpg", "/users/x/y.jpg"])
+def test_a_key_the_store_refuses_is_a_permanent_refusal(
+    services: Services, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a message with a valid S3 key that the store does not accept
+    services.queue.send(make_s3_event(bucket="local", key=key, size=10))
+    # WHEN the listener takes it
+    with caplog.at_level(logging.INFO, logger="labelkit.pipeline"):
+        drain(services)
+    # THEN it is acknowledged at once (not retried until dead-lettered), and logged
+    assert services.queue.stats() == QueueStats(visible=0, in_flight=0, dead=0)
+    [refusal] = _refusals(caplog)
+    assert refusal["status"] == "refused" and "the store refuses this key" in str(refusal["reason"])
+    # AND the pipeline alone says the same, without raising
+    [outcome] = build_pipeline(services).handle_message(make_s3_event(bucket="local", key=key, size=10))
+    assert outcome.status == "refused"

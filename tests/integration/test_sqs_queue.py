@@ -149,11 +149,11 @@ def test_dead_letters_limit_and_missing_dlq(queue: SqsQueue, sqs_client: SQSClie
 
 
 def test_purge_matching(queue: SqsQueue, sqs_client: SQSClient) -> None:
-    queue.send(make_s3_event(bucket="b", key="users/u/img1.jpg"))
-    queue.send(make_s3_event(bucket="b", key="users/u/img2.jpg"))
+    queue.send(make_s3_event(bucket="b", key="users/u/img1.jpg", size=1))
+    queue.send(make_s3_event(bucket="b", key="users/u/img2.jpg", size=1))
     assert queue.dlq_url is not None
     sqs_client.send_message(
-        QueueUrl=queue.dlq_url, MessageBody=make_s3_event(bucket="b", key="users/u/img1.jpg")
+        QueueUrl=queue.dlq_url, MessageBody=make_s3_event(bucket="b", key="users/u/img1.jpg", size=1)
     )
     assert queue.purge_matching("img1") == 2
     # The other message is visible again straight away.

@@ -40,6 +40,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
-        batch_op.drop_index("ix_web_sessions_user")
+    # Dropping the table drops its indexes. Dropping ix_web_sessions_user first fails on
+    # MySQL/MariaDB: InnoDB keeps it as the index of the user_id foreign key.
     op.drop_table("web_sessions")

@@ -17,13 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 from sqlalchemy.orm import Session
 
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+OFFLINE_NOTE = (
+    "-- 0004: offline SQL does not fill label_counts, term_counts and confidence_bins from\n"
+    "-- existing rows. If the database already holds images, run `python -m labelkit.db.counts`\n"
+    "-- once after applying this script."
+)
 
 
 def upgrade() -> None:
@@ -58,6 +64,12 @@ def upgrade() -> None:
         sa.Column("labels", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("owner_id", "bin", name=op.f("pk_confidence_bins")),
     )
+    if context.is_offline_mode():
+        # `alembic upgrade --sql` has no rows to read: the totals are filled by Python code,
+        # so the script says what to run instead (on a database this script creates there
+        # are no rows, and nothing is missing).
+        op.get_context().impl.static_output(OFFLINE_NOTE)
+        return
     # Fill from the rows already there (the same code as `python -m labelkit.db.counts`).
     from labelkit.db.counts import rebuild
 
