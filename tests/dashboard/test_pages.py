@@ -42,7 +42,7 @@ def test_upload_many_files_reports_each_outcome(services: Services, alice: Princ
     assert [m.value for m in at.metric] == ["2", "1", "1"]
     shown = texts(at)
     assert "red.jpg** — queued for labelling" in shown
-    assert "red again.jpg** — duplicate: Already uploaded as “red.jpg”." in shown
+    assert "red again.jpg** — Already uploaded as “red.jpg”." in shown
     assert "notes.jpg** — rejected: Not an image: the file looks like plain text." in shown
     # AND the new images are in the gallery at once, pending, with auto-refresh on
     at.switch_page("app_pages/gallery.py").run()
