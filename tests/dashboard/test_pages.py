@@ -102,8 +102,8 @@ def test_image_page_confirm_reject_add(services: Services, alice: Principal) -> 
     assert at.image  # the display copy with its box
     at.button(key="confirm::Red Thing").click().run()
     at.button(key="reject::Thing").click().run()
-    at.text_input(key="new_label").input("Tomato")
-    next(b for b in at.button if b.label == "Add").click().run()
+    at.text_input(key="new_label::0").input("Tomato")
+    at.button(key="add_label").click().run()
     at.run()  # the page reruns itself after an edit; AppTest needs the explicit run
     assert "Confirmed] by alice" in texts(at) and "Rejected] by alice" in texts(at)
     assert "Tomato" in texts(at)
