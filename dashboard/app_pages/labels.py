@@ -11,6 +11,7 @@ from dashboard import core
 from labelkit import analytics
 
 BAR_HEIGHT = 24  # px per bar: room for every label name
+FEW_BINS = 3  # the over-time chart draws bars, not a line, up to this many bins
 
 user = core.require_user()
 viewer = user.viewer
@@ -92,17 +93,31 @@ with left:
     activity, unit = data["activity"], data["activity_bin"]
     st.caption(f"Per {unit}, from your first upload to the latest activity (UTC).")
     time_format = {"hour": "%b %d %H:00", "day": "%b %d", "week": "week of %b %d"}[unit]
+    few = activity["time"].nunique() <= FEW_BINS  # a line through one or two points says little
+    base = alt.Chart(activity)
+    y = alt.Y("images:Q", title="Images", axis=alt.Axis(format="d", tickMinStep=1))
+    tooltip = [alt.Tooltip("time:T", title=unit, format=time_format), "series", "images"]
     line = (
-        alt.Chart(activity)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("time:T", title=None, axis=alt.Axis(format=time_format, labelAngle=0)),
-            y=alt.Y("images:Q", title="Images", axis=alt.Axis(format="d", tickMinStep=1)),
+        base.mark_bar().encode(
+            x=alt.X(
+                "time:O",
+                title=None,
+                timeUnit="yearmonthdatehours" if unit == "hour" else "yearmonthdate",
+                axis=alt.Axis(labelAngle=0),
+            ),
+            xOffset="series:N",
+            y=y,
             color=alt.Color("series:N", title=None),
-            tooltip=[alt.Tooltip("time:T", title=unit, format=time_format), "series", "images"],
+            tooltip=tooltip,
         )
-        .properties(height=260)
-    )
+        if few
+        else base.mark_line(point=True).encode(
+            x=alt.X("time:T", title=None, axis=alt.Axis(format=time_format, labelAngle=0)),
+            y=y,
+            color=alt.Color("series:N", title=None),
+            tooltip=tooltip,
+        )
+    ).properties(height=260)
     st.altair_chart(line, width="stretch")
 with right:
     st.subheader("Categories")

@@ -138,11 +138,11 @@ if accept_sel or reject_sel:
     st.rerun()
 core.show_flash()
 
-nav = st.columns([1, 1, 6])
-if nav[0].button("Previous", key="review_previous", icon=":material/arrow_upward:", shortcut=KEY_PREVIOUS):
+nav = st.container(horizontal=True, gap="small")
+if nav.button("Previous", key="review_previous", icon=":material/arrow_upward:", shortcut=KEY_PREVIOUS):
     _move(-1)
     st.rerun()
-if nav[1].button("Next photo", key="review_next", icon=":material/arrow_downward:", shortcut=KEY_NEXT):
+if nav.button("Next photo", key="review_next", icon=":material/arrow_downward:", shortcut=KEY_NEXT):
     _move(1)
     st.rerun()
 
@@ -185,30 +185,27 @@ for i, item in enumerate(items):
             st.page_link(core.PAGE_IMAGE, label="Open image", query_params={"image": img.id})
             for lab in labels:
                 with st.container(border=True):
-                    row = st.columns([3, 1, 1], vertical_alignment="center")
-                    with row[0]:
-                        st.markdown(f"**{core.md(lab.name)}** · {lab.confidence:.1f}%")
-                        extra = []
-                        if lab.parents:
-                            extra.append("parents: " + ", ".join(core.md(p) for p in lab.parents))
-                        if lab.boxes:
-                            extra.append(f"{len(lab.boxes)} box{'es' if len(lab.boxes) > 1 else ''}")
-                        if extra:
-                            st.caption(" · ".join(extra))
-                    if row[1].button(
+                    st.markdown(f"**{core.md(lab.name)}** · {lab.confidence:.1f}%")
+                    extra = []
+                    if lab.parents:
+                        extra.append("parents: " + ", ".join(core.md(p) for p in lab.parents))
+                    if lab.boxes:
+                        extra.append(f"{len(lab.boxes)} box{'es' if len(lab.boxes) > 1 else ''}")
+                    if extra:
+                        st.caption(" · ".join(extra))
+                    row = st.container(horizontal=True, gap="small")
+                    if row.button(
                         "Accept",
                         key=f"accept::{img.id}::{lab.name}",
                         icon=":material/check:",
-                        type="tertiary",
                         help=f"Accept {lab.name}",
                     ):
                         _label_review(img.id, [lab.name], ReviewState.CONFIRMED)
                         st.rerun()
-                    if row[2].button(
+                    if row.button(
                         "Reject",
                         key=f"reject::{img.id}::{lab.name}",
                         icon=":material/close:",
-                        type="tertiary",
                         help=f"Reject {lab.name}",
                     ):
                         _label_review(img.id, [lab.name], ReviewState.REJECTED)
