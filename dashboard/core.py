@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont, ImageOps
@@ -288,20 +287,22 @@ def suggestions(v: Viewer) -> list[str]:
 
 
 @st.cache_data(ttl=15, show_spinner=False, max_entries=100)
-def _label_data(user_id: str, is_admin: bool, top: int) -> dict[str, pd.DataFrame]:
+def _label_data(user_id: str, is_admin: bool, top: int) -> dict[str, Any]:
     v = Viewer(user_id=user_id, is_admin=is_admin)
     with db() as s:
+        activity, activity_bin = analytics.activity_timeline(session=s, viewer=v)
         return {
             "labels": analytics.label_table(session=s, viewer=v),
             "histogram": analytics.confidence_histogram(session=s, viewer=v),
-            "activity": analytics.activity_long(session=s, viewer=v, days=30),
+            "activity": activity,
+            "activity_bin": activity_bin,
             "categories": analytics.categories(session=s, viewer=v),
             "pairs": analytics.cooccurrence(session=s, viewer=v, top=top),
         }
 
 
-def label_data(v: Viewer, top: int) -> dict[str, pd.DataFrame]:
-    """The Labels page's DataFrames, cached briefly per viewer."""
+def label_data(v: Viewer, top: int) -> dict[str, Any]:
+    """The Labels page's DataFrames (and the over-time chart's bin), cached briefly per viewer."""
     return _label_data(v.user_id, v.is_admin, top)
 
 
@@ -357,13 +358,13 @@ _BOX_COLOURS = ("#f59e0b", "#10b981", "#3b82f6", "#ef4444", "#8b5cf6", "#ec4899"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...]) -> bytes | None:
+def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...], side: int) -> bytes | None:
     svc = services()
     try:
         data = svc.store.get(object_key)
         small = make_thumbnail(
             data,
-            size=DISPLAY_SIDE,
+            size=side,
             max_pixels=svc.settings.max_pixels,
             quality=88,
             limits=DecodeLimits.from_settings(svc.settings),
@@ -391,10 +392,10 @@ def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...]) -> bytes
     return out.getvalue()
 
 
-def display_copy(image: Image, boxes: Sequence[Box] = ()) -> str | None:
-    """The photo at display size (never the full original), with instance boxes drawn on it,
-    as a ``data:`` URL (:func:`inline_jpeg`)."""
-    return inline_jpeg(_display_copy(image.object_key, image.sha256, tuple(boxes)))
+def display_copy(image: Image, boxes: Sequence[Box] = (), *, side: int = DISPLAY_SIDE) -> str | None:
+    """The photo at display size (never the full original, at most ``side`` pixels a side),
+    with instance boxes drawn on it, as a ``data:`` URL (:func:`inline_jpeg`)."""
+    return inline_jpeg(_display_copy(image.object_key, image.sha256, tuple(boxes), min(side, DISPLAY_SIDE)))
 
 
 # --------------------------------------------------------------------------- text and badges

@@ -81,6 +81,63 @@ def activity_long(*, session: Session, viewer: Viewer, days: int = 30) -> pd.Dat
     return wide.melt(id_vars="day", var_name="series", value_name="images")
 
 
+NO_REVIEWS = "no reviews yet"
+
+
+def precision_text(precision: float | None) -> str:
+    """A review precision as people read it: "83%", or "no reviews yet" (None or NaN)."""
+    if precision is None or pd.isna(precision):
+        return NO_REVIEWS
+    return f"{precision:.0%}"
+
+
+#: The over-time chart's bins, by how long the activity spans: up to 2 days per hour, up to
+#: 120 days per day, beyond that per week (so the chart has at most ~50-120 points, never
+#: 30 empty days around one busy afternoon).
+HOURLY_UP_TO = timedelta(days=2)
+DAILY_UP_TO = timedelta(days=120)
+TIMELINE_COLUMNS = ["time", "series", "images"]
+
+
+def activity_timeline(*, session: Session, viewer: Viewer) -> tuple[pd.DataFrame, str]:
+    """Uploads and labelled images from the viewer's first to last activity, in long form
+    (time, series, images; missing bins are 0), and the bin used: "hour", "day" or "week"."""
+    span = repo.activity_span(session=session, viewer=viewer)
+    if span is None:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS), "day"
+    first, last = (pd.Timestamp(t).tz_convert("UTC").tz_localize(None) for t in span)
+    if last - first <= pd.Timedelta(HOURLY_UP_TO):
+        unit, freq = "hour", "h"
+        start = first.floor("h")
+        counted = [
+            (pd.Timestamp(c.hour), c.uploads, c.labelled)
+            for c in repo.activity_per_hour(session=session, viewer=viewer, since=start.to_pydatetime())
+        ]
+        index = pd.date_range(start=start, end=last.floor("h"), freq=freq)
+    else:
+        start = first.floor("D")
+        counted = [
+            (pd.Timestamp(c.day), c.uploads, c.labelled)
+            for c in repo.activity_per_day(session=session, viewer=viewer, since=start.to_pydatetime())
+        ]
+        if last - first <= pd.Timedelta(DAILY_UP_TO):
+            unit = "day"
+            index = pd.date_range(start=start, end=last.floor("D"), freq="D")
+        else:
+            unit = "week"  # weeks start on Monday
+            monday = start - pd.Timedelta(days=start.weekday())
+            index = pd.date_range(start=monday, end=last.floor("D"), freq="W-MON")
+            counted = [(t - pd.Timedelta(days=t.weekday()), u, lab) for t, u, lab in counted]
+    wide = pd.DataFrame({"uploads": 0, "labelled": 0}, index=index)
+    for t, uploads, labelled in counted:
+        if t in wide.index:
+            wide.loc[t, "uploads"] += uploads
+            wide.loc[t, "labelled"] += labelled
+    wide.index.name = "time"
+    long = wide.reset_index().melt(id_vars="time", var_name="series", value_name="images")
+    return long[TIMELINE_COLUMNS], unit
+
+
 def categories(*, session: Session, viewer: Viewer, limit: int = 30) -> pd.DataFrame:
     """Images per category, most common first."""
     rows = repo.term_counts(session=session, viewer=viewer, kind=TermKind.CATEGORY, limit=limit)

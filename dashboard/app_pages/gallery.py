@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard import core
 from labelkit.db import repository as repo
 from labelkit.db.models import ImageStatus, TermKind
-from labelkit.db.repository import ImageFilter
+from labelkit.db.repository import ImageFilter, ReviewFilter
 
 PAGE_SIZE = 24
 COLUMNS = 6
@@ -37,8 +37,14 @@ with core.db() as s:
     categories = [t for t, _ in repo.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
     counts = repo.status_counts(session=s, viewer=viewer)
 
+REVIEW_CHOICES = {
+    ReviewFilter.UNREVIEWED: "Awaiting review",
+    ReviewFilter.REVIEWED: "Reviewed",
+    ReviewFilter.REJECTED: "Has rejections",
+}
+
 with st.container(border=True):
-    f1, f2, f3, f4, f5 = st.columns([2.2, 1.4, 1.4, 1.6, 2])
+    f1, f2, f3, f4, f5, f6 = st.columns([2.2, 1.4, 1.3, 1.5, 1.5, 1.9])
     label = f1.selectbox(
         "Label",
         suggestions,
@@ -60,7 +66,18 @@ with st.container(border=True):
     category = f4.selectbox(
         "Category", categories, index=None, key="flt_category", placeholder="Any category"
     )
-    dates = f5.date_input("Uploaded between", value=[], key="flt_dates", format="YYYY-MM-DD")
+    review_name = f5.selectbox(
+        "Review",
+        [r.value for r in REVIEW_CHOICES],
+        index=None,
+        key="flt_review",
+        placeholder="Any",
+        format_func=lambda v: REVIEW_CHOICES[ReviewFilter(v)],
+        help="Awaiting review: a model label nobody has confirmed or rejected yet. "
+        "Reviewed: looked at by a person, nothing left to review. "
+        "Has rejections: a person rejected at least one label.",
+    )
+    dates = f6.date_input("Uploaded between", value=[], key="flt_dates", format="YYYY-MM-DD")
 
 # Keep the URL in step with the label filter, so a filtered gallery can be shared or bookmarked.
 if (label or "") != (st.query_params.get("label") or ""):
@@ -84,6 +101,7 @@ flt = ImageFilter(
     min_confidence=float(min_conf) if min_conf else None,
     since=since,
     until=until,
+    review=ReviewFilter(review_name) if review_name else None,
 )
 filtering = flt != ImageFilter()
 

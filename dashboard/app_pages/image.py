@@ -16,6 +16,7 @@ from datetime import datetime
 import streamlit as st
 
 from dashboard import core
+from labelkit import vocabulary
 from labelkit.db import repository as repo
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
 from labelkit.errors import LabelkitError, NotFound
@@ -63,6 +64,8 @@ def _label_views(rows: list[LabelRow], names: dict[str, str]) -> list[LabelView]
                 v.categories = list(r.categories or [])
             else:
                 v.boxes += 1
+        elif r.instance > 0:
+            v.boxes += 1  # a box a person drew (or imported)
         else:
             v.review = ReviewState(r.review)
             v.reviewed_by = names.get(r.created_by or "", "someone")
@@ -93,6 +96,121 @@ def _review(name: str, review: ReviewState) -> None:
     except NotFound:
         _not_found()
     core.data_changed()
+
+
+QUALITY = (
+    ("brightness", "Brightness", "Mean luminance on Rekognition's scale: 0 is black, 100 is white."),
+    (
+        "sharpness",
+        "Sharpness",
+        "How crisp the edges are (variance of the Laplacian, mapped to 0-100): "
+        "blurred photos score low, crisp ones high.",
+    ),
+    (
+        "contrast",
+        "Contrast",
+        "RMS contrast on a 0-100 scale: a flat grey image is 0, half black and half white is 100.",
+    ),
+)
+ADD_KEY = "add_label_round"  # bumped after each added label, so the form's widgets start empty
+
+
+def _add_keys() -> tuple[str, str, str, str]:
+    n = int(st.session_state.get(ADD_KEY, 0))
+    return f"new_label::{n}", f"new_box::{n}", f"new_box_x::{n}", f"new_box_y::{n}"
+
+
+def _draft_box() -> core.Box | None:
+    """The box being drawn for a new label (from its sliders), or None when none is drawn."""
+    name_key, on_key, x_key, y_key = _add_keys()
+    if not st.session_state.get(on_key):
+        return None
+    (x0, x1), (y0, y1) = st.session_state.get(x_key, BOX_X), st.session_state.get(y_key, BOX_Y)
+    name = vocabulary.tidy(str(st.session_state.get(name_key) or "")) or "new label"
+    return core.Box(left=x0 / 100, top=y0 / 100, width=(x1 - x0) / 100, height=(y1 - y0) / 100, caption=name)
+
+
+BOX_X, BOX_Y = (25, 75), (25, 75)  # the draft box starts in the middle, half the photo
+
+
+def _add(name: str, box: core.Box | None) -> None:
+    """Add (confirm) a label as a person, with the box drawn for it if any."""
+    try:
+        with core.db() as s:
+            if box is None or box.width <= 0 or box.height <= 0:
+                repo.set_human_label(
+                    session=s, viewer=viewer, image_id=image_id, name=name, review=ReviewState.CONFIRMED
+                )
+            else:
+                repo.import_human_label(
+                    session=s,
+                    viewer=viewer,
+                    image_id=image_id,
+                    name=name,
+                    review=ReviewState.CONFIRMED,
+                    boxes=[(box.left, box.top, box.width, box.height, 100.0)],
+                )
+    except NotFound:
+        _not_found()
+    core.data_changed()
+    st.session_state.pop("label_choice", None)
+    st.session_state[ADD_KEY] = int(st.session_state.get(ADD_KEY, 0)) + 1
+    st.rerun()
+
+
+def _vocabulary(labels: list[LabelView], rows: list[LabelRow]) -> list[vocabulary.Term]:
+    """Names people may mean: this image's labels (with their aliases) and parents, then every
+    label name and parent on the viewer's images."""
+    own = {r.name: tuple(r.aliases or ()) for r in rows if r.instance == 0}
+    terms = [vocabulary.Term(name, aliases) for name, aliases in own.items()]
+    terms += [vocabulary.Term(p) for lab in labels for p in lab.parents]
+    terms += [vocabulary.Term(t) for t in core.suggestions(viewer)]
+    return terms
+
+
+def _add_label_section(labels: list[LabelView]) -> None:
+    name_key, on_key, x_key, y_key = _add_keys()
+    st.markdown("**Add a label**")
+    typed = st.text_input(
+        "Add a label",
+        key=name_key,
+        max_chars=vocabulary.MAX_NAME,
+        placeholder="e.g. Sofa",
+        label_visibility="collapsed",
+        help="Matched against the labels you already have: case and spaces do not matter.",
+    )
+    draw = st.toggle("Draw a box for it", key=on_key, help="Mark where it is; the box shows on the photo.")
+    box = None
+    if draw:
+        st.slider("Box left – right (% of the width)", 0, 100, BOX_X, key=x_key)
+        st.slider("Box top – bottom (% of the height)", 0, 100, BOX_Y, key=y_key)
+        box = _draft_box()
+        if box is not None and (box.width <= 0 or box.height <= 0):
+            st.warning("The box has no area: move the sliders apart.", icon=":material/crop_free:")
+    if st.button("Add", key="add_label", icon=":material/add:"):
+        found = vocabulary.match_label(typed, _vocabulary(labels, rows))
+        if not found.typed:
+            st.warning("Type a label first.")
+            return
+        if not found.suggestions:
+            _add(found.name, box)  # a known name (spelled the known way), or a new one
+        known = ([found.exact] if found.exact else []) + found.suggestions
+        options = known if found.exact else [*known, found.typed]
+        st.session_state["label_choice"] = {"typed": found.typed, "options": options, "known": known}
+    choice = st.session_state.get("label_choice")
+    if not choice or vocabulary.fold(choice["typed"]) != vocabulary.fold(typed):
+        return  # nothing asked, or the text changed since
+    st.caption(f"Did you mean one of these? “{core.md(vocabulary.tidy(typed))}” is close to labels you have.")
+    cols = st.columns(len(choice["options"]))
+    for i, (col, option) in enumerate(zip(cols, choice["options"], strict=True)):
+        keep = option == choice["typed"] and option not in choice["known"]
+        if col.button(
+            f"Keep “{option}”" if keep else option,
+            key=f"label_choice::{i}",
+            type="primary" if i == 0 else "secondary",
+            width="stretch",
+        ):
+            _add(option, box)
 
 
 if not image_id:
@@ -149,9 +267,7 @@ if image.status == ImageStatus.FAILED:
 left, right = st.columns([3, 2], gap="large")
 
 with left:
-    box_rows = [
-        r for r in rows if r.source == LabelSource.MODEL and r.instance > 0 and r.box_left is not None
-    ]
+    box_rows = [r for r in rows if r.instance > 0 and r.box_left is not None]
     show_boxes = bool(box_rows) and st.toggle("Show boxes", value=True, key="show_boxes")
     boxes = (
         [
@@ -160,13 +276,16 @@ with left:
                 top=r.box_top or 0.0,
                 width=r.box_width or 0.0,
                 height=r.box_height or 0.0,
-                caption=f"{r.name} {r.confidence:.0f}%",
+                caption=f"{r.name} {r.confidence:.0f}%" if r.source == LabelSource.MODEL else r.name,
             )
             for r in box_rows
         ]
         if show_boxes
         else []
     )
+    draft = _draft_box()
+    if draft is not None:  # the box being drawn for a new label, shown live
+        boxes.append(draft)
     photo = core.display_copy(image, boxes)
     if photo:
         st.image(photo, width="stretch")
@@ -176,10 +295,8 @@ with left:
     props = image.properties or {}
     if props:
         st.subheader("Image properties")
-        q1, q2, q3 = st.columns(3)
-        q1.metric("Brightness", f"{float(props.get('brightness', 0)):.0f}", border=True)
-        q2.metric("Sharpness", f"{float(props.get('sharpness', 0)):.0f}", border=True)
-        q3.metric("Contrast", f"{float(props.get('contrast', 0)):.0f}", border=True)
+        for col, (key, title, meaning) in zip(st.columns(len(QUALITY)), QUALITY, strict=True):
+            col.metric(f"{title} (0-100)", f"{float(props.get(key, 0)):.0f} / 100", help=meaning, border=True)
         swatches = []
         for c in props.get("dominant_colors") or []:
             hex_code = str(c.get("hex_code", ""))
@@ -266,16 +383,7 @@ with right:
                     )
                 )
 
-    with st.form("add_label_form", clear_on_submit=True, border=False):
-        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-        new_label = c1.text_input("Add a label", key="new_label", max_chars=128, placeholder="e.g. Sofa")
-        added = c2.form_submit_button("Add", icon=":material/add:", width="stretch")
-    if added:
-        if new_label.strip():
-            _review(new_label, ReviewState.CONFIRMED)
-            st.rerun()
-        else:
-            st.warning("Type a label first.")
+    _add_label_section(labels)
 
     st.divider()
     if not st.session_state.get("confirm_delete") == image_id:

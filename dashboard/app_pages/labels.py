@@ -10,6 +10,9 @@ import streamlit as st
 from dashboard import core
 from labelkit import analytics
 
+BAR_HEIGHT = 24  # px per bar: room for every label name
+FEW_BINS = 3  # the over-time chart draws bars, not a line, up to this many bins
+
 user = core.require_user()
 viewer = user.viewer
 
@@ -49,12 +52,20 @@ with left:
         .mark_bar()
         .encode(
             x=alt.X("images:Q", title="Images", axis=alt.Axis(format="d", tickMinStep=1)),
-            y=alt.Y("label:N", sort="-x", title=None),
+            # Every bar keeps its name: Vega-Lite otherwise drops labels it thinks overlap
+            # (every other one at 15 bars) and cuts long ones at 180 px.
+            y=alt.Y(
+                "label:N",
+                sort="-x",
+                title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=260, labelPadding=4),
+                scale=alt.Scale(paddingInner=0.15),
+            ),
             color=alt.condition(pick, alt.value("#4f46e5"), alt.value("#c7d2fe")),
             tooltip=["label", "images", alt.Tooltip("mean_confidence:Q", title="mean confidence")],
         )
         .add_params(pick)
-        .properties(height=max(200, 22 * len(top)))
+        .properties(height=max(200, BAR_HEIGHT * len(top)))
     )
     event = st.altair_chart(bars, on_select="rerun", key="label_bars", width="stretch")
     picked = (event.selection.get("pick") or []) if event else []
@@ -79,17 +90,34 @@ with right:
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Uploads and labels over time")
+    activity, unit = data["activity"], data["activity_bin"]
+    st.caption(f"Per {unit}, from your first upload to the latest activity (UTC).")
+    time_format = {"hour": "%b %d %H:00", "day": "%b %d", "week": "week of %b %d"}[unit]
+    few = activity["time"].nunique() <= FEW_BINS  # a line through one or two points says little
+    base = alt.Chart(activity)
+    y = alt.Y("images:Q", title="Images", axis=alt.Axis(format="d", tickMinStep=1))
+    tooltip = [alt.Tooltip("time:T", title=unit, format=time_format), "series", "images"]
     line = (
-        alt.Chart(data["activity"])
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("day:T", title=None),
-            y=alt.Y("images:Q", title="Images"),
+        base.mark_bar().encode(
+            x=alt.X(
+                "time:O",
+                title=None,
+                timeUnit="yearmonthdatehours" if unit == "hour" else "yearmonthdate",
+                axis=alt.Axis(labelAngle=0),
+            ),
+            xOffset="series:N",
+            y=y,
             color=alt.Color("series:N", title=None),
-            tooltip=["day:T", "series", "images"],
+            tooltip=tooltip,
         )
-        .properties(height=260)
-    )
+        if few
+        else base.mark_line(point=True).encode(
+            x=alt.X("time:T", title=None, axis=alt.Axis(format=time_format, labelAngle=0)),
+            y=y,
+            color=alt.Color("series:N", title=None),
+            tooltip=tooltip,
+        )
+    ).properties(height=260)
     st.altair_chart(line, width="stretch")
 with right:
     st.subheader("Categories")
@@ -135,8 +163,9 @@ else:
     st.altair_chart(heat, width="stretch")
 
 st.subheader("All labels")
+shown = table.assign(precision=table["precision"].map(analytics.precision_text))  # the CSV keeps numbers
 st.dataframe(
-    table,
+    shown,
     hide_index=True,
     width="stretch",
     column_config={
@@ -147,8 +176,8 @@ st.dataframe(
         ),
         "confirmed": st.column_config.NumberColumn("Confirmed"),
         "rejected": st.column_config.NumberColumn("Rejected"),
-        "precision": st.column_config.NumberColumn(
-            "Review precision", format="percent", help="Confirmed ÷ reviewed (blank: none reviewed)."
+        "precision": st.column_config.TextColumn(
+            "Review precision", help="Confirmed ÷ reviewed by people; “no reviews yet” until someone reviews."
         ),
     },
     key="labels_table",

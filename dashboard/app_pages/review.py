@@ -1,5 +1,11 @@
-"""Review queue: model labels nobody has confirmed or rejected yet, lowest confidence first.
-Accept or reject one at a time, or tick several and act on them together."""
+"""Review, per photo: each photo with every model label nobody has confirmed or rejected yet,
+drawn with its boxes; accept or reject each label, or all of a photo's labels at once.
+
+The photo with the least certain label comes first. One photo is the *current* one: the
+keyboard acts on it (A accepts all its labels, X rejects them, N / P move to the next /
+previous photo). Photos can be ticked, or all of them selected (every page, not only the
+one shown), and accepted or rejected together.
+"""
 
 from __future__ import annotations
 
@@ -10,101 +16,220 @@ from labelkit.db import repository as repo
 from labelkit.db.models import ReviewState
 from labelkit.errors import NotFound
 
-PAGE_SIZE = 20
-THUMB = 160
+PAGE_SIZE = 5  # photos per page
+PHOTO_SIDE = 720  # pixels a side of each photo sent (boxes drawn on it)
+KEY_ACCEPT, KEY_REJECT, KEY_NEXT, KEY_PREVIOUS = "A", "X", "N", "P"  # "R" is Streamlit's rerun
+SELECTED = "review_selected"  # ids of ticked photos, kept across pages
 
 user = core.require_user()
 viewer = user.viewer
 
 st.title("Review")
-st.caption("The model's least certain labels come first. Your answers are kept beside the model's.")
+st.caption(
+    "Photos whose model labels nobody has reviewed yet, the least certain first. "
+    "Your answers are kept beside the model's."
+)
 
 page_no = int(st.session_state.get("review_page", 1) or 1)
 with core.db() as s:
-    total = repo.count_review_queue(session=s, viewer=viewer)
-    pages = max(1, -(-total // PAGE_SIZE))
+    photos = repo.count_review_images(session=s, viewer=viewer)
+    waiting = repo.count_review_queue(session=s, viewer=viewer)
+    pages = max(1, -(-photos // PAGE_SIZE))
     page_no = min(page_no, pages)
-    rows = repo.review_queue(session=s, viewer=viewer, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
-    images = repo.images_by_ids(session=s, viewer=viewer, image_ids=[r.image_id for r in rows])
+    items = repo.review_images(session=s, viewer=viewer, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
 
 
-def _apply(items: list[tuple[str, str]], review: ReviewState) -> int:
-    """Record a review for (image id, label name) pairs; returns how many were recorded."""
+def _label_review(image_id: str, names: list[str], review: ReviewState) -> int:
+    """Record one review for these labels of one photo; returns how many were recorded."""
     done = 0
     with core.db() as s:
-        for image_id, name in items:
+        for name in names:
             try:
                 repo.set_human_label(session=s, viewer=viewer, image_id=image_id, name=name, review=review)
             except NotFound:
-                continue  # deleted meanwhile, or never the viewer's: nothing to record
+                return done  # deleted meanwhile, or never the viewer's: nothing to record
             done += 1
     core.data_changed()
     return done
 
 
-if total == 0:
+def _bulk_review(image_ids: list[str] | None, review: ReviewState) -> int:
+    """Every label awaiting review on these photos (``None``: on every photo awaiting review)."""
+    with core.db() as s:
+        ids = repo.review_image_ids(session=s, viewer=viewer) if image_ids is None else image_ids
+        n = repo.set_review_for_images(session=s, viewer=viewer, image_ids=ids, review=review)
+    core.data_changed()
+    return n
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+if photos == 0:
     st.success("Nothing to review — every label has been looked at.", icon=":material/task_alt:")
     st.page_link(core.PAGE_GALLERY, label="Back to the gallery", icon=":material/photo_library:")
     st.stop()
 
-st.caption(f"{total} label{'s' if total != 1 else ''} waiting for review")
+st.caption(f"{_plural(photos, 'photo')} with {_plural(waiting, 'label')} waiting for review")
 
-selected = [r for r in rows if st.session_state.get(f"sel::{r.id}")]
-bar = st.columns([1.2, 2, 2, 3], vertical_alignment="center")
-if bar[0].button("Select all", key="select_all", icon=":material/select_all:"):
-    for r in rows:
-        st.session_state[f"sel::{r.id}"] = True
-    st.rerun()
-accept_sel = bar[1].button(
-    f"Accept selected ({len(selected)})",
-    key="accept_selected",
-    icon=":material/done_all:",
-    type="primary",
-    disabled=not selected,
-)
-reject_sel = bar[2].button(
-    f"Reject selected ({len(selected)})",
-    key="reject_selected",
-    icon=":material/close:",
-    disabled=not selected,
-)
-if accept_sel or reject_sel:
-    n = _apply(
-        [(r.image_id, r.name) for r in selected],
-        ReviewState.CONFIRMED if accept_sel else ReviewState.REJECTED,
+# ------------------------------------------------------------------ the current photo (keyboard)
+if st.session_state.get("review_cursor_page") != page_no:
+    st.session_state["review_cursor"] = 0  # another page: its first photo is current
+cursor = int(st.session_state.get("review_cursor", 0) or 0)
+if cursor >= len(items):
+    cursor = 0  # the photos before it were reviewed and left the page
+st.session_state["review_cursor"] = cursor
+st.session_state["review_cursor_page"] = page_no
+
+
+def _move(step: int) -> None:
+    """Make the next (or previous) photo current, turning the page at either end."""
+    at = int(st.session_state.get("review_cursor", 0) or 0) + step
+    page = int(st.session_state.get("review_page", 1) or 1)
+    if at >= len(items):
+        page, at = (page % pages) + 1, 0
+    elif at < 0:
+        page = pages if page == 1 else page - 1
+        at = PAGE_SIZE - 1 if page < pages else max(0, (photos - 1) % PAGE_SIZE)
+    st.session_state["review_page"] = page
+    st.session_state["review_cursor"] = at
+    st.session_state["review_cursor_page"] = page
+
+
+# ------------------------------------------------------------------ selection and bulk actions
+selected: set[str] = st.session_state.setdefault(SELECTED, set())
+
+
+def _tick(image_id: str) -> None:
+    if st.session_state.get(f"rsel::{image_id}"):
+        selected.add(image_id)
+    else:
+        selected.discard(image_id)
+
+
+with st.container(border=True):
+    bar = st.columns([2.6, 1.6, 1.6, 2.2], vertical_alignment="center")
+    every = bar[0].checkbox(
+        f"Select all {_plural(photos, 'photo')}",
+        key="review_select_all",
+        help="Every photo waiting for review, on every page, not only this one.",
     )
-    for r in selected:
-        st.session_state.pop(f"sel::{r.id}", None)
-    core.flash(f"{'Accepted' if accept_sel else 'Rejected'} {n} label{'s' if n != 1 else ''}.")
+    chosen = photos if every else len(selected)
+    accept_sel = bar[1].button(
+        f"Accept selected ({chosen})",
+        key="accept_selected",
+        icon=":material/done_all:",
+        type="primary",
+        disabled=not chosen,
+    )
+    reject_sel = bar[2].button(
+        f"Reject selected ({chosen})", key="reject_selected", icon=":material/close:", disabled=not chosen
+    )
+    bar[3].caption(
+        f"Keys: **{KEY_ACCEPT}** accept all · **{KEY_REJECT}** reject all · **{KEY_NEXT}** next photo"
+    )
+if accept_sel or reject_sel:
+    verdict = ReviewState.CONFIRMED if accept_sel else ReviewState.REJECTED
+    n = _bulk_review(None if every else sorted(selected), verdict)
+    selected.clear()
+    st.session_state.pop("review_select_all", None)
+    core.flash(f"{'Accepted' if accept_sel else 'Rejected'} {_plural(n, 'label')}.")
     st.rerun()
 core.show_flash()
 
-for r in rows:
-    img = images.get(r.image_id)
-    if img is None:
-        continue
-    with st.container(border=True):
-        c_sel, c_img, c_text, c_act = st.columns([0.4, 1.2, 4, 2.2], vertical_alignment="center")
-        c_sel.checkbox("Select", key=f"sel::{r.id}", label_visibility="collapsed")
-        thumb = core.thumbnail(img)
-        if thumb:
-            c_img.image(thumb, width=THUMB)
-        with c_text:
-            st.markdown(f"**{core.md(r.name)}** · {r.confidence:.1f}%")
-            st.progress(min(1.0, r.confidence / 100))
-            extra = []
-            if r.parents:
-                extra.append("parents: " + ", ".join(core.md(p) for p in r.parents))
-            extra.append("in " + core.md(img.original_name))
-            st.caption(" · ".join(extra))
+nav = st.container(horizontal=True, gap="small")
+if nav.button("Previous", key="review_previous", icon=":material/arrow_upward:", shortcut=KEY_PREVIOUS):
+    _move(-1)
+    st.rerun()
+if nav.button("Next photo", key="review_next", icon=":material/arrow_downward:", shortcut=KEY_NEXT):
+    _move(1)
+    st.rerun()
+
+# ------------------------------------------------------------------ one card per photo
+for i, item in enumerate(items):
+    img, labels = item.image, item.labels
+    current = i == cursor
+    names = [lab.name for lab in labels]
+    with st.container(border=True, key=f"photo::{img.id}"):
+        c_photo, c_labels = st.columns([3, 2], gap="medium")
+        with c_photo:
+            boxes = [
+                core.Box(
+                    left=b[0], top=b[1], width=b[2], height=b[3], caption=f"{lab.name} {lab.confidence:.0f}%"
+                )
+                for lab in labels
+                for b in lab.boxes
+            ]
+            photo = core.display_copy(img, boxes, side=PHOTO_SIDE)
+            if photo:
+                st.image(photo, width="stretch")
+            else:
+                st.caption(":material/broken_image: preview unavailable")
+        with c_labels:
+            head = st.columns([0.5, 5], vertical_alignment="center")
+            if every:
+                head[0].markdown(":material/check_box:", help="Selected with all the others")
+            else:
+                head[0].checkbox(
+                    "Select",
+                    key=f"rsel::{img.id}",
+                    value=img.id in selected,
+                    on_change=_tick,
+                    args=(img.id,),
+                    label_visibility="collapsed",
+                )
+            head[1].markdown(f"**{core.md(img.original_name)}**")
+            if current:
+                st.badge("Current photo — the keys act here", icon=":material/keyboard:", color="violet")
             st.page_link(core.PAGE_IMAGE, label="Open image", query_params={"image": img.id})
-        with c_act:
+            for lab in labels:
+                with st.container(border=True):
+                    st.markdown(f"**{core.md(lab.name)}** · {lab.confidence:.1f}%")
+                    extra = []
+                    if lab.parents:
+                        extra.append("parents: " + ", ".join(core.md(p) for p in lab.parents))
+                    if lab.boxes:
+                        extra.append(f"{len(lab.boxes)} box{'es' if len(lab.boxes) > 1 else ''}")
+                    if extra:
+                        st.caption(" · ".join(extra))
+                    row = st.container(horizontal=True, gap="small")
+                    if row.button(
+                        "Accept",
+                        key=f"accept::{img.id}::{lab.name}",
+                        icon=":material/check:",
+                        help=f"Accept {lab.name}",
+                    ):
+                        _label_review(img.id, [lab.name], ReviewState.CONFIRMED)
+                        st.rerun()
+                    if row.button(
+                        "Reject",
+                        key=f"reject::{img.id}::{lab.name}",
+                        icon=":material/close:",
+                        help=f"Reject {lab.name}",
+                    ):
+                        _label_review(img.id, [lab.name], ReviewState.REJECTED)
+                        st.rerun()
             a, b = st.columns(2)
-            if a.button("Accept", key=f"accept::{r.id}", icon=":material/check:", width="stretch"):
-                _apply([(r.image_id, r.name)], ReviewState.CONFIRMED)
+            # Only the current photo's buttons carry the shortcuts (a key can trigger one button).
+            if a.button(
+                f"Accept all ({len(labels)})",
+                key=f"accept_all::{img.id}",
+                icon=":material/done_all:",
+                type="primary" if current else "secondary",
+                shortcut=KEY_ACCEPT if current else None,
+                width="stretch",
+            ):
+                _label_review(img.id, names, ReviewState.CONFIRMED)
                 st.rerun()
-            if b.button("Reject", key=f"reject::{r.id}", icon=":material/close:", width="stretch"):
-                _apply([(r.image_id, r.name)], ReviewState.REJECTED)
+            if b.button(
+                f"Reject all ({len(labels)})",
+                key=f"reject_all::{img.id}",
+                icon=":material/close:",
+                shortcut=KEY_REJECT if current else None,
+                width="stretch",
+            ):
+                _label_review(img.id, names, ReviewState.REJECTED)
                 st.rerun()
 
 if pages > 1:

@@ -1,12 +1,17 @@
-"""Upload many photos at once; each goes through intake and gets a clear per-file outcome."""
+"""Upload many photos at once; each goes through intake and gets a clear per-file outcome, grouped
+(accepted, with its labelling status live from the database; duplicates; rejected with the reason)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard import core
+from labelkit.db import repository as repo
+from labelkit.db.models import Image, ImageStatus
 from labelkit.images import ACCEPTED_FORMATS
 from labelkit.uploads import UploadResult, upload_image
+
+REFRESH_SECONDS = 3
 
 user = core.require_user()
 settings = core.settings()
@@ -45,6 +50,44 @@ if files:
     st.rerun()
 
 results = st.session_state.get("upload_results") or []
+
+
+def _status_line(r: UploadResult, image: Image | None, best: dict[str, tuple[str, float]]) -> str:
+    """One accepted file and where its labelling stands now (read from the database)."""
+    name = f"**{core.md(r.name)}**"
+    if image is None:
+        return f":gray[:material/delete:] {name} — no longer there (deleted)"
+    if image.status == ImageStatus.PENDING:
+        return f":gray[:material/schedule:] {name} — queued for labelling"
+    if image.status == ImageStatus.LABELLING:
+        return f":blue[:material/autorenew:] {name} — labelling…"
+    if image.status == ImageStatus.FAILED:
+        reason = core.md(image.failure_reason or "unknown reason")
+        return f":red[:material/error:] {name} — labelling failed: {reason}"
+    if image.id in best:
+        label, conf = best[image.id]
+        return f":green[:material/check_circle:] {name} — labelled: {core.md(label)} · {conf:.0f}%"
+    return f":green[:material/check_circle:] {name} — labelled (nothing above the confidence threshold)"
+
+
+def _open_link(image_id: str | None) -> None:
+    if image_id:
+        st.page_link(
+            core.PAGE_IMAGE, label="Open", icon=":material/open_in_new:", query_params={"image": image_id}
+        )
+
+
+def _statuses(ids: list[str]) -> tuple[dict[str, Image], dict[str, tuple[str, float]]]:
+    with core.db() as s:
+        images = repo.images_by_ids(session=s, viewer=user.viewer, image_ids=ids)
+        best = repo.top_labels(session=s, viewer=user.viewer, image_ids=ids)
+    return images, best
+
+
+def _busy(images: dict[str, Image]) -> bool:
+    return any(i.status in (ImageStatus.PENDING, ImageStatus.LABELLING) for i in images.values())
+
+
 if results:
     accepted = [r for r in results if r.outcome == "accepted"]
     duplicates = [r for r in results if r.outcome == "duplicate"]
@@ -54,26 +97,46 @@ if results:
     c1.metric("Accepted", len(accepted), border=True)
     c2.metric("Duplicates", len(duplicates), border=True)
     c3.metric("Rejected", len(rejected), border=True)
-    for r in results:
-        with st.container(border=True):
-            left, right = st.columns([5, 1], vertical_alignment="center")
-            with left:
-                if r.outcome == "accepted":
-                    st.markdown(
-                        f":green[:material/check_circle:] **{core.md(r.name)}** — queued for labelling"
-                    )
-                elif r.outcome == "duplicate":
-                    st.markdown(
-                        f":orange[:material/content_copy:] **{core.md(r.name)}** — duplicate: "
-                        f"{core.md(r.reason or 'already uploaded.')}"
-                    )
-                else:
-                    st.markdown(
-                        f":red[:material/block:] **{core.md(r.name)}** — rejected: {core.md(r.reason or '')}"
-                    )
-            with right:
-                if r.image_id:
-                    st.page_link(core.PAGE_IMAGE, label="Open", query_params={"image": r.image_id})
+    accepted_ids = [r.image_id for r in accepted if r.image_id]
+    busy = _busy(_statuses(accepted_ids)[0])
+
+    def _accepted() -> None:
+        """The accepted files with their live status; reruns itself while any is being labelled."""
+        core.require_live_session()  # a fragment rerun skips the entry point's check
+        images, best = _statuses(accepted_ids)
+        if busy and not _busy(images):
+            core.data_changed()
+            st.rerun()  # all done: a full run stops the timer
+        st.markdown(f"#### :green[:material/check_circle:] Accepted ({len(accepted)})")
+        if busy:
+            st.caption(f":material/autorenew: Labelling — this list refreshes every {REFRESH_SECONDS} s.")
+        for r in accepted:
+            with st.container(border=True):
+                left, right = st.columns([5, 1], vertical_alignment="center")
+                left.markdown(_status_line(r, images.get(r.image_id or ""), best))
+                with right:
+                    _open_link(r.image_id)
+
+    if accepted:
+        if busy:
+            st.fragment(_accepted, run_every=REFRESH_SECONDS)()
+        else:
+            _accepted()
+    if duplicates:
+        st.markdown(f"#### :orange[:material/content_copy:] Duplicates ({len(duplicates)})")
+        st.caption("The same file was uploaded before; nothing new was stored.")
+        for r in duplicates:
+            with st.container(border=True):
+                left, right = st.columns([5, 1], vertical_alignment="center")
+                left.markdown(f"**{core.md(r.name)}** — {core.md(r.reason or 'already uploaded.')}")
+                with right:
+                    _open_link(r.image_id)
+    if rejected:
+        st.markdown(f"#### :red[:material/block:] Rejected ({len(rejected)})")
+        st.caption("These files were not stored.")
+        for r in rejected:
+            with st.container(border=True):
+                st.markdown(f"**{core.md(r.name)}** — rejected: {core.md(r.reason or '')}")
     cols = st.columns([1, 1, 4])
     with cols[0]:
         st.page_link(core.PAGE_GALLERY, label="Go to the gallery", icon=":material/photo_library:")

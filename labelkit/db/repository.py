@@ -18,9 +18,10 @@ dashboard's counts and charts read those totals, not the rows (issue #9).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, delete, exists, func, select, update
@@ -219,6 +220,19 @@ def get_image(*, session: Session, viewer: Viewer, image_id: str) -> Image:
     return image
 
 
+class ReviewFilter(enum.StrEnum):
+    """The gallery's review filter.
+
+    ``unreviewed``: a model label on the image awaits review (the Review page lists it);
+    ``reviewed``: a person reviewed the image and none of its model labels awaits review;
+    ``rejected``: a person rejected at least one of its labels.
+    """
+
+    UNREVIEWED = "unreviewed"
+    REVIEWED = "reviewed"
+    REJECTED = "rejected"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageFilter:
     """Gallery filters. ``label`` matches a label name or any of its parents."""
@@ -230,6 +244,7 @@ class ImageFilter:
     since: datetime | None = None
     until: datetime | None = None
     owner_id: str | None = None  # admins may narrow to one owner
+    review: ReviewFilter | None = None  # where people's reviews stand (see ReviewFilter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +296,29 @@ def _filtered_images(viewer: Viewer, flt: ImageFilter) -> Select[Any]:
                 ImageTerm.term == flt.category.strip(),
             )
         )
+    if flt.review is not None:
+        stmt = stmt.where(_review_condition(ReviewFilter(flt.review)))
     return stmt
+
+
+def _review_condition(review: ReviewFilter) -> Any:
+    """A condition on ``Image`` for the gallery's review filter."""
+    awaiting = exists().where(LabelRow.image_id == Image.id, *_awaiting_review())
+    human = aliased(LabelRow)
+    if review == ReviewFilter.UNREVIEWED:
+        return awaiting
+    if review == ReviewFilter.REJECTED:
+        return exists().where(
+            human.image_id == Image.id,
+            human.source == LabelSource.HUMAN,
+            human.review == ReviewState.REJECTED,
+        )
+    reviewed = exists().where(
+        human.image_id == Image.id,
+        human.source == LabelSource.HUMAN,
+        human.review != ReviewState.UNREVIEWED,
+    )
+    return and_(reviewed, ~awaiting)
 
 
 def list_images(
@@ -796,6 +833,206 @@ def _top_terms(session: Session, viewer: Viewer, kind: str, limit: int) -> list[
 def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> int:
     """How many of the viewer's images carry ``term`` as a label or a parent."""
     return _term_total(session, _totals_owner(viewer), counts.ANY, term)
+
+
+# --------------------------------------------------------------------------- review per photo
+# The Review page works per photo: every model label of an image that awaits review, with
+# its boxes, at once. "Awaiting review" is :func:`labelkit.db.counts.awaiting_review`, the
+# same condition as the review-queue count and the gallery's "unreviewed" filter.
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewLabel:
+    """A model label awaiting review on one image (the most confident row of that name)."""
+
+    name: str
+    confidence: float
+    parents: list[str] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # left, top, w, h
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewImage:
+    image: Image
+    labels: list[ReviewLabel]  # least certain first
+
+
+def _images_awaiting(viewer: Viewer) -> Select[str, float]:
+    """(image id, least confidence among its labels awaiting review) per image, least first."""
+    least = func.min(LabelRow.confidence)
+    return _scoped(
+        select(LabelRow.image_id, least.label("least"))
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(*_awaiting_review())
+        .group_by(LabelRow.image_id)
+        .order_by(least.asc(), LabelRow.image_id),
+        viewer,
+    )
+
+
+def count_review_images(*, session: Session, viewer: Viewer) -> int:
+    """How many of the viewer's images have a model label awaiting review (O(awaiting labels))."""
+    stmt = _scoped(
+        select(func.count(func.distinct(LabelRow.image_id)))
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(*_awaiting_review()),
+        viewer,
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def review_image_ids(*, session: Session, viewer: Viewer, limit: int | None = None) -> list[str]:
+    """Ids of the viewer's images with labels awaiting review, in review order (the Review
+    page's "select all": every matching photo, not only the page shown)."""
+    stmt = _images_awaiting(viewer)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [str(image_id) for image_id, _ in session.execute(stmt)]
+
+
+def review_images(*, session: Session, viewer: Viewer, limit: int = 10, offset: int = 0) -> list[ReviewImage]:
+    """A page of the viewer's images with labels awaiting review, the image with the least
+    certain such label first; each with all its awaiting labels and their boxes."""
+    order = [str(i) for i, _ in session.execute(_images_awaiting(viewer).limit(limit).offset(offset))]
+    if not order:
+        return []
+    images = images_by_ids(session=session, viewer=viewer, image_ids=order)
+    rows = session.scalars(
+        select(LabelRow)
+        .where(LabelRow.image_id.in_(order), *_awaiting_review())
+        .order_by(LabelRow.image_id, LabelRow.confidence.desc(), LabelRow.id)
+    )
+    best: dict[tuple[str, str], LabelRow] = {}
+    for r in rows:
+        best.setdefault((r.image_id, r.name), r)  # compare mode: one entry per name
+    boxes: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
+    box_rows = session.execute(
+        select(
+            LabelRow.image_id,
+            LabelRow.name,
+            LabelRow.box_left,
+            LabelRow.box_top,
+            LabelRow.box_width,
+            LabelRow.box_height,
+        )
+        .where(
+            LabelRow.image_id.in_(order),
+            LabelRow.source == LabelSource.MODEL,
+            LabelRow.instance > 0,
+            LabelRow.box_left.is_not(None),
+        )
+        .order_by(LabelRow.image_id, LabelRow.name, LabelRow.model_version, LabelRow.instance)
+    )
+    for image_id, name, left, top, width, height in box_rows:
+        if (image_id, name) in best:
+            boxes.setdefault((image_id, name), []).append(
+                (float(left or 0.0), float(top or 0.0), float(width or 0.0), float(height or 0.0))
+            )
+    out = []
+    for image_id in order:
+        if image_id not in images:
+            continue
+        labels = sorted(
+            (
+                ReviewLabel(
+                    name=r.name,
+                    confidence=float(r.confidence),
+                    parents=list(r.parents or []),
+                    boxes=boxes.get((image_id, r.name), []),
+                )
+                for (i, _), r in best.items()
+                if i == image_id
+            ),
+            key=lambda lab: (lab.confidence, lab.name),
+        )
+        out.append(ReviewImage(image=images[image_id], labels=labels))
+    return out
+
+
+def set_review_for_images(
+    *, session: Session, viewer: Viewer, image_ids: Iterable[str], review: ReviewState
+) -> int:
+    """Confirm or reject every label awaiting review on the viewer's images among
+    ``image_ids`` (others are left out, as if missing); returns how many labels were reviewed.
+    Labels people already reviewed keep their answer."""
+    ids = sorted(set(image_ids))
+    done = 0
+    for start in range(0, len(ids), _IN_CHUNK):
+        pairs = session.execute(
+            _scoped(
+                select(LabelRow.image_id, LabelRow.name)
+                .join(Image, Image.id == LabelRow.image_id)
+                .where(LabelRow.image_id.in_(ids[start : start + _IN_CHUNK]), *_awaiting_review())
+                .distinct()
+                .order_by(LabelRow.image_id, LabelRow.name),
+                viewer,
+            )
+        ).all()
+        for image_id, name in pairs:
+            set_human_label(session=session, viewer=viewer, image_id=image_id, name=name, review=review)
+            done += 1
+    return done
+
+
+# --------------------------------------------------------------------------- activity range
+# The Labels page's "over time" chart spans the viewer's first to last activity (not a fixed
+# 30 days) and picks its bin (hour, day, week) from that span.
+
+
+def activity_span(*, session: Session, viewer: Viewer) -> tuple[datetime, datetime] | None:
+    """(first, last) upload or labelling time of the viewer's images; None without images."""
+    first_up, last_up, last_lab = session.execute(
+        _scoped(
+            select(func.min(Image.created_at), func.max(Image.created_at), func.max(Image.labelled_at)),
+            viewer,
+        )
+    ).one()
+    if first_up is None:
+        return None
+    first, last = _utc(first_up), _utc(last_up)
+    if last_lab is not None:
+        last = max(last, _utc(last_lab))
+    return first, last
+
+
+def _utc(value: Any) -> datetime:
+    # Aggregates bypass UTCDateTime's result processing: the value comes back naive (SQLite
+    # may even return text), always UTC.
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class HourCount:
+    hour: str  # YYYY-MM-DD HH:00 (UTC)
+    uploads: int = 0
+    labelled: int = 0
+
+
+def activity_per_hour(*, session: Session, viewer: Viewer, since: datetime) -> list[HourCount]:
+    """Uploads (by ``created_at``) and images labelled (by ``labelled_at``) per UTC hour."""
+    dialect = session.get_bind().dialect.name
+
+    def hour(col: Any) -> Any:
+        if dialect == "sqlite":
+            return func.strftime("%Y-%m-%d %H:00", col)
+        return func.date_format(col, "%Y-%m-%d %H:00")
+
+    up, lab = hour(Image.created_at), hour(Image.labelled_at)
+    uploads = _scoped(select(up, func.count()).where(Image.created_at >= since).group_by(up), viewer)
+    labelled = _scoped(
+        select(lab, func.count())
+        .where(Image.labelled_at.is_not(None), Image.labelled_at >= since)
+        .group_by(lab),
+        viewer,
+    )
+    hours: dict[str, dict[str, int]] = {}
+    for h, n in session.execute(uploads):
+        hours.setdefault(str(h), {})["uploads"] = int(n)
+    for h, n in session.execute(labelled):
+        hours.setdefault(str(h), {})["labelled"] = int(n)
+    return [HourCount(hour=h, **c) for h, c in sorted(hours.items())]
 
 
 # --------------------------------------------------------------------------- exports and notebooks

@@ -87,10 +87,11 @@ def test_review_actions_only_reach_own_labels(
         alice_rows = repo.review_queue(session=s, viewer=Viewer(user_id=alice.user_id))
         bob_rows = repo.review_queue(session=s, viewer=bob.viewer)
     keys = {b.key for b in at.button}
-    assert all(f"accept::{r.id}" not in keys for r in alice_rows)
-    assert all(f"accept::{r.id}" in keys for r in bob_rows)
-    at.button(key="select_all").click().run()
-    at.run()
+    assert all(f"accept::{r.image_id}::{r.name}" not in keys for r in alice_rows)
+    assert all(f"accept::{r.image_id}::{r.name}" in keys for r in bob_rows)
+    assert not any(r.image_id in (k or "") for r in alice_rows for k in keys)
+    # "select all" covers every photo bob may review, and only those
+    at.checkbox(key="review_select_all").check().run()
     at.button(key="accept_selected").click().run()
     with transaction(services.engine) as s:
         assert repo.count_review_queue(session=s, viewer=Viewer(user_id=alice.user_id)) == len(alice_rows)

@@ -2,8 +2,9 @@
 
 Headless Chromium (Debian's) drives the real Streamlit server with the real
 listener and the real local model: sign up, upload two photos and one
-non-image, see the rejection, wait for labels, open an image, confirm a label
-and check that the Labels page counts the confirmation; a reload keeps the
+non-image, see the rejection and the live labelling status, wait for labels, open an
+image, confirm a label, check that the Labels page counts the confirmation and accept a
+photo's labels on the Review page with the keyboard; a reload keeps the
 session and signing out ends it. Screenshots of every
 page are saved under test-artifacts/ (the README's pictures).
 """
@@ -67,7 +68,9 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     expect(page.get_by_text("Last upload")).to_be_visible()
     rejection = page.get_by_text(re.compile(r"notes\.jpg.*rejected: Not an image"))
     expect(rejection).to_be_visible()
-    expect(page.get_by_text(re.compile(r"chelsea\.jpg.*queued for labelling"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Rejected \(1\)"))).to_be_visible()
+    # Accepted files show where their labelling stands, live: queued, labelling, then labelled.
+    expect(page.get_by_text(re.compile(r"chelsea\.jpg.*labelled: \w"))).to_be_visible()
     screenshot(page, "02-upload")
 
     # The listener labels both with the local model; the gallery refreshes by itself.
@@ -106,8 +109,20 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     assert float(rows["Cat"]["precision"]) == 1.0
     assert "Coffee Cup" in rows or "Coffee" in rows or "Espresso" in rows
 
+    # Review works per photo: the keyboard's A accepts every label of the current photo.
     _nav(page, "Review")
+    waiting = page.get_by_text(re.compile(r"^\d+ photos? with \d+ labels? waiting for review$"))
+    expect(waiting).to_be_visible()
+    photos = int(waiting.inner_text().split()[0])
+    assert photos in (1, 2), waiting.inner_text()  # coffee, and the cat unless Cat was its only label
+    expect(page.get_by_text("Current photo — the keys act here")).to_be_visible()
     screenshot(page, "06-review")
+    page.get_by_role("heading", name="Review").click()  # focus the page, not a widget
+    page.keyboard.press("a")
+    if photos == 2:
+        expect(page.get_by_text(re.compile(r"^1 photo with \d+ labels? waiting for review$"))).to_be_visible()
+    else:
+        expect(page.get_by_text(re.compile("Nothing to review"))).to_be_visible()
     _nav(page, "Pipeline")
     expect(page.get_by_text(re.compile("Dead", re.I)).first).to_be_visible()
     screenshot(page, "07-pipeline")

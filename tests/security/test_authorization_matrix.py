@@ -196,6 +196,15 @@ def test_every_viewer_function_is_covered() -> None:
     # GIVEN the repository's and the use cases' person-facing functions, found by inspection
     # THEN there are as many as we know of (a new one shows up in the parametrised tests below)
     assert len(REPO_FUNCTIONS) >= 25, sorted(REPO_FUNCTIONS)
+    # the per-photo review and the Labels page's activity range (issue 16) are among them
+    assert {
+        "count_review_images",
+        "review_images",
+        "review_image_ids",
+        "set_review_for_images",
+        "activity_span",
+        "activity_per_hour",
+    } <= set(REPO_FUNCTIONS)
     assert set(USE_CASES) == {"retry_image", "delete_image", "relabel_outdated"}, sorted(USE_CASES)
 
 

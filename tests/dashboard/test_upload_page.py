@@ -1,0 +1,64 @@
+"""The upload page (issue 16, item 5): accepted files show where their labelling stands,
+read again from the database while any is still being labelled (not "queued" forever), and
+the outcomes are grouped: accepted, duplicates, rejected with the reasons."""
+
+from __future__ import annotations
+
+import re
+
+from labelkit.auth import Principal
+from labelkit.db import repository as repo
+from labelkit.db.engine import transaction
+from labelkit.services import Services
+from tests.dashboard.conftest import BLUE, GREEN, RED, app, drain, texts
+
+
+def _lines(at) -> list[str]:
+    return [str(m.value).replace("\\", "") for m in at.main.markdown]
+
+
+def test_outcomes_are_grouped_and_the_status_is_live(services: Services, alice: Principal) -> None:
+    # GIVEN the upload page, and a batch with a rejected file between two photos and a copy
+    at = app(alice, "app_pages/upload.py")
+    at.file_uploader[0].set_value(
+        [
+            ("red.jpg", RED, "image/jpeg"),
+            ("notes.jpg", b"just some text, honest", "image/jpeg"),
+            ("green.jpg", GREEN, "image/jpeg"),
+            ("red again.jpg", RED, "image/jpeg"),
+            ("blue.jpg", BLUE, "image/jpeg"),
+        ]
+    )
+    at.run()
+    assert not at.exception
+    # THEN each group has a heading and only its own files, in this order
+    lines = _lines(at)
+    heads = [i for i, line in enumerate(lines) if line.startswith("#### ")]
+    assert [re.sub(r":\w+\[[^\]]*\] ", "", lines[i]) for i in heads] == [
+        "#### Accepted (3)",
+        "#### Duplicates (1)",
+        "#### Rejected (1)",
+    ]
+    groups = [lines[a + 1 : b] for a, b in zip(heads, [*heads[1:], len(lines)], strict=True)]
+    names = [sorted(re.findall(r"\*\*([^*]+)\*\*", "\n".join(g))) for g in groups]
+    assert names == [["blue.jpg", "green.jpg", "red.jpg"], ["red again.jpg"], ["notes.jpg"]]
+    assert "notes.jpg** — rejected: Not an image" in texts(at)
+    # AND while they wait, the accepted ones say so and the list refreshes itself
+    assert texts(at).count("— queued for labelling") == 3
+    assert "this list refreshes every 3 s" in texts(at)
+    # WHEN the worker labels them (one of them fails) and the page runs again
+    drain(services)
+    with transaction(services.engine) as s:
+        page = repo.list_images(session=s, viewer=alice.viewer)
+        blue = next(i.id for i in page.items if i.original_name == "blue.jpg")
+        repo.mark_failed(session=s, image_id=blue, reason="The model crashed.")
+    at.run()
+    # THEN each shows its real status and top label, and the timer has stopped
+    shown = texts(at)
+    assert "queued for labelling" not in shown
+    assert re.search(r"red\.jpg\*\* — labelled: Thing · \d+%", shown)
+    assert re.search(r"green\.jpg\*\* — labelled: Thing · \d+%", shown)
+    assert "blue.jpg** — labelling failed: The model crashed." in shown
+    assert "refreshes every" not in shown
+    # AND every accepted file and the duplicate link to their image page
+    assert sum(1 for pl in at.get("page_link") if pl.proto.label == "Open") == 4
