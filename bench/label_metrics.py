@@ -40,7 +40,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from labelkit.labelers.base import Label
+from labelkit.domain import Label
 from labelkit.labelers.coco_names import CocoNames
 
 THRESHOLD = 50.0

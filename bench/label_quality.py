@@ -52,8 +52,9 @@ from bench.label_metrics import (
 )
 from bench.photos import DARKNET_DATA, package_photo_path, source_dirs
 from bench.readme import update_readme
+from labelkit.domain import Label
 from labelkit.errors import IntakeError
-from labelkit.labelers.base import ImageInput, Label, Labeler, LabelOptions
+from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
 from labelkit.labelers.coco_names import CocoNames, load_coco_names
 
 logger = logging.getLogger(__name__)

@@ -48,7 +48,8 @@ from labelkit.db import repository as repo
 from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
 from labelkit.db.models import TermKind
-from labelkit.db.repository import ImageFilter, Viewer
+from labelkit.db.repository import ImageFilter
+from labelkit.domain import Viewer
 from labelkit.labelers.taxonomy import load_rules
 
 TARGET_MS = 200.0

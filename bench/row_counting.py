@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, aliased
 
 from labelkit.db import repository as repo
 from labelkit.db.models import Image, ImageTerm, LabelRow, LabelSource, ReviewState, TermKind
-from labelkit.db.repository import ImageFilter, Viewer, _awaiting_review, _owned, _scoped
+from labelkit.db.repository import ImageFilter, _awaiting_review, _owned, _scoped
+from labelkit.domain import Viewer
 
 
 def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[Any, ...]]:

@@ -35,7 +35,7 @@ from labelkit.auth import Authenticator, Principal, SignInClient, make_authentic
 from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.errors import LabelkitError
 from labelkit.images import DecodeLimits, make_thumbnail
 from labelkit.malloc import return_large_blocks_to_the_os

@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import core
 from labelkit.db import repository as repo
+from labelkit.domain import Viewer
 
 PAGE_COMPARE = "app_pages/compare.py"
 
@@ -19,7 +20,7 @@ PAGE_COMPARE = "app_pages/compare.py"
 @st.cache_data(ttl=60, show_spinner=False)
 def _model_versions(user_id: str, is_admin: bool) -> int:
     with core.db() as s:
-        return repo.count_model_versions(session=s, viewer=repo.Viewer(user_id=user_id, is_admin=is_admin))
+        return repo.count_model_versions(session=s, viewer=Viewer(user_id=user_id, is_admin=is_admin))
 
 
 st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")

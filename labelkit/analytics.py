@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from labelkit.db import repository as repo
 from labelkit.db.models import ImageStatus, TermKind, utcnow
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 
 LABEL_COLUMNS = ["label", "images", "mean_confidence", "confirmed", "rejected", "precision"]
 

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labelkit.domain import Label, LabelResult
 from labelkit.errors import IntakeError, LabelerError
-from labelkit.labelers.base import ImageInput, Label, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 
 logger = logging.getLogger(__name__)
 

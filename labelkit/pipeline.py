@@ -43,8 +43,9 @@ from sqlalchemy.orm import Session
 from labelkit.db import repository as repo
 from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ImageStatus
+from labelkit.domain import LabelResult
 from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
-from labelkit.labelers.base import ImageInput, Labeler, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
 from labelkit.queue.events import ObjectEvent, parse_s3_event
 from labelkit.storage import ObjectStore, event_bucket
 

@@ -17,6 +17,7 @@ import time
 
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.domain import system_viewer
 from labelkit.queue.events import make_s3_event
 from labelkit.storage import event_bucket
 
@@ -39,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = build_pipeline(services)
     version = pipeline.model_version
     if args.enqueue:
-        n = relabel_outdated(
-            services=services, viewer=repo.Viewer(user_id="system", is_admin=True), model_version=version
-        )
+        n = relabel_outdated(services=services, viewer=system_viewer("system"), model_version=version)
         print(f"enqueued {n} images for relabelling with {version}")
         return 0
     with transaction(services.engine) as s:

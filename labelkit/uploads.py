@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
 from labelkit.images import DecodeLimits, ImageInfo, inspect_image, safe_display_name
 from labelkit.queue.events import make_s3_event
@@ -36,7 +36,7 @@ from labelkit.storage import event_bucket
 
 logger = logging.getLogger(__name__)
 
-SYSTEM = Viewer(user_id="system", is_admin=True)  # the use cases' own housekeeping
+SYSTEM = system_viewer("system")  # the use cases' own housekeeping
 
 
 @dataclass(frozen=True, slots=True)

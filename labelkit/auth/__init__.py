@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.errors import AuthError
 
 if TYPE_CHECKING:

@@ -47,18 +47,10 @@ from labelkit.db.models import (
     new_id,
     utcnow,
 )
+from labelkit.domain import LabelResult, Viewer
 from labelkit.errors import NotFound
-from labelkit.labelers.base import LabelResult
 
 # --------------------------------------------------------------------------- scoping
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is asking. Every person-facing query is scoped by this."""
-
-    user_id: str
-    is_admin: bool = False
 
 
 _S = TypeVar("_S", bound="Select[*tuple[Any, ...]]")

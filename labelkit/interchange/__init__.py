@@ -90,7 +90,6 @@ from labelkit.interchange.coco import to_coco
 from labelkit.interchange.csvfile import to_csv
 from labelkit.interchange.exporter import Export, build_export
 from labelkit.interchange.gather import (
-    NOTEBOOK_USER,
     ImageEntry,
     LabelEntry,
     collect,
@@ -138,7 +137,6 @@ __all__ = [
     "JOB_NAME",
     "LABEL_COLUMNS",
     "LabelEntry",
-    "NOTEBOOK_USER",
     "REVIEW_COLUMNS",
     "SUGGESTION_COLUMNS",
     "box_edges",

@@ -41,13 +41,11 @@ from pathlib import Path
 from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import LabelkitError
 from labelkit.services import build_services
 from labelkit.settings import Settings, get_settings, s3_base_url
 from labelkit.storage import ObjectStore
-
-CLI_USER = "cli"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.import_file is not None:
             return _import(args, services.engine, storage_url)
         with transaction(services.engine) as s:
-            viewer = Viewer(user_id=CLI_USER, is_admin=True)
+            viewer = system_viewer("cli")
             if args.as_user:
                 user = repo.get_user_by_username(session=s, username=args.as_user)
                 if user is None:

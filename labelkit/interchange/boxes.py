@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labelkit.labelers.base import clamp_extent
+from labelkit.domain import clamp_extent
 
 
 @dataclass(slots=True)

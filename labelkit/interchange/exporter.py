@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.interchange.bundle import bundle_file_name, write_bundle
 from labelkit.interchange.coco import to_coco
 from labelkit.interchange.csvfile import to_csv

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from labelkit.db import repository as repo
 from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import NotFound, PermissionDenied
 from labelkit.interchange.boxes import BoxEntry, clamp_box
 from labelkit.interchange.options import ExportOptions, _end, _start
@@ -108,14 +108,11 @@ def resolve_owner(*, session: Session, viewer: Viewer, owner: str | None) -> str
     return user.id
 
 
-NOTEBOOK_USER = "notebook"
-
-
 def viewer_for(*, session: Session, username: str | None = None) -> Viewer:
     """The scope of a notebook or script: every image (as an admin) when ``username`` is None,
     else that user's own images only (even for an admin, so the numbers are theirs)."""
     if not username:
-        return Viewer(user_id=NOTEBOOK_USER, is_admin=True)
+        return system_viewer("notebook")
     user = repo.get_user_by_username(session=session, username=username)
     if user is None:
         raise NotFound(f"no user {username!r}")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from labelkit.db import repository as repo
 from labelkit.db.models import Image, LabelSource, ReviewState
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.interchange.boxes import clamp_box
 from labelkit.interchange.manifest import key_from_source_ref
 

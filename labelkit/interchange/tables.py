@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from labelkit.db.models import LabelSource, ReviewState
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.interchange.boxes import box_edges
 from labelkit.interchange.gather import ImageEntry, collect
 from labelkit.interchange.options import ExportOptions

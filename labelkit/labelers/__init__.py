@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from labelkit.labelers.base import ImageInput, Label, Labeler, LabelOptions, LabelResult
+from labelkit.domain import Label, LabelResult
+from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
 
 if TYPE_CHECKING:
     from labelkit.settings import Settings

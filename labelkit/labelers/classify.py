@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from labelkit.domain import BoundingBox
 from labelkit.errors import LabelerError
-from labelkit.labelers.base import BoundingBox
 from labelkit.labelers.catalog import EXPORT_FORMAT, MODELS, PRECISIONS, QUANT_FORMAT, ModelFiles, Precision
 from labelkit.labelers.model import LocalModel, ort_session, softmax
 from labelkit.labelers.taxonomy import CompiledRules, load_rules

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from labelkit.labelers.base import BoundingBox
+from labelkit.domain import BoundingBox
 from labelkit.labelers.model import LocalModel, ort_session
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from labelkit.labelers.base import BoundingBox
+from labelkit.domain import BoundingBox
 from labelkit.labelers.model import LocalModel
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from labelkit.domain import BoundingBox, Instance, Label, LabelResult
 from labelkit.images import decode_rgb
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelOptions, LabelResult
 from labelkit.labelers.base import ImageInput as _ImageInput
+from labelkit.labelers.base import LabelOptions
 
 _NAMES = ("Red Thing", "Green Thing", "Blue Thing")
 

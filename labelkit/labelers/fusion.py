@@ -37,7 +37,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelOptions
+from labelkit.domain import BoundingBox, Instance, Label
+from labelkit.labelers.base import LabelOptions
 from labelkit.labelers.taxonomy import CompiledRules, RulesError, classes_under, confidence_at, load_taxonomy
 
 if TYPE_CHECKING:

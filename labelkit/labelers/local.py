@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from labelkit.domain import BoundingBox, ImageProperties, LabelResult
 from labelkit.errors import LabelerError
 from labelkit.images import decode_rgb
-from labelkit.labelers.base import BoundingBox, ImageInput, ImageProperties, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.catalog import Precision
 from labelkit.labelers.classify import Classifier, ClassifierOutput
 from labelkit.labelers.detect import Detection, Detector

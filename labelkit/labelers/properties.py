@@ -23,7 +23,7 @@ import logging
 import numpy as np
 from PIL import Image
 
-from labelkit.labelers.base import DominantColor, ImageProperties
+from labelkit.domain import DominantColor, ImageProperties
 
 logger = logging.getLogger(__name__)
 

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labelkit import aws
+from labelkit.domain import LabelResult
 from labelkit.errors import LabelerError
 from labelkit.images import inspect_image, sniff_format
-from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 
 if TYPE_CHECKING:
     from mypy_boto3_rekognition import RekognitionClient

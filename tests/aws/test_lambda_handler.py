@@ -29,8 +29,9 @@ from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
 from labelkit.db.models import Image as ImageRow
 from labelkit.db.models import ImageStatus, LabelRow
+from labelkit.domain import LabelResult, Viewer
 from labelkit.errors import ConfigError, LabelerError
-from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.fake import FakeLabeler
 from labelkit.queue.events import make_s3_event
 from labelkit.queue.sqs import ensure_queues
@@ -112,12 +113,12 @@ class World:
 
     def status(self, image_id: str) -> tuple[ImageStatus, str | None]:
         with transaction(self.services.engine) as s:
-            img = repo.get_image(session=s, viewer=repo.Viewer(user_id=self.owner_id), image_id=image_id)
+            img = repo.get_image(session=s, viewer=Viewer(user_id=self.owner_id), image_id=image_id)
             return img.status, img.failure_reason
 
     def labels(self, image_id: str) -> list[tuple[str, str]]:
         with transaction(self.services.engine) as s:
-            viewer = repo.Viewer(user_id=self.owner_id)
+            viewer = Viewer(user_id=self.owner_id)
             rows = repo.labels_for_image(session=s, viewer=viewer, image_id=image_id)
             return sorted((r.name, r.model_version) for r in rows)
 
@@ -434,7 +435,7 @@ def test_events_the_store_cannot_own_are_refused_and_acknowledged(
     image = world.upload("photo.jpg", jpeg((10, 200, 10)))
     test_event, real = world.receive(2)
     with transaction(world.services.engine) as s:
-        key = repo.get_image(session=s, viewer=repo.Viewer(user_id=world.owner_id), image_id=image).object_key
+        key = repo.get_image(session=s, viewer=Viewer(user_id=world.owner_id), image_id=image).object_key
     size = len(jpeg((10, 200, 10)))
     world.sqs.send_message(
         QueueUrl=world.queue_url,

@@ -18,18 +18,10 @@ from botocore.stub import Stubber
 from PIL import Image
 
 from labelkit import aws as lk_aws
+from labelkit.domain import BoundingBox, DominantColor, ImageProperties, Instance, Label, LabelResult
 from labelkit.errors import IntakeError, LabelerError
 from labelkit.labelers import make_labeler
-from labelkit.labelers.base import (
-    BoundingBox,
-    DominantColor,
-    ImageInput,
-    ImageProperties,
-    Instance,
-    Label,
-    LabelOptions,
-    LabelResult,
-)
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.rekognition import RekognitionLabeler, estimated_cost
 from labelkit.settings import Settings
 from tests.integration.aws_fixtures import REGION, aws  # noqa: F401

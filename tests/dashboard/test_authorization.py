@@ -10,7 +10,7 @@ from labelkit.auth import Principal
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus, LabelRow, LabelSource
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, RED, app, drain, texts, upload
 

@@ -11,7 +11,7 @@ from labelkit.auth import Principal
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState
-from labelkit.labelers.base import Label, LabelResult
+from labelkit.domain import Label, LabelResult
 from labelkit.services import Services
 from tests.dashboard.conftest import RED, app, drain, texts, upload
 

@@ -18,6 +18,7 @@ from moto import mock_aws
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.domain import Viewer
 from labelkit.queue.sqs import ensure_queues
 from labelkit.services import build_pipeline, build_services
 from labelkit.settings import Settings
@@ -68,7 +69,7 @@ def test_s3_notification_to_listener_to_mariadb(aws: None, mysql_server_url: str
     services = build_services(settings)
     with transaction(services.engine) as s:
         owner = repo.create_user(session=s, username="alice", password_hash="x")
-        viewer = repo.Viewer(user_id=owner.id)
+        viewer = Viewer(user_id=owner.id)
 
     # WHEN two photos are uploaded (the dashboard's path: row, then S3 put; no enqueue)
     from labelkit.uploads import upload_image

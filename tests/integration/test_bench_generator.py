@@ -17,7 +17,7 @@ from bench.queries import explain, generate, queries
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, LabelSource, ReviewState, User
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 
 IMAGES = 500
 

@@ -18,8 +18,8 @@ from sqlalchemy.engine import Engine
 from labelkit import analytics
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
-from labelkit.db.repository import Viewer
-from labelkit.labelers.base import ImageInput, Label, LabelOptions, LabelResult
+from labelkit.domain import Label, LabelResult, Viewer
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.pipeline import Pipeline
 from labelkit.queue.events import make_s3_event
 from labelkit.settings import get_settings

@@ -24,7 +24,7 @@ from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, LabelSource, ReviewState
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.interchange import ExportFormat, ExportOptions
 from labelkit.interchange import __main__ as export_cli
 from labelkit.settings import Settings, get_settings

@@ -17,11 +17,10 @@ from labelkit import interchange
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState
-from labelkit.db.repository import Viewer
+from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 from labelkit.errors import PermissionDenied
 from labelkit.interchange import ExportFormat, ExportOptions
 from labelkit.interchange import __main__ as export_cli
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
 from labelkit.settings import get_settings
 
 STORAGE = "s3://labelkit-bucket/prefix"

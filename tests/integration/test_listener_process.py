@@ -13,6 +13,7 @@ from pathlib import Path
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.domain import Viewer
 from labelkit.services import build_services
 from labelkit.settings import Settings
 from labelkit.uploads import upload_image
@@ -36,7 +37,7 @@ def test_listener_labels_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     services = build_services(settings)
     with transaction(services.engine) as s:
         owner = repo.create_user(session=s, username="alice", password_hash="x")
-        viewer = repo.Viewer(user_id=owner.id)
+        viewer = Viewer(user_id=owner.id)
     ids = [
         upload_image(
             services=services, owner_id=owner.id, filename=f"{i}.jpg", data=jpeg((40 * i, 10, 10))

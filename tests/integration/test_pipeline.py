@@ -19,9 +19,9 @@ from sqlalchemy import func, select
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus, LabelRow
-from labelkit.db.repository import Viewer
+from labelkit.domain import LabelResult, Viewer
 from labelkit.errors import LabelerError
-from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.fake import FakeLabeler
 from labelkit.pipeline import Pipeline, RetryableError
 from labelkit.queue import QueueStats

@@ -17,7 +17,7 @@ import pytest
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
-from labelkit.db.repository import Viewer
+from labelkit.domain import Viewer
 from labelkit.reconcile import NEVER_STORED, reconcile
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings

@@ -10,8 +10,7 @@ from labelkit.db import counts
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelSource, ReviewState, TermKind
-from labelkit.db.repository import Viewer
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
+from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 
 OLD = "efficientnet-lite2-int8-onnx-1.1-rules1.aaaaaaaa"
 NEW = "efficientnet-lite2-int8+det+face-f1.bbbbbbbb"

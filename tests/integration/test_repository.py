@@ -11,9 +11,9 @@ from sqlalchemy.engine import Engine
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, ReviewState, TermKind, utcnow
-from labelkit.db.repository import ImageFilter, Viewer
+from labelkit.db.repository import ImageFilter
+from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 from labelkit.errors import NotFound
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
 
 
 def _cat_result(version: str = "test-1", conf: float = 91.0) -> LabelResult:

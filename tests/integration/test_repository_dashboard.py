@@ -11,8 +11,7 @@ from labelkit import analytics
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState, utcnow
-from labelkit.db.repository import Viewer
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
+from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 
 
 def _user(engine: Engine, name: str) -> Viewer:

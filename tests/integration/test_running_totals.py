@@ -16,8 +16,7 @@ from labelkit.db import counts
 from labelkit.db import repository as repo
 from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ALL_OWNERS, LabelCount, ReviewState, TermKind
-from labelkit.db.repository import Viewer
-from labelkit.labelers.base import BoundingBox, Instance, Label, LabelResult
+from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 
 NAMES = ["Cat", "Dog", "Sofa", "Tree", "Car", "Bird", "Cup", "Dog House"]
 PARENTS = {"Cat": ["Animal", "Mammal"], "Dog": ["Animal", "Mammal"], "Bird": ["Animal"], "Car": ["Vehicle"]}

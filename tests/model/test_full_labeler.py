@@ -17,8 +17,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from labelkit.domain import BoundingBox, LabelResult
 from labelkit.errors import IntakeError
-from labelkit.labelers.base import BoundingBox, ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.detect import Detector, coco_labels, iou
 from labelkit.labelers.local import LocalLabeler
 

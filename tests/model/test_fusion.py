@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from labelkit.labelers.base import BoundingBox, Label, LabelOptions
+from labelkit.domain import BoundingBox, Label
+from labelkit.labelers.base import LabelOptions
 from labelkit.labelers.classify import ClassifierOutput
 from labelkit.labelers.detect import Detection, coco_labels
 from labelkit.labelers.faces import Face

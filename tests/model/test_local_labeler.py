@@ -19,8 +19,9 @@ import skimage.data
 import sklearn.datasets
 from PIL import Image
 
+from labelkit.domain import LabelResult
 from labelkit.errors import IntakeError, LabelerError
-from labelkit.labelers.base import ImageInput, LabelOptions, LabelResult
+from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.build import ensure_exported
 from labelkit.labelers.catalog import MODELS
 from labelkit.labelers.classify import cam_box

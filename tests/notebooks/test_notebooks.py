@@ -3,6 +3,8 @@ and they are committed without outputs."""
 
 from __future__ import annotations
 
+from labelkit.domain import Viewer
+
 import json
 import os
 from pathlib import Path
@@ -66,7 +68,7 @@ def demo_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     with transaction(services.engine) as s:
         user = repo.get_user_by_username(session=s, username="demo")
         assert user is not None
-        viewer = repo.Viewer(user_id=user.id, is_admin=user.is_admin)
+        viewer = Viewer(user_id=user.id, is_admin=user.is_admin)
         for row in repo.review_queue(session=s, viewer=viewer, limit=500):
             review = ReviewState.CONFIRMED if row.confidence >= 80 else ReviewState.REJECTED
             repo.set_human_label(
@@ -79,7 +81,7 @@ def _add_second_labeller() -> None:
     services = build_services(get_settings())
     fake = FakeLabeler(model_version="fake-1")
     with transaction(services.engine) as s:
-        viewer = repo.Viewer(user_id="test", is_admin=True)
+        viewer = Viewer(user_id="test", is_admin=True)
         for image in repo.list_images(session=s, viewer=viewer, page_size=100).items:
             result = fake.label(
                 ImageInput(data=services.store.get(image.object_key)), LabelOptions(min_confidence=0)

@@ -23,6 +23,7 @@ from labelkit.auth import Principal
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.domain import system_viewer
 from labelkit.errors import StorageError
 from labelkit.services import Services, build_services
 from labelkit.storage.local import LocalStore
@@ -66,7 +67,7 @@ def _status(services: Services, image_id: str) -> tuple[ImageStatus, str | None,
         return ImageStatus(img.status), img.failure_reason, img.attempts
 
 
-_ADMIN = repo.Viewer(user_id="system", is_admin=True)
+_ADMIN = system_viewer("system")
 
 
 def _app(principal: Principal, page: str, **query: str) -> AppTest:

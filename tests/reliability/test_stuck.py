@@ -20,6 +20,7 @@ import pytest
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.domain import system_viewer
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
 from labelkit.uploads import retry_image
@@ -98,7 +99,7 @@ def test_a_photo_that_kills_the_worker_on_every_delivery_ends_failed(tmp_path: P
     finally:
         stop(proc)
     assert kills == MAX_RECEIVES  # killed on every delivery, never delivered again after that
-    admin = repo.Viewer(user_id="system", is_admin=True)
+    admin = system_viewer("system")
     with transaction(services.engine) as s:
         image = repo.get_image(session=s, viewer=admin, image_id=lethal_id)
         status, reason = image.status, image.failure_reason or ""

@@ -35,8 +35,8 @@ from labelkit.auth.local import LocalAuth
 from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Base, ImageStatus, LabelRow, ReviewState, TermKind, utcnow
+from labelkit.domain import Label, LabelResult, Viewer
 from labelkit.errors import NotFound, StorageError
-from labelkit.labelers.base import Label, LabelResult
 from labelkit.services import Services
 from labelkit.storage.local import LocalStore
 from tests.dashboard.conftest import BLUE, GREEN, RED, app, jpeg, texts, upload
@@ -115,7 +115,7 @@ def world(services: Services, auth: LocalAuth) -> World:
     return World(admin, alice, bob, alice_image, alice_key, bob_image)
 
 
-def _arguments(fn: Callable[..., Any], w: World, viewer: repo.Viewer) -> dict[str, Any]:
+def _arguments(fn: Callable[..., Any], w: World, viewer: Viewer) -> dict[str, Any]:
     """Arguments aimed at alice's data, by parameter name. A required parameter not known
     here fails the test: a new function needs a deliberate case."""
     known: dict[str, Any] = {

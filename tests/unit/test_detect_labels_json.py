@@ -12,15 +12,8 @@ from typing import Any
 import botocore.session
 from botocore.validate import ParamValidator
 
+from labelkit.domain import BoundingBox, DominantColor, ImageProperties, Instance, Label, LabelResult
 from labelkit.label import json_line
-from labelkit.labelers.base import (
-    BoundingBox,
-    DominantColor,
-    ImageProperties,
-    Instance,
-    Label,
-    LabelResult,
-)
 
 RESULT = LabelResult(
     model_version="efficientnet-lite2-int8+ssd",

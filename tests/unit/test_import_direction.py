@@ -2,8 +2,9 @@
 the core, benchmarks and tests on both, and run time never reaches the model build.
 
 The rules are import-linter contracts in ``pyproject.toml``; this runs them (a new upward
-import fails ``make test``) and checks that the list of core modules forbidden to import
-``labelkit.testing`` names every module of ``labelkit``.
+import fails ``make test``) and checks that the contracts that list modules (the core may
+not import ``labelkit.testing``; ``labelkit.domain`` imports nothing of the project) name
+every module of ``labelkit``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,22 @@ def test_import_contracts_hold() -> None:
     assert kept == len(_contracts()) >= 5, result.stdout
 
 
-def test_every_core_module_is_forbidden_to_import_the_test_helpers() -> None:
-    listed = set(_contracts()["core-not-testing"]["source_modules"])  # type: ignore[arg-type]
-    core = {
+def _labelkit_modules() -> set[str]:
+    return {
         f"labelkit.{p.stem if p.suffix == '.py' else p.name}"
         for p in (ROOT / "labelkit").iterdir()
         if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
-    } - {"labelkit.testing"}
+    }
+
+
+def test_every_core_module_is_forbidden_to_import_the_test_helpers() -> None:
+    listed = set(_contracts()["core-not-testing"]["source_modules"])  # type: ignore[arg-type]
+    core = _labelkit_modules() - {"labelkit.testing"}
     assert listed == core, f"add to pyproject.toml's core-not-testing contract: {sorted(core - listed)}"
+
+
+def test_the_domain_module_is_forbidden_every_other_module() -> None:
+    listed = set(_contracts()["domain-imports-nothing"]["forbidden_modules"])  # type: ignore[arg-type]
+    others = _labelkit_modules() - {"labelkit.domain"}
+    missing = sorted(others - listed)
+    assert listed == others, f"add to pyproject.toml's domain-imports-nothing contract: {missing}"

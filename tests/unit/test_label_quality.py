@@ -28,7 +28,7 @@ from bench.label_quality import (
     load_scene_truth,
     resolve_devset,
 )
-from labelkit.labelers.base import BoundingBox, Instance, Label
+from labelkit.domain import BoundingBox, Instance, Label
 from labelkit.labelers.coco_names import CocoNamesError, load_coco_names, parse_coco_names
 
 COCO = load_coco_names()

@@ -1,0 +1,223 @@
+"""The domain's own types, shared by the data layer, auth, the labellers and the pages.
+
+This module imports nothing of the project, so every layer may import it:
+
+* :class:`Viewer` - who is asking; every person-facing query is scoped by it.
+  :func:`system_viewer` makes the viewers of the system's own work (the worker's
+  housekeeping, the command line, notebooks), the one way to do so.
+* The Rekognition-shaped label result every labeller returns (:class:`LabelResult`
+  with :class:`Label`, :class:`Instance`, :class:`BoundingBox`, :class:`ImageProperties`).
+  It maps one to one onto Rekognition's DetectLabels response
+  (:meth:`LabelResult.to_rekognition` / :meth:`LabelResult.from_rekognition`).
+  Confidences are percentages (0-100); boxes are fractions of the image size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is asking. Every person-facing query is scoped by this."""
+
+    user_id: str
+    is_admin: bool = False
+
+
+SystemPurpose = Literal["system", "cli", "notebook"]
+
+
+def system_viewer(purpose: SystemPurpose) -> Viewer:
+    """The administrator viewer of the system's own work: ``"system"`` (housekeeping and
+    relabelling by the use cases and the worker), ``"cli"`` (``python -m
+    labelkit.interchange``) or ``"notebook"``. Its ``user_id`` names the purpose (no
+    account has it: user ids are random hex)."""
+    return Viewer(user_id=purpose, is_admin=True)
+
+
+class BoundingBox(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    left: float = Field(ge=0, le=1)
+    top: float = Field(ge=0, le=1)
+    width: float = Field(ge=0, le=1)
+    height: float = Field(ge=0, le=1)
+
+    @classmethod
+    def clamped(cls, left: float, top: float, width: float, height: float) -> BoundingBox:
+        """A box moved inside the image: its edges (left/right, top/bottom) clamped to
+        ``[0, 1]`` and its size what lies between them, so ``left + width <= 1``.
+        Rekognition's own boxes can pass the frame (``Left + Width > 1``, a negative ``Left``)."""
+        x0, w = clamp_extent(left, width)
+        y0, h = clamp_extent(top, height)
+        return cls(left=x0, top=y0, width=w, height=h)
+
+
+class Instance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    box: BoundingBox
+    confidence: float = Field(ge=0, le=100)
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    confidence: float = Field(ge=0, le=100)
+    parents: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    instances: list[Instance] = Field(default_factory=list)
+
+
+class DominantColor(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    red: int = Field(ge=0, le=255)
+    green: int = Field(ge=0, le=255)
+    blue: int = Field(ge=0, le=255)
+    hex_code: str
+    simplified_color: str
+    pixel_percent: float = Field(ge=0, le=100)
+
+
+class ImageProperties(BaseModel):
+    """Image quality on Rekognition's 0-100 scales, plus dominant colours."""
+
+    model_config = ConfigDict(frozen=True)
+
+    brightness: float = Field(ge=0, le=100)
+    sharpness: float = Field(ge=0, le=100)
+    contrast: float = Field(ge=0, le=100)
+    dominant_colors: list[DominantColor] = Field(default_factory=list)
+
+
+class LabelResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    labels: list[Label]
+    image_properties: ImageProperties | None = None
+    model_version: str
+
+    def to_rekognition(self) -> dict[str, Any]:
+        """This result as Rekognition's DetectLabels response body."""
+        out: dict[str, Any] = {
+            "Labels": [
+                {
+                    "Name": lab.name,
+                    "Confidence": lab.confidence,
+                    "Instances": [
+                        {
+                            "BoundingBox": {
+                                "Width": inst.box.width,
+                                "Height": inst.box.height,
+                                "Left": inst.box.left,
+                                "Top": inst.box.top,
+                            },
+                            "Confidence": inst.confidence,
+                        }
+                        for inst in lab.instances
+                    ],
+                    "Parents": [{"Name": p} for p in lab.parents],
+                    "Aliases": [{"Name": a} for a in lab.aliases],
+                    "Categories": [{"Name": c} for c in lab.categories],
+                }
+                for lab in self.labels
+            ],
+            "LabelModelVersion": self.model_version,
+        }
+        if self.image_properties is not None:
+            props = self.image_properties
+            out["ImageProperties"] = {
+                "Quality": {
+                    "Brightness": props.brightness,
+                    "Sharpness": props.sharpness,
+                    "Contrast": props.contrast,
+                },
+                "DominantColors": [
+                    {
+                        "Red": c.red,
+                        "Green": c.green,
+                        "Blue": c.blue,
+                        "HexCode": c.hex_code,
+                        "SimplifiedColor": c.simplified_color,
+                        "PixelPercent": c.pixel_percent,
+                    }
+                    for c in props.dominant_colors
+                ],
+            }
+        return out
+
+    @classmethod
+    def from_rekognition(cls, response: dict[str, Any], *, model_version: str | None = None) -> LabelResult:
+        """Build a result from a DetectLabels response (one to one)."""
+        labels = [
+            Label(
+                name=item["Name"],
+                confidence=float(item.get("Confidence", 0.0)),
+                parents=[p["Name"] for p in item.get("Parents", [])],
+                aliases=[a["Name"] for a in item.get("Aliases", [])],
+                categories=[c["Name"] for c in item.get("Categories", [])],
+                instances=[
+                    Instance(
+                        box=BoundingBox.clamped(
+                            left=float(inst["BoundingBox"].get("Left", 0.0)),
+                            top=float(inst["BoundingBox"].get("Top", 0.0)),
+                            width=float(inst["BoundingBox"].get("Width", 0.0)),
+                            height=float(inst["BoundingBox"].get("Height", 0.0)),
+                        ),
+                        confidence=float(inst.get("Confidence", item.get("Confidence", 0.0))),
+                    )
+                    for inst in item.get("Instances", [])
+                    if "BoundingBox" in inst
+                ],
+            )
+            for item in response.get("Labels", [])
+        ]
+        props = None
+        raw_props = response.get("ImageProperties")
+        if raw_props:
+            quality = raw_props.get("Quality", {})
+            props = ImageProperties(
+                brightness=float(quality.get("Brightness", 0.0)),
+                sharpness=float(quality.get("Sharpness", 0.0)),
+                contrast=float(quality.get("Contrast", 0.0)),
+                dominant_colors=[
+                    DominantColor(
+                        red=int(c.get("Red", 0)),
+                        green=int(c.get("Green", 0)),
+                        blue=int(c.get("Blue", 0)),
+                        hex_code=c.get("HexCode", ""),
+                        simplified_color=c.get("SimplifiedColor", ""),
+                        pixel_percent=float(c.get("PixelPercent", 0.0)),
+                    )
+                    for c in raw_props.get("DominantColors", [])
+                ],
+            )
+        version = model_version or f"rekognition-{response.get('LabelModelVersion', 'unknown')}"
+        return cls(labels=labels, image_properties=props, model_version=version)
+
+
+def clamp_extent(start: float, size: float) -> tuple[float, float]:
+    """``(start, size)`` of a box side (fractions) cut to ``[0, 1]``: a start before 0 moves to 0
+    and the size loses what lay outside; the size then ends at 1 at most. A side already
+    inside keeps its exact values."""
+    start, size = float(start), float(size)
+    if not (math.isfinite(start) and math.isfinite(size)):
+        return _unit(start), 0.0
+    if start < 0:
+        start, size = 0.0, size + start
+    start = min(start, 1.0)
+    return start, max(0.0, min(size, 1.0 - start))
+
+
+def _unit(value: float) -> float:
+    """Clamp a box coordinate into [0, 1] (a value that is not finite counts as 0)."""
+    value = float(value)
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
