@@ -42,7 +42,7 @@ def test_precision_says_no_reviews_yet_until_someone_reviews(services: Services,
     assert shown == {"Thing": "no reviews yet", "Red Thing": "100%", "Blue Thing": "no reviews yet"}
     # AND the CSV keeps the numbers (blank where nobody reviewed)
     csv = at.download_button(key="labels_csv")
-    assert csv.proto.label == "Download CSV"
+    assert csv.proto.label == "Download label summary (CSV)"
     with transaction(services.engine) as s:
         table = analytics.label_table(session=s, viewer=alice.viewer)
     assert pd.isna(table.set_index("label").loc["Thing", "precision"])
