@@ -16,7 +16,9 @@ Tables (pandas)::
 Export formats (:class:`ExportFormat`):
 
 ``csv``
-    :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe).
+    :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe). A label a
+    person rejected stays, marked ``review = rejected`` (the model said it, a person did not
+    agree); read only rows whose ``review`` is not ``rejected`` for the labels an image carries.
 ``jsonl``
     One image per line with its labels. The round-trip format: importing it and
     exporting again gives the same file. A label is one entry per (source, model
@@ -31,7 +33,8 @@ Export formats (:class:`ExportFormat`):
     ``source``, ``model_version``, ``review``). COCO has no image-level labels, so
     they go in a top-level extension list ``image_labels`` (``id``, ``image_id``,
     ``category_id``, ``score``, ``source``, ``model_version``, ``review``) that COCO
-    tools ignore.
+    tools ignore. Labels a person rejected are left out of both (and of ``categories``):
+    COCO has no field saying an annotation is wrong.
 ``manifest``
     Amazon SageMaker Ground Truth / Rekognition Custom Labels manifest, one JSON
     object per image: ``source-ref`` (``s3://bucket/key`` in S3 mode, the file path
@@ -603,12 +606,18 @@ def to_jsonl(entries: Sequence[ImageEntry]) -> bytes:
     return _lines(jsonl_record(e) for e in entries)
 
 
+def _positive(labels: Iterable[LabelEntry]) -> list[LabelEntry]:
+    """The labels an image carries: a person's rejection outranks the model (and is no label)."""
+    return [lab for lab in labels if lab.review != ReviewState.REJECTED.value]
+
+
 def to_coco(entries: Sequence[ImageEntry]) -> bytes:
-    names = sorted({lab.name for e in entries for lab in e.labels})
+    # COCO has no "rejected" annotation: a label a person rejected is left out altogether.
+    names = sorted({lab.name for e in entries for lab in _positive(e.labels)})
     category_ids = {n: i for i, n in enumerate(names, start=1)}
     first_parent: dict[str, str] = {}
     for e in entries:
-        for lab in e.labels:
+        for lab in _positive(e.labels):
             if lab.parents:
                 first_parent.setdefault(lab.name, lab.parents[0])
     images: list[dict[str, Any]] = []
@@ -627,7 +636,7 @@ def to_coco(entries: Sequence[ImageEntry]) -> bytes:
                 "original_name": img.original_name,
             }
         )
-        for lab in e.labels:
+        for lab in _positive(e.labels):
             common = {
                 "image_id": image_id,
                 "category_id": category_ids[lab.name],
@@ -706,7 +715,7 @@ def manifest_record(
 ) -> dict[str, Any] | None:
     """One manifest line, or None when the image has no positive label."""
     img = entry.image
-    positive = [lab for lab in entry.labels if lab.review != ReviewState.REJECTED.value]
+    positive = _positive(entry.labels)
     by_name: dict[str, list[LabelEntry]] = {}
     for lab in positive:
         by_name.setdefault(lab.name, []).append(lab)
@@ -766,9 +775,7 @@ def manifest_record(
 
 
 def to_manifest(entries: Sequence[ImageEntry], *, storage_url: str) -> bytes:
-    names = sorted(
-        {lab.name for e in entries for lab in e.labels if lab.review != ReviewState.REJECTED.value}
-    )
+    names = sorted({lab.name for e in entries for lab in _positive(e.labels)})
     class_ids = {n: i for i, n in enumerate(names)}
     records = (manifest_record(e, class_ids=class_ids, storage_url=storage_url) for e in entries)
     return _lines(r for r in records if r is not None)
