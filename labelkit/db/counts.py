@@ -197,71 +197,104 @@ def not_rejected() -> list[Any]:
     return [LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0, _not_rejected()]
 
 
+Rows = dict[str, list[Any]]  # image id -> its rows, as read by _read_labels / _read_terms
+
+
+def _read_labels(session: Session, ids: Sequence[str]) -> Rows:
+    """The images' label rows: (image_id, source, model_version, name, instance, review,
+    floor(confidence * 1000), confidence bin, confidence, parents, categories)."""
+    dialect = _dialect(session)
+    out: Rows = defaultdict(list)
+    # Core on the session's connection: these run on every write, and the ORM's execute
+    # path costs more than the statements here.
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = select(
+            LabelRow.image_id,
+            LabelRow.source,
+            LabelRow.model_version,
+            LabelRow.name,
+            LabelRow.instance,
+            LabelRow.review,
+            _milli(dialect),
+            _bin(dialect),
+            LabelRow.confidence,
+            LabelRow.parents,
+            LabelRow.categories,
+        ).where(LabelRow.image_id.in_(ids[start : start + _CHUNK]))
+        for row in conn.execute(stmt):
+            out[row[0]].append(row)
+    return out
+
+
+def _read_terms(session: Session, ids: Sequence[str]) -> Rows:
+    """The images' ``image_terms`` rows: (image_id, kind, term, confidence)."""
+    out: Rows = defaultdict(list)
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term, ImageTerm.confidence).where(
+            ImageTerm.image_id.in_(ids[start : start + _CHUNK])
+        )
+        for row in conn.execute(stmt):
+            out[row[0]].append(row)
+    return out
+
+
 def derive_terms(session: Session, image_ids: Iterable[str]) -> None:
     """Make these images' ``image_terms`` rows their :func:`effective_terms`, writing only
     the difference (a re-delivered job writes nothing)."""
     ids = sorted(set(image_ids))
-    conn = session.connection()
-    table = ImageTerm.__table__
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        rows: dict[str, list[Any]] = defaultdict(list)
-        lstmt = select(
-            LabelRow.image_id,
-            LabelRow.source,
-            LabelRow.review,
-            LabelRow.name,
-            LabelRow.confidence,
-            LabelRow.parents,
-            LabelRow.categories,
-        ).where(LabelRow.image_id.in_(chunk), LabelRow.instance == 0)
-        for r in conn.execute(lstmt):
-            rows[r[0]].append(r[1:])
-        have: dict[str, dict[TermKey, float]] = defaultdict(dict)
-        tstmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term, ImageTerm.confidence).where(
-            ImageTerm.image_id.in_(chunk)
+        _derive(session, chunk, _read_labels(session, chunk), _read_terms(session, chunk))
+
+
+def _derive(session: Session, ids: Sequence[str], labels: Rows, terms: Rows) -> bool:
+    """:func:`derive_terms` from rows already read; returns whether it wrote anything."""
+    conn = session.connection()
+    table: Any = ImageTerm.__table__
+    gone: dict[tuple[str, TermKind], list[str]] = defaultdict(list)
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for image_id in ids:
+        want = effective_terms(
+            (r[1], r[5], r[3], r[8], r[9], r[10]) for r in labels.get(image_id, []) if r[4] == 0
         )
-        for image_id, kind, term, conf in conn.execute(tstmt):
-            have[image_id][TermKind(kind), term] = float(conf)
-        gone: dict[tuple[str, TermKind], list[str]] = defaultdict(list)
-        new: list[dict[str, Any]] = []
-        changed: list[dict[str, Any]] = []
-        for image_id in chunk:
-            want = effective_terms(rows.get(image_id, []))
-            old = have.get(image_id, {})
-            for kind, term in old.keys() - want.keys():
-                gone[image_id, kind].append(term)
-            for (kind, term), conf in want.items():
-                if (kind, term) not in old:
-                    new.append({"image_id": image_id, "kind": kind, "term": term, "confidence": conf})
-                elif abs(old[kind, term] - conf) > 1e-4:
-                    changed.append({"b_image": image_id, "b_kind": kind, "b_term": term, "b_conf": conf})
-        # Deletes first: on MySQL's case-insensitive collation "cat" and "Cat" share a key.
-        for (image_id, kind), terms in sorted(gone.items()):
-            conn.execute(
-                delete(ImageTerm).where(
-                    ImageTerm.image_id == image_id, ImageTerm.kind == kind, ImageTerm.term.in_(sorted(terms))
-                )
+        old = {(TermKind(kind), term): float(conf) for _, kind, term, conf in terms.get(image_id, [])}
+        for kind, term in old.keys() - want.keys():
+            gone[image_id, kind].append(term)
+        for (kind, term), conf in want.items():
+            if (kind, term) not in old:
+                new.append({"image_id": image_id, "kind": kind, "term": term, "confidence": conf})
+            elif abs(old[kind, term] - conf) > 1e-4:
+                changed.append({"b_image": image_id, "b_kind": kind, "b_term": term, "b_conf": conf})
+    # Deletes first: on MySQL's case-insensitive collation "cat" and "Cat" share a key.
+    for (image_id, kind), gone_terms in sorted(gone.items()):
+        conn.execute(
+            delete(ImageTerm).where(
+                ImageTerm.image_id == image_id, ImageTerm.kind == kind, ImageTerm.term.in_(sorted(gone_terms))
             )
-        if changed:
-            conn.execute(
-                update(table)
-                .where(
-                    table.c.image_id == bindparam("b_image"),
-                    table.c.kind == bindparam("b_kind"),
-                    table.c.term == bindparam("b_term"),
-                )
-                .values(confidence=bindparam("b_conf")),
-                changed,
+        )
+    if changed:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.image_id == bindparam("b_image"),
+                table.c.kind == bindparam("b_kind"),
+                table.c.term == bindparam("b_term"),
             )
-        if new:
-            _insert_ignore_terms(session, new)
+            .values(confidence=bindparam("b_conf")),
+            changed,
+        )
+    if new:
+        _insert_ignore_terms(session, new)
+    return bool(gone or changed or new)
 
 
 def _insert_ignore_terms(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert term rows, skipping any whose key exists (MySQL folds case in keys)."""
     dialect = _dialect(session)
-    table = ImageTerm.__table__
+    table: Any = ImageTerm.__table__
     if dialect in ("mysql", "mariadb"):
         stmt: Any = mysql_dialect.insert(table).on_duplicate_key_update({"image_id": table.c.image_id})
     elif dialect in ("sqlite", "postgresql"):
@@ -315,33 +348,12 @@ def _lock(session: Session, ids: Sequence[str]) -> dict[str, str]:
 
 def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
     """What these images contribute to the totals now (committed rows plus this transaction's)."""
-    dialect = _dialect(session)
     ids = sorted(owners)
-    labels: dict[str, list[Any]] = defaultdict(list)
-    terms: dict[str, list[Any]] = defaultdict(list)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        lstmt = select(
-            LabelRow.image_id,
-            LabelRow.source,
-            LabelRow.model_version,
-            LabelRow.name,
-            LabelRow.instance,
-            LabelRow.review,
-            _milli(dialect),
-            _bin(dialect),
-        ).where(LabelRow.image_id.in_(chunk))
-        tstmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term).where(
-            ImageTerm.image_id.in_(chunk)
-        )
-        # Core on the session's connection: these run on every write, and the ORM's
-        # execute path costs more than the statements here.
-        conn = session.connection()
-        for row in conn.execute(lstmt):
-            labels[row[0]].append(row)
-        for row in conn.execute(tstmt):
-            terms[row[0]].append(row)
+    return _contributions(owners, _read_labels(session, ids), _read_terms(session, ids))
 
+
+def _contributions(owners: dict[str, str], labels: Rows, terms: Rows) -> dict[Key, int]:
+    """What images with these rows contribute to the totals (keys as :func:`apply` takes)."""
     out: dict[Key, int] = defaultdict(int)
     for image_id, owner in owners.items():
         rows = labels.get(image_id, [])
@@ -350,7 +362,7 @@ def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
             r[3] for r in rows if r[1] == LabelSource.HUMAN and r[4] == 0 and r[5] == ReviewState.REJECTED
         }
         versions: set[str] = set()
-        for _, source, version, name, instance, review, milli, bin_ in rows:
+        for _, source, version, name, instance, review, milli, bin_, *_ in rows:
             if instance != 0:
                 continue
             if source == LabelSource.MODEL:
@@ -368,7 +380,7 @@ def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
         for version in versions:
             out["term", owner, MODEL_VERSION, version] += 1
         searchable: set[str] = set()
-        for _, kind, term in terms.get(image_id, []):
+        for _, kind, term, _ in terms.get(image_id, []):
             out["term", owner, TermKind(kind).value, term] += 1
             if kind in (TermKind.LABEL, TermKind.PARENT):
                 searchable.add(term)
@@ -443,8 +455,11 @@ def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
     before = _snapshot(session, owners)
     yield
     session.flush()
-    derive_terms(session, owners)
-    after = _snapshot(session, owners)
+    ids = sorted(owners)
+    labels, terms = _read_labels(session, ids), _read_terms(session, ids)
+    if _derive(session, ids, labels, terms):
+        terms = _read_terms(session, ids)  # as stored (MySQL folds case in the key)
+    after = _contributions(owners, labels, terms)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in before.keys() | after.keys()}
     apply(session, delta)
 
