@@ -7,11 +7,12 @@ What is measured, and why this way:
   N images over several thousand users with Zipf-skewed image counts (the heaviest user
   owns ~10%), ~``--labels-per-image`` image-level model labels per image drawn Zipf-like
   from the 1,067 labels of ``labelkit/labelers/data/rules.yml`` (with their real parents,
-  aliases and categories), a box row for ~5% of labels, ``image_terms`` rows exactly as
-  :func:`labelkit.db.repository.save_model_labels` derives them, and human reviews
-  (confirm/reject) on ~2% of images. Rows go in with ``LOAD DATA LOCAL INFILE`` (MariaDB)
-  or ``executemany`` (SQLite, for the tests); unique and foreign-key checks are off for
-  the loading connection only (the data is consistent by construction; the test checks it).
+  aliases and categories), a box row for ~5% of labels, human reviews (confirm/reject)
+  on ~2% of images, and ``image_terms`` rows exactly as :func:`labelkit.db.counts.derive_terms`
+  derives them (the effective labels: rejected ones left out). Rows go in with
+  ``LOAD DATA LOCAL INFILE`` (MariaDB) or ``executemany`` (SQLite, for the tests); unique
+  and foreign-key checks are off for the loading connection only (the data is consistent
+  by construction; the test checks it).
 * Every query is the repository/analytics call the dashboard makes, timed warm
   (``--warmup`` runs, then ``--runs`` timed runs; p50/p95), for the heaviest user and for
   an admin (all images). ``--explain`` prints MariaDB's EXPLAIN of every SQL statement a
@@ -190,7 +191,7 @@ def _rows(
                     break
                 picked.setdefault(j, round(55 + 45 * rng.random() ** 2, 3))
             stamp = _ts(t_lab or t_created)
-            best: dict[tuple[str, str], float] = {}
+            effective: list[tuple[Any, ...]] = []  # what counts.effective_terms reads
             for j, conf in picked.items():
                 label_id += 1
                 common = (voc.json_parents[j], voc.json_aliases[j], voc.json_categories[j])
@@ -205,11 +206,9 @@ def _rows(
                         (label_id, image_id, "model", MODEL_VERSION, voc.names[j], 1, conf, *common)
                         + (*box, "unreviewed", None, stamp)
                     )
-                # As repo._terms: one row per (kind, term), the best confidence behind it.
-                for key in [("label", voc.names[j])] + [("parent", p) for p in voc.parents[j]]:
-                    best[key] = max(conf, best.get(key, 0.0))
-                for c in voc.categories[j]:
-                    best[("category", c)] = max(conf, best.get(("category", c), 0.0))
+                effective.append(
+                    ("model", "unreviewed", voc.names[j], conf, voc.parents[j], voc.categories[j])
+                )
             if rng.random() < 0.02:  # a person reviewed one or two of this image's labels
                 for j in rng.sample(list(picked), min(len(picked), rng.choice((1, 2)))):
                     label_id += 1
@@ -219,10 +218,12 @@ def _rows(
                         + (voc.json_parents[j], voc.json_aliases[j], voc.json_categories[j])
                         + (None, None, None, None, review, owner, stamp)
                     )
-                    if review == "confirmed":  # as set_human_label: insert-or-ignore at 100
-                        for key in [("label", voc.names[j])] + [("parent", p) for p in voc.parents[j]]:
-                            best.setdefault(key, 100.0)
-            term_rows.extend((image_id, kind, term, conf) for (kind, term), conf in best.items())
+                    effective.append(
+                        ("human", review, voc.names[j], 100.0, voc.parents[j], voc.categories[j])
+                    )
+            # As counts.derive_terms: the effective labels' terms, best confidence behind each.
+            best = counts.effective_terms(effective)
+            term_rows.extend((image_id, kind.value, term, conf) for (kind, term), conf in best.items())
         # Sorted by primary key: random uuids make random inserts into the clustered index.
         img_rows.sort(key=lambda r: r[0])
         term_rows.sort(key=lambda r: (r[0], r[1], r[2]))

@@ -2,7 +2,10 @@
 from the label and term rows on every call, O(rows). ``bench.queries`` times these as
 "before" beside the repository's current calls ("after"), with EXPLAIN of both.
 
-Kept here only for the benchmark; the application reads ``labelkit.db.counts``' totals.
+Kept here for the benchmark, and as the reference the tests compare the running totals
+with; the application reads ``labelkit.db.counts``' totals. Same definitions (issue #16):
+"images with X" are images whose ``image_terms`` (their effective labels: rejected ones left
+out, people's own in) have X as a label or a parent; confidences leave out rejected labels.
 """
 
 from __future__ import annotations
@@ -15,30 +18,46 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from labelkit.db import repository as repo
+from labelkit.db.counts import not_rejected
 from labelkit.db.models import Image, ImageTerm, LabelRow, LabelSource, ReviewState, TermKind
 from labelkit.db.repository import ImageFilter, _awaiting_review, _owned, _scoped
 from labelkit.domain import Viewer
 
+SEARCHABLE = [TermKind.LABEL, TermKind.PARENT]
+
 
 def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[Any, ...]]:
+    """(name, images) per name carried as a label or a parent, most common first; then
+    (name, review, n) per name and verdict; then (name, mean confidence) of the model's
+    labels no person rejected."""
+    images = func.count(func.distinct(ImageTerm.image_id))
     counts = _owned(
-        select(LabelRow.name, func.count(func.distinct(LabelRow.image_id)), func.avg(LabelRow.confidence))
-        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
-        .group_by(LabelRow.name)
-        .order_by(func.count(func.distinct(LabelRow.image_id)).desc(), LabelRow.name),
+        select(ImageTerm.term, images)
+        .where(ImageTerm.kind.in_(SEARCHABLE))
+        .group_by(ImageTerm.term)
+        .order_by(images.desc(), ImageTerm.term),
         v,
-        LabelRow.image_id,
+        ImageTerm.image_id,
     )
     if limit is not None:
         counts = counts.limit(limit)
     reviews = _owned(
         select(LabelRow.name, LabelRow.review, func.count())
-        .where(LabelRow.source == LabelSource.HUMAN, LabelRow.review != ReviewState.UNREVIEWED)
+        .where(
+            LabelRow.source == LabelSource.HUMAN,
+            LabelRow.instance == 0,
+            LabelRow.review != ReviewState.UNREVIEWED,
+        )
         .group_by(LabelRow.name, LabelRow.review),
         v,
         LabelRow.image_id,
     )
-    return [*s.execute(counts).all(), *s.execute(reviews).all()]
+    means = _owned(
+        select(LabelRow.name, func.avg(LabelRow.confidence)).where(*not_rejected()).group_by(LabelRow.name),
+        v,
+        LabelRow.image_id,
+    )
+    return [*s.execute(counts).all(), *s.execute(reviews).all(), *s.execute(means).all()]
 
 
 def term_counts(s: Session, v: Viewer, kind: TermKind, limit: int = 50) -> list[tuple[Any, ...]]:
@@ -83,10 +102,10 @@ def cooccurrence(s: Session, v: Viewer, top: int) -> list[tuple[Any, ...]]:
     names = [r[0] for r in s.execute(_top_names(v, top))]
     left, right = aliased(ImageTerm), aliased(ImageTerm)
     stmt = _owned(
-        select(left.term, right.term, func.count())
+        select(left.term, right.term, func.count(func.distinct(left.image_id)))
         .select_from(left)
-        .join(right, and_(right.image_id == left.image_id, right.kind == TermKind.LABEL))
-        .where(left.kind == TermKind.LABEL, left.term.in_(names), right.term.in_(names))
+        .join(right, and_(right.image_id == left.image_id, right.kind.in_(SEARCHABLE)))
+        .where(left.kind.in_(SEARCHABLE), left.term.in_(names), right.term.in_(names))
         .group_by(left.term, right.term),
         v,
         left.image_id,
@@ -95,14 +114,15 @@ def cooccurrence(s: Session, v: Viewer, top: int) -> list[tuple[Any, ...]]:
 
 
 def _top_names(v: Viewer, top: int) -> Any:
+    images = func.count(func.distinct(ImageTerm.image_id))
     return _owned(
-        select(LabelRow.name)
-        .where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
-        .group_by(LabelRow.name)
-        .order_by(func.count(func.distinct(LabelRow.image_id)).desc(), LabelRow.name)
+        select(ImageTerm.term)
+        .where(ImageTerm.kind.in_(SEARCHABLE))
+        .group_by(ImageTerm.term)
+        .order_by(images.desc(), ImageTerm.term)
         .limit(top),
         v,
-        LabelRow.image_id,
+        ImageTerm.image_id,
     )
 
 

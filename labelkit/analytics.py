@@ -25,13 +25,15 @@ LABEL_COLUMNS = ["label", "images", "mean_confidence", "confirmed", "rejected", 
 
 
 def label_table(*, session: Session, viewer: Viewer, limit: int | None = None) -> pd.DataFrame:
-    """One row per model label: images carrying it, mean confidence, reviews and review precision."""
+    """One row per label (the model's or people's): images carrying it as a label or a parent
+    (the gallery filter's count; rejected labels never count), the model's mean confidence
+    (NaN when only people gave it), reviews and review precision."""
     stats = repo.label_stats(session=session, viewer=viewer, limit=limit)
     rows = [
         {
             "label": st.name,
             "images": st.images,
-            "mean_confidence": round(st.mean_confidence, 1),
+            "mean_confidence": round(st.mean_confidence, 1) if st.mean_confidence is not None else np.nan,
             "confirmed": st.confirmed,
             "rejected": st.rejected,
             # NaN (not None) keeps the column numeric for charts and CSV.
@@ -43,8 +45,8 @@ def label_table(*, session: Session, viewer: Viewer, limit: int | None = None) -
 
 
 def confidence_histogram(*, session: Session, viewer: Viewer, bin_width: int = 5) -> pd.DataFrame:
-    """Model label confidences counted in ``bin_width``-point bins from 0 to 100
-    (``bin_width`` divides 100; read from the per-point running totals)."""
+    """Model label confidences counted in ``bin_width``-point bins from 0 to 100, leaving out
+    labels a person rejected (``bin_width`` divides 100; read from the per-point running totals)."""
     if 100 % bin_width:
         raise ValueError("bin_width must divide 100")
     points = repo.confidence_bins(session=session, viewer=viewer)

@@ -13,14 +13,30 @@ How a write keeps them exact, whatever it does and however often it is repeated:
 2. reads what those images contribute to the totals (a *snapshot*: their label rows
    and terms; MySQL runs at READ COMMITTED (see :mod:`labelkit.db.engine`), so once the
    image is locked these are its latest rows, not an older read view);
-3. lets the write happen, snapshots again and adds the difference (after - before)
+3. lets the write happen, derives the images' ``image_terms`` again from their label
+   rows (:func:`derive_terms`), snapshots again and adds the difference (after - before)
    to the owner's rows and to ``*``'s, in key order (no lock-order deadlocks).
+
+What an image carries (issue #16: one definition everywhere) is its *effective* labels
+(:func:`effective_terms`): the model's image-level labels minus every name a person
+rejected, plus the labels people confirmed or added (at confidence 100). ``image_terms``
+holds exactly those names, their parents and their categories, and a rejected name is
+never among them (not even as another label's parent). So the gallery's filter and
+search, the cards' top label, the Labels page, the charts and the exports agree, and a
+person's rejection outranks the model in all of them. The totals:
+
+* ``label_counts.images``: images carrying the name as an effective label or as a parent
+  (the gallery's label filter; equal to ``term_counts`` of kind ``any``);
+* ``model_rows`` / ``confidence_milli`` and ``confidence_bins``: image-level model rows
+  whose name no person rejected (the mean confidence and the confidence histogram);
+* ``confirmed`` / ``rejected``: people's verdicts; ``awaiting``: model labels nobody reviewed.
 
 A re-delivered job writes nothing new, so its difference is zero: the totals stay
 idempotent like the rows. :func:`rebuild` recomputes everything from the rows in
 bulk SQL; the tests check that a random mix of writes leaves the running totals
 equal to a rebuild, and ``python -m labelkit.db.counts`` repairs a database by
-rebuilding (e.g. after rows were loaded behind the repository's back).
+rebuilding (e.g. after rows were loaded behind the repository's back; ``--terms`` derives
+every image's terms again first, as migration 0008 does).
 """
 
 from __future__ import annotations
@@ -32,7 +48,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Integer,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -102,6 +131,192 @@ def awaiting_review() -> list[Any]:
     return [LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0, ~reviewed]
 
 
+# --------------------------------------------------------------------------- effective labels
+
+TermKey = tuple[TermKind, str]
+
+
+def effective_terms(rows: Iterable[Sequence[Any]]) -> dict[TermKey, float]:
+    """The terms one image carries, with the best confidence behind each.
+
+    ``rows`` are the image's image-level label rows as ``(source, review, name, confidence,
+    parents, categories)``. A name a person rejected is carried by nothing: not the model's
+    label of that name (nor the parents and categories only it brought), not another label
+    naming it as a parent. Names people confirmed or added are carried at 100 with the
+    parents and categories stored on their row (copied from the model's row when there was
+    one). Human rows with no verdict (``unreviewed``) change nothing.
+    """
+    rows = list(rows)
+    rejected = {r[2][:128] for r in rows if r[0] == LabelSource.HUMAN and r[1] == ReviewState.REJECTED}
+    best: dict[TermKey, float] = {}
+
+    def carry(kind: TermKind, term: str, confidence: float) -> None:
+        key = (kind, term[:128])
+        if term and (kind is TermKind.CATEGORY or key[1] not in rejected):
+            best[key] = max(confidence, best.get(key, 0.0))
+
+    for source, review, name, confidence, parents, categories in rows:
+        if source == LabelSource.MODEL:
+            conf = float(confidence)
+        elif review == ReviewState.CONFIRMED:
+            conf = 100.0
+        else:
+            continue
+        if name[:128] in rejected:
+            continue
+        carry(TermKind.LABEL, name, conf)
+        for parent in parents or []:
+            carry(TermKind.PARENT, parent, conf)
+        for category in categories or []:
+            carry(TermKind.CATEGORY, category, conf)
+    return best
+
+
+def _not_rejected() -> ColumnElement[bool]:
+    """Condition on ``LabelRow``: no person rejected this row's name on its image."""
+    human = aliased(LabelRow)
+    rejected = (
+        select(human.id)
+        .where(
+            human.image_id == LabelRow.image_id,
+            human.source == LabelSource.HUMAN,
+            human.model_version == "",
+            human.name == LabelRow.name,
+            human.instance == 0,
+            human.review == ReviewState.REJECTED,
+        )
+        .with_hint(human, "FORCE INDEX (uq_labels_key)", dialect_name="mysql")
+        .exists()
+    )
+    return ~rejected
+
+
+def not_rejected() -> list[Any]:
+    """Conditions on ``LabelRow``: an image-level model label whose name no person rejected
+    (what the mean confidence and the confidence histogram count)."""
+    return [LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0, _not_rejected()]
+
+
+Rows = dict[str, list[Any]]  # image id -> its rows, as read by _read_labels / _read_terms
+
+
+def _read_labels(session: Session, ids: Sequence[str]) -> Rows:
+    """The images' label rows: (image_id, source, model_version, name, instance, review,
+    floor(confidence * 1000), confidence bin, confidence, parents, categories)."""
+    dialect = _dialect(session)
+    out: Rows = defaultdict(list)
+    # Core on the session's connection: these run on every write, and the ORM's execute
+    # path costs more than the statements here.
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = select(
+            LabelRow.image_id,
+            LabelRow.source,
+            LabelRow.model_version,
+            LabelRow.name,
+            LabelRow.instance,
+            LabelRow.review,
+            _milli(dialect),
+            _bin(dialect),
+            LabelRow.confidence,
+            LabelRow.parents,
+            LabelRow.categories,
+        ).where(LabelRow.image_id.in_(ids[start : start + _CHUNK]))
+        for row in conn.execute(stmt):
+            out[row[0]].append(row)
+    return out
+
+
+def _read_terms(session: Session, ids: Sequence[str]) -> Rows:
+    """The images' ``image_terms`` rows: (image_id, kind, term, confidence)."""
+    out: Rows = defaultdict(list)
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term, ImageTerm.confidence).where(
+            ImageTerm.image_id.in_(ids[start : start + _CHUNK])
+        )
+        for row in conn.execute(stmt):
+            out[row[0]].append(row)
+    return out
+
+
+def derive_terms(session: Session, image_ids: Iterable[str]) -> None:
+    """Make these images' ``image_terms`` rows their :func:`effective_terms`, writing only
+    the difference (a re-delivered job writes nothing)."""
+    ids = sorted(set(image_ids))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        _derive(session, chunk, _read_labels(session, chunk), _read_terms(session, chunk))
+
+
+def _derive(session: Session, ids: Sequence[str], labels: Rows, terms: Rows) -> bool:
+    """:func:`derive_terms` from rows already read; returns whether it wrote anything."""
+    conn = session.connection()
+    table: Any = ImageTerm.__table__
+    gone: dict[tuple[str, TermKind], list[str]] = defaultdict(list)
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    for image_id in ids:
+        want = effective_terms(
+            (r[1], r[5], r[3], r[8], r[9], r[10]) for r in labels.get(image_id, []) if r[4] == 0
+        )
+        old = {(TermKind(kind), term): float(conf) for _, kind, term, conf in terms.get(image_id, [])}
+        for kind, term in old.keys() - want.keys():
+            gone[image_id, kind].append(term)
+        for (kind, term), conf in want.items():
+            if (kind, term) not in old:
+                new.append({"image_id": image_id, "kind": kind, "term": term, "confidence": conf})
+            elif abs(old[kind, term] - conf) > 1e-4:
+                changed.append({"b_image": image_id, "b_kind": kind, "b_term": term, "b_conf": conf})
+    # Deletes first: on MySQL's case-insensitive collation "cat" and "Cat" share a key.
+    for (image_id, kind), gone_terms in sorted(gone.items()):
+        conn.execute(
+            delete(ImageTerm).where(
+                ImageTerm.image_id == image_id, ImageTerm.kind == kind, ImageTerm.term.in_(sorted(gone_terms))
+            )
+        )
+    if changed:
+        conn.execute(
+            update(table)
+            .where(
+                table.c.image_id == bindparam("b_image"),
+                table.c.kind == bindparam("b_kind"),
+                table.c.term == bindparam("b_term"),
+            )
+            .values(confidence=bindparam("b_conf")),
+            changed,
+        )
+    if new:
+        _insert_ignore_terms(session, new)
+    return bool(gone or changed or new)
+
+
+def _insert_ignore_terms(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert term rows, skipping any whose key exists (MySQL folds case in keys)."""
+    dialect = _dialect(session)
+    table: Any = ImageTerm.__table__
+    if dialect in ("mysql", "mariadb"):
+        stmt: Any = mysql_dialect.insert(table).on_duplicate_key_update({"image_id": table.c.image_id})
+    elif dialect in ("sqlite", "postgresql"):
+        stmt = (sqlite_dialect if dialect == "sqlite" else pg_dialect).insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - other backends are not supported
+        raise NotImplementedError(dialect)
+    session.connection().execute(stmt, rows)
+
+
+def derive_all_terms(session: Session, *, chunk: int = _CHUNK) -> int:
+    """:func:`derive_terms` for every image, ``chunk`` images at a time (migration 0008,
+    ``python -m labelkit.db.counts --terms``); returns the images visited."""
+    done, after = 0, ""
+    while True:
+        ids = list(session.scalars(select(Image.id).where(Image.id > after).order_by(Image.id).limit(chunk)))
+        if not ids:
+            return done
+        derive_terms(session, ids)
+        done += len(ids)
+        after = ids[-1]
+
+
 # --------------------------------------------------------------------------- running totals
 
 
@@ -133,65 +348,46 @@ def _lock(session: Session, ids: Sequence[str]) -> dict[str, str]:
 
 def _snapshot(session: Session, owners: dict[str, str]) -> dict[Key, int]:
     """What these images contribute to the totals now (committed rows plus this transaction's)."""
-    dialect = _dialect(session)
     ids = sorted(owners)
-    labels: dict[str, list[Any]] = defaultdict(list)
-    terms: dict[str, list[Any]] = defaultdict(list)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        lstmt = select(
-            LabelRow.image_id,
-            LabelRow.source,
-            LabelRow.model_version,
-            LabelRow.name,
-            LabelRow.instance,
-            LabelRow.review,
-            _milli(dialect),
-            _bin(dialect),
-        ).where(LabelRow.image_id.in_(chunk))
-        tstmt = select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term).where(
-            ImageTerm.image_id.in_(chunk)
-        )
-        # Core on the session's connection: these run on every write, and the ORM's
-        # execute path costs more than the statements here.
-        conn = session.connection()
-        for row in conn.execute(lstmt):
-            labels[row[0]].append(row)
-        for row in conn.execute(tstmt):
-            terms[row[0]].append(row)
+    return _contributions(owners, _read_labels(session, ids), _read_terms(session, ids))
 
+
+def _contributions(owners: dict[str, str], labels: Rows, terms: Rows) -> dict[Key, int]:
+    """What images with these rows contribute to the totals (keys as :func:`apply` takes)."""
     out: dict[Key, int] = defaultdict(int)
     for image_id, owner in owners.items():
         rows = labels.get(image_id, [])
         human_names = {r[3] for r in rows if r[1] == LabelSource.HUMAN}
-        model_names: set[str] = set()
+        rejected = {
+            r[3] for r in rows if r[1] == LabelSource.HUMAN and r[4] == 0 and r[5] == ReviewState.REJECTED
+        }
         versions: set[str] = set()
-        for _, source, version, name, instance, review, milli, bin_ in rows:
+        for _, source, version, name, instance, review, milli, bin_, *_ in rows:
             if instance != 0:
                 continue
             if source == LabelSource.MODEL:
-                model_names.add(name)
                 versions.add(version)
-                out["label", owner, name, "model_rows"] += 1
-                out["label", owner, name, "confidence_milli"] += int(milli)
-                out["bin", owner, int(bin_)] += 1
+                if name not in rejected:
+                    out["label", owner, name, "model_rows"] += 1
+                    out["label", owner, name, "confidence_milli"] += int(milli)
+                    out["bin", owner, int(bin_)] += 1
                 if name not in human_names:
                     out["label", owner, name, "awaiting"] += 1
             elif review == ReviewState.CONFIRMED:
                 out["label", owner, name, "confirmed"] += 1
             elif review == ReviewState.REJECTED:
                 out["label", owner, name, "rejected"] += 1
-        for name in model_names:
-            out["label", owner, name, "images"] += 1
         for version in versions:
             out["term", owner, MODEL_VERSION, version] += 1
         searchable: set[str] = set()
-        for _, kind, term in terms.get(image_id, []):
+        for _, kind, term, _ in terms.get(image_id, []):
             out["term", owner, TermKind(kind).value, term] += 1
             if kind in (TermKind.LABEL, TermKind.PARENT):
                 searchable.add(term)
         for term in searchable:
+            # One definition of "images with X" (the gallery's label filter): a label or a parent.
             out["term", owner, ANY, term] += 1
+            out["label", owner, term, "images"] += 1
     return out
 
 
@@ -247,17 +443,23 @@ def apply(session: Session, delta: dict[Key, int]) -> None:
 
 @contextmanager
 def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
-    """Keep the totals in step with whatever the body writes to these images' labels and terms.
+    """Keep the terms and totals in step with whatever the body writes to these images' labels.
 
-    Images that do not exist are ignored (they contribute nothing before or after). Do
-    not nest: an inner ``counting`` of the same image would be counted twice.
+    The body writes label rows only: the images' ``image_terms`` are derived from them
+    afterwards (:func:`derive_terms`). Images that do not exist are ignored (they contribute
+    nothing before or after). Do not nest: an inner ``counting`` of the same image would be
+    counted twice.
     """
     session.flush()
     owners = _lock(session, sorted(set(image_ids)))
     before = _snapshot(session, owners)
     yield
     session.flush()
-    after = _snapshot(session, owners)
+    ids = sorted(owners)
+    labels, terms = _read_labels(session, ids), _read_terms(session, ids)
+    if _derive(session, ids, labels, terms):
+        terms = _read_terms(session, ids)  # as stored (MySQL folds case in the key)
+    after = _contributions(owners, labels, terms)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in before.keys() | after.keys()}
     apply(session, delta)
 
@@ -266,31 +468,52 @@ def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
 
 
 def rebuild(session: Session) -> None:
-    """Recompute every total from ``labels`` and ``image_terms`` (bulk SQL, any size)."""
+    """Recompute every total from ``labels`` and ``image_terms`` (bulk SQL, any size).
+
+    ``image_terms`` is taken as it is (derived on every write); :func:`derive_all_terms`
+    derives it again from the labels first when rows were written behind the repository."""
     dialect = _dialect(session)
     for table in (LabelCount, TermCount, ConfidenceBin):
         session.execute(delete(table))
     model0 = and_(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
     human0 = and_(LabelRow.source == LabelSource.HUMAN, LabelRow.instance == 0)
+    effective = and_(*not_rejected())
     awaiting = and_(*awaiting_review())
 
     def total(cond: ColumnElement[bool], value: Any = 1) -> ColumnElement[Any]:
         return func.coalesce(func.sum(case((cond, value), else_=0)), 0)
 
-    per_label = (
+    zero = literal(0)
+    from_labels = (
         select(
-            Image.owner_id,
-            LabelRow.name,
-            func.count(func.distinct(case((model0, LabelRow.image_id)))),
-            total(model0),
-            total(model0, _milli(dialect)),
-            total(and_(human0, LabelRow.review == ReviewState.CONFIRMED)),
-            total(and_(human0, LabelRow.review == ReviewState.REJECTED)),
-            total(awaiting),
+            Image.owner_id.label("owner_id"),
+            LabelRow.name.label("name"),
+            zero.label("images"),
+            total(effective).label("model_rows"),
+            total(effective, _milli(dialect)).label("confidence_milli"),
+            total(and_(human0, LabelRow.review == ReviewState.CONFIRMED)).label("confirmed"),
+            total(and_(human0, LabelRow.review == ReviewState.REJECTED)).label("rejected"),
+            total(awaiting).label("awaiting"),
         )
         .join(Image, Image.id == LabelRow.image_id)
         .where(LabelRow.instance == 0)
         .group_by(Image.owner_id, LabelRow.name)
+    )
+    # "Images with X": X is an (effective) label or a parent, as the gallery's label filter.
+    from_terms = (
+        select(
+            Image.owner_id.label("owner_id"),
+            ImageTerm.term.label("name"),
+            func.count(func.distinct(ImageTerm.image_id)).label("images"),
+            *(zero.label(c) for c in LABEL_COLUMNS[1:]),
+        )
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
+        .group_by(Image.owner_id, ImageTerm.term)
+    )
+    both = union_all(from_labels, from_terms).subquery()
+    per_label = select(both.c.owner_id, both.c.name, *(func.sum(both.c[c]) for c in LABEL_COLUMNS)).group_by(
+        both.c.owner_id, both.c.name
     )
     session.execute(insert(LabelCount).from_select(["owner_id", "name", *LABEL_COLUMNS], per_label))
     per_term = (
@@ -321,7 +544,7 @@ def rebuild(session: Session) -> None:
     per_bin = (
         select(Image.owner_id, bin_expr, func.count())
         .join(Image, Image.id == LabelRow.image_id)
-        .where(model0)
+        .where(effective)
         .group_by(Image.owner_id, bin_expr)
     )
     session.execute(insert(ConfidenceBin).from_select(["owner_id", "bin", "labels"], per_bin))
@@ -382,10 +605,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--check", action="store_true", help="only compare, and exit 1 if they differ")
+    parser.add_argument(
+        "--terms",
+        action="store_true",
+        help="derive every image's image_terms from its labels again first (slow: all images)",
+    )
     args = parser.parse_args(argv)
     engine = get_engine(get_settings())
     with transaction(engine) as s:
         current = dump(s)
+        if args.terms:
+            derive_all_terms(s)
         rebuild(s)
         fresh = dump(s)
         differ = current != fresh

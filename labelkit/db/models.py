@@ -235,7 +235,9 @@ class LabelRow(Base):
 class ImageTerm(Base):
     """Every term (label name, parent, category) an image carries, once.
 
-    Derived from ``labels`` on write; indexed by term so "images with Animal"
+    Derived from ``labels`` on every write (:func:`labelkit.db.counts.derive_terms`) from the
+    image's *effective* labels: the model's minus the names a person rejected, plus people's
+    confirmed and added labels (confidence 100). Indexed by term so "images with Animal"
     finds cats (whose parents include Animal) without scanning JSON.
     """
 
@@ -254,10 +256,11 @@ ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (adm
 class LabelCount(Base):
     """Per owner and label name: what :func:`~labelkit.db.repository.label_stats` reports.
 
-    ``images``: images with an image-level model label of this name; ``model_rows``
-    and ``confidence_milli`` (sum of floor(confidence * 1000)) give the mean confidence;
-    ``confirmed``/``rejected``: people's reviews (image level); ``awaiting``: model
-    labels no person has reviewed (the review queue). No foreign key: owner ``*``
+    ``images``: images carrying the name as an effective label or a parent (``image_terms``;
+    the gallery filter's count); ``model_rows`` and ``confidence_milli`` (sum of
+    floor(confidence * 1000)) over image-level model labels no person rejected give the
+    mean confidence; ``confirmed``/``rejected``: people's reviews (image level);
+    ``awaiting``: model labels no person has reviewed (the review queue). No foreign key: owner ``*``
     holds everyone's totals.
     """
 
@@ -292,7 +295,8 @@ class TermCount(Base):
 
 
 class ConfidenceBin(Base):
-    """Per owner: image-level model labels per whole confidence point (0..99; 100 counts as 99)."""
+    """Per owner: image-level model labels no person rejected, per whole confidence point
+    (0..99; 100 counts as 99)."""
 
     __tablename__ = "confidence_bins"
 

@@ -483,16 +483,6 @@ def model_versions_for_image(*, session: Session, image_id: str) -> set[str]:
     return set(rows)
 
 
-def _terms(image_id: str, scored: Iterable[tuple[str, float]], kind: TermKind) -> list[dict[str, Any]]:
-    """One row per distinct term, with the best confidence behind it."""
-    best: dict[str, float] = {}
-    for name, conf in scored:
-        if name:
-            key = name[:128]
-            best[key] = max(conf, best.get(key, 0.0))
-    return [{"image_id": image_id, "kind": kind, "term": t, "confidence": c} for t, c in best.items()]
-
-
 def version_family(model_version: str) -> str:
     """The labeller a model version belongs to: its first dash-separated word
     (``efficientnet-lite2-...`` -> ``efficientnet``, ``rekognition-3.0`` -> ``rekognition``)."""
@@ -531,31 +521,7 @@ def _replace_older_versions(session: Session, image_id: str, model_version: str)
             LabelRow.model_version.in_(older),
         )
     )
-    # The image's terms are derived from its rows: derive them again from what is left.
-    session.execute(delete(ImageTerm).where(ImageTerm.image_id == image_id))
-    session.flush()
-    rows = session.execute(
-        select(
-            LabelRow.source,
-            LabelRow.review,
-            LabelRow.name,
-            LabelRow.confidence,
-            LabelRow.parents,
-            LabelRow.categories,
-        ).where(LabelRow.image_id == image_id, LabelRow.instance == 0)
-    ).all()
-    kept = [
-        (name, conf if source == LabelSource.MODEL else 100.0, parents or [], cats or [])
-        for source, review, name, conf, parents, cats in rows
-        if source == LabelSource.MODEL or review == ReviewState.CONFIRMED
-    ]
-    _insert_ignore(
-        session,
-        ImageTerm.__table__,
-        _terms(image_id, ((n, c) for n, c, _, _ in kept), TermKind.LABEL)
-        + _terms(image_id, ((p, c) for _, c, ps, _ in kept for p in ps), TermKind.PARENT)
-        + _terms(image_id, ((x, c) for _, c, _, cs in kept for x in cs), TermKind.CATEGORY),
-    )
+    # The image's terms follow from the rows left (counts.counting derives them).
 
 
 def outdated_images_for_worker(
@@ -623,13 +589,7 @@ def _save_model_labels(session: Session, image_id: str, result: LabelResult) -> 
                 }
             )
     _insert_ignore(session, LabelRow.__table__, rows)
-    labels = result.labels
-    terms = (
-        _terms(image_id, ((lab.name, lab.confidence) for lab in labels), TermKind.LABEL)
-        + _terms(image_id, ((p, lab.confidence) for lab in labels for p in lab.parents), TermKind.PARENT)
-        + _terms(image_id, ((c, lab.confidence) for lab in labels for c in lab.categories), TermKind.CATEGORY)
-    )
-    _insert_ignore(session, ImageTerm.__table__, terms)
+    # image_terms follow from the rows (counts.counting derives them after this write).
     return len(rows)
 
 
@@ -726,13 +686,8 @@ def _set_human_label(
     row.created_by = viewer.user_id
     row.created_at = utcnow()
     session.flush()
-    if review == ReviewState.CONFIRMED:
-        _insert_ignore(
-            session,
-            ImageTerm.__table__,
-            _terms(image.id, [(clean, 100.0)], TermKind.LABEL)
-            + _terms(image.id, ((p, 100.0) for p in row.parents), TermKind.PARENT),
-        )
+    # The image's terms follow from its rows (counts.counting derives them): a rejection
+    # takes the name (and the parents only it brought) out of search, counts and cards.
     return row
 
 
@@ -770,8 +725,8 @@ def _owns_a_large_share(session: Session, viewer: Viewer) -> bool:
 @dataclass(frozen=True, slots=True)
 class LabelStat:
     name: str
-    images: int
-    mean_confidence: float
+    images: int  # images carrying it as a label or a parent (the gallery filter's count)
+    mean_confidence: float | None  # of the model's labels of this name; None: the model gave none
     confirmed: int = 0
     rejected: int = 0
     categories: list[str] = field(default_factory=list)
@@ -784,11 +739,20 @@ class LabelStat:
 
 
 def label_stats(*, session: Session, viewer: Viewer, limit: int | None = None) -> list[LabelStat]:
-    """Per label name: images carrying it (model, image level), mean confidence and review
-    counts (image level), most common first. Read from the running totals."""
+    """Per label name: images carrying it, mean confidence and review counts (image level),
+    most common first. Read from the running totals.
+
+    ``images`` is the gallery's label filter count: images whose effective labels (the
+    model's minus those a person rejected, plus people's own) have the name or have it as a
+    parent. Names people added are listed; so are names only people reviewed (``images`` 0
+    when every verdict was a rejection). ``mean_confidence`` is over the model's labels of
+    the name that no person rejected."""
     stmt = (
         select(LabelCount)
-        .where(LabelCount.owner_id == _totals_owner(viewer), LabelCount.images > 0)
+        .where(
+            LabelCount.owner_id == _totals_owner(viewer),
+            (LabelCount.images > 0) | (LabelCount.confirmed > 0) | (LabelCount.rejected > 0),
+        )
         .order_by(LabelCount.images.desc(), LabelCount.name)
     )
     if limit is not None:
@@ -797,7 +761,7 @@ def label_stats(*, session: Session, viewer: Viewer, limit: int | None = None) -
         LabelStat(
             name=r.name,
             images=int(r.images),
-            mean_confidence=r.confidence_milli / r.model_rows / 1000 if r.model_rows else 0.0,
+            mean_confidence=r.confidence_milli / r.model_rows / 1000 if r.model_rows else None,
             confirmed=int(r.confirmed),
             rejected=int(r.rejected),
         )
@@ -1183,14 +1147,6 @@ def _import_details(
             )
         )
     session.flush()
-    if review == ReviewState.CONFIRMED:
-        # The file may name parents and categories the model never gave: make them searchable.
-        _insert_ignore(
-            session,
-            ImageTerm.__table__,
-            _terms(row.image_id, ((p, 100.0) for p in row.parents), TermKind.PARENT)
-            + _terms(row.image_id, ((c, 100.0) for c in row.categories), TermKind.CATEGORY),
-        )
 
 
 # --------------------------------------------------------------------------- dashboard aggregates
@@ -1234,7 +1190,8 @@ def usernames(*, session: Session, user_ids: Iterable[str]) -> dict[str, str]:
 
 
 def confidence_bins(*, session: Session, viewer: Viewer) -> dict[int, int]:
-    """Image-level model labels per whole confidence point (0..99; 100 is counted in 99)."""
+    """Image-level model labels no person rejected, per whole confidence point (0..99; 100 is
+    counted in 99)."""
     stmt = select(ConfidenceBin.bin, ConfidenceBin.labels).where(
         ConfidenceBin.owner_id == _totals_owner(viewer), ConfidenceBin.labels > 0
     )
@@ -1242,9 +1199,10 @@ def confidence_bins(*, session: Session, viewer: Viewer) -> dict[int, int]:
 
 
 def model_confidences(*, session: Session, viewer: Viewer, limit: int = 200_000) -> list[float]:
-    """Confidences of image-level model labels (for a histogram; binned by the caller)."""
+    """Confidences of image-level model labels no person rejected (for a histogram; binned
+    by the caller): what :func:`confidence_bins` counts."""
     stmt = _owned(
-        select(LabelRow.confidence).where(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0),
+        select(LabelRow.confidence).where(*counts.not_rejected()),
         viewer,
         LabelRow.image_id,
     ).limit(limit)
@@ -1302,7 +1260,9 @@ class PairCount:
 def label_cooccurrence(
     *, session: Session, viewer: Viewer, names: Sequence[str], latest: int | None = None
 ) -> list[PairCount]:
-    """For every pair of ``names`` (both orders, and a name with itself): images carrying both labels.
+    """For every pair of ``names`` (both orders, and a name with itself): images carrying both,
+    each as a label or a parent (the gallery filter's "images with X"; a name with itself is
+    its Labels-page count).
 
     ``latest`` counts only the viewer's ``latest`` most recently uploaded images: pairs cannot
     be kept as running totals (their number grows with the square of the vocabulary), and
@@ -1310,12 +1270,14 @@ def label_cooccurrence(
     """
     if not names:
         return []
+    searchable = [TermKind.LABEL, TermKind.PARENT]
     left, right = aliased(ImageTerm), aliased(ImageTerm)
     stmt = (
-        select(left.term, right.term, func.count())
+        # A term can be both a label and a parent of one image: count the image once.
+        select(left.term, right.term, func.count(func.distinct(left.image_id)))
         .select_from(left)
-        .join(right, and_(right.image_id == left.image_id, right.kind == TermKind.LABEL))
-        .where(left.kind == TermKind.LABEL, left.term.in_(list(names)), right.term.in_(list(names)))
+        .join(right, and_(right.image_id == left.image_id, right.kind.in_(searchable)))
+        .where(left.kind.in_(searchable), left.term.in_(list(names)), right.term.in_(list(names)))
         .group_by(left.term, right.term)
     )
     if latest is None:
@@ -1332,11 +1294,11 @@ def label_cooccurrence(
     rows = session.execute(
         select(ImageTerm.image_id, ImageTerm.term)
         .join(recent, recent.c.id == ImageTerm.image_id)
-        .where(ImageTerm.kind == TermKind.LABEL, ImageTerm.term.in_(list(names)))
+        .where(ImageTerm.kind.in_(searchable), ImageTerm.term.in_(list(names)))
     )
-    per_image: dict[str, list[str]] = {}
+    per_image: dict[str, set[str]] = {}
     for image_id, term in rows:
-        per_image.setdefault(image_id, []).append(term)
+        per_image.setdefault(image_id, set()).add(term)
     pairs: dict[tuple[str, str], int] = {}
     for terms in per_image.values():
         for a in terms:
@@ -1367,20 +1329,30 @@ def images_by_object_keys(*, session: Session, viewer: Viewer, keys: Iterable[st
 
 
 def top_labels(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
-    """The most confident image-level model label of each of the viewer's images (gallery cards)."""
+    """The label each of the viewer's images shows on its gallery card: among its effective
+    labels (``image_terms``: never one a person rejected; people's own at 100) the most
+    specific (not a parent of another of its labels), most confident first."""
     ids = sorted(set(image_ids))
     if not ids:
         return {}
     stmt = _scoped(
-        select(LabelRow.image_id, LabelRow.name, LabelRow.confidence)
-        .join(Image, Image.id == LabelRow.image_id)
-        .where(LabelRow.image_id.in_(ids), LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
-        .order_by(LabelRow.image_id, LabelRow.confidence.desc(), LabelRow.name),
+        select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term, ImageTerm.confidence)
+        .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.image_id.in_(ids), ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT])),
         viewer,
     )
+    labels: dict[str, list[tuple[str, float]]] = {}
+    parents: dict[str, set[str]] = {}
+    for image_id, kind, term, conf in session.execute(stmt):
+        if kind == TermKind.LABEL:
+            labels.setdefault(image_id, []).append((term, float(conf)))
+        else:
+            parents.setdefault(image_id, set()).add(term)
     best: dict[str, tuple[str, float]] = {}
-    for image_id, name, conf in session.execute(stmt):
-        best.setdefault(image_id, (name, float(conf)))
+    for image_id, named in labels.items():
+        above = parents.get(image_id, set())
+        leaves = [t for t in named if t[0] not in above] or named  # a cycle of parents: all
+        best[image_id] = min(leaves, key=lambda t: (-t[1], t[0]))
     return best
 
 

@@ -21,7 +21,9 @@ Every writer puts every box inside its image: boxes are clamped by their edges
 
 ``csv``
     :func:`labels_frame` as CSV (lists joined with ``"; "``, spreadsheet-safe), optionally
-    with a UTF-8 byte order mark for Excel.
+    with a UTF-8 byte order mark for Excel. A label a person rejected stays, marked
+    ``review = rejected`` (the model said it, a person did not agree); read only rows whose
+    ``review`` is not ``rejected`` for the labels an image carries.
 ``jsonl``
     One image per line with its labels. The round-trip format: importing it and
     exporting again gives the same file. A label is one entry per (source, model
@@ -37,7 +39,8 @@ Every writer puts every box inside its image: boxes are clamped by their edges
     ``source``, ``model_version``, ``review``). COCO has no image-level labels, so
     they go in a top-level extension list ``image_labels`` (``id``, ``image_id``,
     ``category_id``, ``score``, ``source``, ``model_version``, ``review``) that COCO
-    tools ignore.
+    tools ignore. Labels a person rejected are left out of both (and of ``categories``):
+    COCO has no field saying an annotation is wrong.
 ``manifest``
     Amazon SageMaker Ground Truth / Rekognition Custom Labels manifest, one JSON
     object per image: ``source-ref`` (``s3://bucket/key`` in S3 mode, the file path

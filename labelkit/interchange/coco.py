@@ -8,16 +8,17 @@ from typing import Any
 
 from labelkit.interchange.boxes import box_edges
 from labelkit.interchange.csvfile import _iso
-from labelkit.interchange.gather import ImageEntry
+from labelkit.interchange.gather import ImageEntry, positive_labels
 
 
 def to_coco(entries: Sequence[ImageEntry], *, file_names: Mapping[str, str] | None = None) -> bytes:
     """COCO JSON; ``file_name`` is the object key, or ``file_names[image id]`` (a bundle's)."""
-    names = sorted({lab.name for e in entries for lab in e.labels})
+    # COCO has no "rejected" annotation: a label a person rejected is left out altogether.
+    names = sorted({lab.name for e in entries for lab in positive_labels(e.labels)})
     category_ids = {n: i for i, n in enumerate(names, start=1)}
     first_parent: dict[str, str] = {}
     for e in entries:
-        for lab in e.labels:
+        for lab in positive_labels(e.labels):
             if lab.parents:
                 first_parent.setdefault(lab.name, lab.parents[0])
     images: list[dict[str, Any]] = []
@@ -36,7 +37,7 @@ def to_coco(entries: Sequence[ImageEntry], *, file_names: Mapping[str, str] | No
                 "original_name": img.original_name,
             }
         )
-        for lab in e.labels:
+        for lab in positive_labels(e.labels):
             common = {
                 "image_id": image_id,
                 "category_id": category_ids[lab.name],

@@ -3,7 +3,7 @@ the options."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +38,11 @@ class ImageEntry:
     image: Image
     owner: str
     labels: list[LabelEntry] = field(default_factory=list)
+
+
+def positive_labels(labels: Iterable[LabelEntry]) -> list[LabelEntry]:
+    """The labels an image carries: a person's rejection outranks the model (and is no label)."""
+    return [lab for lab in labels if lab.review != ReviewState.REJECTED.value]
 
 
 def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:

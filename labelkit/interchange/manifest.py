@@ -9,7 +9,7 @@ from typing import Any
 from labelkit.db.models import ReviewState
 from labelkit.interchange.boxes import BoxEntry, box_edges
 from labelkit.interchange.csvfile import _iso
-from labelkit.interchange.gather import ImageEntry, LabelEntry
+from labelkit.interchange.gather import ImageEntry, LabelEntry, positive_labels
 from labelkit.interchange.jsonl import _lines
 
 
@@ -51,7 +51,7 @@ def manifest_record(
     """One manifest line, or None when the image has no positive label. ``source-ref`` is
     ``ref`` when given (a bundle's ``images/...``), else :func:`source_ref` under ``storage_url``."""
     img = entry.image
-    positive = [lab for lab in entry.labels if lab.review != ReviewState.REJECTED.value]
+    positive = positive_labels(entry.labels)
     by_name: dict[str, list[LabelEntry]] = {}
     for lab in positive:
         by_name.setdefault(lab.name, []).append(lab)
@@ -117,9 +117,7 @@ def to_manifest(
     entries: Sequence[ImageEntry], *, storage_url: str, refs: Mapping[str, str] | None = None
 ) -> bytes:
     """The manifest; ``refs`` (image id -> ``source-ref``) overrides where images are said to be."""
-    names = sorted(
-        {lab.name for e in entries for lab in e.labels if lab.review != ReviewState.REJECTED.value}
-    )
+    names = sorted({lab.name for e in entries for lab in positive_labels(e.labels)})
     class_ids = {n: i for i, n in enumerate(names)}
     refs = refs or {}
     records = (

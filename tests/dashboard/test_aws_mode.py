@@ -132,7 +132,7 @@ def test_sign_in_with_cognito_upload_to_s3_and_see_it_in_the_gallery(world: AwsW
     )
     assert [o.status for o in outcomes] == ["labelled"]
     at.run()
-    assert "Labelling in progress" not in texts(at) and "Thing · 9" in texts(at)
+    assert "Labelling in progress" not in texts(at) and "Red Thing · " in texts(at)
 
     # AND the image page shows the photo read from S3
     image_id = outcomes[0].image_id

@@ -52,7 +52,8 @@ def test_upload_many_files_reports_each_outcome(services: Services, alice: Princ
     drain(services)
     at.run()
     assert "Labelling in progress" not in texts(at)
-    assert "Thing · 9" in texts(at)  # each card names its most confident label
+    # each card names its most specific label ("Red Thing", not its parent "Thing")
+    assert "Red Thing · " in texts(at)
 
 
 def test_upload_refuses_files_over_the_size_limit_with_intake_message(

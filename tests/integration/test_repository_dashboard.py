@@ -178,10 +178,13 @@ def test_analytics_frames(engine: Engine, world: dict) -> None:
         table.loc["Dog", "precision"] == 0.0
         and table.loc["Sofa", "precision"] != table.loc["Sofa", "precision"]
     )
-    assert len(hist) == 10 and hist["labels"].sum() == 4 and hist.loc[9, "labels"] == 2
+    # The rejected Dog counts nowhere: no image, no confidence; it stays listed for its review.
+    assert table.loc["Dog", "images"] == 0 and table.loc["Animal", "images"] == 2
+    assert len(hist) == 10 and hist["labels"].sum() == 3 and hist.loc[9, "labels"] == 2
     assert len(act) == 7 and act["uploads"].sum() == 3 and act["labelled"].sum() == 2
     assert dict(zip(cats["category"], cats["images"], strict=True)) == {"Animals": 2, "Things": 1}
-    assert set(co["label_a"]) == {"Cat", "Dog", "Sofa"}
+    # The top 3 by images (a label or a parent, as the gallery's filter): Animal, Cat, Sofa.
+    assert set(co["label_a"]) == {"Animal", "Cat", "Sofa"}
     assert status.loc["pending", "images"] == 1 and status.loc["labelled", "images"] == 2
     assert len(per_minute) == 10 and per_minute["images"].sum() == 2
     assert empty.empty and list(empty.columns) == analytics.LABEL_COLUMNS
