@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e listener lambda-zip clean help
+.PHONY: run test test-fast lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e listener lambda-zip clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
 	@echo "make test   - install and run every test"
+	@echo "make test-fast - the inner loop: unit and integration tests on SQLite, no model, browser or MariaDB"
 	@echo "make lint   - ruff + mypy + audit"
 	@echo "make bench  - benchmarks (results go into README.md)"
 	@echo "make bench-quality - label quality on the development set (needs ../shared/data/devset)"
@@ -48,6 +49,11 @@ system-deps:
 
 test: model system-deps
 	$(PY) -m pytest
+
+# The inner loop while editing (about a minute): no MariaDB, model, browser or slow tests.
+# `make test` (what .ci/run calls) still runs everything.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not mysql and not slow and not browser and not model" tests/unit tests/integration
 
 lint: $(STAMP) audit
 	$(VENV)/bin/ruff check .

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,7 @@ class LocalQueue:
         visibility_timeout: int = 120,
         max_receives: int = 4,
         poll_interval: float = 0.2,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if visibility_timeout < 0 or visibility_timeout > MAX_VISIBILITY:
             raise ValueError(f"visibility_timeout must be 0..{MAX_VISIBILITY} seconds")
@@ -86,6 +87,7 @@ class LocalQueue:
         self.visibility_timeout = visibility_timeout
         self.max_receives = max_receives
         self.poll_interval = poll_interval
+        self._clock = clock  # wall-clock seconds; tests pass their own to skip waiting
         self._mysql = engine.dialect.name in ("mysql", "mariadb")
 
     def __repr__(self) -> str:
@@ -103,7 +105,7 @@ class LocalQueue:
                     body=body,
                     receive_count=0,
                     receipt_handle=None,
-                    visible_at=time.time(),
+                    visible_at=self._clock(),
                     dead=False,
                 )
             )
@@ -147,7 +149,7 @@ class LocalQueue:
         return [T.queue == self.name, T.dead == false(), T.visible_at <= now]
 
     def _claim_sqlite(self, conn: Connection, n: int) -> list[QueueMessage]:
-        now = time.time()
+        now = self._clock()
         token = uuid.uuid4().hex
         # Dead-letter what has used up its deliveries (the first statement takes
         # the write lock, so the claim below sees a settled table).
@@ -175,7 +177,7 @@ class LocalQueue:
         return [self._message(r) for r in sorted(rows, key=lambda r: r.id)]
 
     def _claim_mysql(self, conn: Connection, n: int) -> list[QueueMessage]:
-        now = time.time()
+        now = self._clock()
         token = uuid.uuid4().hex
         dead_ids = (
             conn.execute(
@@ -253,7 +255,7 @@ class LocalQueue:
             raise QueueError(f"visibility extension must be 0..{MAX_VISIBILITY} seconds")
         with _db_errors("extend a message"), self.engine.begin() as conn:
             result = conn.execute(
-                update(T).where(*self._live(receipt_handle)).values(visible_at=time.time() + seconds)
+                update(T).where(*self._live(receipt_handle)).values(visible_at=self._clock() + seconds)
             )
         if result.rowcount == 0:
             raise QueueError("local queue: receipt handle is no longer current; cannot extend")
@@ -261,12 +263,12 @@ class LocalQueue:
     def release(self, receipt_handle: str) -> None:
         """Make the message visible now; stale handles are ignored. The receive count stays."""
         with _db_errors("release a message"), self.engine.begin() as conn:
-            conn.execute(update(T).where(*self._live(receipt_handle)).values(visible_at=time.time()))
+            conn.execute(update(T).where(*self._live(receipt_handle)).values(visible_at=self._clock()))
 
     # --- inspection and dead letters -----------------------------------------
 
     def stats(self) -> QueueStats:
-        now = time.time()
+        now = self._clock()
         live = T.dead == false()
         stmt = select(
             func.coalesce(func.sum(case((live & (T.visible_at <= now), 1), else_=0)), 0),
@@ -297,7 +299,7 @@ class LocalQueue:
             result = conn.execute(
                 update(T)
                 .where(T.queue == self.name, T.receipt_handle == receipt_handle, T.dead == true())
-                .values(dead=False, receive_count=0, visible_at=time.time(), receipt_handle=None)
+                .values(dead=False, receive_count=0, visible_at=self._clock(), receipt_handle=None)
             )
         if result.rowcount == 0:
             logger.info("local queue: redrive of an unknown dead letter ignored")

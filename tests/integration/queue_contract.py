@@ -53,6 +53,16 @@ def _process_worker(
     out.put(_drain_without_deleting(url, name, batch))
 
 
+class _Clock:
+    """Wall-clock seconds that move only when a test moves them."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class LocalQueueContract:
     @pytest.fixture
     def engine(self, queue_db_url: str) -> Iterator[Engine]:
@@ -215,10 +225,12 @@ class LocalQueueContract:
         assert (again.message_id, again.receive_count) == (message_id, 1)
 
     def test_dead_letter_after_visibility_timeouts(self, make_queue: QueueFactory) -> None:
-        q = make_queue(visibility_timeout=1, max_receives=1)
+        clock = _Clock()
+        q = make_queue(visibility_timeout=1, max_receives=1, clock=clock)
         q.send("poison")
         assert len(q.receive()) == 1
-        time.sleep(1.1)
+        assert q.receive() == []  # still hidden
+        clock.now += 1.1  # the visibility timeout passes
         assert q.receive() == []
         assert q.stats() == QueueStats(visible=0, in_flight=0, dead=1)
 
