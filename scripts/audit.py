@@ -66,7 +66,7 @@ def packages(requirements: list[Path]) -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if name:
+        if name and canonical(name) != "labelkit":  # this project itself (the editable install)
             found.setdefault((canonical(name), public_version(dist.version)), set()).add("installed")
     for path in requirements:
         for line in path.read_text(encoding="utf-8").splitlines():
