@@ -36,6 +36,7 @@ from botocore.exceptions import ClientError
 
 from infra_scripts.render import env_file_text
 from labelkit import aws
+from labelkit.retry import poll
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -346,12 +347,13 @@ def create_change_set(
             assert stack is not None
             return ChangeSet("", stack["StackId"], kind, [], empty=True)
         raise
-    deadline = time.monotonic() + opts.timeout_seconds
-    while True:
-        desc = cfn.describe_change_set(ChangeSetName=created["Id"], StackName=opts.stack)
-        if desc["Status"] in ("CREATE_COMPLETE", "FAILED") or time.monotonic() > deadline:
-            break
-        sleep(min(opts.poll_seconds, 5.0))
+    desc = poll(
+        lambda: cfn.describe_change_set(ChangeSetName=created["Id"], StackName=opts.stack),
+        done=lambda d: d["Status"] in ("CREATE_COMPLETE", "FAILED"),
+        every=min(opts.poll_seconds, 5.0),
+        timeout=opts.timeout_seconds,
+        sleep=sleep,
+    )
     changes = [dict(c["ResourceChange"]) for c in desc.get("Changes", []) if "ResourceChange" in c]
     while desc.get("NextToken"):
         desc = cfn.describe_change_set(
@@ -423,13 +425,16 @@ def wait_for_stack(
     """Print the stack's events newer than ``after`` until it leaves ``*_IN_PROGRESS``;
     returns the final status. (Event ids, not times: the local clock may be off.)"""
     cfn = clients.cloudformation
-    deadline = time.monotonic() + opts.timeout_seconds
-    while True:
+    seen = after
+
+    def report() -> str:
+        """Print the events since the last call; the stack's status now."""
+        nonlocal seen
         new: list[Any] = []
         for page in cfn.get_paginator("describe_stack_events").paginate(StackName=stack_id):
             ids = [e["EventId"] for e in page["StackEvents"]]
-            if after in ids:  # newest first: the rest is what we printed before
-                new += page["StackEvents"][: ids.index(after)]
+            if seen in ids:  # newest first: the rest is what we printed before
+                new += page["StackEvents"][: ids.index(seen)]
                 break
             new += page["StackEvents"]
         for e in reversed(new):
@@ -439,13 +444,16 @@ def wait_for_stack(
                 f"{e.get('ResourceType', ''):<38} {e.get('LogicalResourceId', '')}{reason}"
             )
         if new:
-            after = new[0]["EventId"]
-        status = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"]
-        if not status.endswith("_IN_PROGRESS"):
-            return status
-        if time.monotonic() > deadline:
-            raise DeployError(f"stack {opts.stack} is still {status} after {opts.timeout_seconds:.0f} s")
-        sleep(opts.poll_seconds)
+            seen = new[0]["EventId"]
+        return str(cfn.describe_stacks(StackName=stack_id)["Stacks"][0]["StackStatus"])
+
+    def finished(status: str) -> bool:
+        return not status.endswith("_IN_PROGRESS")
+
+    status = poll(report, done=finished, every=opts.poll_seconds, timeout=opts.timeout_seconds, sleep=sleep)
+    if not finished(status):
+        raise DeployError(f"stack {opts.stack} is still {status} after {opts.timeout_seconds:.0f} s")
+    return status
 
 
 # --- plan / apply / destroy -------------------------------------------------------------

@@ -25,6 +25,7 @@ from types import FrameType
 
 from labelkit.db.engine import dispose_engines, get_engine
 from labelkit.db.migrate import upgrade
+from labelkit.retry import restart_pause
 from labelkit.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +82,6 @@ def _children(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     return out
 
 
-BACKOFF_FIRST = 1.0
-BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 60.0  # seconds a child must run before a crash counts as a fresh one
 
 
@@ -95,7 +94,7 @@ class Child:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
-    backoff: float = BACKOFF_FIRST
+    quick_crashes: int = 0  # crashes in a row, each within HEALTHY_AFTER of its start
     restart_at: float | None = None
     restarts: int = 0
 
@@ -117,14 +116,15 @@ class Child:
         if code is None:
             return
         if now - self.started >= HEALTHY_AFTER:
-            self.backoff = BACKOFF_FIRST
+            self.quick_crashes = 0
+        self.quick_crashes += 1
+        pause = restart_pause(self.quick_crashes)  # 1 s, doubling, at most 30 s
         print(
-            f"labelkit: the {self.name} exited with code {code}; restarting it in {self.backoff:.0f} s",
+            f"labelkit: the {self.name} exited with code {code}; restarting it in {pause:.0f} s",
             file=sys.stderr,
             flush=True,
         )
-        self.restart_at = now + self.backoff
-        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        self.restart_at = now + pause
 
     def terminate(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

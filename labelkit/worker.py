@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from labelkit.pipeline import Pipeline, RetryableError
 from labelkit.queue import JobQueue, QueueMessage
 from labelkit.queue.events import MalformedEvent
+from labelkit.retry import a_few_times, until_stopped
 
 logger = logging.getLogger(__name__)
 
@@ -132,21 +133,16 @@ class Listener:
             stop.wait(self.housekeeping_every)
 
     def _work(self, stop: threading.Event, drain: bool) -> None:
-        backoff = 0.5
+        # Long-poll in slices of at most STOP_LATENCY seconds so a stop request is noticed
+        # quickly (an empty receive is cheap on SQS and locally).
+        wait = 1 if drain else min(self.wait_seconds, STOP_LATENCY)
+        # Queue unreachable (database down, SQS throttling): wait and try again, never
+        # exit; the messages are safe where they are.
+        receiving = until_stopped(stop, what="receive", log=logger)
         while not stop.is_set():
-            try:
-                # Long-poll in slices of at most STOP_LATENCY seconds so a stop request
-                # is noticed quickly (an empty receive is cheap on SQS and locally).
-                wait = 1 if drain else min(self.wait_seconds, STOP_LATENCY)
-                messages = self.queue.receive(max_messages=1, wait_seconds=wait)
-                backoff = 0.5
-            except Exception:
-                # Queue unreachable (database down, SQS throttling): wait and try again,
-                # never exit; the messages are safe where they are.
-                logger.warning("receive failed; retrying in %.1fs", backoff, exc_info=True)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 15.0)
-                continue
+            messages = receiving(self.queue.receive, max_messages=1, wait_seconds=wait)
+            if messages is None:  # stopped while the queue was unreachable
+                return
             if not messages:
                 if drain:
                     return
@@ -175,15 +171,13 @@ class Listener:
         self._delete(message)
 
     def _delete(self, message: QueueMessage) -> None:
-        for attempt in range(5):
-            try:
-                self.queue.delete(message.receipt_handle)
-                self.stats.add(done=1)
-                return
-            except Exception:
-                # Not deleting only means one harmless redelivery (writes are idempotent).
-                logger.warning("delete failed (attempt %d)", attempt + 1, exc_info=True)
-                time.sleep(0.5 * (attempt + 1))
+        def delete() -> bool:
+            self.queue.delete(message.receipt_handle)
+            self.stats.add(done=1)
+            return True
+
+        # Not deleting only means one harmless redelivery (writes are idempotent).
+        a_few_times(what="delete", log=logger)(delete)
 
     def _release(self, message: QueueMessage) -> None:
         try:

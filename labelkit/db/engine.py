@@ -23,10 +23,8 @@ A MySQL connection lost to the network must not hurt either side for long:
 
 from __future__ import annotations
 
-import random
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +34,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from labelkit.retry import lock_conflict
 
 if TYPE_CHECKING:
     from labelkit.settings import Settings
@@ -208,12 +208,9 @@ def is_deadlock(exc: BaseException) -> bool:
 def in_transaction(engine: Engine, work: Callable[[Session], _T], *, attempts: int = 4) -> _T:
     """Run ``work`` in a transaction; if MySQL picks it as a deadlock victim (it rolled back
     and says "try restarting transaction"), run it again after a short random pause."""
-    for attempt in range(1, attempts + 1):
-        try:
-            with transaction(engine) as session:
-                return work(session)
-        except OperationalError as e:
-            if not is_deadlock(e) or attempt == attempts:
-                raise
-            time.sleep(random.uniform(0.005, 0.05) * attempt)
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def attempt() -> _T:
+        with transaction(engine) as session:
+            return work(session)
+
+    return lock_conflict(is_deadlock, attempts=attempts)(attempt)

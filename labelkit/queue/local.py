@@ -41,6 +41,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from labelkit.db.models import QueueMessageRow
 from labelkit.errors import QueueError
 from labelkit.queue import QueueMessage, QueueStats
+from labelkit.retry import lock_conflict
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -61,9 +62,9 @@ def _db_errors(action: str) -> Iterator[None]:
         raise QueueError(f"local queue: cannot {action}: {e}") from e
 
 
-def _mysql_retryable(e: OperationalError) -> bool:
-    args: tuple[Any, ...] = getattr(e.orig, "args", ())
-    return bool(args) and args[0] in _MYSQL_RETRYABLE
+def _mysql_retryable(e: BaseException) -> bool:
+    args: tuple[Any, ...] = getattr(getattr(e, "orig", None), "args", ())
+    return isinstance(e, OperationalError) and bool(args) and args[0] in _MYSQL_RETRYABLE
 
 
 class LocalQueue:
@@ -126,20 +127,18 @@ class LocalQueue:
         if not self._mysql:
             with _db_errors("receive messages"), self.engine.begin() as conn:
                 return self._claim_sqlite(conn, n)
-        for attempt in range(5):
-            try:
-                with self.engine.connect() as c:
-                    conn = c.execution_options(isolation_level="READ COMMITTED")
-                    with conn.begin():
-                        return self._claim_mysql(conn, n)
-            except OperationalError as e:
-                if not _mysql_retryable(e) or attempt == 4:
-                    raise QueueError(f"local queue: cannot receive messages: {e}") from e
-                logger.info("local queue: receive hit a lock conflict, retrying")
-                time.sleep(0.05 * (attempt + 1))
-            except SQLAlchemyError as e:
-                raise QueueError(f"local queue: cannot receive messages: {e}") from e
-        raise AssertionError("unreachable")
+
+        def claim() -> list[QueueMessage]:
+            with self.engine.connect() as c:
+                conn = c.execution_options(isolation_level="READ COMMITTED")
+                with conn.begin():
+                    return self._claim_mysql(conn, n)
+
+        retrying = lock_conflict(_mysql_retryable, attempts=5, log=logger)
+        try:
+            return retrying(claim)
+        except SQLAlchemyError as e:
+            raise QueueError(f"local queue: cannot receive messages: {e}") from e
 
     def _handle_expr(self, token: str) -> Any:
         # One new handle per row and delivery: a random per-call token plus the row id.
