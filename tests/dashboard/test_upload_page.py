@@ -56,8 +56,8 @@ def test_outcomes_are_grouped_and_the_status_is_live(services: Services, alice: 
     # THEN each shows its real status and top label, and the timer has stopped
     shown = texts(at)
     assert "queued for labelling" not in shown
-    assert re.search(r"red\.jpg\*\* — labelled: Thing · \d+%", shown)
-    assert re.search(r"green\.jpg\*\* — labelled: Thing · \d+%", shown)
+    assert re.search(r"red\.jpg\*\* — labelled: Red Thing · \d+%", shown)
+    assert re.search(r"green\.jpg\*\* — labelled: Green Thing · \d+%", shown)
     assert "blue.jpg** — labelling failed: The model crashed." in shown
     assert "refreshes every" not in shown
     # AND every accepted file and the duplicate link to their image page
