@@ -29,7 +29,8 @@ from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
-from labelkit.images import DecodeLimits, ImageInfo, inspect_image, safe_display_name
+from labelkit.filenames import safe_display_name
+from labelkit.images import DecodeLimits, ImageInfo, inspect_image
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services
 from labelkit.storage import event_bucket

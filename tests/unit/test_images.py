@@ -7,7 +7,6 @@ All inputs are generated in memory (see ``labelkit/testing/photos.py``); no netw
 from __future__ import annotations
 
 import io
-import unicodedata
 import warnings
 from collections.abc import Callable
 
@@ -19,12 +18,13 @@ from labelkit import images
 from labelkit.errors import IntakeError
 from labelkit.images import (
     ImageInfo,
+    decode,
     decode_rgb,
     describe_unknown,
     inspect_image,
     make_thumbnail,
-    safe_display_name,
     sniff_format,
+    walks,
 )
 from labelkit.settings import get_settings
 from labelkit.testing import photos as f
@@ -176,12 +176,12 @@ def test_png_with_good_crcs_and_a_broken_deflate_stream_is_refused_at_intake() -
 def test_a_failed_decode_cannot_be_followed_by_a_successful_one() -> None:
     # Pillow empties its tile list when a load starts; after a failed load, load() again
     # "succeeds" with whatever was decoded. The verification decode refuses such an image.
-    im = images._open(bombs.corrupt_deflate_png(), "PNG", 10_000_000)
+    im = decode._open(bombs.corrupt_deflate_png(), "PNG", 10_000_000)
     with pytest.raises(OSError):
         im.load()
     im.load()  # Pillow: fine now
     with pytest.raises(IntakeError, match="damaged"):
-        images._load(im, "PNG", 10_000_000)
+        decode._load(im, "PNG", 10_000_000)
 
 
 @pytest.mark.parametrize("call", ["inspect", "decode", "thumbnail"])
@@ -237,21 +237,21 @@ def test_png_with_too_many_chunks_is_refused() -> None:
 
 
 def test_marker_walk_counts_the_scans_of_real_jpegs() -> None:
-    assert images._walk_jpeg(f.jpeg(64, 48)).scans == 1
-    colour = images._walk_jpeg(f.jpeg(64, 48, progressive=True))
-    grey = images._walk_jpeg(f.encode(f.photo(64, 48).convert("L"), "JPEG", progressive=True))
+    assert walks._walk_jpeg(f.jpeg(64, 48)).scans == 1
+    colour = walks._walk_jpeg(f.jpeg(64, 48, progressive=True))
+    grey = walks._walk_jpeg(f.encode(f.photo(64, 48).convert("L"), "JPEG", progressive=True))
     assert (colour.scans, grey.scans) == (10, 6)  # libjpeg's default progressive scripts
     assert colour.progressive and colour.coefficient_bytes > 0
-    assert images._walk_jpeg(f.jpeg(64, 48)).coefficient_bytes == 0  # baseline streams rows
+    assert walks._walk_jpeg(f.jpeg(64, 48)).coefficient_bytes == 0  # baseline streams rows
 
 
 def test_marker_walk_limits() -> None:
     # The most scans and segments allowed pass; one more does not.
-    allowed = bombs.progressive_scan_bomb(side=64, repeats=images.MAX_JPEG_SCANS - 6)
-    assert bombs.scans_in(allowed) == images.MAX_JPEG_SCANS
+    allowed = bombs.progressive_scan_bomb(side=64, repeats=walks.MAX_JPEG_SCANS - 6)
+    assert bombs.scans_in(allowed) == walks.MAX_JPEG_SCANS
     assert inspect_image(allowed, **LIMITS).width == 64
     assert "too many progressive scans" in refuse(bombs.progressive_scan_bomb(side=64, repeats=95))
-    segments = images.MAX_JPEG_SEGMENTS - images._walk_jpeg(bombs.app_segment_bomb(0)).segments
+    segments = walks.MAX_JPEG_SEGMENTS - walks._walk_jpeg(bombs.app_segment_bomb(0)).segments
     assert inspect_image(bombs.app_segment_bomb(segments), **LIMITS).width == 8
     assert "too many segments" in refuse(bombs.app_segment_bomb(segments + 1))
 
@@ -286,7 +286,7 @@ def test_shrinking_by_strips_equals_converting_at_full_size(mode: str) -> None:
     else:
         im = rgba.convert(mode) if mode != "PA" else rgba.convert("RGB").quantize(64).convert("PA")
     # WHEN shrunk by 7 a strip at a time THEN it matches compositing the whole image first
-    fast = np.asarray(images._shrink_to_rgb(im, 7), dtype=int)
+    fast = np.asarray(decode._shrink_to_rgb(im, 7), dtype=int)
     slow = _composite_then_reduce(im, 7)
     assert fast.shape == slow.shape == (429, 143, 3)
     assert np.abs(fast - slow).max() <= 1
@@ -295,10 +295,10 @@ def test_shrinking_by_strips_equals_converting_at_full_size(mode: str) -> None:
 def test_float_and_sixteen_bit_images_are_shrunk_in_their_own_mode() -> None:
     ramp = np.tile(np.linspace(-5.0, 5.0, 800, dtype=np.float32), (600, 1))
     ramp[0, 0] = np.nan  # non-finite values neither poison the range nor crash
-    grey = np.asarray(images._shrink_to_rgb(Image.fromarray(ramp, "F"), 4))[..., 0]
+    grey = np.asarray(decode._shrink_to_rgb(Image.fromarray(ramp, "F"), 4))[..., 0]
     assert grey.shape == (150, 200) and grey[1, 1] <= 2 and grey[1, -1] >= 253
     wide = np.tile(np.linspace(0, 65535, 800).astype(np.uint16), (600, 1))
-    grey16 = np.asarray(images._shrink_to_rgb(Image.fromarray(wide), 4))[..., 0]
+    grey16 = np.asarray(decode._shrink_to_rgb(Image.fromarray(wide), 4))[..., 0]
     assert grey16.shape == (150, 200) and grey16[0, 0] == 0 and grey16[0, -1] >= 254
 
 
@@ -554,7 +554,7 @@ def test_unexpected_decoder_errors_are_translated(monkeypatch: pytest.MonkeyPatc
     def boom(_fp: object) -> None:
         raise RuntimeError("decoder bug")
 
-    monkeypatch.setitem(images._OPENERS, "PNG", boom)
+    monkeypatch.setitem(decode._OPENERS, "PNG", boom)
     # THEN people still get the plain sentence, not the internals
     assert refuse(f.png(4, 4)) == "The image is damaged or truncated and cannot be read."
 
@@ -565,66 +565,5 @@ def test_memory_error_is_translated(monkeypatch: pytest.MonkeyPatch) -> None:
     def oom(_fp: object) -> None:
         raise MemoryError
 
-    monkeypatch.setitem(images._OPENERS, "PNG", oom)
+    monkeypatch.setitem(decode._OPENERS, "PNG", oom)
     assert refuse(f.png(4, 4)) == "The image is too large to decode."
-
-
-# --------------------------------------------------------------------------- names
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("holiday.jpg", "holiday.jpg"),
-        ("../../etc/passwd", "passwd"),
-        ("a\\b\\c.jpg", "c.jpg"),
-        ("C:\\Users\\me\\Pictures\\cat.png", "cat.png"),
-        ("/abs/path/", "path"),
-        ("evil\x00.jpg", "evil.jpg"),
-        ("bell\x07 and\ttab\nnewline.png", "bell and tab newline.png"),
-        ("  lots   of\u00a0\u2003space  .jpg", "lots of space .jpg"),
-        ("photo\u202egpj.exe", "photogpj.exe"),  # RTL override: would display as "photoexe.jpg"
-        ("\u2066isolate\u2069.png", "isolate.png"),
-        ("cat 🐈 and 👨\u200d👩\u200d👧.jpg", "cat 🐈 and 👨\u200d👩\u200d👧.jpg"),  # emoji (ZWJ family) kept
-        ("<script>alert(1)<script>.png", "<script>alert(1)<script>.png"),  # kept as text; UI escapes
-        ("<script>alert(1)</script>.png", "script>.png"),  # "/" is a separator, as in any path
-        ("", "unnamed"),
-        ("..", "unnamed"),
-        ("../", "unnamed"),
-        ("\x00\x01\u202e", "unnamed"),
-        ("   ", "unnamed"),
-        (".bashrc", ".bashrc"),
-    ],
-)
-def test_safe_display_name(name: str, expected: str) -> None:
-    assert safe_display_name(name) == expected
-
-
-def test_safe_display_name_normalises_to_nfc() -> None:
-    decomposed = "cafe\u0301.jpg"
-    assert safe_display_name(decomposed) == "caf\u00e9.jpg"
-    assert unicodedata.is_normalized("NFC", safe_display_name(decomposed))
-
-
-def test_long_name_is_truncated_keeping_the_extension() -> None:
-    name = "x" * 300 + ".jpeg"
-    safe = safe_display_name(name)
-    assert len(safe) == 200 and safe.endswith(".jpeg") and safe.startswith("xxx")
-    assert safe_display_name("y" * 300, max_length=50) == "y" * 50
-
-
-def test_truncation_does_not_split_a_character_cluster() -> None:
-    name = "a" * 194 + "e\u0301\u0301\u0301" + "b" * 10 + ".jpg"  # cut would land among accents
-    safe = safe_display_name(name, max_length=200)
-    assert len(safe) <= 200 and safe.endswith(".jpg")
-    assert not unicodedata.combining(safe[-5])
-
-
-def test_safe_display_name_has_no_controls_or_separators_ever() -> None:
-    bidi = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-    nasty = "".join(chr(c) for c in range(0, 0x80)) + bidi + ".png"
-    safe = safe_display_name(nasty)
-    assert safe.endswith(".png")
-    assert not any(unicodedata.category(c) == "Cc" for c in safe)
-    assert "/" not in safe and "\\" not in safe
-    assert not set(safe) & set(bidi)
