@@ -21,7 +21,7 @@ refused without checking its password; a correct password resets its own client 
 (or browser) key and takes its count back from the wider ones. A key left alone for
 ``login_window_seconds`` starts from zero again.
 
-Why this shape (issue #15): the old per-user counter was read, compared and written back, so
+Why this shape: the old per-user counter was read, compared and written back, so
 20 parallel attempts all read "0 failures" and 60 passwords were checked before the lock
 held; and anyone could lock the admin out by typing five wrong passwords. Now a stranger's
 failures spend the stranger's own budget (client + account) and the shared account budget,

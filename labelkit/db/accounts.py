@@ -5,7 +5,7 @@ callers own the transaction. Times come from the caller (``now``), so the auth l
 injectable clock rules every expiry. Nothing here stores a token, an address or a username
 in clear: callers pass SHA-256 hex digests.
 
-Two rules keep the throttle exact under concurrency (issue #15: 20 parallel sign-ins checked
+Two rules keep the throttle exact under concurrency (before them, 20 parallel sign-ins checked
 60 passwords before the old read-modify-write lock held):
 
 * an attempt is counted by one ``UPDATE … SET failures = failures + 1 WHERE <not blocked>``

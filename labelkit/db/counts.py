@@ -1,4 +1,4 @@
-"""Running totals behind the dashboard's counts and charts (issue #9).
+"""Running totals behind the dashboard's counts and charts.
 
 Counting label rows on every page view is O(rows): seconds at a million images. So
 the totals are kept in three small tables (``label_counts``, ``term_counts``,
@@ -17,7 +17,7 @@ How a write keeps them exact, whatever it does and however often it is repeated:
    rows (:func:`derive_terms`), snapshots again and adds the difference (after - before)
    to the owner's rows and to ``*``'s, in key order (no lock-order deadlocks).
 
-What an image carries (issue #16: one definition everywhere) is its *effective* labels
+What an image carries (one definition everywhere) is its *effective* labels
 (:func:`effective_terms`): the model's image-level labels minus every name a person
 rejected, plus the labels people confirmed or added (at confidence 100). ``image_terms``
 holds exactly those names, their parents and their categories, and a rejected name is
@@ -63,7 +63,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -297,8 +296,8 @@ def _insert_ignore_terms(session: Session, rows: list[dict[str, Any]]) -> None:
     table: Any = ImageTerm.__table__
     if dialect in ("mysql", "mariadb"):
         stmt: Any = mysql_dialect.insert(table).on_duplicate_key_update({"image_id": table.c.image_id})
-    elif dialect in ("sqlite", "postgresql"):
-        stmt = (sqlite_dialect if dialect == "sqlite" else pg_dialect).insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite_dialect.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - other backends are not supported
         raise NotImplementedError(dialect)
     session.connection().execute(stmt, rows)
@@ -400,8 +399,8 @@ def _upsert_adding(session: Session, table: Any, rows: list[dict[str, Any]], col
     if dialect in ("mysql", "mariadb"):
         my = mysql_dialect.insert(table)
         stmt: Any = my.on_duplicate_key_update({c: table.c[c] + my.inserted[c] for c in columns})
-    elif dialect in ("sqlite", "postgresql"):
-        ins = (sqlite_dialect if dialect == "sqlite" else pg_dialect).insert(table)
+    elif dialect == "sqlite":
+        ins = sqlite_dialect.insert(table)
         stmt = ins.on_conflict_do_update(
             index_elements=pk, set_={c: table.c[c] + ins.excluded[c] for c in columns}
         )

@@ -187,21 +187,6 @@ class LocalLabeler:
     def input_size(self) -> int:
         return self.classifier.size
 
-    def warm_up(self) -> None:
-        """Load every enabled model and run it once, so the first real request is not slow."""
-        for m in self._running():
-            m.warm_up()
-
-    def _running(self) -> list[Classifier | Detector | FaceDetector]:
-        out: list[Classifier | Detector | FaceDetector] = []
-        if self.uses_classifier:
-            out.append(self.classifier)
-        if self.detector is not None:
-            out.append(self.detector)
-        if self.face_detector is not None:
-            out.append(self.face_detector)
-        return out
-
     # --- public API ---------------------------------------------------------------
 
     def prepare(self, image: ImageInput) -> Prepared:

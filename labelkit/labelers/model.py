@@ -146,12 +146,6 @@ class LocalModel(ABC, Generic[PreparedT, OutputT]):
             raise LabelerError(f"local {self.name} model failed: {exc}") from exc
         return self.postprocess(raw, prepared)
 
-    def warm_up(self) -> None:
-        """Load and run once on a blank image, so the first real request is not slow."""
-        from PIL import Image
-
-        self.predict([self.prepare(Image.new("RGB", (320, 240), (127, 127, 127)))])
-
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
