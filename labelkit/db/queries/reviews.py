@@ -40,6 +40,12 @@ def review_queue(*, session: Session, viewer: Viewer, limit: int = 50, offset: i
     return list(session.scalars(_scoped(stmt, viewer)))
 
 
+def count_review_queue(*, session: Session, viewer: Viewer) -> int:
+    """How many labels :func:`review_queue` would page through."""
+    stmt = select(func.sum(LabelCount.awaiting)).where(LabelCount.owner_id == _totals_owner(viewer))
+    return int(session.scalar(stmt) or 0)
+
+
 def _owns_a_large_share(session: Session, viewer: Viewer) -> bool:
     if session.get_bind().dialect.name not in ("mysql", "mariadb"):
         return False  # the plan choice it feeds is MySQL's STRAIGHT_JOIN
@@ -178,9 +184,3 @@ def set_review_for_images(
             set_human_label(session=session, viewer=viewer, image_id=image_id, name=name, review=review)
             done += 1
     return done
-
-
-def count_review_queue(*, session: Session, viewer: Viewer) -> int:
-    """How many labels :func:`review_queue` would page through."""
-    stmt = select(func.sum(LabelCount.awaiting)).where(LabelCount.owner_id == _totals_owner(viewer))
-    return int(session.scalar(stmt) or 0)

@@ -30,6 +30,9 @@ from labelkit.db.models import (
 from labelkit.db.queries._scope import _owned, _scoped, _term_total, _totals_owner
 from labelkit.domain import Viewer
 
+# --------------------------------------------------------------------------- labels and terms
+# Read from the running totals.
+
 
 @dataclass(frozen=True, slots=True)
 class LabelStat:
@@ -100,6 +103,45 @@ def images_with_term_count(*, session: Session, viewer: Viewer, term: str) -> in
     return _term_total(session, _totals_owner(viewer), counts.ANY, term)
 
 
+@dataclass(frozen=True, slots=True)
+class TermSuggestion:
+    term: str
+    images: int
+
+
+def term_suggestions(*, session: Session, viewer: Viewer, limit: int = 500) -> list[TermSuggestion]:
+    """Label names and parents the viewer's images carry, most common first (filter suggestions)."""
+    return [TermSuggestion(term=t, images=n) for t, n in _top_terms(session, viewer, counts.ANY, limit)]
+
+
+# --------------------------------------------------------------------------- confidences
+
+
+def confidence_bins(*, session: Session, viewer: Viewer) -> dict[int, int]:
+    """Image-level model labels no person rejected, per whole confidence point (0..99; 100 is
+    counted in 99)."""
+    stmt = select(ConfidenceBin.bin, ConfidenceBin.labels).where(
+        ConfidenceBin.owner_id == _totals_owner(viewer), ConfidenceBin.labels > 0
+    )
+    return {int(b): int(n) for b, n in session.execute(stmt)}
+
+
+def model_confidences(*, session: Session, viewer: Viewer, limit: int = 200_000) -> list[float]:
+    """Confidences of image-level model labels no person rejected (for a histogram; binned
+    by the caller): what :func:`confidence_bins` counts."""
+    stmt = _owned(
+        select(LabelRow.confidence).where(*counts.not_rejected()),
+        viewer,
+        LabelRow.image_id,
+    ).limit(limit)
+    return [float(c) for c in session.scalars(stmt)]
+
+
+# --------------------------------------------------------------------------- activity
+# The Labels page's "over time" chart spans the viewer's first to last activity (not a fixed
+# 30 days) and picks its bin (hour, day, week) from that span.
+
+
 def activity_span(*, session: Session, viewer: Viewer) -> tuple[datetime, datetime] | None:
     """(first, last) upload or labelling time of the viewer's images; None without images."""
     first_up, last_up, last_lab = session.execute(
@@ -157,37 +199,6 @@ def activity_per_hour(*, session: Session, viewer: Viewer, since: datetime) -> l
 
 
 @dataclass(frozen=True, slots=True)
-class TermSuggestion:
-    term: str
-    images: int
-
-
-def term_suggestions(*, session: Session, viewer: Viewer, limit: int = 500) -> list[TermSuggestion]:
-    """Label names and parents the viewer's images carry, most common first (filter suggestions)."""
-    return [TermSuggestion(term=t, images=n) for t, n in _top_terms(session, viewer, counts.ANY, limit)]
-
-
-def confidence_bins(*, session: Session, viewer: Viewer) -> dict[int, int]:
-    """Image-level model labels no person rejected, per whole confidence point (0..99; 100 is
-    counted in 99)."""
-    stmt = select(ConfidenceBin.bin, ConfidenceBin.labels).where(
-        ConfidenceBin.owner_id == _totals_owner(viewer), ConfidenceBin.labels > 0
-    )
-    return {int(b): int(n) for b, n in session.execute(stmt)}
-
-
-def model_confidences(*, session: Session, viewer: Viewer, limit: int = 200_000) -> list[float]:
-    """Confidences of image-level model labels no person rejected (for a histogram; binned
-    by the caller): what :func:`confidence_bins` counts."""
-    stmt = _owned(
-        select(LabelRow.confidence).where(*counts.not_rejected()),
-        viewer,
-        LabelRow.image_id,
-    ).limit(limit)
-    return [float(c) for c in session.scalars(stmt)]
-
-
-@dataclass(frozen=True, slots=True)
 class DayCount:
     day: str  # YYYY-MM-DD (UTC)
     uploads: int = 0
@@ -226,6 +237,9 @@ def labelled_times(
         viewer,
     )
     return [t for t in session.scalars(stmt) if t is not None]
+
+
+# --------------------------------------------------------------------------- co-occurrence, cards
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +325,10 @@ def top_labels(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) ->
         leaves = [t for t in named if t[0] not in above] or named  # a cycle of parents: all
         best[image_id] = min(leaves, key=lambda t: (-t[1], t[0]))
     return best
+
+
+# --------------------------------------------------------------------------- model versions
+# And the rows compare mode reads (the agreement maths is :mod:`labelkit.compare`).
 
 
 @dataclass(frozen=True, slots=True)
