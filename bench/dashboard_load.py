@@ -80,8 +80,8 @@ from streamlit.testing.v1 import AppTest
 from bench.queries import GenerateReport, bench_database, server
 from bench.readme import update_readme
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import dispose_engines, make_engine, transaction
+from labelkit.db.queries import images as image_q
 from labelkit.settings import get_settings
 from labelkit.storage.local import LocalStore
 
@@ -189,7 +189,7 @@ def write_photos(engine: Engine, images_dir: Path, who: list[Who]) -> int:
     keys: set[str] = set()
     with transaction(engine) as s:
         for v in {w.principal.viewer for w in who}:
-            page = repo.list_images(session=s, viewer=v, page=1, page_size=GALLERY_PAGE_SIZE)
+            page = image_q.list_images(session=s, viewer=v, page=1, page_size=GALLERY_PAGE_SIZE)
             keys.update(i.object_key for i in page.items)
     for key in keys:
         store.put(key, data, content_type="image/jpeg")

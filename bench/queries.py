@@ -13,7 +13,7 @@ What is measured, and why this way:
   ``LOAD DATA LOCAL INFILE`` (MariaDB) or ``executemany`` (SQLite, for the tests); unique
   and foreign-key checks are off for the loading connection only (the data is consistent
   by construction; the test checks it).
-* Every query is the repository/analytics call the dashboard makes, timed warm
+* Every query is the labelkit.db.queries/analytics call the dashboard makes, timed warm
   (``--warmup`` runs, then ``--runs`` timed runs; p50/p95), for the heaviest user and for
   an admin (all images). ``--explain`` prints MariaDB's EXPLAIN of every SQL statement a
   call sends (captured as executed, with its parameters).
@@ -45,11 +45,12 @@ from bench import row_counting
 from bench.readme import update_readme
 from labelkit import analytics
 from labelkit.db import counts
-from labelkit.db import repository as repo
 from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
 from labelkit.db.models import TermKind
-from labelkit.db.repository import ImageFilter
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
 from labelkit.labelers.taxonomy import load_rules
 
@@ -329,7 +330,7 @@ def generate(
     if mysql:
         with engine.begin() as c:  # fresh statistics for the optimizer, as after any bulk load
             c.exec_driver_sql("ANALYZE TABLE users, images, labels, image_terms")
-    # The rows went in behind the repository's back: compute the running totals from them
+    # The rows went in behind the queries' back: compute the running totals from them
     # (what `python -m labelkit.db.counts` and migration 0004 do).
     t1 = time.perf_counter()
     if progress:
@@ -361,16 +362,19 @@ class Query:
 def _calls(v: Viewer, label: str, deep_page: int) -> list[tuple[str, Callable[[Any], object]]]:
     """The dashboard's reads for one viewer, as the pages call them."""
     return [
-        ("label_stats (label counts)", lambda s: repo.label_stats(session=s, viewer=v)),
-        ("term_counts categories", lambda s: repo.term_counts(session=s, viewer=v, kind=TermKind.CATEGORY)),
-        ("term_suggestions", lambda s: repo.term_suggestions(session=s, viewer=v)),
+        ("label_stats (label counts)", lambda s: stats_q.label_stats(session=s, viewer=v)),
+        (
+            "term_counts categories",
+            lambda s: stats_q.term_counts(session=s, viewer=v, kind=TermKind.CATEGORY),
+        ),
+        ("term_suggestions", lambda s: stats_q.term_suggestions(session=s, viewer=v)),
         (
             f"list_images label={label} p1 + total",
-            lambda s: repo.list_images(session=s, viewer=v, flt=ImageFilter(label=label)),
+            lambda s: image_q.list_images(session=s, viewer=v, flt=image_q.ImageFilter(label=label)),
         ),
-        ("gallery p1 + total", lambda s: repo.list_images(session=s, viewer=v, page=1)),
-        (f"gallery p{deep_page} + total", lambda s: repo.list_images(session=s, viewer=v, page=deep_page)),
-        ("status_counts (gallery)", lambda s: repo.status_counts(session=s, viewer=v)),
+        ("gallery p1 + total", lambda s: image_q.list_images(session=s, viewer=v, page=1)),
+        (f"gallery p{deep_page} + total", lambda s: image_q.list_images(session=s, viewer=v, page=deep_page)),
+        ("status_counts (gallery)", lambda s: image_q.status_counts(session=s, viewer=v)),
         ("charts: label_table", lambda s: analytics.label_table(session=s, viewer=v)),
         ("charts: confidence_histogram", lambda s: analytics.confidence_histogram(session=s, viewer=v)),
         ("charts: activity_long 30 d", lambda s: analytics.activity_long(session=s, viewer=v, days=30)),
@@ -379,8 +383,8 @@ def _calls(v: Viewer, label: str, deep_page: int) -> list[tuple[str, Callable[[A
         (
             "review_queue p1 + count",
             lambda s: (
-                repo.review_queue(session=s, viewer=v, limit=REVIEW_PAGE),
-                repo.count_review_queue(session=s, viewer=v),
+                review_q.review_queue(session=s, viewer=v, limit=REVIEW_PAGE),
+                review_q.count_review_queue(session=s, viewer=v),
             ),
         ),
     ]

@@ -1,6 +1,6 @@
 """The dashboard's aggregates as they were before the running totals (issue #9): counted
 from the label and term rows on every call, O(rows). ``bench.queries`` times these as
-"before" beside the repository's current calls ("after"), with EXPLAIN of both.
+"before" beside the current queries (``labelkit.db.queries``) ("after"), with EXPLAIN of both.
 
 Kept here for the benchmark, and as the reference the tests compare the running totals
 with; the application reads ``labelkit.db.counts``' totals. Same definitions (issue #16):
@@ -17,10 +17,12 @@ import numpy as np
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
-from labelkit.db import repository as repo
 from labelkit.db.counts import not_rejected
 from labelkit.db.models import Image, ImageTerm, LabelRow, LabelSource, ReviewState, TermKind
-from labelkit.db.repository import ImageFilter, _awaiting_review, _owned, _scoped
+from labelkit.db.queries import _scope as scope_q
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
 
 SEARCHABLE = [TermKind.LABEL, TermKind.PARENT]
@@ -31,7 +33,7 @@ def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[A
     (name, review, n) per name and verdict; then (name, mean confidence) of the model's
     labels no person rejected."""
     images = func.count(func.distinct(ImageTerm.image_id))
-    counts = _owned(
+    counts = scope_q._owned(
         select(ImageTerm.term, images)
         .where(ImageTerm.kind.in_(SEARCHABLE))
         .group_by(ImageTerm.term)
@@ -41,7 +43,7 @@ def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[A
     )
     if limit is not None:
         counts = counts.limit(limit)
-    reviews = _owned(
+    reviews = scope_q._owned(
         select(LabelRow.name, LabelRow.review, func.count())
         .where(
             LabelRow.source == LabelSource.HUMAN,
@@ -52,7 +54,7 @@ def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[A
         v,
         LabelRow.image_id,
     )
-    means = _owned(
+    means = scope_q._owned(
         select(LabelRow.name, func.avg(LabelRow.confidence)).where(*not_rejected()).group_by(LabelRow.name),
         v,
         LabelRow.image_id,
@@ -61,7 +63,7 @@ def label_stats(s: Session, v: Viewer, limit: int | None = None) -> list[tuple[A
 
 
 def term_counts(s: Session, v: Viewer, kind: TermKind, limit: int = 50) -> list[tuple[Any, ...]]:
-    stmt = _owned(
+    stmt = scope_q._owned(
         select(ImageTerm.term, func.count())
         .where(ImageTerm.kind == kind)
         .group_by(ImageTerm.term)
@@ -74,7 +76,7 @@ def term_counts(s: Session, v: Viewer, kind: TermKind, limit: int = 50) -> list[
 
 
 def term_suggestions(s: Session, v: Viewer, limit: int = 500) -> list[tuple[Any, ...]]:
-    stmt = _scoped(
+    stmt = scope_q._scoped(
         select(ImageTerm.term, func.count(func.distinct(ImageTerm.image_id)))
         .join(Image, Image.id == ImageTerm.image_id)
         .where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
@@ -87,21 +89,21 @@ def term_suggestions(s: Session, v: Viewer, limit: int = 500) -> list[tuple[Any,
 
 
 def label_filter_page(s: Session, v: Viewer, label: str) -> tuple[int, list[Any]]:
-    base = repo._filtered_images(v, ImageFilter(label=label))
+    base = image_q._filtered_images(v, image_q.ImageFilter(label=label))
     total = int(s.scalar(select(func.count()).select_from(base.subquery())) or 0)
     items = s.scalars(base.order_by(Image.created_at.desc(), Image.id.desc()).limit(24)).all()
     return total, list(items)
 
 
 def confidence_histogram(s: Session, v: Viewer) -> Any:
-    values = np.asarray(repo.model_confidences(session=s, viewer=v), dtype=float)
+    values = np.asarray(stats_q.model_confidences(session=s, viewer=v), dtype=float)
     return np.histogram(values, bins=np.arange(0, 105, 5, dtype=float))
 
 
 def cooccurrence(s: Session, v: Viewer, top: int) -> list[tuple[Any, ...]]:
     names = [r[0] for r in s.execute(_top_names(v, top))]
     left, right = aliased(ImageTerm), aliased(ImageTerm)
-    stmt = _owned(
+    stmt = scope_q._owned(
         select(left.term, right.term, func.count(func.distinct(left.image_id)))
         .select_from(left)
         .join(right, and_(right.image_id == left.image_id, right.kind.in_(SEARCHABLE)))
@@ -115,7 +117,7 @@ def cooccurrence(s: Session, v: Viewer, top: int) -> list[tuple[Any, ...]]:
 
 def _top_names(v: Viewer, top: int) -> Any:
     images = func.count(func.distinct(ImageTerm.image_id))
-    return _owned(
+    return scope_q._owned(
         select(ImageTerm.term)
         .where(ImageTerm.kind.in_(SEARCHABLE))
         .group_by(ImageTerm.term)
@@ -127,8 +129,8 @@ def _top_names(v: Viewer, top: int) -> Any:
 
 
 def count_review_queue(s: Session, v: Viewer) -> int:
-    stmt = select(func.count()).select_from(LabelRow).where(*_awaiting_review())
-    return int(s.scalar(_owned(stmt, v, LabelRow.image_id)) or 0)
+    stmt = select(func.count()).select_from(LabelRow).where(*scope_q._awaiting_review())
+    return int(s.scalar(scope_q._owned(stmt, v, LabelRow.image_id)) or 0)
 
 
 def before_calls(v: Viewer, label: str) -> dict[str, Callable[[Session], object]]:
@@ -143,7 +145,7 @@ def before_calls(v: Viewer, label: str) -> dict[str, Callable[[Session], object]
         "charts: categories": lambda s: term_counts(s, v, TermKind.CATEGORY, limit=30),
         "charts: cooccurrence top 15": lambda s: (label_stats(s, v, 15), cooccurrence(s, v, 15)),
         "review_queue p1 + count": lambda s: (
-            repo.review_queue(session=s, viewer=v, limit=20),
+            review_q.review_queue(session=s, viewer=v, limit=20),
             count_review_queue(s, v),
         ),
     }

@@ -7,7 +7,7 @@ sends full-size photos. Query results that feed charts are cached briefly
 (``st.cache_data(ttl=...)``) and cleared by :func:`data_changed` after an edit.
 
 Nothing here decides who may see what: every query goes through
-``labelkit.db.repository`` with :func:`viewer`, which scopes it.
+``labelkit.db.queries`` with :func:`viewer`, which scopes it.
 """
 
 from __future__ import annotations
@@ -138,10 +138,10 @@ def resolve_user() -> Principal | None:
 
 def _still_there(principal: Principal) -> Principal | None:
     """A tab-only sign-in (no cookie session): the user as the database has it now."""
-    from labelkit.db import repository as repo
+    from labelkit.db.queries import users as user_q
 
     with db() as s:
-        user = repo.get_user(session=s, user_id=principal.user_id)
+        user = user_q.get_user(session=s, user_id=principal.user_id)
         if user is None:
             return None
         return Principal(
@@ -275,10 +275,10 @@ def release_upload(file: UploadedFile) -> None:
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=200)
 def cached_suggestions(user_id: str, is_admin: bool) -> list[str]:
-    from labelkit.db import repository as repo
+    from labelkit.db.queries import stats as stats_q
 
     with db() as s:
-        rows = repo.term_suggestions(session=s, viewer=Viewer(user_id=user_id, is_admin=is_admin))
+        rows = stats_q.term_suggestions(session=s, viewer=Viewer(user_id=user_id, is_admin=is_admin))
     return [r.term for r in rows]
 
 

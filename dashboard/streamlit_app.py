@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import core
-from labelkit.db import repository as repo
+from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
 
 PAGE_COMPARE = "app_pages/compare.py"
@@ -20,7 +20,7 @@ PAGE_COMPARE = "app_pages/compare.py"
 @st.cache_data(ttl=60, show_spinner=False)
 def _model_versions(user_id: str, is_admin: bool) -> int:
     with core.db() as s:
-        return repo.count_model_versions(session=s, viewer=Viewer(user_id=user_id, is_admin=is_admin))
+        return stats_q.count_model_versions(session=s, viewer=Viewer(user_id=user_id, is_admin=is_admin))
 
 
 st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")

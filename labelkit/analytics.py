@@ -1,8 +1,8 @@
 """Label analytics as pandas DataFrames, for the dashboard's charts and for notebooks.
 
-Every function takes a ``Session`` and a :class:`~labelkit.db.repository.Viewer`
-and only shapes what the repository returns (the queries themselves live in
-:mod:`labelkit.db.repository`), so a notebook sees the same numbers as the
+Every function takes a ``Session`` and a :class:`~labelkit.domain.Viewer`
+and only shapes what the queries return (they live in :mod:`labelkit.db.queries`;
+compare mode's maths in :mod:`labelkit.compare`), so a notebook sees the same numbers as the
 dashboard and the same scoping rules apply::
 
     with transaction(engine) as s:
@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from labelkit.db import repository as repo
+from labelkit import compare
 from labelkit.db.models import ImageStatus, TermKind, utcnow
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
 
 LABEL_COLUMNS = ["label", "images", "mean_confidence", "confirmed", "rejected", "precision"]
@@ -28,7 +30,7 @@ def label_table(*, session: Session, viewer: Viewer, limit: int | None = None) -
     """One row per label (the model's or people's): images carrying it as a label or a parent
     (the gallery filter's count; rejected labels never count), the model's mean confidence
     (NaN when only people gave it), reviews and review precision."""
-    stats = repo.label_stats(session=session, viewer=viewer, limit=limit)
+    stats = stats_q.label_stats(session=session, viewer=viewer, limit=limit)
     rows = [
         {
             "label": st.name,
@@ -49,7 +51,7 @@ def confidence_histogram(*, session: Session, viewer: Viewer, bin_width: int = 5
     labels a person rejected (``bin_width`` divides 100; read from the per-point running totals)."""
     if 100 % bin_width:
         raise ValueError("bin_width must divide 100")
-    points = repo.confidence_bins(session=session, viewer=viewer)
+    points = stats_q.confidence_bins(session=session, viewer=viewer)
     edges = np.arange(0, 100 + bin_width, bin_width, dtype=float)
     counts = np.zeros(len(edges) - 1, dtype=int)
     for point, n in points.items():
@@ -62,7 +64,7 @@ def activity(*, session: Session, viewer: Viewer, days: int = 30) -> pd.DataFram
     today = utcnow().date()
     start = today - timedelta(days=days - 1)
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
-    counts = repo.activity_per_day(session=session, viewer=viewer, since=since)
+    counts = stats_q.activity_per_day(session=session, viewer=viewer, since=since)
     index = pd.date_range(start=start, end=today, freq="D")
     df = pd.DataFrame(
         {"uploads": 0, "labelled": 0},
@@ -104,7 +106,7 @@ TIMELINE_COLUMNS = ["time", "series", "images"]
 def activity_timeline(*, session: Session, viewer: Viewer) -> tuple[pd.DataFrame, str]:
     """Uploads and labelled images from the viewer's first to last activity, in long form
     (time, series, images; missing bins are 0), and the bin used: "hour", "day" or "week"."""
-    span = repo.activity_span(session=session, viewer=viewer)
+    span = stats_q.activity_span(session=session, viewer=viewer)
     if span is None:
         return pd.DataFrame(columns=TIMELINE_COLUMNS), "day"
     first, last = (pd.Timestamp(t).tz_convert("UTC").tz_localize(None) for t in span)
@@ -113,14 +115,14 @@ def activity_timeline(*, session: Session, viewer: Viewer) -> tuple[pd.DataFrame
         start = first.floor("h")
         counted = [
             (pd.Timestamp(c.hour), c.uploads, c.labelled)
-            for c in repo.activity_per_hour(session=session, viewer=viewer, since=start.to_pydatetime())
+            for c in stats_q.activity_per_hour(session=session, viewer=viewer, since=start.to_pydatetime())
         ]
         index = pd.date_range(start=start, end=last.floor("h"), freq=freq)
     else:
         start = first.floor("D")
         counted = [
             (pd.Timestamp(c.day), c.uploads, c.labelled)
-            for c in repo.activity_per_day(session=session, viewer=viewer, since=start.to_pydatetime())
+            for c in stats_q.activity_per_day(session=session, viewer=viewer, since=start.to_pydatetime())
         ]
         if last - first <= pd.Timedelta(DAILY_UP_TO):
             unit = "day"
@@ -142,7 +144,7 @@ def activity_timeline(*, session: Session, viewer: Viewer) -> tuple[pd.DataFrame
 
 def categories(*, session: Session, viewer: Viewer, limit: int = 30) -> pd.DataFrame:
     """Images per category, most common first."""
-    rows = repo.term_counts(session=session, viewer=viewer, kind=TermKind.CATEGORY, limit=limit)
+    rows = stats_q.term_counts(session=session, viewer=viewer, kind=TermKind.CATEGORY, limit=limit)
     return pd.DataFrame(rows, columns=["category", "images"])
 
 
@@ -154,13 +156,13 @@ def cooccurrence(
 ) -> pd.DataFrame:
     """Images carrying both labels, for every pair of the ``top`` most common labels, among the
     viewer's ``latest`` most recent images (``None``: all of them, O(images))."""
-    names = [st.name for st in repo.label_stats(session=session, viewer=viewer, limit=top)]
-    pairs = repo.label_cooccurrence(session=session, viewer=viewer, names=names, latest=latest)
+    names = [st.name for st in stats_q.label_stats(session=session, viewer=viewer, limit=top)]
+    pairs = stats_q.label_cooccurrence(session=session, viewer=viewer, names=names, latest=latest)
     return pd.DataFrame([(p.a, p.b, p.images) for p in pairs], columns=["label_a", "label_b", "images"])
 
 
 def status_counts(*, session: Session, viewer: Viewer) -> pd.DataFrame:
-    counts = repo.status_counts(session=session, viewer=viewer)
+    counts = image_q.status_counts(session=session, viewer=viewer)
     return pd.DataFrame([(s.value, counts[s]) for s in ImageStatus], columns=["status", "images"])
 
 
@@ -168,7 +170,7 @@ def labelled_per_minute(*, session: Session, viewer: Viewer, minutes: int = 60) 
     """Images labelled per minute over the last ``minutes`` minutes (missing minutes are 0)."""
     now = pd.Timestamp(utcnow()).floor("min")
     start = now - pd.Timedelta(minutes=minutes - 1)
-    times = repo.labelled_times(session=session, viewer=viewer, since=start.to_pydatetime())
+    times = stats_q.labelled_times(session=session, viewer=viewer, since=start.to_pydatetime())
     index = pd.date_range(start=start, end=now, freq="min")
     series = pd.Series(0, index=index, dtype=int)
     if times:
@@ -216,7 +218,7 @@ def model_version_costs(*, session: Session, viewer: Viewer, price_per_1000: flo
     cost (it uses the worker's own CPU).
     """
     rows = []
-    for mv in repo.model_versions(session=session, viewer=viewer):
+    for mv in stats_q.model_versions(session=session, viewer=viewer):
         kind = labeller_kind(mv.model_version)
         per_1000 = price_per_1000 if kind == "rekognition" else 0.0
         rows.append(
@@ -232,8 +234,8 @@ def model_version_costs(*, session: Session, viewer: Viewer, price_per_1000: flo
     return pd.DataFrame(rows, columns=COST_COLUMNS)
 
 
-def agreement_frame(agreement: repo.Agreement) -> pd.DataFrame:
-    """:func:`~labelkit.db.repository.labeller_agreement`'s per-label numbers as a DataFrame
+def agreement_frame(agreement: compare.Agreement) -> pd.DataFrame:
+    """:func:`~labelkit.compare.labeller_agreement`'s per-label numbers as a DataFrame
     (most frequent labels first)."""
     rows = [
         {
@@ -249,7 +251,7 @@ def agreement_frame(agreement: repo.Agreement) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
 
-def agreement_histogram(agreement: repo.Agreement, *, bins: int = 10) -> pd.DataFrame:
+def agreement_histogram(agreement: compare.Agreement, *, bins: int = 10) -> pd.DataFrame:
     """Images per per-image-Jaccard bin (0-1), to show how agreement is spread."""
     values = np.asarray(list(agreement.per_image.values()), dtype=float)
     edges = np.linspace(0.0, 1.0, bins + 1)

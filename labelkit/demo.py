@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 
 from labelkit.auth.local import LocalAuth
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import users as user_q
 from labelkit.services import build_pipeline, build_services
 from labelkit.settings import get_settings
 from labelkit.uploads import UploadResult, upload_image
@@ -60,7 +60,7 @@ def load_demo(*, username: str, password: str | None, label: bool) -> tuple[list
     services = build_services(settings)
     created_password = None
     with transaction(services.engine) as s:
-        user = repo.get_user_by_username(session=s, username=username)
+        user = user_q.get_user_by_username(session=s, username=username)
         owner_id = user.id if user is not None else None
     if owner_id is None:
         # A real account, made the way the dashboard makes them (first one is admin).

@@ -40,9 +40,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import LabelResult
 from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
@@ -168,7 +168,7 @@ class Pipeline:
         outcome = Outcome(key=key, status="skipped")
         try:
             with transaction(self.engine) as s:
-                image = repo.get_image_by_key_for_worker(session=s, object_key=key)
+                image = worker_q.get_image_by_key_for_worker(session=s, object_key=key)
                 if image is None:
                     outcome.reason = "no image row for this key (deleted, or not uploaded through Labelkit)"
                     return outcome
@@ -176,7 +176,7 @@ class Pipeline:
                 if image.status == ImageStatus.LABELLED and image.model_version == self.model_version:
                     outcome.reason = "already labelled"
                     return outcome
-                outcome.attempt = repo.mark_labelling(session=s, image_id=image_id)
+                outcome.attempt = worker_q.mark_labelling(session=s, image_id=image_id)
         except SQLAlchemyError as e:
             outcome.status, outcome.reason = "retry", _reason(e)
             raise RetryableError(outcome, e) from e
@@ -197,8 +197,10 @@ class Pipeline:
             props = next((r.image_properties for r in results if r.image_properties), None)
 
             def write(s: Session) -> int:
-                saved = sum(repo.save_model_labels(session=s, image_id=image_id, result=r) for r in results)
-                repo.mark_labelled(
+                saved = sum(
+                    worker_q.save_model_labels(session=s, image_id=image_id, result=r) for r in results
+                )
+                worker_q.mark_labelled(
                     session=s,
                     image_id=image_id,
                     model_version=self.model_version,
@@ -232,7 +234,7 @@ class Pipeline:
         assert outcome.image_id is not None
         try:
             with transaction(self.engine) as s:
-                repo.mark_failed(session=s, image_id=outcome.image_id, reason=outcome.reason)
+                worker_q.mark_failed(session=s, image_id=outcome.image_id, reason=outcome.reason)
         except SQLAlchemyError as e:
             # Could not record the failure: let the message come back and try again.
             outcome.status = "retry"
@@ -254,7 +256,7 @@ class Pipeline:
             assert outcome.image_id is not None
             try:
                 with transaction(self.engine) as s:
-                    repo.mark_failed(session=s, image_id=outcome.image_id, reason=outcome.reason)
+                    worker_q.mark_failed(session=s, image_id=outcome.image_id, reason=outcome.reason)
                 outcome.status = "failed"
             except SQLAlchemyError:
                 outcome.status = "retry"

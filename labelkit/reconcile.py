@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import worker as worker_q
 from labelkit.errors import LabelkitError, StorageError
 from labelkit.queue.events import MalformedEvent, parse_s3_event
 from labelkit.services import Services
@@ -97,23 +97,23 @@ def reconcile(
             continue  # not ours to judge: it stays in the dead-letter list for a person
         with transaction(services.engine) as s:
             for key in keys:
-                image = repo.get_image_by_key_for_worker(session=s, object_key=key)
-                if image is not None and repo.fail_unfinished_for_worker(
+                image = worker_q.get_image_by_key_for_worker(session=s, object_key=key)
+                if image is not None and worker_q.fail_unfinished_for_worker(
                     session=s, image_id=image.id, reason=reason
                 ):
                     report.dead_lettered_failed += 1
 
     # 2. exhausted: its last delivery's visibility ran out twice over, so none will follow
     with transaction(services.engine) as s:
-        for image_id in repo.exhausted_for_worker(
+        for image_id in worker_q.exhausted_for_worker(
             session=s, max_attempts=max_receives, older_than_seconds=2 * settings.queue_visibility_timeout
         ):
-            if repo.fail_unfinished_for_worker(session=s, image_id=image_id, reason=reason):
+            if worker_q.fail_unfinished_for_worker(session=s, image_id=image_id, reason=reason):
                 report.exhausted_failed += 1
 
     # 3. never queued
     with transaction(services.engine) as s:
-        stranded = repo.never_queued_for_worker(session=s, older_than_seconds=never_queued_grace)
+        stranded = worker_q.never_queued_for_worker(session=s, older_than_seconds=never_queued_grace)
     for stray in stranded:
         if services.store.exists(stray.object_key):
             try:
@@ -124,7 +124,7 @@ def reconcile(
             report.requeued += 1
         else:
             with transaction(services.engine) as s:
-                if repo.fail_unfinished_for_worker(session=s, image_id=stray.id, reason=NEVER_STORED):
+                if worker_q.fail_unfinished_for_worker(session=s, image_id=stray.id, reason=NEVER_STORED):
                     report.never_stored_failed += 1
 
     # 4. leftovers of interrupted writes

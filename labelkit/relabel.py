@@ -15,8 +15,8 @@ import logging
 import sys
 import time
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import system_viewer
 from labelkit.queue.events import make_s3_event
 from labelkit.storage import event_bucket
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"enqueued {n} images for relabelling with {version}")
         return 0
     with transaction(services.engine) as s:
-        images = repo.outdated_images_for_worker(session=s, model_version=version, limit=args.limit)
+        images = worker_q.outdated_images_for_worker(session=s, model_version=version, limit=args.limit)
         keys = [(img.object_key, int(img.bytes)) for img in images]
     started = time.perf_counter()
     done = failed = 0

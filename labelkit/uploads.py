@@ -25,8 +25,8 @@ from typing import Literal
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import images as image_q
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
 from labelkit.filenames import safe_display_name
@@ -75,7 +75,7 @@ def hand_to_queue(*, services: Services, image_id: str, key: str, size: int, eta
     if not services.settings.s3_notifies_queue:
         _enqueue(services, key, size, etag)
     with transaction(services.engine) as s:
-        repo.mark_queued(session=s, image_id=image_id)
+        image_q.mark_queued(session=s, image_id=image_id)
 
 
 def upload_image(*, services: Services, owner_id: str, filename: str, data: bytes) -> UploadResult:
@@ -98,7 +98,7 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
 
     try:
         with transaction(services.engine) as s:
-            dup = repo.find_duplicate(session=s, owner_id=owner_id, sha256=info.sha256)
+            dup = image_q.find_duplicate(session=s, owner_id=owner_id, sha256=info.sha256)
         if dup is not None:
             if _stored(services, dup.object_key):
                 return UploadResult(
@@ -109,7 +109,7 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
                 )
             return _restore(services, name=name, image_id=dup.id, key=dup.object_key, data=data, info=info)
         with transaction(services.engine) as s:
-            image = repo.create_image(
+            image = image_q.create_image(
                 session=s,
                 owner_id=owner_id,
                 original_name=name,
@@ -152,7 +152,7 @@ def _restore(
     try:
         services.store.put(key, data, content_type=info.content_type)
         with transaction(services.engine) as s:
-            repo.reset_for_retry(session=s, viewer=SYSTEM, image_id=image_id)
+            image_q.reset_for_retry(session=s, viewer=SYSTEM, image_id=image_id)
         services.queue.purge_matching(image_id)
         hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes, etag=_md5(data))
     except (LabelkitError, SQLAlchemyError):
@@ -173,7 +173,7 @@ def _undo_upload(services: Services, image_id: str, key: str) -> None:
     except StorageError:
         logger.warning("could not remove %s while undoing an upload", key, exc_info=True)
     with transaction(services.engine) as s:
-        repo.delete_image(session=s, viewer=SYSTEM, image_id=image_id)
+        image_q.delete_image(session=s, viewer=SYSTEM, image_id=image_id)
 
 
 def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
@@ -183,7 +183,7 @@ def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
     list shows only images still waiting for someone.
     """
     with transaction(services.engine) as s:
-        image = repo.reset_for_retry(session=s, viewer=viewer, image_id=image_id)
+        image = image_q.reset_for_retry(session=s, viewer=viewer, image_id=image_id)
         key, size = image.object_key, image.bytes
     services.queue.purge_matching(image_id)
     hand_to_queue(services=services, image_id=image_id, key=key, size=size)
@@ -196,10 +196,10 @@ def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
     touched) and ``StorageError`` if the object cannot be deleted (nothing changed).
     """
     with transaction(services.engine) as s:
-        key = repo.get_image(session=s, viewer=viewer, image_id=image_id).object_key
+        key = image_q.get_image(session=s, viewer=viewer, image_id=image_id).object_key
     services.store.delete(key)
     with transaction(services.engine) as s:
-        repo.delete_image(session=s, viewer=viewer, image_id=image_id)
+        image_q.delete_image(session=s, viewer=viewer, image_id=image_id)
     services.queue.purge_matching(image_id)
 
 
@@ -208,7 +208,7 @@ def relabel_outdated(*, services: Services, viewer: Viewer, model_version: str) 
     ``model_version`` (the pipeline's): back to pending and enqueued; the worker's write
     replaces their old model labels and keeps the human reviews. Returns how many."""
     with transaction(services.engine) as s:
-        rows = repo.mark_for_relabel(session=s, viewer=viewer, model_version=model_version)
+        rows = image_q.mark_for_relabel(session=s, viewer=viewer, model_version=model_version)
     for image_id, key, size in rows:
         hand_to_queue(services=services, image_id=image_id, key=key, size=size)
     return len(rows)

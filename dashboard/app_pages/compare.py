@@ -2,8 +2,8 @@
 
 Each image then carries one set of labels per model version. This page shows how
 far two versions agree (per label and overall, on the images both labelled) and
-what each costs per 1,000 images. The matching rule lives with the query in
-``labelkit.db.repository`` ("compare mode").
+what each costs per 1,000 images. The matching rule and the agreement maths are
+``labelkit.compare``; the rows come from ``labelkit.db.queries.stats``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import core
-from labelkit import analytics
-from labelkit.db import repository as repo
+from labelkit import analytics, compare
 
 user = core.require_user()
 viewer = user.viewer
@@ -47,7 +46,7 @@ b_default = next(
 version_b = c2.selectbox("Labeller B", others, index=b_default, key="compare_b")
 
 with core.db() as s:
-    agreement = repo.labeller_agreement(session=s, viewer=viewer, version_a=version_a, version_b=version_b)
+    agreement = compare.labeller_agreement(session=s, viewer=viewer, version_a=version_a, version_b=version_b)
 table = analytics.agreement_frame(agreement)
 cost_a = float(costs.loc[costs["model_version"] == version_a, "cost_per_1000"].iloc[0])
 cost_b = float(costs.loc[costs["model_version"] == version_b, "cost_per_1000"].iloc[0])

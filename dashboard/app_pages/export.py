@@ -10,8 +10,8 @@ import streamlit as st
 
 from dashboard import core
 from labelkit import interchange
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import bulk as bulk_q
 from labelkit.errors import LabelkitError
 
 user = core.require_user()
@@ -25,7 +25,7 @@ st.caption(
 )
 
 with core.db() as s:
-    owners = repo.image_owners(session=s, viewer=viewer)
+    owners = bulk_q.image_owners(session=s, viewer=viewer)
 
 with st.container(border=True):
     c1, c2 = st.columns([2, 2])

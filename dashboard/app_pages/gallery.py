@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, time, timedelta
 import streamlit as st
 
 from dashboard import core
-from labelkit.db import repository as repo
 from labelkit.db.models import ImageStatus, TermKind
-from labelkit.db.repository import ImageFilter, ReviewFilter
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import stats as stats_q
 
 PAGE_SIZE = 24
 COLUMNS = 6
@@ -34,13 +34,13 @@ if current_label and current_label not in suggestions:
     suggestions = [current_label, *suggestions]
 
 with core.db() as s:
-    categories = [t for t, _ in repo.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
-    counts = repo.status_counts(session=s, viewer=viewer)
+    categories = [t for t, _ in stats_q.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
+    counts = image_q.status_counts(session=s, viewer=viewer)
 
 REVIEW_CHOICES = {
-    ReviewFilter.UNREVIEWED: "Awaiting review",
-    ReviewFilter.REVIEWED: "Reviewed",
-    ReviewFilter.REJECTED: "Has rejections",
+    image_q.ReviewFilter.UNREVIEWED: "Awaiting review",
+    image_q.ReviewFilter.REVIEWED: "Reviewed",
+    image_q.ReviewFilter.REJECTED: "Has rejections",
 }
 
 with st.container(border=True):
@@ -72,7 +72,7 @@ with st.container(border=True):
         index=None,
         key="flt_review",
         placeholder="Any",
-        format_func=lambda v: REVIEW_CHOICES[ReviewFilter(v)],
+        format_func=lambda v: REVIEW_CHOICES[image_q.ReviewFilter(v)],
         help="Awaiting review: a model label nobody has confirmed or rejected yet. "
         "Reviewed: looked at by a person, nothing left to review. "
         "Has rejections: a person rejected at least one label.",
@@ -94,16 +94,16 @@ if isinstance(dates, tuple | list) and dates:
     end: date = dates[1] if len(dates) > 1 else dates[0]
     until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
 
-flt = ImageFilter(
+flt = image_q.ImageFilter(
     label=label or None,
     category=category or None,
     status=ImageStatus(status_name) if status_name else None,
     min_confidence=float(min_conf) if min_conf else None,
     since=since,
     until=until,
-    review=ReviewFilter(review_name) if review_name else None,
+    review=image_q.ReviewFilter(review_name) if review_name else None,
 )
-filtering = flt != ImageFilter()
+filtering = flt != image_q.ImageFilter()
 
 m = st.columns(4)
 for col, status in zip(m, ImageStatus, strict=True):
@@ -117,12 +117,14 @@ def _grid() -> None:
     core.require_live_session()  # a fragment rerun skips the entry point's check
     page_no = int(st.session_state.get("gallery_page", 1) or 1)
     with core.db() as s:
-        page = repo.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
+        page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
         if not page.items and page.total and page_no > page.pages:
             # The filters shrank the result below the page we were on: show its last page.
-            page = repo.list_images(session=s, viewer=viewer, flt=flt, page=page.pages, page_size=PAGE_SIZE)
-        still_busy = repo.status_counts(session=s, viewer=viewer)
-        best = repo.top_labels(session=s, viewer=viewer, image_ids=[i.id for i in page.items])
+            page = image_q.list_images(
+                session=s, viewer=viewer, flt=flt, page=page.pages, page_size=PAGE_SIZE
+            )
+        still_busy = image_q.status_counts(session=s, viewer=viewer)
+        best = stats_q.top_labels(session=s, viewer=viewer, image_ids=[i.id for i in page.items])
     if busy and still_busy[ImageStatus.PENDING] + still_busy[ImageStatus.LABELLING] == 0:
         # Labelling finished: a full rerun refreshes counts and suggestions and stops the timer.
         core.data_changed()

@@ -2,7 +2,7 @@
 image properties, and the owner's actions (confirm / reject / add labels, retry, delete).
 
 The id comes from ``?image=<id>``. An id that is not the viewer's behaves exactly like
-a missing one (the repository raises ``NotFound`` for both).
+a missing one (the queries raise ``NotFound`` for both).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import streamlit as st
 
 from dashboard import core
 from labelkit import vocabulary
-from labelkit.db import repository as repo
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import users as user_q
 from labelkit.errors import LabelkitError, NotFound
 from labelkit.uploads import delete_image, retry_image
 
@@ -78,10 +80,10 @@ def _label_views(rows: list[LabelRow], names: dict[str, str]) -> list[LabelView]
 def _load() -> tuple[Image, list[LabelRow], dict[str, str]]:
     try:
         with core.db() as s:
-            image = repo.get_image(session=s, viewer=viewer, image_id=image_id)
-            rows = repo.labels_for_image(session=s, viewer=viewer, image_id=image_id)
-            names = repo.usernames(session=s, user_ids=[r.created_by or "" for r in rows])
-            owner = repo.usernames(session=s, user_ids=[image.owner_id]) if viewer.is_admin else {}
+            image = image_q.get_image(session=s, viewer=viewer, image_id=image_id)
+            rows = label_q.labels_for_image(session=s, viewer=viewer, image_id=image_id)
+            names = user_q.usernames(session=s, user_ids=[r.created_by or "" for r in rows])
+            owner = user_q.usernames(session=s, user_ids=[image.owner_id]) if viewer.is_admin else {}
     except NotFound:
         _not_found()
         raise  # unreachable: st.stop() raised
@@ -92,7 +94,7 @@ def _load() -> tuple[Image, list[LabelRow], dict[str, str]]:
 def _review(name: str, review: ReviewState) -> None:
     try:
         with core.db() as s:
-            repo.set_human_label(session=s, viewer=viewer, image_id=image_id, name=name, review=review)
+            label_q.set_human_label(session=s, viewer=viewer, image_id=image_id, name=name, review=review)
     except NotFound:
         _not_found()
     core.data_changed()
@@ -138,11 +140,11 @@ def _add(name: str, box: core.Box | None) -> None:
     try:
         with core.db() as s:
             if box is None or box.width <= 0 or box.height <= 0:
-                repo.set_human_label(
+                label_q.set_human_label(
                     session=s, viewer=viewer, image_id=image_id, name=name, review=ReviewState.CONFIRMED
                 )
             else:
-                repo.import_human_label(
+                label_q.import_human_label(
                     session=s,
                     viewer=viewer,
                     image_id=image_id,
@@ -238,7 +240,7 @@ if image.status in (ImageStatus.PENDING, ImageStatus.LABELLING):
         core.require_live_session()  # a fragment rerun skips the entry point's check
         with core.db() as s:
             try:
-                now = repo.get_image(session=s, viewer=viewer, image_id=image_id).status
+                now = image_q.get_image(session=s, viewer=viewer, image_id=image_id).status
             except NotFound:
                 now = None
         if now != image.status:

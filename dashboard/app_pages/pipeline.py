@@ -8,8 +8,9 @@ import streamlit as st
 
 from dashboard import core
 from labelkit import analytics
-from labelkit.db import repository as repo
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import users as user_q
 from labelkit.errors import LabelkitError, NotFound
 from labelkit.queue.events import MalformedEvent, parse_s3_event
 from labelkit.uploads import relabel_outdated, retry_image
@@ -58,12 +59,12 @@ def _live() -> None:
         st.error(f"The queue cannot be reached: {core.md(e)}", icon=":material/cloud_off:")
         stats, dead = None, []
     with core.db() as s:
-        counts = repo.status_counts(session=s, viewer=viewer)
-        failed = repo.failed_images(session=s, viewer=viewer, limit=100)
+        counts = image_q.status_counts(session=s, viewer=viewer)
+        failed = image_q.failed_images(session=s, viewer=viewer, limit=100)
         per_minute = analytics.labelled_per_minute(session=s, viewer=viewer, minutes=60)
         keys = {m.receipt_handle: _dead_letter_key(m.body) for m in dead}
-        by_key = repo.images_by_object_keys(session=s, viewer=viewer, keys=[k for k in keys.values() if k])
-        owners = repo.usernames(session=s, user_ids=[i.owner_id for i in failed])
+        by_key = image_q.images_by_object_keys(session=s, viewer=viewer, keys=[k for k in keys.values() if k])
+        owners = user_q.usernames(session=s, user_ids=[i.owner_id for i in failed])
 
     q = st.columns(3)
     q[0].metric("Waiting in queue", stats.visible if stats else "—", border=True)

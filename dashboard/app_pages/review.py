@@ -12,8 +12,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import core
-from labelkit.db import repository as repo
 from labelkit.db.models import ReviewState
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
 from labelkit.errors import NotFound
 
 PAGE_SIZE = 5  # photos per page
@@ -32,11 +33,13 @@ st.caption(
 
 page_no = int(st.session_state.get("review_page", 1) or 1)
 with core.db() as s:
-    photos = repo.count_review_images(session=s, viewer=viewer)
-    waiting = repo.count_review_queue(session=s, viewer=viewer)
+    photos = review_q.count_review_images(session=s, viewer=viewer)
+    waiting = review_q.count_review_queue(session=s, viewer=viewer)
     pages = max(1, -(-photos // PAGE_SIZE))
     page_no = min(page_no, pages)
-    items = repo.review_images(session=s, viewer=viewer, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE)
+    items = review_q.review_images(
+        session=s, viewer=viewer, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
+    )
 
 
 def _label_review(image_id: str, names: list[str], review: ReviewState) -> int:
@@ -45,7 +48,7 @@ def _label_review(image_id: str, names: list[str], review: ReviewState) -> int:
     with core.db() as s:
         for name in names:
             try:
-                repo.set_human_label(session=s, viewer=viewer, image_id=image_id, name=name, review=review)
+                label_q.set_human_label(session=s, viewer=viewer, image_id=image_id, name=name, review=review)
             except NotFound:
                 return done  # deleted meanwhile, or never the viewer's: nothing to record
             done += 1
@@ -56,8 +59,8 @@ def _label_review(image_id: str, names: list[str], review: ReviewState) -> int:
 def _bulk_review(image_ids: list[str] | None, review: ReviewState) -> int:
     """Every label awaiting review on these photos (``None``: on every photo awaiting review)."""
     with core.db() as s:
-        ids = repo.review_image_ids(session=s, viewer=viewer) if image_ids is None else image_ids
-        n = repo.set_review_for_images(session=s, viewer=viewer, image_ids=ids, review=review)
+        ids = review_q.review_image_ids(session=s, viewer=viewer) if image_ids is None else image_ids
+        n = review_q.set_review_for_images(session=s, viewer=viewer, image_ids=ids, review=review)
     core.data_changed()
     return n
 

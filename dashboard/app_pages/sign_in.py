@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboard import core
 from labelkit.auth import AccountRecovery, ConfirmationRequired, NewPasswordRequired
-from labelkit.db import repository as repo
+from labelkit.db.queries import users as user_q
 from labelkit.errors import AccountLocked, AuthError
 
 STEP_KEY, STEP_USER_KEY, NOTE_KEY = "auth_step", "auth_step_user", "auth_note"
@@ -237,7 +237,7 @@ with middle:
             _forgot_form(recovery)
     else:
         with core.db() as s:
-            first = repo.count_users(session=s) == 0
+            first = user_q.count_users(session=s) == 0
         sign_in_tab, sign_up_tab = st.tabs(["Sign in", "Create account"])
         with sign_in_tab:
             _sign_in_form()

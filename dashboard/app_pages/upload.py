@@ -6,8 +6,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import core
-from labelkit.db import repository as repo
 from labelkit.db.models import Image, ImageStatus
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import stats as stats_q
 from labelkit.images import ACCEPTED_FORMATS
 from labelkit.uploads import UploadResult, upload_image
 
@@ -79,8 +80,8 @@ def _open_link(image_id: str | None) -> None:
 
 def _statuses(ids: list[str]) -> tuple[dict[str, Image], dict[str, tuple[str, float]]]:
     with core.db() as s:
-        images = repo.images_by_ids(session=s, viewer=user.viewer, image_ids=ids)
-        best = repo.top_labels(session=s, viewer=user.viewer, image_ids=ids)
+        images = image_q.images_by_ids(session=s, viewer=user.viewer, image_ids=ids)
+        best = stats_q.top_labels(session=s, viewer=user.viewer, image_ids=ids)
     return images, best
 
 

@@ -47,8 +47,8 @@ from sqlalchemy.exc import IntegrityError
 
 from labelkit import aws
 from labelkit.auth import ConfirmationRequired, NewPasswordRequired, Principal, SignInClient
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import users as user_q
 from labelkit.errors import AccountLocked, AuthError
 
 if TYPE_CHECKING:
@@ -385,7 +385,7 @@ class CognitoAuth:
         is_admin = self.admin_group in groups
         try:
             with transaction(self._engine) as s:
-                user = repo.upsert_external_user(
+                user = user_q.upsert_external_user(
                     session=s, user_id=sub, username=username, email=email, is_admin=is_admin
                 )
                 principal = Principal(

@@ -5,7 +5,7 @@ Rules people see:
 * usernames are 3-32 characters of letters, digits, ``.``, ``_`` and ``-``
   (case-insensitive); passwords are 8-128 characters and must not be easy to guess
   (:mod:`labelkit.auth.passwords`: zxcvbn, so "12345678" or "password" are refused);
-* the first account becomes the admin (``repository.create_user``);
+* the first account becomes the admin (``labelkit.db.queries.users.create_user``);
 * wrong passwords are throttled per client + account, per account and per client, with a
   doubling wait rather than a lock (:mod:`labelkit.auth.throttle`); the attempt is counted
   before its password is checked, so parallel attempts cannot overrun the budget;
@@ -40,9 +40,9 @@ from labelkit.auth.passwords import MAX_PASSWORD, MIN_PASSWORD, check_new_passwo
 from labelkit.auth.sessions import hash_token
 from labelkit.auth.throttle import SignInThrottle, ThrottlePolicy
 from labelkit.db import accounts
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import utcnow
+from labelkit.db.queries import users as user_q
 from labelkit.errors import AccountLocked, AuthError
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class LocalAuth:
             raise AuthError("That email address does not look right.")
         attempt = self.throttle.begin_sign_up(client or SignInClient())
         with transaction(self._engine) as s:
-            taken = repo.get_user_by_username(session=s, username=name) is not None
+            taken = user_q.get_user_by_username(session=s, username=name) is not None
         if taken:
             # The count stays on the client's budget: probing for names costs like guessing.
             raise AuthError(NOT_AVAILABLE)
@@ -132,7 +132,7 @@ class LocalAuth:
             raise
         try:
             with transaction(self._engine) as s:
-                user = repo.create_user(
+                user = user_q.create_user(
                     session=s, username=name, password_hash=password_hash, email=clean_email
                 )
                 principal = Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
@@ -145,10 +145,10 @@ class LocalAuth:
 
     def sign_in(self, username: str, password: str, *, client: SignInClient | None = None) -> Principal:
         client = client or SignInClient()
-        name = repo.normalize_username(username)
+        name = user_q.normalize_username(username)
         now = self._clock()
         with transaction(self._engine) as s:
-            user = repo.get_user_by_username(session=s, username=name) if name else None
+            user = user_q.get_user_by_username(session=s, username=name) if name else None
             stored = user.password_hash if user is not None else None
             user_id = user.id if user is not None else ""
             trusted = bool(

@@ -35,9 +35,9 @@ from sqlalchemy.engine import Engine
 
 from labelkit.auth import Principal
 from labelkit.db import accounts
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import utcnow
+from labelkit.db.queries import users as user_q
 
 if TYPE_CHECKING:
     from labelkit.settings import Settings
@@ -156,7 +156,7 @@ class SessionStore:
                 return None
             seen = row.last_seen_at or row.created_at
             alive = row.expires_at > now and seen + timedelta(seconds=self.idle_seconds) > now
-            user = repo.get_user(session=s, user_id=row.user_id) if alive else None
+            user = user_q.get_user(session=s, user_id=row.user_id) if alive else None
             principal = (
                 Principal(user_id=user.id, username=user.username, is_admin=user.is_admin)
                 if user is not None

@@ -1,6 +1,6 @@
 """Queries of signing in: browser sessions, sign-in handoffs, the attempt throttle, trusted devices.
 
-Keyword-only functions taking the ``Session`` first, as in :mod:`labelkit.db.repository`;
+Keyword-only functions taking the ``Session`` first, as in :mod:`labelkit.db.queries`;
 callers own the transaction. Times come from the caller (``now``), so the auth layer's
 injectable clock rules every expiry. Nothing here stores a token, an address or a username
 in clear: callers pass SHA-256 hex digests.
@@ -28,7 +28,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from labelkit.db.models import SessionHandoff, SignInThrottle, TrustedDevice, User, WebSession
-from labelkit.db.repository import _insert_ignore
+from labelkit.db.queries import _scope as scope_q
 
 # --------------------------------------------------------------------------- browser sessions
 
@@ -122,7 +122,7 @@ def ensure_throttle_keys(*, session: Session, keys: Sequence[str], now: datetime
     rows = [
         {"key_hash": k, "failures": 0, "blocked_until": None, "updated_at": now} for k in sorted(set(keys))
     ]
-    _insert_ignore(session, SignInThrottle.__table__, rows)
+    scope_q._insert_ignore(session, SignInThrottle.__table__, rows)
 
 
 def count_attempt(*, session: Session, key: str, now: datetime, window_seconds: int) -> int | None:

@@ -35,7 +35,7 @@ A re-delivered job writes nothing new, so its difference is zero: the totals sta
 idempotent like the rows. :func:`rebuild` recomputes everything from the rows in
 bulk SQL; the tests check that a random mix of writes leaves the running totals
 equal to a rebuild, and ``python -m labelkit.db.counts`` repairs a database by
-rebuilding (e.g. after rows were loaded behind the repository's back; ``--terms`` derives
+rebuilding (e.g. after rows were loaded behind the queries' back; ``--terms`` derives
 every image's terms again first, as migration 0008 does).
 """
 
@@ -470,7 +470,7 @@ def rebuild(session: Session) -> None:
     """Recompute every total from ``labels`` and ``image_terms`` (bulk SQL, any size).
 
     ``image_terms`` is taken as it is (derived on every write); :func:`derive_all_terms`
-    derives it again from the labels first when rows were written behind the repository."""
+    derives it again from the labels first when rows were written behind the queries' back."""
     dialect = _dialect(session)
     for table in (LabelCount, TermCount, ConfidenceBin):
         session.execute(delete(table))

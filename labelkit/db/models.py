@@ -254,7 +254,7 @@ ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (adm
 
 
 class LabelCount(Base):
-    """Per owner and label name: what :func:`~labelkit.db.repository.label_stats` reports.
+    """Per owner and label name: what :func:`~labelkit.db.queries.stats.label_stats` reports.
 
     ``images``: images carrying the name as an effective label or a parent (``image_terms``;
     the gallery filter's count); ``model_rows`` and ``confidence_milli`` (sum of

@@ -2,8 +2,8 @@
 
 One definition of each table, used by the notebooks, the dashboard's Export page
 and ``python -m labelkit.interchange``. Every function takes a ``Session`` and a
-:class:`~labelkit.db.repository.Viewer`; the queries live in
-:mod:`labelkit.db.repository` (same scoping: a non-admin sees only their images).
+:class:`~labelkit.domain.Viewer`; the queries live in :mod:`labelkit.db.queries`
+(``bulk`` for the reads; same scoping: a non-admin sees only their images).
 
 Tables (pandas)::
 

@@ -39,8 +39,8 @@ from datetime import date
 from pathlib import Path
 
 from labelkit import interchange
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import LabelkitError
 from labelkit.services import build_services
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         with transaction(services.engine) as s:
             viewer = system_viewer("cli")
             if args.as_user:
-                user = repo.get_user_by_username(session=s, username=args.as_user)
+                user = user_q.get_user_by_username(session=s, username=args.as_user)
                 if user is None:
                     _err(f"no user {args.as_user!r}")
                     return 1
@@ -189,7 +189,7 @@ def _import(args: argparse.Namespace, engine: object, storage_url: str) -> int:
         _err(f"cannot read {args.import_file}: {e}")
         return 1
     with transaction(engine) as s:
-        user = repo.get_user_by_username(session=s, username=args.user)
+        user = user_q.get_user_by_username(session=s, username=args.user)
         if user is None:
             _err(f"no user {args.user!r}")
             return 1

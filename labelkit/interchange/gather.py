@@ -9,8 +9,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from labelkit.db import repository as repo
 from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
+from labelkit.db.queries import bulk as bulk_q
+from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import NotFound, PermissionDenied
 from labelkit.interchange.boxes import BoxEntry, clamp_box
@@ -103,7 +104,7 @@ def resolve_owner(*, session: Session, viewer: Viewer, owner: str | None) -> str
     """The owner's user id for a username filter. Non-admins may only name themselves."""
     if not owner:
         return None
-    user = repo.get_user_by_username(session=session, username=owner)
+    user = user_q.get_user_by_username(session=session, username=owner)
     if not viewer.is_admin:
         if user is None or user.id != viewer.user_id:
             raise PermissionDenied("you can only export your own images")
@@ -118,7 +119,7 @@ def viewer_for(*, session: Session, username: str | None = None) -> Viewer:
     else that user's own images only (even for an admin, so the numbers are theirs)."""
     if not username:
         return system_viewer("notebook")
-    user = repo.get_user_by_username(session=session, username=username)
+    user = user_q.get_user_by_username(session=session, username=username)
     if user is None:
         raise NotFound(f"no user {username!r}")
     return Viewer(user_id=user.id, is_admin=False)
@@ -128,7 +129,7 @@ def collect(*, session: Session, viewer: Viewer, options: ExportOptions | None =
     """The viewer's images and labels that ``options`` select, oldest image first."""
     options = options or ExportOptions()
     owner_id = resolve_owner(session=session, viewer=viewer, owner=options.owner)
-    images = repo.export_images(
+    images = bulk_q.export_images(
         session=session,
         viewer=viewer,
         owner_id=owner_id,
@@ -137,9 +138,9 @@ def collect(*, session: Session, viewer: Viewer, options: ExportOptions | None =
         terms=options.labels,
     )
     rows: dict[str, list[LabelRow]] = {}
-    for row in repo.export_label_rows(session=session, viewer=viewer, image_ids=[i.id for i in images]):
+    for row in bulk_q.export_label_rows(session=session, viewer=viewer, image_ids=[i.id for i in images]):
         rows.setdefault(row.image_id, []).append(row)
-    names = repo.usernames(session=session, user_ids={i.owner_id for i in images})
+    names = user_q.usernames(session=session, user_ids={i.owner_id for i in images})
     wanted = {t.strip().casefold() for t in options.labels if t.strip()}
     out = []
     for image in images:

@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from labelkit.db import repository as repo
 from labelkit.db.models import Image, LabelSource, ReviewState
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
 from labelkit.domain import Viewer
 from labelkit.interchange.boxes import clamp_box
 from labelkit.interchange.manifest import key_from_source_ref
@@ -274,10 +275,10 @@ def import_lines(
             return key_from_source_ref(str(record["source-ref"]), storage_url or "./data/images")
         return str(record["object_key"]) if record.get("object_key") else None
 
-    by_id = repo.images_by_ids(
+    by_id = image_q.images_by_ids(
         session=session, viewer=viewer, image_ids=[str(r["image_id"]) for _, r in parsed if r.get("image_id")]
     )
-    by_key = repo.images_by_object_keys(
+    by_key = image_q.images_by_object_keys(
         session=session, viewer=viewer, keys=[k for _, r in parsed if (k := key_of(r))]
     )
     matched: list[tuple[int, dict[str, Any], Image]] = []
@@ -289,7 +290,9 @@ def import_lines(
             continue
         matched.append((number, record, image))
     if replace:
-        repo.delete_human_labels(session=session, viewer=viewer, image_ids=[img.id for _, _, img in matched])
+        label_q.delete_human_labels(
+            session=session, viewer=viewer, image_ids=[img.id for _, _, img in matched]
+        )
     touched: set[str] = set()
     for number, record, image in matched:
         try:
@@ -305,7 +308,7 @@ def import_lines(
         report.skipped_predictions += line.skipped_predictions
         report.clamped_boxes += line.clamped_boxes
         for w in wanted:
-            repo.import_human_label(
+            label_q.import_human_label(
                 session=session,
                 viewer=viewer,
                 image_id=image.id,

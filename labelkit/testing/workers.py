@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus
+from labelkit.db.queries import users as user_q
 from labelkit.services import Services
 from labelkit.settings import Settings
 from labelkit.testing.photos import encode, photo
@@ -42,7 +42,7 @@ def upload_many(services: Services, owner_id: str, blobs: list[bytes]) -> list[s
 
 def make_owner(services: Services, name: str = "alice") -> str:
     with transaction(services.engine) as s:
-        return repo.create_user(session=s, username=name, password_hash="x").id
+        return user_q.create_user(session=s, username=name, password_hash="x").id
 
 
 def listener_env(extra: dict[str, str]) -> dict[str, str]:

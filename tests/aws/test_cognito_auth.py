@@ -39,8 +39,8 @@ from labelkit import aws as lk_aws
 from labelkit.auth import ConfirmationRequired, NewPasswordRequired, Principal, make_authenticator
 from labelkit.auth.cognito import WRONG_CREDENTIALS, CognitoAuth, PasswordFlow, translate_error
 from labelkit.auth.local import LocalAuth
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import users as user_q
 from labelkit.errors import AccountLocked, AuthError
 from labelkit.settings import Settings
 from tests.integration import aws_fixtures
@@ -144,7 +144,7 @@ def pool(request: pytest.FixtureRequest, aws: None, monkeypatch: pytest.MonkeyPa
 
 def _db_user(engine: Engine, user_id: str) -> tuple[str, str | None, str | None, bool] | None:
     with transaction(engine) as s:
-        u = repo.get_user(session=s, user_id=user_id)
+        u = user_q.get_user(session=s, user_id=user_id)
         return None if u is None else (u.username, u.email, u.password_hash, u.is_admin)
 
 
@@ -321,7 +321,7 @@ def test_resend_code_sends_the_secret_hash_and_explains_throttling(pool: Pool, e
 
 def test_a_local_account_with_the_same_name_is_not_taken_over(pool: Pool, engine: Engine) -> None:
     with transaction(engine) as s:
-        repo.create_user(session=s, username="alice", password_hash="argon2-hash")
+        user_q.create_user(session=s, username="alice", password_hash="argon2-hash")
     pool.create_confirmed("alice")
     with pytest.raises(AuthError, match="already used by another Labelkit account"):
         pool.auth(engine).sign_in("alice", PASSWORD)

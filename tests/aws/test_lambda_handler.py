@@ -24,11 +24,13 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from labelkit import aws as lk_aws
-from labelkit.db import repository as repo
 from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
 from labelkit.db.models import Image as ImageRow
 from labelkit.db.models import ImageStatus, LabelRow
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import users as user_q
 from labelkit.domain import LabelResult, Viewer
 from labelkit.errors import ConfigError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions
@@ -113,13 +115,13 @@ class World:
 
     def status(self, image_id: str) -> tuple[ImageStatus, str | None]:
         with transaction(self.services.engine) as s:
-            img = repo.get_image(session=s, viewer=Viewer(user_id=self.owner_id), image_id=image_id)
+            img = image_q.get_image(session=s, viewer=Viewer(user_id=self.owner_id), image_id=image_id)
             return img.status, img.failure_reason
 
     def labels(self, image_id: str) -> list[tuple[str, str]]:
         with transaction(self.services.engine) as s:
             viewer = Viewer(user_id=self.owner_id)
-            rows = repo.labels_for_image(session=s, viewer=viewer, image_id=image_id)
+            rows = label_q.labels_for_image(session=s, viewer=viewer, image_id=image_id)
             return sorted((r.name, r.model_version) for r in rows)
 
     def label_rows(self) -> int:
@@ -202,7 +204,7 @@ def world(
     # The "dashboard" side, with its own settings object (the handler reads the env itself).
     services = build_services(Settings(labeler="fake"), migrate=False)
     with transaction(services.engine) as s:
-        owner_id = repo.create_user(session=s, username="alice", password_hash="x").id
+        owner_id = user_q.create_user(session=s, username="alice", password_hash="x").id
     return World(s3=s3, sqs=sqs, queue_url=queue_url, services=services, owner_id=owner_id)
 
 
@@ -318,7 +320,7 @@ def test_one_bad_image_never_fails_its_batch(world: World, monkeypatch: pytest.M
     good = world.upload("good.jpg", jpeg((10, 200, 10)))
     flaky = world.upload("flaky.jpg", jpeg((200, 200, 10)))
     with transaction(world.services.engine) as s:
-        corrupt_img = repo.create_image(
+        corrupt_img = image_q.create_image(
             session=s,
             owner_id=world.owner_id,
             original_name="corrupt.jpg",
@@ -435,7 +437,7 @@ def test_events_the_store_cannot_own_are_refused_and_acknowledged(
     image = world.upload("photo.jpg", jpeg((10, 200, 10)))
     test_event, real = world.receive(2)
     with transaction(world.services.engine) as s:
-        key = repo.get_image(session=s, viewer=Viewer(user_id=world.owner_id), image_id=image).object_key
+        key = image_q.get_image(session=s, viewer=Viewer(user_id=world.owner_id), image_id=image).object_key
     size = len(jpeg((10, 200, 10)))
     world.sqs.send_message(
         QueueUrl=world.queue_url,

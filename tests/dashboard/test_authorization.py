@@ -7,9 +7,11 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus, LabelRow, LabelSource
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import Viewer
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, RED, app, drain, texts, upload
@@ -58,7 +60,7 @@ def test_actions_on_other_users_image_change_nothing(
 ) -> None:
     # GIVEN bob with alice's image open in a stale tab (it was never his: the page refuses)
     with transaction(services.engine) as s:
-        repo.mark_failed(session=s, image_id=alices_image, reason="boom")
+        worker_q.mark_failed(session=s, image_id=alices_image, reason="boom")
     at = app(bob, "app_pages/image.py", image=alices_image)
     assert "Image not found" in texts(at)
     # WHEN bob uses the use cases the page would call, with alice's id
@@ -71,7 +73,7 @@ def test_actions_on_other_users_image_change_nothing(
         delete_image(services=services, viewer=bob.viewer, image_id=alices_image)
     # THEN alice's image is untouched
     with transaction(services.engine) as s:
-        img = repo.get_image(session=s, viewer=alice.viewer, image_id=alices_image)
+        img = image_q.get_image(session=s, viewer=alice.viewer, image_id=alices_image)
         humans = s.scalar(
             select(func.count()).select_from(LabelRow).where(LabelRow.source == LabelSource.HUMAN)
         )
@@ -84,8 +86,8 @@ def test_review_actions_only_reach_own_labels(
     at = app(bob, "app_pages/review.py")
     with transaction(services.engine) as s:
         # alice is the admin: scope to her own images to get "her" labels
-        alice_rows = repo.review_queue(session=s, viewer=Viewer(user_id=alice.user_id))
-        bob_rows = repo.review_queue(session=s, viewer=bob.viewer)
+        alice_rows = review_q.review_queue(session=s, viewer=Viewer(user_id=alice.user_id))
+        bob_rows = review_q.review_queue(session=s, viewer=bob.viewer)
     keys = {b.key for b in at.button}
     assert all(f"accept::{r.image_id}::{r.name}" not in keys for r in alice_rows)
     assert all(f"accept::{r.image_id}::{r.name}" in keys for r in bob_rows)
@@ -94,8 +96,8 @@ def test_review_actions_only_reach_own_labels(
     at.checkbox(key="review_select_all").check().run()
     at.button(key="accept_selected").click().run()
     with transaction(services.engine) as s:
-        assert repo.count_review_queue(session=s, viewer=Viewer(user_id=alice.user_id)) == len(alice_rows)
-        assert repo.count_review_queue(session=s, viewer=bob.viewer) == 0
+        assert review_q.count_review_queue(session=s, viewer=Viewer(user_id=alice.user_id)) == len(alice_rows)
+        assert review_q.count_review_queue(session=s, viewer=bob.viewer) == 0
 
 
 def test_admin_sees_everyones_images(
@@ -104,6 +106,6 @@ def test_admin_sees_everyones_images(
     at = app(alice, "app_pages/gallery.py")
     assert "bob.jpg" in texts(at) and "alice-secret.jpg" in texts(at)
     with transaction(services.engine) as s:
-        bobs = repo.list_images(session=s, viewer=bob.viewer).items[0].id
+        bobs = image_q.list_images(session=s, viewer=bob.viewer).items[0].id
     at = app(alice, "app_pages/image.py", image=bobs)
     assert "owner bob" in texts(at)

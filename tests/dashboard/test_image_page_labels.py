@@ -8,9 +8,9 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import Label, LabelResult
 from labelkit.services import Services
 from tests.dashboard.conftest import RED, app, drain, texts, upload
@@ -32,10 +32,10 @@ def _cat_photo(services: Services, alice: Principal) -> str:
     image_id = upload(services, alice, "chelsea.jpg", RED)
     with transaction(services.engine) as s:
         cat = Label(name="Cat", confidence=88.0, parents=["Animal"], aliases=["Tabby Cat", "Kitty"])
-        repo.save_model_labels(
+        worker_q.save_model_labels(
             session=s, image_id=image_id, result=LabelResult(labels=[cat], model_version="m1")
         )
-        repo.mark_labelled(
+        worker_q.mark_labelled(
             session=s,
             image_id=image_id,
             model_version="m1",

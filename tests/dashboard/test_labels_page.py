@@ -13,9 +13,9 @@ from sqlalchemy import update
 
 from labelkit import analytics
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ReviewState
+from labelkit.db.queries import labels as label_q
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, RED, app, drain, elements, jpeg, upload
 
@@ -30,7 +30,7 @@ def test_precision_says_no_reviews_yet_until_someone_reviews(services: Services,
     upload(services, alice, "blue.jpg", BLUE)
     drain(services)
     with transaction(services.engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice.viewer, image_id=red, name="Red Thing", review=ReviewState.CONFIRMED
         )
     st.cache_data.clear()

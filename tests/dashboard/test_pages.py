@@ -7,16 +7,17 @@ import streamlit as st
 from sqlalchemy import select
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus, LabelRow, LabelSource, ReviewState
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, GREEN, RED, app, drain, elements, jpeg, texts, upload
 
 
 def _status(services: Services, who: Principal, image_id: str) -> ImageStatus:
     with transaction(services.engine) as s:
-        return repo.get_image(session=s, viewer=who.viewer, image_id=image_id).status
+        return image_q.get_image(session=s, viewer=who.viewer, image_id=image_id).status
 
 
 def _gallery_names(at) -> list[str]:
@@ -132,7 +133,7 @@ def test_image_page_delete_with_confirmation(services: Services, alice: Principa
     at.button(key="delete").click().run()
     at.button(key="delete_confirm").click().run()
     with transaction(services.engine) as s:
-        assert repo.list_images(session=s, viewer=alice.viewer).total == 0
+        assert image_q.list_images(session=s, viewer=alice.viewer).total == 0
     assert services.queue.stats().visible == 0
     assert "Deleted red.jpg." in texts(at)
 
@@ -141,7 +142,7 @@ def test_image_page_retry_of_a_failed_image(services: Services, alice: Principal
     image_id = upload(services, alice, "red.jpg", RED)
     services.queue.purge_matching(image_id)
     with transaction(services.engine) as s:
-        repo.mark_failed(session=s, image_id=image_id, reason="The model crashed.")
+        worker_q.mark_failed(session=s, image_id=image_id, reason="The model crashed.")
     at = app(alice, "app_pages/image.py", image=image_id)
     assert "Labelling failed: The model crashed" in texts(at)
     at.button(key="retry").click().run()
@@ -215,7 +216,7 @@ def test_pipeline_page_for_admins_with_retry_and_redrive(
     for _ in range(services.settings.queue_max_receives + 1):
         services.queue.receive(max_messages=1)
     with transaction(services.engine) as s:
-        repo.mark_failed(session=s, image_id=image_id, reason="Labelling failed after 3 attempts: boom")
+        worker_q.mark_failed(session=s, image_id=image_id, reason="Labelling failed after 3 attempts: boom")
     assert services.queue.stats().dead == 1
     # WHEN the admin opens the pipeline page
     at = app(alice, "app_pages/pipeline.py")

@@ -7,9 +7,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, GREEN, RED, app, drain, elements, jpeg, texts, upload
 
@@ -136,10 +137,10 @@ def test_gallery_filters_by_review_state(services: Services, alice: Principal) -
     )
     drain(services)
     with transaction(services.engine) as s:
-        repo.set_review_for_images(
+        review_q.set_review_for_images(
             session=s, viewer=alice.viewer, image_ids=[done], review=ReviewState.CONFIRMED
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice.viewer, image_id=partly, name="Thing", review=ReviewState.REJECTED
         )
     at = app(alice, "app_pages/gallery.py")

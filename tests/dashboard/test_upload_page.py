@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, GREEN, RED, app, drain, texts
 
@@ -49,9 +50,9 @@ def test_outcomes_are_grouped_and_the_status_is_live(services: Services, alice: 
     # WHEN the worker labels them (one of them fails) and the page runs again
     drain(services)
     with transaction(services.engine) as s:
-        page = repo.list_images(session=s, viewer=alice.viewer)
+        page = image_q.list_images(session=s, viewer=alice.viewer)
         blue = next(i.id for i in page.items if i.original_name == "blue.jpg")
-        repo.mark_failed(session=s, image_id=blue, reason="The model crashed.")
+        worker_q.mark_failed(session=s, image_id=blue, reason="The model crashed.")
     at.run()
     # THEN each shows its real status and top label, and the timer has stopped
     shown = texts(at)

@@ -15,9 +15,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer
 from labelkit.queue.sqs import ensure_queues
 from labelkit.services import build_pipeline, build_services
@@ -68,7 +70,7 @@ def test_s3_notification_to_listener_to_mariadb(aws: None, mysql_server_url: str
     )
     services = build_services(settings)
     with transaction(services.engine) as s:
-        owner = repo.create_user(session=s, username="alice", password_hash="x")
+        owner = user_q.create_user(session=s, username="alice", password_hash="x")
         viewer = Viewer(user_id=owner.id)
 
     # WHEN two photos are uploaded (the dashboard's path: row, then S3 put; no enqueue)
@@ -88,10 +90,10 @@ def test_s3_notification_to_listener_to_mariadb(aws: None, mysql_server_url: str
 
     # THEN both images are labelled in MariaDB and the queue is empty
     with transaction(services.engine) as s:
-        images = [repo.get_image(session=s, viewer=viewer, image_id=i) for i in ids if i]
+        images = [image_q.get_image(session=s, viewer=viewer, image_id=i) for i in ids if i]
         labels = {
             img.original_name: sorted(
-                r.name for r in repo.labels_for_image(session=s, viewer=viewer, image_id=img.id)
+                r.name for r in label_q.labels_for_image(session=s, viewer=viewer, image_id=img.id)
             )
             for img in images
         }

@@ -14,9 +14,10 @@ from sqlalchemy.engine import Engine
 
 from bench import row_counting
 from bench.queries import explain, generate, queries
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, LabelSource, ReviewState, User
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
 
 IMAGES = 500
@@ -92,14 +93,14 @@ def test_generator_writes_consistent_rows_and_every_query_runs(engine: Engine) -
     # counting the rows the old way.
     with transaction(engine) as s:
         for v in (admin, user, typical):
-            after = repo.label_stats(session=s, viewer=v)
+            after = stats_q.label_stats(session=s, viewer=v)
             before = row_counting.label_stats(s, v)
             counted = {r[0]: int(r[1]) for r in before if len(r) == 2 and isinstance(r[1], int)}
             reviewed = {r[0] for r in before if len(r) == 3}
             assert {st.name: st.images for st in after} == {
                 n: counted.get(n, 0) for n in {*counted, *reviewed}
             }
-            assert repo.count_review_queue(session=s, viewer=v) == row_counting.count_review_queue(s, v)
-            assert [t.term for t in repo.term_suggestions(session=s, viewer=v, limit=20)] == [
+            assert review_q.count_review_queue(session=s, viewer=v) == row_counting.count_review_queue(s, v)
+            assert [t.term for t in stats_q.term_suggestions(session=s, viewer=v, limit=20)] == [
                 r[0] for r in row_counting.term_suggestions(s, v, limit=20)
             ]

@@ -15,9 +15,11 @@ import pytest
 import streamlit as st
 from sqlalchemy.engine import Engine
 
-from labelkit import analytics
-from labelkit.db import repository as repo
+from labelkit import analytics, compare
 from labelkit.db.engine import transaction
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
 from labelkit.domain import Label, LabelResult, Viewer
 from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.pipeline import Pipeline
@@ -74,9 +76,11 @@ class World:
         self.compare = self._pipeline(both)
         self.local_only = self._pipeline(both[:1])
         with transaction(engine) as s:
-            self.alice = repo.create_user(session=s, username="alice", password_hash=None, is_admin=False).id
-            self.bob = repo.create_user(session=s, username="bob", password_hash=None, is_admin=False).id
-            self.admin = repo.create_user(session=s, username="root", password_hash=None, is_admin=True).id
+            self.alice = user_q.create_user(
+                session=s, username="alice", password_hash=None, is_admin=False
+            ).id
+            self.bob = user_q.create_user(session=s, username="bob", password_hash=None, is_admin=False).id
+            self.admin = user_q.create_user(session=s, username="root", password_hash=None, is_admin=True).id
 
     def _pipeline(self, labelers: list[ScriptedLabeler]) -> Pipeline:
         return Pipeline(
@@ -85,7 +89,7 @@ class World:
 
     def add(self, owner: str, data: bytes, pipeline: Pipeline) -> str:
         with transaction(self.engine) as s:
-            img = repo.create_image(
+            img = image_q.create_image(
                 session=s,
                 owner_id=owner,
                 original_name="x.jpg",
@@ -117,7 +121,7 @@ def world(engine: Engine, tmp_path: Path) -> World:
 
 def test_agreement_per_label_and_overall(world: World) -> None:
     with transaction(world.engine) as s:
-        ag = repo.labeller_agreement(
+        ag = compare.labeller_agreement(
             session=s, viewer=Viewer(world.alice), version_a=LOCAL, version_b=REKOGNITION
         )
     # red: local {cat, animal} (+ parents feline, mammal), Rekognition {cat, kitten, mammal, animal}:
@@ -143,15 +147,15 @@ def test_agreement_per_label_and_overall(world: World) -> None:
 
 def test_agreement_is_scoped_by_viewer_and_symmetric(world: World) -> None:
     with transaction(world.engine) as s:
-        bob = repo.labeller_agreement(
+        bob = compare.labeller_agreement(
             session=s, viewer=Viewer(world.bob), version_a=LOCAL, version_b=REKOGNITION
         )
-        admin = repo.labeller_agreement(
+        admin = compare.labeller_agreement(
             session=s, viewer=Viewer(world.admin, is_admin=True), version_a=REKOGNITION, version_b=LOCAL
         )
-        versions = repo.model_versions(session=s, viewer=Viewer(world.alice))
+        versions = stats_q.model_versions(session=s, viewer=Viewer(world.alice))
         counted = [
-            repo.count_model_versions(session=s, viewer=v)
+            stats_q.count_model_versions(session=s, viewer=v)
             for v in (Viewer(world.alice), Viewer(world.bob), Viewer(world.admin, is_admin=True))
         ]
     assert counted == [2, 2, 2]
@@ -230,7 +234,7 @@ def test_compare_page_is_offered_only_with_two_model_versions(
     st.cache_resource.clear()
     st.cache_data.clear()
     with transaction(engine) as s:
-        uid = repo.create_user(session=s, username="solo", password_hash=None).id
+        uid = user_q.create_user(session=s, username="solo", password_hash=None).id
     # One labeller (nothing labelled twice): navigation has no compare page.
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app(Principal(user_id=uid, username="solo", is_admin=True), "app_pages/compare.py")

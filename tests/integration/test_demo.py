@@ -8,9 +8,9 @@ import pytest
 
 from labelkit import demo
 from labelkit.auth.local import LocalAuth
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
 from labelkit.services import build_services
 from labelkit.settings import Settings, get_settings
 
@@ -26,8 +26,8 @@ def test_demo_uploads_and_labels_the_shipped_photos(tmp_path: Path, monkeypatch:
     services = build_services(Settings(data_dir=tmp_path / "data"))
     principal = LocalAuth(services.engine).sign_in("demo", "demo-password-1")
     with transaction(services.engine) as s:
-        page = repo.list_images(session=s, viewer=principal.viewer, page_size=100)
-        cats = repo.list_images(session=s, viewer=principal.viewer, flt=repo.ImageFilter(label="Cat"))
+        page = image_q.list_images(session=s, viewer=principal.viewer, page_size=100)
+        cats = image_q.list_images(session=s, viewer=principal.viewer, flt=image_q.ImageFilter(label="Cat"))
     assert page.total == len(demo.shipped_photos()) >= 10
     assert {i.status for i in page.items} == {ImageStatus.LABELLED}
     assert [i.original_name for i in cats.items] == ["chelsea the cat.png"]

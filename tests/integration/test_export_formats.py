@@ -21,9 +21,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from labelkit import interchange
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, LabelSource, ReviewState
+from labelkit.db.queries import labels as label_q
 from labelkit.domain import Viewer
 from labelkit.interchange import ExportFormat, ExportOptions
 from labelkit.interchange import __main__ as export_cli
@@ -240,7 +240,7 @@ def test_manifest_bundle_source_refs_and_missing_images(
 def test_csv_for_excel_starts_with_a_bom(engine: Engine, world: dict[str, object]) -> None:  # noqa: F811
     alice, ids = _who(world)
     with transaction(engine) as s:
-        repo.import_human_label(
+        label_q.import_human_label(
             session=s,
             viewer=alice,
             image_id=ids["palace.jpg"],
@@ -351,7 +351,7 @@ def test_cli_bundle_bom_and_source_refs(
     assert export_cli.main(["--import", str(bad), "--user", "alice"]) == 2
     assert "line 1: label 'Dog' box 1: left 1.5 is outside the image" in capsys.readouterr().err
     with transaction(engine) as s:
-        rows = repo.labels_for_image(session=s, viewer=_who(world)[0], image_id=image_id)
+        rows = label_q.labels_for_image(session=s, viewer=_who(world)[0], image_id=image_id)
     assert "Dog" not in {r.name for r in rows if r.source == LabelSource.HUMAN}
     get_settings.cache_clear()
 

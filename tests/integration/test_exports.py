@@ -14,9 +14,12 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
 from labelkit import interchange
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 from labelkit.errors import PermissionDenied
 from labelkit.interchange import ExportFormat, ExportOptions
@@ -58,15 +61,15 @@ def _palace() -> LabelResult:
 def world(engine: Engine) -> dict[str, object]:
     """alice (admin) with a cat photo (reviewed) and a palace; bob with a cat photo."""
     with transaction(engine) as s:
-        alice = repo.create_user(session=s, username="alice", password_hash="x", is_admin=True)
-        bob = repo.create_user(session=s, username="bob", password_hash="x", is_admin=False)
+        alice = user_q.create_user(session=s, username="alice", password_hash="x", is_admin=True)
+        bob = user_q.create_user(session=s, username="bob", password_hash="x", is_admin=False)
         ids = {}
         for owner, name, sha, result in [
             (alice, "cat.jpg", "a", _cat()),
             (alice, "palace.jpg", "b", _palace()),
             (bob, "bob-cat.jpg", "c", _cat()),
         ]:
-            img = repo.create_image(
+            img = image_q.create_image(
                 session=s,
                 owner_id=owner.id,
                 original_name=name,
@@ -77,17 +80,17 @@ def world(engine: Engine) -> dict[str, object]:
                 height=480,
                 sha256=sha * 64,
             )
-            repo.save_model_labels(session=s, image_id=img.id, result=result)
-            repo.mark_labelled(session=s, image_id=img.id, model_version="test-1", properties=None)
+            worker_q.save_model_labels(session=s, image_id=img.id, result=result)
+            worker_q.mark_labelled(session=s, image_id=img.id, model_version="test-1", properties=None)
             ids[name] = img.id
         a = Viewer(user_id=alice.id, is_admin=True)
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=a, image_id=ids["cat.jpg"], name="Cat", review=ReviewState.CONFIRMED
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=a, image_id=ids["cat.jpg"], name="Sofa", review=ReviewState.REJECTED
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=a, image_id=ids["cat.jpg"], name="Blanket", review=ReviewState.CONFIRMED
         )
     return {"alice": a, "bob": Viewer(user_id=bob.id, is_admin=False), "ids": ids}
@@ -281,7 +284,7 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     # WHEN it is imported back
     with transaction(engine) as s:
         report = interchange.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
-        rows = repo.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
+        rows = label_q.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
     # THEN the model's labels stay the model's: nothing becomes a confirmed human label
     assert report.unknown == [] and report.errors == [] and report.labels == 0 and report.boxes == 0
     assert report.skipped_predictions == 3  # Cat, Animal, Sofa
@@ -289,7 +292,7 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
 
     # GIVEN a person confirmed the cat (its boxes are the model's), then the human labels went
     with transaction(engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s,
             viewer=alice,  # type: ignore[arg-type]
             image_id=bob_cat,  # type: ignore[arg-type]
@@ -301,7 +304,7 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
         s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
         report = interchange.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
         assert report.unknown == [] and report.images == 1 and report.boxes == 2
-        rows = repo.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
+        rows = label_q.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
     # THEN only the confirmed class comes back as a person's, with its boxes
     human = {(r.name, r.instance): r for r in rows if r.source == LabelSource.HUMAN}
     assert {n for n, _ in human} == {"Cat"}

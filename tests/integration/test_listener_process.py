@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer
 from labelkit.services import build_services
 from labelkit.settings import Settings
@@ -36,7 +37,7 @@ def test_listener_labels_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", labeler="fake")
     services = build_services(settings)
     with transaction(services.engine) as s:
-        owner = repo.create_user(session=s, username="alice", password_hash="x")
+        owner = user_q.create_user(session=s, username="alice", password_hash="x")
         viewer = Viewer(user_id=owner.id)
     ids = [
         upload_image(
@@ -55,7 +56,7 @@ def test_listener_labels_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             with transaction(services.engine) as s:
-                statuses = {repo.get_image(session=s, viewer=viewer, image_id=i or "").status for i in ids}
+                statuses = {image_q.get_image(session=s, viewer=viewer, image_id=i or "").status for i in ids}
             if statuses == {ImageStatus.LABELLED}:
                 break
             time.sleep(0.2)

@@ -8,11 +8,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
 from labelkit.db import counts
-from labelkit.db import repository as repo
 from labelkit.db.engine import dispose_engines, make_engine, transaction
 from labelkit.db.migrate import downgrade, upgrade
 from labelkit.db.models import Image, ImageTerm, LabelRow, LabelSource, ReviewState, TermKind, User
-from labelkit.db.repository import ImageFilter
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import Label, LabelResult, Viewer
 from labelkit.settings import get_settings
 
@@ -90,12 +93,12 @@ def test_upgrade_derives_terms_and_totals_and_downgrade_keeps_them(empty_db_url:
                 ("label", "Road", 55.0),
                 ("label", "Astronaut", 100.0),
             }
-            stats = {st.name: (st.images, st.rejected) for st in repo.label_stats(session=s, viewer=alice)}
+            stats = {st.name: (st.images, st.rejected) for st in stats_q.label_stats(session=s, viewer=alice)}
             assert stats == {"Road": (1, 0), "Astronaut": (1, 0), "School Bus": (0, 1)}
             for name, images in (("School Bus", 0), ("Bus", 0), ("Astronaut", 1)):
-                flt = ImageFilter(label=name)
-                assert repo.list_images(session=s, viewer=alice, flt=flt).total == images, name
-            assert repo.top_labels(session=s, viewer=alice, image_ids=[photo]) == {
+                flt = image_q.ImageFilter(label=name)
+                assert image_q.list_images(session=s, viewer=alice, flt=flt).total == images, name
+            assert stats_q.top_labels(session=s, viewer=alice, image_ids=[photo]) == {
                 photo: ("Astronaut", 100.0)
             }
             running = counts.dump(s)
@@ -108,19 +111,19 @@ def test_upgrade_derives_terms_and_totals_and_downgrade_keeps_them(empty_db_url:
             assert s.scalar(select(ImageTerm.term).where(ImageTerm.term == "School Bus")) is None
         upgrade(engine)
         with transaction(engine) as s:
-            assert repo.label_stats(session=s, viewer=alice)[0].name in ("Astronaut", "Road")
+            assert stats_q.label_stats(session=s, viewer=alice)[0].name in ("Astronaut", "Road")
     finally:
         engine.dispose()
 
 
-def test_the_cli_derives_terms_written_behind_the_repositorys_back(
+def test_the_cli_derives_terms_written_behind_the_queries_back(
     engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a rejected label whose term was put back by hand (as a bulk load might)
     with transaction(engine) as s:
-        u = repo.create_user(session=s, username="alice", password_hash="x", is_admin=False)
+        u = user_q.create_user(session=s, username="alice", password_hash="x", is_admin=False)
         alice = Viewer(user_id=u.id)
-        img = repo.create_image(
+        img = image_q.create_image(
             session=s,
             owner_id=u.id,
             original_name="a.jpg",
@@ -131,12 +134,12 @@ def test_the_cli_derives_terms_written_behind_the_repositorys_back(
             height=10,
             sha256="a" * 64,
         )
-        repo.save_model_labels(
+        worker_q.save_model_labels(
             session=s,
             image_id=img.id,
             result=LabelResult(model_version="m", labels=[Label(name="Cat", confidence=90)]),
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=img.id, name="Cat", review=ReviewState.REJECTED
         )
         s.execute(insert(ImageTerm).values(image_id=img.id, kind=TermKind.LABEL, term="Cat", confidence=90.0))
@@ -153,5 +156,5 @@ def test_the_cli_derives_terms_written_behind_the_repositorys_back(
     assert "matched" in capsys.readouterr().out
     # THEN the rejection wins again
     with transaction(engine) as s:
-        assert repo.list_images(session=s, viewer=alice, flt=ImageFilter(label="Cat")).total == 0
+        assert image_q.list_images(session=s, viewer=alice, flt=image_q.ImageFilter(label="Cat")).total == 0
         assert s.scalar(select(LabelRow.review).where(LabelRow.source == LabelSource.HUMAN)) == "rejected"

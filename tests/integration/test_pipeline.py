@@ -16,9 +16,11 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus, LabelRow
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import users as user_q
 from labelkit.domain import LabelResult, Viewer
 from labelkit.errors import LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions
@@ -49,7 +51,7 @@ def services(settings: Settings) -> Services:
 @pytest.fixture
 def alice(services: Services) -> Viewer:
     with transaction(services.engine) as s:
-        user = repo.create_user(session=s, username="alice", password_hash="x")
+        user = user_q.create_user(session=s, username="alice", password_hash="x")
         return Viewer(user_id=user.id, is_admin=False)
 
 
@@ -66,7 +68,7 @@ def drain(services: Services, pipeline: Pipeline | None = None, workers: int = 2
 
 def image_row(services: Services, viewer: Viewer, image_id: str) -> tuple[ImageStatus, str | None, int]:
     with transaction(services.engine) as s:
-        img = repo.get_image(session=s, viewer=viewer, image_id=image_id)
+        img = image_q.get_image(session=s, viewer=viewer, image_id=image_id)
         return img.status, img.failure_reason, img.attempts
 
 
@@ -82,12 +84,16 @@ def test_uploads_end_labelled_with_boxes_and_parents(services: Services, alice: 
     drain(services)
     # THEN every image is labelled, the queue is empty, and labels carry parents and boxes
     with transaction(services.engine) as s:
-        page = repo.list_images(session=s, viewer=alice)
+        page = image_q.list_images(session=s, viewer=alice)
         names = {
-            i.original_name: {r.name for r in repo.labels_for_image(session=s, viewer=alice, image_id=i.id)}
+            i.original_name: {
+                r.name for r in label_q.labels_for_image(session=s, viewer=alice, image_id=i.id)
+            }
             for i in page.items
         }
-        animal_like = repo.list_images(session=s, viewer=alice, flt=repo.ImageFilter(label="Thing")).total
+        animal_like = image_q.list_images(
+            session=s, viewer=alice, flt=image_q.ImageFilter(label="Thing")
+        ).total
     assert {i.status for i in page.items} == {ImageStatus.LABELLED}
     assert names == {
         "red.jpg": {"Red Thing", "Thing"},
@@ -122,7 +128,7 @@ def test_bad_uploads_are_refused_and_nothing_is_written(
     result = upload_image(services=services, owner_id=alice.user_id, filename="x.jpg", data=data)
     assert result.outcome == "rejected" and reason.lower() in (result.reason or "").lower()
     with transaction(services.engine) as s:
-        assert repo.list_images(session=s, viewer=alice).total == 0
+        assert image_q.list_images(session=s, viewer=alice).total == 0
     assert services.queue.stats().visible == 0
     assert not any((services.settings.data_dir / "images").rglob("*.jpg"))
 
@@ -147,7 +153,7 @@ def test_a_file_that_is_not_an_image_fails_at_once_with_a_reason(services: Servi
     up = upload_image(services=services, owner_id=alice.user_id, filename="a.jpg", data=jpeg((0, 0, 200)))
     assert up.image_id
     with transaction(services.engine) as s:
-        key = repo.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
+        key = image_q.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
     services.store.put(key, b"%PDF-1.4 not a photo", content_type="image/jpeg")
     # WHEN the worker handles it
     drain(services)
@@ -232,13 +238,13 @@ def test_delete_leaves_nothing_behind(services: Services, alice: Viewer) -> None
     up = upload_image(services=services, owner_id=alice.user_id, filename="a.jpg", data=jpeg((9, 9, 200)))
     assert up.image_id
     with transaction(services.engine) as s:
-        key = repo.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
+        key = image_q.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
     delete_image(services=services, viewer=alice, image_id=up.image_id)
     assert not services.store.exists(key)
     assert services.queue.stats().visible == 0
     with transaction(services.engine) as s:
         assert s.scalar(select(func.count()).select_from(LabelRow)) == 0
-        assert repo.list_images(session=s, viewer=alice).total == 0
+        assert image_q.list_images(session=s, viewer=alice).total == 0
 
 
 def test_message_for_an_unknown_key_is_skipped(services: Services) -> None:
@@ -263,7 +269,7 @@ def test_an_event_naming_another_bucket_labels_nothing_and_is_acknowledged(
     up = upload_image(services=services, owner_id=alice.user_id, filename="a.jpg", data=jpeg((9, 200, 9)))
     assert up.image_id
     with transaction(services.engine) as s:
-        key = repo.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
+        key = image_q.get_image(session=s, viewer=alice, image_id=up.image_id).object_key
     assert services.queue.purge_matching(up.image_id) == 1
     services.queue.send(make_s3_event(bucket="someone-elses-bucket", key=key, size=10))
 

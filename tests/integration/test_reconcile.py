@@ -14,9 +14,11 @@ import time
 
 import pytest
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import Viewer
 from labelkit.reconcile import NEVER_STORED, reconcile
 from labelkit.services import Services, build_services
@@ -35,12 +37,12 @@ def services(settings: Settings) -> Services:
 @pytest.fixture
 def alice(services: Services) -> Viewer:
     with transaction(services.engine) as s:
-        return Viewer(user_id=repo.create_user(session=s, username="alice", password_hash="x").id)
+        return Viewer(user_id=user_q.create_user(session=s, username="alice", password_hash="x").id)
 
 
 def _status(services: Services, viewer: Viewer, image_id: str) -> tuple[ImageStatus, str | None]:
     with transaction(services.engine) as s:
-        image = repo.get_image(session=s, viewer=viewer, image_id=image_id)
+        image = image_q.get_image(session=s, viewer=viewer, image_id=image_id)
         return image.status, image.failure_reason
 
 
@@ -53,7 +55,7 @@ def _deliveries_that_die(services: Services, image_id: str) -> None:
         while not services.queue.receive(wait_seconds=1):
             assert time.monotonic() < deadline, "the message did not come back"
         with transaction(services.engine) as s:
-            repo.mark_labelling(session=s, image_id=image_id)
+            worker_q.mark_labelling(session=s, image_id=image_id)
     # The next receive finds it out of deliveries and dead-letters it.
     deadline = time.monotonic() + 60
     while services.queue.stats().dead == 0:
@@ -106,7 +108,7 @@ def test_a_running_job_is_left_alone(services: Services, alice: Viewer) -> None:
     assert result.image_id
     [_message] = services.queue.receive()
     with transaction(services.engine) as s:
-        repo.mark_labelling(session=s, image_id=result.image_id)
+        worker_q.mark_labelling(session=s, image_id=result.image_id)
     # WHEN the reconciler runs THEN nothing changes
     assert reconcile(services=services, never_queued_grace=0).changed == 0
     assert _status(services, alice, result.image_id)[0] == ImageStatus.LABELLING
@@ -131,7 +133,7 @@ def _row_only(services: Services, owner: Viewer, data: bytes, *, store: bool) ->
 
     info = inspect_image(data, max_bytes=10**8, max_pixels=10**8)
     with transaction(services.engine) as s:
-        image = repo.create_image(
+        image = image_q.create_image(
             session=s,
             owner_id=owner.user_id,
             original_name="half.jpg",
@@ -193,7 +195,7 @@ def test_a_stored_file_gone_missing_is_restored_by_uploading_it_again(
     assert first.image_id
     drain(services)
     with transaction(services.engine) as s:
-        key = repo.get_image(session=s, viewer=alice, image_id=first.image_id).object_key
+        key = image_q.get_image(session=s, viewer=alice, image_id=first.image_id).object_key
     services.store.delete(key)
     # WHEN it is uploaded again THEN it is accepted, stored again and relabelled
     again = upload_image(services=services, owner_id=alice.user_id, filename="lost.jpg", data=data)
@@ -235,7 +237,7 @@ def test_a_delete_while_storage_fails_changes_nothing(services: Services, alice:
     result = upload_image(services=services, owner_id=alice.user_id, filename="x.jpg", data=jpeg((5, 5, 5)))
     assert result.image_id
     with transaction(services.engine) as s:
-        key = repo.get_image(session=s, viewer=alice, image_id=result.image_id).object_key
+        key = image_q.get_image(session=s, viewer=alice, image_id=result.image_id).object_key
     store = services.store
     assert isinstance(store, LocalStore)
     _break_store_path(store, key)
@@ -262,4 +264,4 @@ def test_an_upload_the_store_refuses_says_so_without_server_paths(services: Serv
     assert (result.outcome, result.reason) == ("rejected", STORE_FAILED)
     assert str(store.root) not in (result.reason or "")
     with transaction(services.engine) as s:
-        assert repo.list_images(session=s, viewer=alice).total == 0
+        assert image_q.list_images(session=s, viewer=alice).total == 0

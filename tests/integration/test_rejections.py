@@ -15,23 +15,27 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from labelkit import analytics, interchange
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ReviewState, TermKind
-from labelkit.db.repository import ImageFilter
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 from labelkit.interchange import ExportFormat, ExportOptions
 
 
 def _user(engine: Engine, name: str) -> Viewer:
     with transaction(engine) as s:
-        u = repo.create_user(session=s, username=name, password_hash="x", is_admin=False)
+        u = user_q.create_user(session=s, username=name, password_hash="x", is_admin=False)
         return Viewer(user_id=u.id, is_admin=False)
 
 
 def _photo(engine: Engine, owner: Viewer, sha: str, *labels: Label) -> str:
     with transaction(engine) as s:
-        img = repo.create_image(
+        img = image_q.create_image(
             session=s,
             owner_id=owner.user_id,
             original_name=f"{sha}.jpg",
@@ -43,8 +47,8 @@ def _photo(engine: Engine, owner: Viewer, sha: str, *labels: Label) -> str:
             sha256=sha * 64,
         )
         result = LabelResult(model_version="local-1", labels=list(labels))
-        repo.save_model_labels(session=s, image_id=img.id, result=result)
-        repo.mark_labelled(session=s, image_id=img.id, model_version="local-1", properties=None)
+        worker_q.save_model_labels(session=s, image_id=img.id, result=result)
+        worker_q.mark_labelled(session=s, image_id=img.id, model_version="local-1", properties=None)
         return img.id
 
 
@@ -61,8 +65,10 @@ BUS = Label(name="Bus", confidence=80.0, parents=["Vehicle"], categories=["Vehic
 
 def _total(s: object, viewer: Viewer, label: str) -> tuple[int, int]:
     """The gallery filter's total from the running totals and counted from the rows."""
-    fast = repo.list_images(session=s, viewer=viewer, flt=ImageFilter(label=label)).total  # type: ignore[arg-type]
-    slow = repo.list_images(session=s, viewer=viewer, flt=ImageFilter(label=label, min_confidence=0)).total  # type: ignore[arg-type]
+    fast = image_q.list_images(session=s, viewer=viewer, flt=image_q.ImageFilter(label=label)).total  # type: ignore[arg-type]
+    slow = image_q.list_images(
+        session=s, viewer=viewer, flt=image_q.ImageFilter(label=label, min_confidence=0)
+    ).total  # type: ignore[arg-type]
     return fast, slow
 
 
@@ -86,46 +92,48 @@ def test_a_rejected_label_is_gone_from_cards_search_counts_charts_exports_and_th
     street = _photo(engine, alice, "a", SCHOOL_BUS, ROAD)
     bus = _photo(engine, alice, "b", BUS)
     with transaction(engine) as s:
-        assert repo.top_labels(session=s, viewer=alice, image_ids=[street]) == {street: ("School Bus", 64.0)}
+        assert stats_q.top_labels(session=s, viewer=alice, image_ids=[street]) == {
+            street: ("School Bus", 64.0)
+        }
         assert _total(s, alice, "School Bus") == (1, 1) and _total(s, alice, "Bus") == (2, 2)
 
     # WHEN alice rejects "School Bus" on the street photo
     with transaction(engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=street, name="School Bus", review=ReviewState.REJECTED
         )
 
     with transaction(engine) as s:
         # THEN the card shows the photo's best label that stands
-        assert repo.top_labels(session=s, viewer=alice, image_ids=[street, bus]) == {
+        assert stats_q.top_labels(session=s, viewer=alice, image_ids=[street, bus]) == {
             street: ("Road", 55.0),
             bus: ("Bus", 80.0),
         }
         # AND search and the filter no longer find it, nor through the parents only it brought
         assert _total(s, alice, "School Bus") == (0, 0)
         assert _total(s, alice, "Bus") == (1, 1) and _total(s, alice, "Vehicle") == (1, 1)
-        found = repo.list_images(session=s, viewer=alice, flt=ImageFilter(label="Bus")).items
+        found = image_q.list_images(session=s, viewer=alice, flt=image_q.ImageFilter(label="Bus")).items
         assert [i.id for i in found] == [bus]
-        assert "School Bus" not in {t.term for t in repo.term_suggestions(session=s, viewer=alice)}
-        assert repo.term_counts(session=s, viewer=alice, kind=TermKind.CATEGORY) == [
+        assert "School Bus" not in {t.term for t in stats_q.term_suggestions(session=s, viewer=alice)}
+        assert stats_q.term_counts(session=s, viewer=alice, kind=TermKind.CATEGORY) == [
             ("Places", 1),
             ("Vehicles", 1),
         ]
         # AND the Labels page counts no image for it (it stays listed with its rejection)
-        stats = {st.name: st for st in repo.label_stats(session=s, viewer=alice)}
+        stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=alice)}
         assert (stats["School Bus"].images, stats["School Bus"].rejected) == (0, 1)
         assert stats["School Bus"].mean_confidence is None
         assert (stats["Bus"].images, stats["Vehicle"].images) == (1, 1)
         # AND the charts leave its confidence out
-        assert sorted(repo.model_confidences(session=s, viewer=alice)) == [55.0, 80.0]
+        assert sorted(stats_q.model_confidences(session=s, viewer=alice)) == [55.0, 80.0]
         hist = analytics.confidence_histogram(session=s, viewer=alice, bin_width=10)
         assert int(hist["labels"].sum()) == 2 and int(hist.loc[6, "labels"]) == 0
         co = analytics.cooccurrence(session=s, viewer=alice, top=10)
         assert "School Bus" not in set(co["label_a"]) | set(co["label_b"])
         # AND the review queue no longer offers it
-        queue = repo.review_queue(session=s, viewer=alice, limit=100)
+        queue = review_q.review_queue(session=s, viewer=alice, limit=100)
         assert "School Bus" not in {r.name for r in queue}
-        assert repo.count_review_queue(session=s, viewer=alice) == len(queue) == 2
+        assert review_q.count_review_queue(session=s, viewer=alice) == len(queue) == 2
 
     # AND no export gives it as a label the photo carries
     coco = json.loads(_export(engine, alice, ExportFormat.COCO))
@@ -147,12 +155,12 @@ def test_rejecting_a_parent_takes_it_from_every_label_of_the_photo(engine: Engin
     cat = _photo(engine, alice, "a", Label(name="Cat", confidence=90.0, parents=["Mammal", "Animal"]))
     # WHEN alice says it shows no animal (a stuffed toy)
     with transaction(engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=cat, name="Animal", review=ReviewState.REJECTED
         )
     # THEN "Animal" finds nothing, on the Labels page or in the gallery; Cat and Mammal stay
     with transaction(engine) as s:
-        stats = {st.name: st for st in repo.label_stats(session=s, viewer=alice)}
+        stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=alice)}
         assert _total(s, alice, "Animal") == (0, 0) and stats["Animal"].images == 0
         assert _total(s, alice, "Cat") == (1, 1) and _total(s, alice, "Mammal") == (1, 1)
 
@@ -164,7 +172,7 @@ def test_labels_people_add_count_like_the_models(engine: Engine) -> None:
     # WHEN alice adds "Person" and "Astronaut" and confirms "Space"
     with transaction(engine) as s:
         for name in ("Person", "Astronaut", "Space"):
-            repo.set_human_label(
+            label_q.set_human_label(
                 session=s, viewer=alice, image_id=photo, name=name, review=ReviewState.CONFIRMED
             )
     with transaction(engine) as s:
@@ -180,10 +188,10 @@ def test_labels_people_add_count_like_the_models(engine: Engine) -> None:
         assert table.loc["Space", "mean_confidence"] == pytest.approx(70.0)
         # AND the gallery's filter finds the photo by them, at a person's certainty
         assert _total(s, alice, "Astronaut") == (1, 1) and _total(s, alice, "Person") == (1, 1)
-        sure = ImageFilter(label="Space", min_confidence=95)
-        assert repo.list_images(session=s, viewer=alice, flt=sure).total == 1  # confirmed: 100
+        sure = image_q.ImageFilter(label="Space", min_confidence=95)
+        assert image_q.list_images(session=s, viewer=alice, flt=sure).total == 1  # confirmed: 100
         # AND the card shows a label a person gave (100%), not the model's guess
-        assert repo.top_labels(session=s, viewer=alice, image_ids=[photo]) == {photo: ("Astronaut", 100.0)}
+        assert stats_q.top_labels(session=s, viewer=alice, image_ids=[photo]) == {photo: ("Astronaut", 100.0)}
     # AND exports carry them
     coco = json.loads(_export(engine, alice, ExportFormat.COCO))
     assert {"Person", "Astronaut", "Space"} <= {c["name"] for c in coco["categories"]}
@@ -199,10 +207,10 @@ def test_the_labels_page_count_of_a_parent_is_the_gallery_filters(engine: Engine
         )
     _photo(engine, alice, "z", Label(name="Cat", confidence=88.0, parents=["Mammal", "Animal"]))
     with transaction(engine) as s:
-        stats = {st.name: st for st in repo.label_stats(session=s, viewer=alice)}
+        stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=alice)}
         # THEN the Labels page says 7, as the gallery's filter does
         assert stats["Animal"].images == 7
         assert _total(s, alice, "Animal") == (7, 7)
-        assert repo.images_with_term_count(session=s, viewer=alice, term="Animal") == 7
+        assert stats_q.images_with_term_count(session=s, viewer=alice, term="Animal") == 7
         # AND its mean confidence is the model's Animal labels' (the parent adds no model label)
         assert stats["Animal"].mean_confidence == pytest.approx(80.0)

@@ -7,9 +7,13 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from labelkit.db import counts
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelSource, ReviewState, TermKind
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 
 OLD = "efficientnet-lite2-int8-onnx-1.1-rules1.aaaaaaaa"
@@ -19,9 +23,9 @@ REK = "rekognition-3.0"
 
 def _setup(engine: Engine) -> tuple[Viewer, str]:
     with transaction(engine) as s:
-        u = repo.create_user(session=s, username="alice", password_hash="x")
+        u = user_q.create_user(session=s, username="alice", password_hash="x")
         viewer = Viewer(user_id=u.id, is_admin=u.is_admin)
-        image = repo.create_image(
+        image = image_q.create_image(
             session=s,
             owner_id=u.id,
             original_name="a.jpg",
@@ -50,7 +54,7 @@ def _rows(engine: Engine, viewer: Viewer, image_id: str) -> set[tuple[str, str, 
     with transaction(engine) as s:
         return {
             (r.source.value, r.model_version, r.name)
-            for r in repo.labels_for_image(session=s, viewer=viewer, image_id=image_id)
+            for r in label_q.labels_for_image(session=s, viewer=viewer, image_id=image_id)
             if r.instance == 0
         }
 
@@ -66,13 +70,13 @@ def test_relabelling_replaces_old_model_labels_and_keeps_reviews(engine: Engine)
     viewer, image_id = _setup(engine)
     # GIVEN labels from an earlier local version and from Rekognition, and a human review
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=image_id, result=_result(OLD, "Tabby", "Cat"))
-        repo.save_model_labels(session=s, image_id=image_id, result=_result(REK, "Kitten"))
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_result(OLD, "Tabby", "Cat"))
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_result(REK, "Kitten"))
     with transaction(engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=viewer, image_id=image_id, name="Tabby", review=ReviewState.CONFIRMED
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=viewer, image_id=image_id, name="Cat", review=ReviewState.REJECTED
         )
     # the old labels are readable as they are
@@ -81,7 +85,7 @@ def test_relabelling_replaces_old_model_labels_and_keeps_reviews(engine: Engine)
 
     # WHEN the new local labeller's result is written
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=image_id, result=_result(NEW, "Cat", "Person"))
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_result(NEW, "Cat", "Person"))
 
     # THEN the old local labels are gone, Rekognition's and the reviews stay
     rows = _rows(engine, viewer, image_id)
@@ -90,18 +94,18 @@ def test_relabelling_replaces_old_model_labels_and_keeps_reviews(engine: Engine)
     assert {("human", "", "Tabby"), ("human", "", "Cat")} <= rows
     with transaction(engine) as s:
         boxes = [
-            r for r in repo.labels_for_image(session=s, viewer=viewer, image_id=image_id) if r.instance > 0
+            r for r in label_q.labels_for_image(session=s, viewer=viewer, image_id=image_id) if r.instance > 0
         ]
         assert {r.model_version for r in boxes} == {NEW, REK}
         # terms follow: "Tabby" is still found (confirmed by a person), "Person" now too
         admin = Viewer(user_id="x", is_admin=True)
-        assert repo.images_with_term_count(session=s, viewer=admin, term="Person") == 1
-        assert repo.images_with_term_count(session=s, viewer=admin, term="Tabby") == 1
+        assert stats_q.images_with_term_count(session=s, viewer=admin, term="Person") == 1
+        assert stats_q.images_with_term_count(session=s, viewer=admin, term="Tabby") == 1
     _totals_exact(engine)
 
     # and writing the same result again changes nothing
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=image_id, result=_result(NEW, "Cat", "Person"))
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_result(NEW, "Cat", "Person"))
     assert _rows(engine, viewer, image_id) == rows
     _totals_exact(engine)
 
@@ -109,15 +113,15 @@ def test_relabelling_replaces_old_model_labels_and_keeps_reviews(engine: Engine)
 def test_outdated_images_are_found_and_marked_for_relabelling(engine: Engine) -> None:
     viewer, image_id = _setup(engine)
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=image_id, result=_result(OLD, "Cat"))
-        repo.mark_labelled(session=s, image_id=image_id, model_version=OLD, properties=None)
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_result(OLD, "Cat"))
+        worker_q.mark_labelled(session=s, image_id=image_id, model_version=OLD, properties=None)
     with transaction(engine) as s:
-        assert [i.id for i in repo.outdated_images_for_worker(session=s, model_version=NEW)] == [image_id]
-        assert repo.outdated_images_for_worker(session=s, model_version=OLD) == []
-        marked = repo.mark_for_relabel(session=s, viewer=viewer, model_version=NEW)
+        assert [i.id for i in worker_q.outdated_images_for_worker(session=s, model_version=NEW)] == [image_id]
+        assert worker_q.outdated_images_for_worker(session=s, model_version=OLD) == []
+        marked = image_q.mark_for_relabel(session=s, viewer=viewer, model_version=NEW)
     assert len(marked) == 1
     with transaction(engine) as s:
-        image = repo.get_image(session=s, viewer=viewer, image_id=image_id)
+        image = image_q.get_image(session=s, viewer=viewer, image_id=image_id)
         assert image.status.value == "pending"
     assert ("model", OLD, "Cat") in _rows(engine, viewer, image_id)  # kept until replaced
     assert LabelSource.MODEL.value == "model" and TermKind.LABEL

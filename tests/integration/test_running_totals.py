@@ -15,7 +15,6 @@ from sqlalchemy.engine import Engine
 
 from labelkit import analytics
 from labelkit.db import counts
-from labelkit.db import repository as repo
 from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import (
     ALL_OWNERS,
@@ -27,7 +26,13 @@ from labelkit.db.models import (
     ReviewState,
     TermKind,
 )
-from labelkit.db.repository import ImageFilter
+from labelkit.db.queries import _scope as scope_q
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 
 NAMES = ["Cat", "Dog", "Sofa", "Tree", "Car", "Bird", "Cup", "Dog House"]
@@ -44,13 +49,13 @@ CATEGORIES = {
 
 def _user(engine: Engine, name: str) -> Viewer:
     with transaction(engine) as s:
-        u = repo.create_user(session=s, username=name, password_hash="x")
+        u = user_q.create_user(session=s, username=name, password_hash="x")
         return Viewer(user_id=u.id, is_admin=u.is_admin)
 
 
 def _image(engine: Engine, owner: Viewer, n: int) -> str:
     with transaction(engine) as s:
-        return repo.create_image(
+        return image_q.create_image(
             session=s,
             owner_id=owner.user_id,
             original_name=f"{n}.jpg",
@@ -116,26 +121,26 @@ def test_random_writes_keep_totals_equal_to_a_recount(engine: Engine) -> None:
             image_id = _image(engine, owner, n)
             result = _result(rng, "m-1")
             with transaction(engine) as s:
-                repo.save_model_labels(session=s, image_id=image_id, result=result)
+                worker_q.save_model_labels(session=s, image_id=image_id, result=result)
             images.append((image_id, owner, result))
             continue
         image_id, owner, result = rng.choice(images)
         with transaction(engine) as s:
             if op == "save":
-                repo.save_model_labels(session=s, image_id=image_id, result=_result(rng, "m-1"))
+                worker_q.save_model_labels(session=s, image_id=image_id, result=_result(rng, "m-1"))
             elif op == "resave" and result is not None:  # a re-delivered job
-                repo.save_model_labels(session=s, image_id=image_id, result=result)
+                worker_q.save_model_labels(session=s, image_id=image_id, result=result)
             elif op == "compare":
-                repo.save_model_labels(session=s, image_id=image_id, result=_result(rng, "m-2"))
+                worker_q.save_model_labels(session=s, image_id=image_id, result=_result(rng, "m-2"))
             elif op in ("review", "add"):
                 # Reviews of parents too: rejecting "Animal" takes it from every label's parents.
                 name = (
                     rng.choice(NAMES + REVIEWED_PARENTS) if op == "review" else f"Extra {rng.randint(1, 3)}"
                 )
                 review = rng.choice([ReviewState.CONFIRMED, ReviewState.REJECTED])
-                repo.set_human_label(session=s, viewer=owner, image_id=image_id, name=name, review=review)
+                label_q.set_human_label(session=s, viewer=owner, image_id=image_id, name=name, review=review)
             elif op == "import":
-                repo.import_human_label(
+                label_q.import_human_label(
                     session=s,
                     viewer=owner,
                     image_id=image_id,
@@ -147,9 +152,9 @@ def test_random_writes_keep_totals_equal_to_a_recount(engine: Engine) -> None:
                 )
             elif op == "unreview":
                 some = [i for i, _, _ in rng.sample(images, min(3, len(images)))]
-                repo.delete_human_labels(session=s, viewer=owner, image_ids=some)
+                label_q.delete_human_labels(session=s, viewer=owner, image_ids=some)
             elif op == "delete":
-                repo.delete_image(session=s, viewer=owner, image_id=image_id)
+                image_q.delete_image(session=s, viewer=owner, image_id=image_id)
                 images = [t for t in images if t[0] != image_id]
         if step % 10 == 9:
             _check(engine)
@@ -167,7 +172,7 @@ def _check_readers(engine: Engine, viewers: tuple[Viewer, ...]) -> None:
             stored.setdefault(t.image_id, {})[TermKind(t.kind).value, t.term] = t.confidence
         assert {k: v for k, v in stored.items() if v} == {k: v for k, v in carried.items() if v}
         for viewer in viewers:
-            stats = {st.name: st for st in repo.label_stats(session=s, viewer=viewer)}
+            stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=viewer)}
             slow = {st.name: st for st in _slow_label_stats(s, viewer, carried)}
             assert {k: (v.images, v.confirmed, v.rejected) for k, v in stats.items()} == {
                 k: (v.images, v.confirmed, v.rejected) for k, v in slow.items()
@@ -180,15 +185,16 @@ def _check_readers(engine: Engine, viewers: tuple[Viewer, ...]) -> None:
                 # The Labels page's count is the gallery filter's: from the totals (label
                 # only) and counted from image_terms (with a confidence bound every term meets).
                 assert (
-                    repo.list_images(session=s, viewer=viewer, flt=ImageFilter(label=name)).total == st.images
+                    image_q.list_images(session=s, viewer=viewer, flt=image_q.ImageFilter(label=name)).total
+                    == st.images
                 )
-                counted = ImageFilter(label=name, min_confidence=0)
-                assert repo.list_images(session=s, viewer=viewer, flt=counted).total == st.images, name
-            assert repo.count_review_queue(session=s, viewer=viewer) == len(
-                repo.review_queue(session=s, viewer=viewer, limit=10_000)
+                counted = image_q.ImageFilter(label=name, min_confidence=0)
+                assert image_q.list_images(session=s, viewer=viewer, flt=counted).total == st.images, name
+            assert review_q.count_review_queue(session=s, viewer=viewer) == len(
+                review_q.review_queue(session=s, viewer=viewer, limit=10_000)
             )
             hist = analytics.confidence_histogram(session=s, viewer=viewer)
-            assert int(hist["labels"].sum()) == len(repo.model_confidences(session=s, viewer=viewer))
+            assert int(hist["labels"].sum()) == len(stats_q.model_confidences(session=s, viewer=viewer))
 
 
 def _slow_terms(s: Any) -> dict[str, dict[tuple[str, str], float]]:
@@ -216,10 +222,10 @@ def _slow_terms(s: Any) -> dict[str, dict[tuple[str, str], float]]:
 
 def _slow_label_stats(
     s: Any, viewer: Viewer, carried: dict[str, dict[tuple[str, str], float]]
-) -> list[repo.LabelStat]:
+) -> list[stats_q.LabelStat]:
     """label_stats counted from the rows: images carrying the name as a label or a parent,
     the mean of the model's labels no person rejected, people's verdicts."""
-    mine = set(s.scalars(repo._scoped(select(Image.id), viewer)))
+    mine = set(s.scalars(scope_q._scoped(select(Image.id), viewer)))
     images: dict[str, int] = {}
     for image_id, terms in carried.items():
         if image_id in mine:
@@ -239,7 +245,7 @@ def _slow_label_stats(
             verdict[str(r.review)] = verdict.get(str(r.review), 0) + 1
     names = {n for n, k in images.items() if k} | set(verdicts)
     return [
-        repo.LabelStat(
+        stats_q.LabelStat(
             name=name,
             images=images.get(name, 0),
             mean_confidence=sum(confs[name]) / len(confs[name]) if name in confs else None,
@@ -259,19 +265,19 @@ def test_admins_read_everyones_totals_and_users_their_own(engine: Engine) -> Non
     for owner, k in ((alice, 1), (alice, 2), (bob, 3)):
         image_id = _image(engine, owner, k)
         with transaction(engine) as s:
-            repo.save_model_labels(session=s, image_id=image_id, result=cat)
+            worker_q.save_model_labels(session=s, image_id=image_id, result=cat)
     with transaction(engine) as s:
-        assert repo.images_with_term_count(session=s, viewer=alice, term="Animal") == 2
-        assert repo.images_with_term_count(session=s, viewer=bob, term="Animal") == 1
-        assert repo.images_with_term_count(session=s, viewer=admin, term="Animal") == 3
-        assert repo.term_counts(session=s, viewer=admin, kind=TermKind.CATEGORY) == [("Animals", 3)]
+        assert stats_q.images_with_term_count(session=s, viewer=alice, term="Animal") == 2
+        assert stats_q.images_with_term_count(session=s, viewer=bob, term="Animal") == 1
+        assert stats_q.images_with_term_count(session=s, viewer=admin, term="Animal") == 3
+        assert stats_q.term_counts(session=s, viewer=admin, kind=TermKind.CATEGORY) == [("Animals", 3)]
         # The label filter's total comes from the totals too, and stays scoped.
-        flt = repo.ImageFilter(label="Animal")
-        assert repo.list_images(session=s, viewer=alice, flt=flt).total == 2
-        assert repo.list_images(session=s, viewer=admin, flt=flt).total == 3
-        other = repo.ImageFilter(label="Animal", owner_id=bob.user_id)
-        assert repo.list_images(session=s, viewer=admin, flt=other).total == 1
-        assert repo.list_images(session=s, viewer=alice, flt=other).total == 0
+        flt = image_q.ImageFilter(label="Animal")
+        assert image_q.list_images(session=s, viewer=alice, flt=flt).total == 2
+        assert image_q.list_images(session=s, viewer=admin, flt=flt).total == 3
+        other = image_q.ImageFilter(label="Animal", owner_id=bob.user_id)
+        assert image_q.list_images(session=s, viewer=admin, flt=other).total == 1
+        assert image_q.list_images(session=s, viewer=alice, flt=other).total == 0
         everyone = s.scalar(select(LabelCount.images).where(LabelCount.owner_id == ALL_OWNERS))
         assert everyone == 3
 
@@ -293,9 +299,9 @@ def test_concurrent_writers_keep_totals_exact(engine: Engine) -> None:
 
                 def write(s: Any, image_id: str = image_id) -> None:
                     if r.random() < 0.6:
-                        repo.save_model_labels(session=s, image_id=image_id, result=results[image_id])
+                        worker_q.save_model_labels(session=s, image_id=image_id, result=results[image_id])
                     else:
-                        repo.set_human_label(
+                        label_q.set_human_label(
                             session=s,
                             viewer=alice,
                             image_id=image_id,
@@ -327,11 +333,11 @@ def test_the_cli_finds_and_repairs_drifted_totals(
     alice = _user(engine, "alice")
     image_id = _image(engine, alice, 1)
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=image_id, result=_result(random.Random(3), "m"))
-        repo.set_human_label(
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_result(random.Random(3), "m"))
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=image_id, name="Cat", review=ReviewState.CONFIRMED
         )
-        # Rows changed behind the repository's back (e.g. loaded by hand): the totals drift.
+        # Rows changed behind the queries' back (e.g. loaded by hand): the totals drift.
         s.execute(update(LabelCount).values(images=LabelCount.images + 5))
 
     monkeypatch.setenv("LABELKIT_DATABASE_URL", db_url)

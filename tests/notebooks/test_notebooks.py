@@ -15,7 +15,11 @@ import nbformat
 import pytest
 
 from labelkit import demo
-from labelkit.db import repository as repo
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.db.engine import transaction
 from labelkit.db.models import ReviewState
 from labelkit.labelers.base import ImageInput, LabelOptions
@@ -66,12 +70,12 @@ def demo_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # A person reviews the model: labels at 80% or more are right, the rest wrong.
     services = build_services(get_settings())
     with transaction(services.engine) as s:
-        user = repo.get_user_by_username(session=s, username="demo")
+        user = user_q.get_user_by_username(session=s, username="demo")
         assert user is not None
         viewer = Viewer(user_id=user.id, is_admin=user.is_admin)
-        for row in repo.review_queue(session=s, viewer=viewer, limit=500):
+        for row in review_q.review_queue(session=s, viewer=viewer, limit=500):
             review = ReviewState.CONFIRMED if row.confidence >= 80 else ReviewState.REJECTED
-            repo.set_human_label(
+            label_q.set_human_label(
                 session=s, viewer=viewer, image_id=row.image_id, name=row.name, review=review
             )
     return tmp_path
@@ -82,11 +86,11 @@ def _add_second_labeller() -> None:
     fake = FakeLabeler(model_version="fake-1")
     with transaction(services.engine) as s:
         viewer = Viewer(user_id="test", is_admin=True)
-        for image in repo.list_images(session=s, viewer=viewer, page_size=100).items:
+        for image in image_q.list_images(session=s, viewer=viewer, page_size=100).items:
             result = fake.label(
                 ImageInput(data=services.store.get(image.object_key)), LabelOptions(min_confidence=0)
             )
-            repo.save_model_labels(session=s, image_id=image.id, result=result)
+            worker_q.save_model_labels(session=s, image_id=image.id, result=result)
 
 
 def test_notebooks_run_top_to_bottom(demo_database: Path) -> None:

@@ -21,10 +21,10 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image as ImageRow
 from labelkit.db.models import ImageStatus, QueueMessageRow
+from labelkit.db.queries import images as image_q
 from labelkit.domain import Viewer
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_services
@@ -188,7 +188,9 @@ def test_upload_path_labels_or_refuses_each_and_writes_nothing_half_way(
             assert result.outcome == "accepted", (case.kind, result)
             assert after == tuple(n + 1 for n in before), case.kind
             with transaction(services.engine) as s:
-                img = repo.get_image(session=s, viewer=Viewer(user_id=owner), image_id=result.image_id or "")
+                img = image_q.get_image(
+                    session=s, viewer=Viewer(user_id=owner), image_id=result.image_id or ""
+                )
             assert re.fullmatch(rf"users/{owner}/[0-9a-f]{{32}}\.(jpg|png|gif|webp|tiff?)", img.object_key)
             assert img.original_name == result.name and img.status == ImageStatus.PENDING
         else:
@@ -245,7 +247,7 @@ def test_worker_labels_or_fails_each_and_never_dies(tmp_path: Path, cases: list[
     direct: dict[str, Case] = {}
     for case in cases:
         with transaction(services.engine) as s:
-            img = repo.create_image(
+            img = image_q.create_image(
                 session=s,
                 owner_id=owner,
                 original_name=case.kind,

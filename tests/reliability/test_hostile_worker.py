@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image as ImageRow
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_services
 from tests.reliability.harness import (
@@ -50,7 +50,7 @@ def _status_mb(pid: int, field: str) -> int:
 def _put_directly(services: Services, owner: str, name: str, data: bytes) -> str:
     """A row, its object and a message, bypassing intake (as a direct S3 write would)."""
     with transaction(services.engine) as s:
-        img = repo.create_image(
+        img = image_q.create_image(
             session=s,
             owner_id=owner,
             original_name=name,

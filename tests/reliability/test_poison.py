@@ -20,9 +20,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from labelkit.auth import Principal
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
 from labelkit.domain import system_viewer
 from labelkit.errors import StorageError
 from labelkit.services import Services, build_services
@@ -63,7 +64,7 @@ def _cure(store: LocalStore, key: str, original: bytes) -> None:
 
 def _status(services: Services, image_id: str) -> tuple[ImageStatus, str | None, int]:
     with transaction(services.engine) as s:
-        img = repo.get_image(session=s, viewer=_ADMIN, image_id=image_id)
+        img = image_q.get_image(session=s, viewer=_ADMIN, image_id=image_id)
         return ImageStatus(img.status), img.failure_reason, img.attempts
 
 
@@ -108,7 +109,7 @@ def test_poison_image_is_dead_lettered_then_retry_from_the_dashboard_relabels_it
     keys = {}
     with transaction(services.engine) as s:
         for image_id in ids:
-            keys[image_id] = repo.get_image(session=s, viewer=owner.viewer, image_id=image_id).object_key
+            keys[image_id] = image_q.get_image(session=s, viewer=owner.viewer, image_id=image_id).object_key
     originals = {i: _poison(store, keys[i]) for i in (via_pipeline_page, via_image_page)}
 
     # WHEN a real listener process works on the queue
@@ -164,7 +165,7 @@ def test_poison_image_is_dead_lettered_then_retry_from_the_dashboard_relabels_it
             assert reason is None
         with transaction(services.engine) as s:
             for image_id in ids:
-                assert repo.labels_for_image(session=s, viewer=owner.viewer, image_id=image_id)
+                assert label_q.labels_for_image(session=s, viewer=owner.viewer, image_id=image_id)
         wait_until(lambda: services.queue.stats().in_flight == 0, timeout=120, what="in-flight to clear")
         stats = services.queue.stats()
         assert (stats.visible, stats.in_flight, stats.dead) == (0, 0, 0)

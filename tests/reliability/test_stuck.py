@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import images as image_q
 from labelkit.domain import system_viewer
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
@@ -101,7 +101,7 @@ def test_a_photo_that_kills_the_worker_on_every_delivery_ends_failed(tmp_path: P
     assert kills == MAX_RECEIVES  # killed on every delivery, never delivered again after that
     admin = system_viewer("system")
     with transaction(services.engine) as s:
-        image = repo.get_image(session=s, viewer=admin, image_id=lethal_id)
+        image = image_q.get_image(session=s, viewer=admin, image_id=lethal_id)
         status, reason = image.status, image.failure_reason or ""
     assert status == ImageStatus.FAILED
     assert f"did not finish in {MAX_RECEIVES} attempts" in reason

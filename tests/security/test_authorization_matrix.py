@@ -1,7 +1,8 @@
 """Authorization matrix: two users (alice, bob) and an admin.
 
-* Every public function of ``labelkit.db.repository`` that takes a ``viewer`` (found with
-  ``inspect``, so a new one without a case here fails) called by bob with alice's image id,
+* Every public function of every module of ``labelkit.db.queries`` (and of
+  ``labelkit.compare``) that takes a ``viewer`` (found with ``inspect``, so a new one without
+  a case here fails) called by bob with alice's image id,
   key, label names and model versions is refused (``NotFound``) or gives exactly what it
   gives once alice's image no longer exists: "another user's id behaves like a missing id".
 * Every use case of ``labelkit.uploads`` that takes a ``viewer`` likewise, changing nothing.
@@ -14,8 +15,10 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import os
+import pkgutil
 import re
 import uuid
 from collections.abc import Callable
@@ -29,12 +32,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
-from labelkit import uploads
+import labelkit.db.queries
+from labelkit import compare, uploads
 from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
-from labelkit.db.models import Base, ImageStatus, LabelRow, ReviewState, TermKind, utcnow
+from labelkit.db.models import Base, ImageStatus, LabelRow, ReviewState, TermKind, new_id, utcnow
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import Label, LabelResult, Viewer
 from labelkit.errors import NotFound, StorageError
 from labelkit.services import Services
@@ -64,7 +70,12 @@ def _viewer_functions(module: Any) -> dict[str, Callable[..., Any]]:
     }
 
 
-REPO_FUNCTIONS = _viewer_functions(repo)
+QUERY_MODULES = [
+    importlib.import_module(f"labelkit.db.queries.{m.name}")
+    for m in pkgutil.iter_modules(labelkit.db.queries.__path__)
+] + [compare]
+_FOUND = [(name, fn) for module in QUERY_MODULES for name, fn in _viewer_functions(module).items()]
+QUERY_FUNCTIONS = dict(_FOUND)
 USE_CASES = _viewer_functions(uploads)
 
 
@@ -97,15 +108,15 @@ def world(services: Services, auth: LocalAuth) -> World:
                     _label(f"{prefix}Other", 57.0),
                 ]
                 result = LabelResult(labels=labels, model_version=version)
-                repo.save_model_labels(session=s, image_id=image_id, result=result)
-            repo.mark_labelled(
+                worker_q.save_model_labels(session=s, image_id=image_id, result=result)
+            worker_q.mark_labelled(
                 session=s,
                 image_id=image_id,
                 model_version=f"{prefix.lower()}-model-1+{prefix.lower()}-model-2",
                 properties=None,
             )
-        alice_key = repo.get_image(session=s, viewer=alice.viewer, image_id=alice_image).object_key
-        repo.set_human_label(
+        alice_key = image_q.get_image(session=s, viewer=alice.viewer, image_id=alice_image).object_key
+        label_q.set_human_label(
             session=s,
             viewer=alice.viewer,
             image_id=alice_image,
@@ -133,7 +144,7 @@ def _arguments(fn: Callable[..., Any], w: World, viewer: Viewer) -> dict[str, An
         "version_b": ALICE_V2,
         # the configuration bob's image was labelled with: only alice's image is outdated
         "model_version": BOB_VERSION,
-        "flt": repo.ImageFilter(label=ALICE_LABEL, owner_id=w.alice.user_id),
+        "flt": image_q.ImageFilter(label=ALICE_LABEL, owner_id=w.alice.user_id),
     }
     args: dict[str, Any] = {}
     for name, param in inspect.signature(fn).parameters.items():
@@ -193,9 +204,14 @@ def _alice_markers(w: World) -> list[str]:
 
 
 def test_every_viewer_function_is_covered() -> None:
-    # GIVEN the repository's and the use cases' person-facing functions, found by inspection
+    # GIVEN the queries' and the use cases' person-facing functions, found by inspection
     # THEN there are as many as we know of (a new one shows up in the parametrised tests below)
-    assert len(REPO_FUNCTIONS) >= 25, sorted(REPO_FUNCTIONS)
+    assert len(_FOUND) == len(QUERY_FUNCTIONS), "two query modules define the same name"
+    assert len(QUERY_FUNCTIONS) >= 38, sorted(QUERY_FUNCTIONS)
+    # every query module that acts for a person was inspected
+    assert {fn.__module__ for fn in QUERY_FUNCTIONS.values()} >= {
+        f"labelkit.db.queries.{m}" for m in ("images", "labels", "reviews", "stats", "bulk")
+    } | {"labelkit.compare"}
     # the per-photo review and the Labels page's activity range (issue 16) are among them
     assert {
         "count_review_images",
@@ -204,7 +220,7 @@ def test_every_viewer_function_is_covered() -> None:
         "set_review_for_images",
         "activity_span",
         "activity_per_hour",
-    } <= set(REPO_FUNCTIONS)
+    } <= set(QUERY_FUNCTIONS)
     assert set(USE_CASES) == {"retry_image", "delete_image", "relabel_outdated"}, sorted(USE_CASES)
 
 
@@ -213,11 +229,11 @@ def test_every_viewer_function_is_covered() -> None:
 _NOT_ABOUT_A_LABELLED_IMAGE = {"failed_images"}
 
 
-@pytest.mark.parametrize("name", sorted(REPO_FUNCTIONS))
-def test_repository_function_refuses_or_hides_other_users_data(
+@pytest.mark.parametrize("name", sorted(QUERY_FUNCTIONS))
+def test_query_function_refuses_or_hides_other_users_data(
     services: Services, world: World, name: str
 ) -> None:
-    fn = REPO_FUNCTIONS[name]
+    fn = QUERY_FUNCTIONS[name]
     writes = name.startswith(("delete_", "set_", "reset_", "mark_"))
     # GIVEN alice's labelled image, and bob who has his own; the call reaches alice's data
     # for alice and for the admin (else the matrix would prove nothing)
@@ -237,7 +253,7 @@ def test_repository_function_refuses_or_hides_other_users_data(
     # ... and it is exactly the answer he gets once alice's image does not exist at all,
     # while alice's and the admin's answers change
     with transaction(services.engine) as s:
-        repo.delete_image(session=s, viewer=world.admin.viewer, image_id=world.alice_image)
+        image_q.delete_image(session=s, viewer=world.admin.viewer, image_id=world.alice_image)
     assert _call(services, fn, _arguments(fn, world, world.bob.viewer)) == as_bob, name
     if writes or name in _NOT_ABOUT_A_LABELLED_IMAGE:
         return
@@ -255,15 +271,15 @@ def test_use_case_with_other_users_image_is_refused_and_changes_nothing(
 ) -> None:
     def footprint() -> tuple[Any, bool, int]:
         with transaction(services.engine) as s:
-            img = _norm(repo.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
+            img = _norm(image_q.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
             labels = len(
-                repo.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
+                label_q.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
             )
         return img, services.store.exists(world.alice_key), labels
 
     # GIVEN alice's image, failed, with its message on the dead-letter queue
     with transaction(services.engine) as s:
-        repo.mark_failed(session=s, image_id=world.alice_image, reason="boom")
+        worker_q.mark_failed(session=s, image_id=world.alice_image, reason="boom")
     before, queued = footprint(), services.queue.stats()
     # WHEN bob runs the use case with alice's image id
     with pytest.raises(NotFound):
@@ -277,7 +293,7 @@ def test_relabelling_touches_only_the_viewers_images(services: Services, world: 
     # GIVEN alice's and bob's labelled images; the pipeline's configuration is bob's
     def status(image_id: str) -> str:
         with transaction(services.engine) as s:
-            return str(repo.get_image(session=s, viewer=world.admin.viewer, image_id=image_id).status)
+            return str(image_q.get_image(session=s, viewer=world.admin.viewer, image_id=image_id).status)
 
     queued = services.queue.stats()
     # WHEN bob relabels his outdated images
@@ -298,12 +314,12 @@ def test_object_keys_are_random_and_never_from_the_file_name(services: Services,
     blobs = [jpeg((30 * i, 90, 140)) for i in range(len(names))]
     ids = [upload(services, world.alice, n, data) for n, data in zip(names, blobs, strict=True)]
     with transaction(services.engine) as s:
-        keys = [repo.get_image(session=s, viewer=world.alice.viewer, image_id=i).object_key for i in ids]
+        keys = [image_q.get_image(session=s, viewer=world.alice.viewer, image_id=i).object_key for i in ids]
     # THEN every key is in alice's folder, named by a fresh random (uuid4) id
     for image_id, key in zip(ids, keys, strict=True):
         assert key == f"users/{world.alice.user_id}/{image_id}.jpg"
         assert re.fullmatch(r"[0-9a-f]{32}", image_id) and uuid.UUID(hex=image_id).version == 4
-    ids_made = {repo.new_id() for _ in range(10_000)}
+    ids_made = {new_id() for _ in range(10_000)}
     assert len(ids_made) == 10_000
     assert all(uuid.UUID(hex=i).version == 4 for i in list(ids_made)[:100])
     # user ids too: the folder name cannot be guessed from a username
@@ -394,11 +410,11 @@ def hostile(services: Services, auth: LocalAuth) -> tuple[Principal, list[str]]:
     with transaction(services.engine) as s:
         for image_id in ids:
             labels = [_label(SCRIPT, 60.0, [IMG]), _label(IMG, 58.0)]
-            repo.save_model_labels(
+            worker_q.save_model_labels(
                 session=s, image_id=image_id, result=LabelResult(labels=labels, model_version="m1")
             )
-            repo.mark_labelled(session=s, image_id=image_id, model_version="m1", properties=None)
-            repo.set_human_label(
+            worker_q.mark_labelled(session=s, image_id=image_id, model_version="m1", properties=None)
+            label_q.set_human_label(
                 session=s,
                 viewer=carol.viewer,
                 image_id=image_id,

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 
 from labelkit.auth import Authenticator, Principal
 from labelkit.auth.local import WRONG_CREDENTIALS, LocalAuth
-from labelkit.db import repository as repo
 from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
 from labelkit.db.models import utcnow
+from labelkit.db.queries import users as user_q
 from labelkit.errors import AccountLocked, AuthError
 
 PASSWORD = "correct horse battery"
@@ -56,7 +56,7 @@ def test_local_auth_satisfies_the_protocol(auth: LocalAuth) -> None:
 def test_passwords_are_stored_as_argon2_hashes(auth: LocalAuth, engine: Engine) -> None:
     auth.sign_up("Alice", PASSWORD, "alice@example.com")
     with transaction(engine) as s:
-        user = repo.get_user_by_username(session=s, username="alice")
+        user = user_q.get_user_by_username(session=s, username="alice")
         assert user is not None and user.password_hash is not None
         assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
         assert user.email == "alice@example.com"

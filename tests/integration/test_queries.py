@@ -1,4 +1,4 @@
-"""The repository on SQLite and on the real MariaDB (same tests, both backends)."""
+"""The queries (``labelkit.db.queries``) on SQLite and on the real MariaDB (same tests, both backends)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import pytest
 from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
 
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, ReviewState, TermKind, utcnow
-from labelkit.db.repository import ImageFilter
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 from labelkit.errors import NotFound
 
@@ -51,13 +55,13 @@ def _building_result() -> LabelResult:
 
 def _user(engine: Engine, name: str) -> Viewer:
     with transaction(engine) as s:
-        u = repo.create_user(session=s, username=name, password_hash="x")
+        u = user_q.create_user(session=s, username=name, password_hash="x")
         return Viewer(user_id=u.id, is_admin=u.is_admin)
 
 
 def _image(engine: Engine, owner: Viewer, sha: str) -> str:
     with transaction(engine) as s:
-        img = repo.create_image(
+        img = image_q.create_image(
             session=s,
             owner_id=owner.user_id,
             original_name=f"{sha}.jpg",
@@ -92,24 +96,24 @@ def test_first_user_is_admin_and_usernames_are_case_insensitive(engine: Engine) 
     second = _user(engine, "bob")
     assert first.is_admin and not second.is_admin
     with transaction(engine) as s:
-        assert repo.get_user_by_username(session=s, username="ALICE ") is not None
+        assert user_q.get_user_by_username(session=s, username="ALICE ") is not None
 
 
 def test_utf8mb4_names_round_trip(engine: Engine) -> None:
     alice = _user(engine, "alice")
     image_id = _image(engine, alice, "a")
     with transaction(engine) as s:
-        img = repo.get_image(session=s, viewer=alice, image_id=image_id)
+        img = image_q.get_image(session=s, viewer=alice, image_id=image_id)
         img.original_name = "猫 🐈 كلب.jpg"
     with transaction(engine) as s:
-        assert repo.get_image(session=s, viewer=alice, image_id=image_id).original_name == "猫 🐈 كلب.jpg"
+        assert image_q.get_image(session=s, viewer=alice, image_id=image_id).original_name == "猫 🐈 كلب.jpg"
 
 
 def test_object_key_holds_owner_and_random_id(engine: Engine) -> None:
     alice = _user(engine, "alice")
     image_id = _image(engine, alice, "a")
     with transaction(engine) as s:
-        img = repo.get_image(session=s, viewer=alice, image_id=image_id)
+        img = image_q.get_image(session=s, viewer=alice, image_id=image_id)
     assert img.object_key == f"users/{alice.user_id}/{image_id}.jpg"
     assert img.status == ImageStatus.PENDING
 
@@ -118,8 +122,8 @@ def test_duplicate_sha_is_found_for_the_same_owner_only(engine: Engine) -> None:
     alice, bob = _user(engine, "alice"), _user(engine, "bob")
     _image(engine, alice, "a")
     with transaction(engine) as s:
-        assert repo.find_duplicate(session=s, owner_id=alice.user_id, sha256="a" * 64) is not None
-        assert repo.find_duplicate(session=s, owner_id=bob.user_id, sha256="a" * 64) is None
+        assert image_q.find_duplicate(session=s, owner_id=alice.user_id, sha256="a" * 64) is not None
+        assert image_q.find_duplicate(session=s, owner_id=bob.user_id, sha256="a" * 64) is None
     _image(engine, bob, "a")  # another owner may upload the same file
 
 
@@ -127,11 +131,11 @@ def test_saving_the_same_result_twice_writes_nothing_new(engine: Engine) -> None
     alice = _user(engine, "alice")
     image_id = _image(engine, alice, "a")
     with transaction(engine) as s:
-        written = repo.save_model_labels(session=s, image_id=image_id, result=_cat_result())
+        written = worker_q.save_model_labels(session=s, image_id=image_id, result=_cat_result())
     with transaction(engine) as s:
         before = s.execute(select(LabelRow.id, LabelRow.name, LabelRow.instance).order_by(LabelRow.id)).all()
     with transaction(engine) as s:  # the same job delivered again
-        repo.save_model_labels(session=s, image_id=image_id, result=_cat_result())
+        worker_q.save_model_labels(session=s, image_id=image_id, result=_cat_result())
     with transaction(engine) as s:
         after = s.execute(select(LabelRow.id, LabelRow.name, LabelRow.instance).order_by(LabelRow.id)).all()
         terms = s.scalar(select(func.count()).select_from(ImageTerm))
@@ -145,12 +149,12 @@ def test_label_filter_finds_children_through_parents(engine: Engine) -> None:
     alice = _user(engine, "alice")
     cat, palace = _image(engine, alice, "a"), _image(engine, alice, "b")
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=cat, result=_cat_result())
-        repo.save_model_labels(session=s, image_id=palace, result=_building_result())
+        worker_q.save_model_labels(session=s, image_id=cat, result=_cat_result())
+        worker_q.save_model_labels(session=s, image_id=palace, result=_building_result())
     with transaction(engine) as s:
 
         def ids(**kw: object) -> set[str]:
-            page = repo.list_images(session=s, viewer=alice, flt=ImageFilter(**kw))  # type: ignore[arg-type]
+            page = image_q.list_images(session=s, viewer=alice, flt=image_q.ImageFilter(**kw))  # type: ignore[arg-type]
             return {i.id for i in page.items}
 
         assert ids(label="Mammal") == {cat}
@@ -167,8 +171,8 @@ def test_gallery_is_newest_first_and_paginated(engine: Engine) -> None:
     alice = _user(engine, "alice")
     ids = [_image(engine, alice, c) for c in "abcde"]
     with transaction(engine) as s:
-        first = repo.list_images(session=s, viewer=alice, page=1, page_size=2)
-        third = repo.list_images(session=s, viewer=alice, page=3, page_size=2)
+        first = image_q.list_images(session=s, viewer=alice, page=1, page_size=2)
+        third = image_q.list_images(session=s, viewer=alice, page=3, page_size=2)
     assert first.total == 5 and first.pages == 3
     assert [i.id for i in first.items] == [ids[4], ids[3]]
     assert [i.id for i in third.items] == [ids[0]]
@@ -178,13 +182,15 @@ def test_status_and_date_filters(engine: Engine) -> None:
     alice = _user(engine, "alice")
     a, b = _image(engine, alice, "a"), _image(engine, alice, "b")
     with transaction(engine) as s:
-        repo.mark_failed(session=s, image_id=a, reason="Not an image.")
+        worker_q.mark_failed(session=s, image_id=a, reason="Not an image.")
     with transaction(engine) as s:
-        failed = repo.list_images(session=s, viewer=alice, flt=ImageFilter(status=ImageStatus.FAILED))
-        future = repo.list_images(
-            session=s, viewer=alice, flt=ImageFilter(since=utcnow() + timedelta(hours=1))
+        failed = image_q.list_images(
+            session=s, viewer=alice, flt=image_q.ImageFilter(status=ImageStatus.FAILED)
         )
-        counts = repo.status_counts(session=s, viewer=alice)
+        future = image_q.list_images(
+            session=s, viewer=alice, flt=image_q.ImageFilter(since=utcnow() + timedelta(hours=1))
+        )
+        counts = image_q.status_counts(session=s, viewer=alice)
     assert [i.id for i in failed.items] == [a] and failed.items[0].failure_reason == "Not an image."
     assert future.total == 0
     assert counts[ImageStatus.FAILED] == 1 and counts[ImageStatus.PENDING] == 1
@@ -195,52 +201,60 @@ def test_users_never_see_or_change_each_others_images(engine: Engine) -> None:
     admin, alice, bob = _user(engine, "admin"), _user(engine, "alice"), _user(engine, "bob")
     img = _image(engine, alice, "a")
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=img, result=_cat_result())
+        worker_q.save_model_labels(session=s, image_id=img, result=_cat_result())
     with transaction(engine) as s:
         for call in (
-            lambda: repo.get_image(session=s, viewer=bob, image_id=img),
-            lambda: repo.labels_for_image(session=s, viewer=bob, image_id=img),
-            lambda: repo.set_human_label(
+            lambda: image_q.get_image(session=s, viewer=bob, image_id=img),
+            lambda: label_q.labels_for_image(session=s, viewer=bob, image_id=img),
+            lambda: label_q.set_human_label(
                 session=s, viewer=bob, image_id=img, name="Cat", review=ReviewState.REJECTED
             ),
-            lambda: repo.reset_for_retry(session=s, viewer=bob, image_id=img),
-            lambda: repo.delete_image(session=s, viewer=bob, image_id=img),
+            lambda: image_q.reset_for_retry(session=s, viewer=bob, image_id=img),
+            lambda: image_q.delete_image(session=s, viewer=bob, image_id=img),
         ):
             with pytest.raises(NotFound):
                 call()
-        assert repo.list_images(session=s, viewer=bob).total == 0
-        assert repo.review_queue(session=s, viewer=bob) == []
-        assert repo.label_stats(session=s, viewer=bob) == []
-        assert repo.term_counts(session=s, viewer=bob, kind=TermKind.CATEGORY) == []
-        assert repo.images_with_term_count(session=s, viewer=bob, term="Animal") == 0
+        assert image_q.list_images(session=s, viewer=bob).total == 0
+        assert review_q.review_queue(session=s, viewer=bob) == []
+        assert stats_q.label_stats(session=s, viewer=bob) == []
+        assert stats_q.term_counts(session=s, viewer=bob, kind=TermKind.CATEGORY) == []
+        assert stats_q.images_with_term_count(session=s, viewer=bob, term="Animal") == 0
         # The owner and the admin do see it.
-        assert repo.list_images(session=s, viewer=alice).total == 1
-        assert repo.list_images(session=s, viewer=admin).total == 1
-        assert repo.images_with_term_count(session=s, viewer=alice, term="Animal") == 1
+        assert image_q.list_images(session=s, viewer=alice).total == 1
+        assert image_q.list_images(session=s, viewer=admin).total == 1
+        assert stats_q.images_with_term_count(session=s, viewer=alice, term="Animal") == 1
 
 
 def test_human_review_is_stored_beside_the_model_label(engine: Engine) -> None:
     alice = _user(engine, "alice")
     img = _image(engine, alice, "a")
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=img, result=_cat_result())
+        worker_q.save_model_labels(session=s, image_id=img, result=_cat_result())
     with transaction(engine) as s:
-        queue = repo.review_queue(session=s, viewer=alice)
+        queue = review_q.review_queue(session=s, viewer=alice)
         assert [r.name for r in queue] == ["Whisker", "Cat", "Animal"]  # lowest confidence first
-        repo.set_human_label(session=s, viewer=alice, image_id=img, name="Cat", review=ReviewState.CONFIRMED)
-        repo.set_human_label(
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=img, name="Cat", review=ReviewState.CONFIRMED
+        )
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=img, name="Whisker", review=ReviewState.REJECTED
         )
-        repo.set_human_label(session=s, viewer=alice, image_id=img, name="Sofa", review=ReviewState.CONFIRMED)
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=img, name="Sofa", review=ReviewState.CONFIRMED
+        )
         # Repeating an action updates the same row.
-        repo.set_human_label(session=s, viewer=alice, image_id=img, name="Cat", review=ReviewState.CONFIRMED)
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=img, name="Cat", review=ReviewState.CONFIRMED
+        )
     with transaction(engine) as s:
-        labels = repo.labels_for_image(session=s, viewer=alice, image_id=img)
+        labels = label_q.labels_for_image(session=s, viewer=alice, image_id=img)
         model_cat = [r for r in labels if r.name == "Cat" and r.source == "model" and r.instance == 0]
         human = {r.name: r for r in labels if r.source == "human"}
-        stats = {st.name: st for st in repo.label_stats(session=s, viewer=alice)}
-        queue_after = [r.name for r in repo.review_queue(session=s, viewer=alice)]
-        sofa_images = repo.list_images(session=s, viewer=alice, flt=ImageFilter(label="Sofa")).total
+        stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=alice)}
+        queue_after = [r.name for r in review_q.review_queue(session=s, viewer=alice)]
+        sofa_images = image_q.list_images(
+            session=s, viewer=alice, flt=image_q.ImageFilter(label="Sofa")
+        ).total
     assert model_cat[0].review == ReviewState.UNREVIEWED  # the model's row is never overwritten
     assert set(human) == {"Cat", "Whisker", "Sofa"}
     assert human["Cat"].created_by == alice.user_id and human["Cat"].parents == ["Mammal", "Animal"]
@@ -255,11 +269,11 @@ def test_label_stats_count_images_and_mean_confidence(engine: Engine) -> None:
     alice = _user(engine, "alice")
     a, b = _image(engine, alice, "a"), _image(engine, alice, "b")
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=a, result=_cat_result(conf=90))
-        repo.save_model_labels(session=s, image_id=b, result=_cat_result(conf=70))
+        worker_q.save_model_labels(session=s, image_id=a, result=_cat_result(conf=90))
+        worker_q.save_model_labels(session=s, image_id=b, result=_cat_result(conf=70))
     with transaction(engine) as s:
-        stats = {st.name: st for st in repo.label_stats(session=s, viewer=alice)}
-        cats = repo.term_counts(session=s, viewer=alice, kind=TermKind.CATEGORY)
+        stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=alice)}
+        cats = stats_q.term_counts(session=s, viewer=alice, kind=TermKind.CATEGORY)
     assert stats["Cat"].images == 2  # the box rows do not double-count
     assert stats["Cat"].mean_confidence == pytest.approx(80)
     assert cats == [("Animals and Pets", 2)]
@@ -269,9 +283,9 @@ def test_delete_removes_labels_and_terms(engine: Engine) -> None:
     alice = _user(engine, "alice")
     img = _image(engine, alice, "a")
     with transaction(engine) as s:
-        repo.save_model_labels(session=s, image_id=img, result=_cat_result())
+        worker_q.save_model_labels(session=s, image_id=img, result=_cat_result())
     with transaction(engine) as s:
-        key = repo.delete_image(session=s, viewer=alice, image_id=img)
+        key = image_q.delete_image(session=s, viewer=alice, image_id=img)
     with transaction(engine) as s:
         left = [s.scalar(select(func.count()).select_from(t)) for t in (Image, LabelRow, ImageTerm)]
     assert key.endswith(f"{img}.jpg")
@@ -282,8 +296,8 @@ def test_retry_resets_a_failed_image(engine: Engine) -> None:
     alice = _user(engine, "alice")
     img = _image(engine, alice, "a")
     with transaction(engine) as s:
-        repo.mark_labelling(session=s, image_id=img)
-        repo.mark_failed(session=s, image_id=img, reason="boom")
+        worker_q.mark_labelling(session=s, image_id=img)
+        worker_q.mark_failed(session=s, image_id=img, reason="boom")
     with transaction(engine) as s:
-        image = repo.reset_for_retry(session=s, viewer=alice, image_id=img)
+        image = image_q.reset_for_retry(session=s, viewer=alice, image_id=img)
         assert (image.status, image.failure_reason, image.attempts) == (ImageStatus.PENDING, None, 0)

@@ -8,21 +8,26 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from labelkit import analytics
-from labelkit.db import repository as repo
 from labelkit.db.engine import transaction
 from labelkit.db.models import LabelRow, LabelSource, ReviewState, utcnow
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
+from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
 
 
 def _user(engine: Engine, name: str) -> Viewer:
     with transaction(engine) as s:
-        u = repo.create_user(session=s, username=name, password_hash="x")
+        u = user_q.create_user(session=s, username=name, password_hash="x")
         return Viewer(user_id=u.id, is_admin=u.is_admin)
 
 
 def _image(engine: Engine, owner: Viewer, sha: str, result: LabelResult | None = None) -> str:
     with transaction(engine) as s:
-        img = repo.create_image(
+        img = image_q.create_image(
             session=s,
             owner_id=owner.user_id,
             original_name=f"{sha}.jpg",
@@ -34,8 +39,8 @@ def _image(engine: Engine, owner: Viewer, sha: str, result: LabelResult | None =
             sha256=sha * 64,
         )
         if result is not None:
-            repo.save_model_labels(session=s, image_id=img.id, result=result)
-            repo.mark_labelled(
+            worker_q.save_model_labels(session=s, image_id=img.id, result=result)
+            worker_q.mark_labelled(
                 session=s, image_id=img.id, model_version=result.model_version, properties=None
             )
         return img.id
@@ -74,7 +79,7 @@ def world(engine: Engine) -> dict[str, object]:
 
 def test_boxes_are_stored_with_their_coordinates(engine: Engine, world: dict) -> None:
     with transaction(engine) as s:
-        rows = repo.labels_for_image(session=s, viewer=world["alice"], image_id=world["a1"])
+        rows = label_q.labels_for_image(session=s, viewer=world["alice"], image_id=world["a1"])
     boxes = [r for r in rows if r.source == LabelSource.MODEL and r.instance == 1]
     assert {r.name for r in boxes} == {"Cat", "Sofa"}
     assert all((r.box_left, r.box_top, r.box_width, r.box_height) == (0.1, 0.2, 0.3, 0.4) for r in boxes)
@@ -82,9 +87,9 @@ def test_boxes_are_stored_with_their_coordinates(engine: Engine, world: dict) ->
 
 def test_term_suggestions_include_parents_and_are_scoped(engine: Engine, world: dict) -> None:
     with transaction(engine) as s:
-        alice = {t.term: t.images for t in repo.term_suggestions(session=s, viewer=world["alice"])}
-        bob = {t.term: t.images for t in repo.term_suggestions(session=s, viewer=world["bob"])}
-        admin = {t.term: t.images for t in repo.term_suggestions(session=s, viewer=world["admin"])}
+        alice = {t.term: t.images for t in stats_q.term_suggestions(session=s, viewer=world["alice"])}
+        bob = {t.term: t.images for t in stats_q.term_suggestions(session=s, viewer=world["bob"])}
+        admin = {t.term: t.images for t in stats_q.term_suggestions(session=s, viewer=world["admin"])}
     assert alice == {"Animal": 2, "Cat": 2, "Dog": 1, "Sofa": 1}
     assert bob == {"Animal": 1, "Dog": 1}
     assert admin["Animal"] == 3
@@ -94,28 +99,28 @@ def test_review_queue_count_matches_the_queue(engine: Engine, world: dict) -> No
     alice = world["alice"]
     with transaction(engine) as s:
         assert (
-            repo.count_review_queue(session=s, viewer=alice)
-            == len(repo.review_queue(session=s, viewer=alice, limit=100))
+            review_q.count_review_queue(session=s, viewer=alice)
+            == len(review_q.review_queue(session=s, viewer=alice, limit=100))
             == 4
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=world["a1"], name="Cat", review=ReviewState.CONFIRMED
         )
     with transaction(engine) as s:
-        assert repo.count_review_queue(session=s, viewer=alice) == 3
-        assert repo.count_review_queue(session=s, viewer=world["bob"]) == 1
-        assert repo.count_review_queue(session=s, viewer=world["admin"]) == 4
+        assert review_q.count_review_queue(session=s, viewer=alice) == 3
+        assert review_q.count_review_queue(session=s, viewer=world["bob"]) == 1
+        assert review_q.count_review_queue(session=s, viewer=world["admin"]) == 4
 
 
 def test_lookups_by_id_and_key_leave_out_other_owners(engine: Engine, world: dict) -> None:
     ids = [world["a1"], world["b1"], "nope"]
     with transaction(engine) as s:
-        mine = repo.images_by_ids(session=s, viewer=world["alice"], image_ids=ids)
-        everyone = repo.images_by_ids(session=s, viewer=world["admin"], image_ids=ids)
+        mine = image_q.images_by_ids(session=s, viewer=world["alice"], image_ids=ids)
+        everyone = image_q.images_by_ids(session=s, viewer=world["admin"], image_ids=ids)
         keys = [img.object_key for img in everyone.values()]
-        by_key = repo.images_by_object_keys(session=s, viewer=world["bob"], keys=keys)
-        best = repo.top_labels(session=s, viewer=world["alice"], image_ids=ids)
-        names = repo.usernames(session=s, user_ids=[world["alice"].user_id, ""])
+        by_key = image_q.images_by_object_keys(session=s, viewer=world["bob"], keys=keys)
+        best = stats_q.top_labels(session=s, viewer=world["alice"], image_ids=ids)
+        names = user_q.usernames(session=s, user_ids=[world["alice"].user_id, ""])
     assert set(mine) == {world["a1"]} and set(everyone) == {world["a1"], world["b1"]}
     assert [img.id for img in by_key.values()] == [world["b1"]]
     assert best == {world["a1"]: ("Cat", 90.0)}
@@ -126,9 +131,11 @@ def test_cooccurrence_counts_images_with_both_labels(engine: Engine, world: dict
     with transaction(engine) as s:
         pairs = {
             (p.a, p.b): p.images
-            for p in repo.label_cooccurrence(session=s, viewer=world["alice"], names=["Cat", "Dog", "Sofa"])
+            for p in stats_q.label_cooccurrence(
+                session=s, viewer=world["alice"], names=["Cat", "Dog", "Sofa"]
+            )
         }
-        bobs = repo.label_cooccurrence(session=s, viewer=world["bob"], names=["Cat", "Dog", "Sofa"])
+        bobs = stats_q.label_cooccurrence(session=s, viewer=world["bob"], names=["Cat", "Dog", "Sofa"])
     assert pairs[("Cat", "Cat")] == 2 and pairs[("Cat", "Dog")] == pairs[("Dog", "Cat")] == 1
     assert pairs[("Cat", "Sofa")] == 1 and ("Dog", "Sofa") not in pairs
     assert [(p.a, p.b, p.images) for p in bobs] == [("Dog", "Dog", 1)]
@@ -137,9 +144,9 @@ def test_cooccurrence_counts_images_with_both_labels(engine: Engine, world: dict
 def test_activity_confidences_and_labelled_times(engine: Engine, world: dict) -> None:
     since = utcnow() - timedelta(days=1)
     with transaction(engine) as s:
-        days = repo.activity_per_day(session=s, viewer=world["alice"], since=since)
-        confidences = sorted(repo.model_confidences(session=s, viewer=world["alice"]))
-        times = repo.labelled_times(session=s, viewer=world["alice"], since=since)
+        days = stats_q.activity_per_day(session=s, viewer=world["alice"], since=since)
+        confidences = sorted(stats_q.model_confidences(session=s, viewer=world["alice"]))
+        times = stats_q.labelled_times(session=s, viewer=world["alice"], since=since)
     assert sum(d.uploads for d in days) == 3 and sum(d.labelled for d in days) == 2
     assert days[-1].day == utcnow().date().isoformat()
     assert confidences == [60.0, 70.0, 90.0, 90.0]  # image-level rows only, no boxes
@@ -148,20 +155,20 @@ def test_activity_confidences_and_labelled_times(engine: Engine, world: dict) ->
 
 def test_failed_images_are_scoped(engine: Engine, world: dict) -> None:
     with transaction(engine) as s:
-        repo.mark_failed(session=s, image_id=world["b1"], reason="boom")
+        worker_q.mark_failed(session=s, image_id=world["b1"], reason="boom")
     with transaction(engine) as s:
-        assert repo.failed_images(session=s, viewer=world["alice"]) == []
-        assert [i.failure_reason for i in repo.failed_images(session=s, viewer=world["bob"])] == ["boom"]
-        assert len(repo.failed_images(session=s, viewer=world["admin"])) == 1
+        assert image_q.failed_images(session=s, viewer=world["alice"]) == []
+        assert [i.failure_reason for i in image_q.failed_images(session=s, viewer=world["bob"])] == ["boom"]
+        assert len(image_q.failed_images(session=s, viewer=world["admin"])) == 1
 
 
 def test_analytics_frames(engine: Engine, world: dict) -> None:
     alice = world["alice"]
     with transaction(engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=world["a1"], name="Cat", review=ReviewState.CONFIRMED
         )
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=alice, image_id=world["a2"], name="Dog", review=ReviewState.REJECTED
         )
     with transaction(engine) as s:
@@ -199,10 +206,10 @@ def test_csv_export_defuses_formulas() -> None:
 
 def test_human_rows_are_not_counted_as_model_confidences(engine: Engine, world: dict) -> None:
     with transaction(engine) as s:
-        repo.set_human_label(
+        label_q.set_human_label(
             session=s, viewer=world["alice"], image_id=world["a3"], name="Lamp", review=ReviewState.CONFIRMED
         )
-        rows = repo.labels_for_image(session=s, viewer=world["alice"], image_id=world["a3"])
-        conf = repo.model_confidences(session=s, viewer=world["alice"])
+        rows = label_q.labels_for_image(session=s, viewer=world["alice"], image_id=world["a3"])
+        conf = stats_q.model_confidences(session=s, viewer=world["alice"])
     assert [r.source for r in rows] == [LabelSource.HUMAN] and isinstance(rows[0], LabelRow)
     assert 100.0 not in conf
