@@ -33,6 +33,17 @@ MYSQL_PORT = int(os.environ.get("LABELKIT_TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("LABELKIT_TEST_MYSQL_USER", "root")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _patient_browser_waits() -> None:
+    """Every Playwright ``expect`` in the suite waits as long as a busy machine needs (its own
+    default is 5 s, whatever the page's timeout), whichever browser test runs first."""
+    from playwright.sync_api import expect
+
+    from tests.helpers import BROWSER_TIMEOUT_MS
+
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the developer's LABELKIT_* or AWS settings, or a .env file."""
