@@ -1,8 +1,10 @@
-"""What every dashboard page shares: cached services, the signed-in user, thumbnails, small UI helpers.
+"""What every dashboard page shares, as Streamlit glue: cached services, the signed-in user,
+cached thumbnails, small UI helpers. Drawing (boxes, crops, swatches) is ``labelkit.render``;
+which pages exist is ``dashboard.navigation``.
 
 Engines, stores, the queue and the authenticator are ``st.cache_resource`` (one
 per process, not per rerun). Derived images (thumbnails, display copies with
-boxes) are ``st.cache_data`` keyed by image id and sha256, so the gallery never
+boxes) are ``st.cache_data`` keyed by object key and sha256, so the gallery never
 sends full-size photos. Query results that feed charts are cached briefly
 (``st.cache_data(ttl=...)``) and cleared by :func:`data_changed` after an edit.
 
@@ -12,25 +14,21 @@ Nothing here decides who may see what: every query goes through
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
-from PIL import Image as PILImage
-from PIL import ImageDraw, ImageFont, ImageOps
 from sqlalchemy.orm import Session
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from labelkit import analytics
+from dashboard.navigation import Page
+from labelkit import analytics, render
 from labelkit.auth import Authenticator, Principal, SignInClient, make_authenticator
 from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore
 from labelkit.db.engine import transaction
@@ -50,14 +48,6 @@ return_large_blocks_to_the_os()
 PRINCIPAL_KEY = "principal"
 _TOKEN = "_session_token"
 DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
-
-PAGE_SIGN_IN = "app_pages/sign_in.py"
-PAGE_GALLERY = "app_pages/gallery.py"
-PAGE_UPLOAD = "app_pages/upload.py"
-PAGE_IMAGE = "app_pages/image.py"
-PAGE_LABELS = "app_pages/labels.py"
-PAGE_REVIEW = "app_pages/review.py"
-PAGE_PIPELINE = "app_pages/pipeline.py"
 
 
 # --------------------------------------------------------------------------- resources
@@ -165,7 +155,7 @@ def require_user() -> Principal:
     if user is None:
         # Signed out (or the session expired) while on a page: back to the sign-in page,
         # the only page navigation offers then.
-        st.switch_page(PAGE_SIGN_IN)
+        st.switch_page(Page.SIGN_IN)
     assert user is not None
     return user
 
@@ -309,93 +299,44 @@ def label_data(v: Viewer, top: int) -> dict[str, Any]:
 @st.cache_data(show_spinner=False, max_entries=4000)
 def _thumbnail(object_key: str, sha256: str, size: int, square: bool) -> bytes | None:
     # Keyed by sha256 as well as the key, so a replaced object never shows a stale thumbnail.
-    svc = services()
-    try:
-        data = svc.store.get(object_key)
-        thumb = make_thumbnail(
-            data,
-            size=size,
-            max_pixels=svc.settings.max_pixels,
-            limits=DecodeLimits.from_settings(svc.settings),
-        )
-    except LabelkitError:
-        return None
-    if not square:
-        return thumb
-    # Centre-cropped squares keep the gallery grid even, as photo galleries do.
-    im = PILImage.open(io.BytesIO(thumb))
-    side = min(im.size)
-    out = io.BytesIO()
-    ImageOps.fit(im, (side, side)).save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    thumb = _small_copy(object_key, size=size, quality=85)
+    return render.square_crop(thumb) if thumb is not None and square else thumb
 
 
 def thumbnail(image: Image, size: int | None = None, *, square: bool = False) -> str | None:
     """A small JPEG of an image the caller already fetched through a scoped query, as a
-    ``data:`` URL for ``st.image`` (see :func:`inline_jpeg`)."""
-    return inline_jpeg(_thumbnail(image.object_key, image.sha256, size or settings().thumbnail_size, square))
-
-
-def inline_jpeg(data: bytes | None) -> str | None:
-    """JPEG bytes as a ``data:`` URL. ``st.image`` passes such a URL through to the page, so the
-    photo travels only over this session's WebSocket: given bytes, Streamlit would instead
-    serve them at a ``/media/…`` URL that answers anyone who has it, signed in or not."""
-    if data is None:
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class Box:
-    left: float
-    top: float
-    width: float
-    height: float
-    caption: str
-
-
-_BOX_COLOURS = ("#f59e0b", "#10b981", "#3b82f6", "#ef4444", "#8b5cf6", "#ec4899")
+    ``data:`` URL for ``st.image`` (see :func:`labelkit.render.data_url`)."""
+    side = size or settings().thumbnail_size
+    return render.data_url(_thumbnail(image.object_key, image.sha256, side, square))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _display_copy(object_key: str, sha256: str, boxes: tuple[Box, ...], side: int) -> bytes | None:
+def _display_copy(object_key: str, sha256: str, boxes: tuple[render.Box, ...], side: int) -> bytes | None:
+    small = _small_copy(object_key, size=side, quality=88)
+    return render.with_boxes(small, boxes, quality=88) if small is not None else None
+
+
+def _small_copy(object_key: str, *, size: int, quality: int) -> bytes | None:
+    """The stored photo as a JPEG at most ``size`` pixels a side, decoded under the limits;
+    None when it cannot be read (missing, damaged)."""
     svc = services()
     try:
-        data = svc.store.get(object_key)
-        small = make_thumbnail(
-            data,
-            size=side,
+        return make_thumbnail(
+            svc.store.get(object_key),
+            size=size,
             max_pixels=svc.settings.max_pixels,
-            quality=88,
+            quality=quality,
             limits=DecodeLimits.from_settings(svc.settings),
         )
     except LabelkitError:
         return None
-    if not boxes:
-        return small
-    im = PILImage.open(io.BytesIO(small)).convert("RGB")
-    draw = ImageDraw.Draw(im)
-    w, h = im.size
-    line = max(2, round(max(w, h) / 300))
-    font = ImageFont.load_default(size=max(12, round(max(w, h) / 60)))
-    for i, b in enumerate(boxes):
-        colour = _BOX_COLOURS[i % len(_BOX_COLOURS)]
-        x0, y0 = b.left * w, b.top * h
-        x1, y1 = min(w - 1, (b.left + b.width) * w), min(h - 1, (b.top + b.height) * h)
-        draw.rectangle((x0, y0, x1, y1), outline=colour, width=line)
-        tx0, ty0, tx1, ty1 = draw.textbbox((x0, y0), b.caption, font=font)
-        pad = 3
-        draw.rectangle((x0, y0, x0 + (tx1 - tx0) + 2 * pad, y0 + (ty1 - ty0) + 2 * pad), fill=colour)
-        draw.text((x0 + pad, 2 * y0 + pad - ty0), b.caption, fill="white", font=font)
-    out = io.BytesIO()
-    im.save(out, format="JPEG", quality=88)
-    return out.getvalue()
 
 
-def display_copy(image: Image, boxes: Sequence[Box] = (), *, side: int = DISPLAY_SIDE) -> str | None:
+def display_copy(image: Image, boxes: Sequence[render.Box] = (), *, side: int = DISPLAY_SIDE) -> str | None:
     """The photo at display size (never the full original, at most ``side`` pixels a side),
-    with instance boxes drawn on it, as a ``data:`` URL (:func:`inline_jpeg`)."""
-    return inline_jpeg(_display_copy(image.object_key, image.sha256, tuple(boxes), min(side, DISPLAY_SIDE)))
+    with instance boxes drawn on it, as a ``data:`` URL (:func:`labelkit.render.data_url`)."""
+    data = _display_copy(image.object_key, image.sha256, tuple(boxes), min(side, DISPLAY_SIDE))
+    return render.data_url(data)
 
 
 # --------------------------------------------------------------------------- text and badges

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import streamlit as st
 
 from dashboard import core
+from dashboard.navigation import Page
 from labelkit.db.models import ImageStatus, TermKind
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
@@ -134,7 +135,7 @@ def _grid() -> None:
             st.info("No images match these filters.", icon=":material/filter_alt_off:")
         else:
             st.info("No images yet — upload some.", icon=":material/photo_library:")
-            st.page_link(core.PAGE_UPLOAD, label="Upload photos", icon=":material/upload:")
+            st.page_link(Page.UPLOAD, label="Upload photos", icon=":material/upload:")
         return
     st.caption(f"{page.total} image{'s' if page.total != 1 else ''}" + (" match" if filtering else ""))
     cols = st.columns(COLUMNS)
@@ -153,7 +154,7 @@ def _grid() -> None:
             if img.status == ImageStatus.FAILED and img.failure_reason:
                 st.caption(core.md(img.failure_reason))
             st.page_link(
-                core.PAGE_IMAGE,
+                Page.IMAGE,
                 label="Open",
                 icon=":material/open_in_full:",
                 query_params={"image": img.id},

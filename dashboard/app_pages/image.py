@@ -7,16 +7,15 @@ a missing one (the queries raise ``NotFound`` for both).
 
 from __future__ import annotations
 
-import html
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import streamlit as st
 
 from dashboard import core
-from labelkit import vocabulary
+from dashboard.navigation import Page
+from labelkit import render, vocabulary
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
@@ -26,7 +25,6 @@ from labelkit.uploads import delete_image, retry_image
 
 REFRESH_SECONDS = 3
 logger = logging.getLogger(__name__)
-_HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 user = core.require_user()
 viewer = user.viewer
@@ -39,7 +37,7 @@ def _not_found() -> None:
         "Image not found. It may have been deleted, or the link is wrong.",
         icon=":material/image_not_supported:",
     )
-    st.page_link(core.PAGE_GALLERY, label="Back to the gallery", icon=":material/photo_library:")
+    st.page_link(Page.GALLERY, label="Back to the gallery", icon=":material/photo_library:")
     st.stop()
 
 
@@ -122,20 +120,22 @@ def _add_keys() -> tuple[str, str, str, str]:
     return f"new_label::{n}", f"new_box::{n}", f"new_box_x::{n}", f"new_box_y::{n}"
 
 
-def _draft_box() -> core.Box | None:
+def _draft_box() -> render.Box | None:
     """The box being drawn for a new label (from its sliders), or None when none is drawn."""
     name_key, on_key, x_key, y_key = _add_keys()
     if not st.session_state.get(on_key):
         return None
     (x0, x1), (y0, y1) = st.session_state.get(x_key, BOX_X), st.session_state.get(y_key, BOX_Y)
     name = vocabulary.tidy(str(st.session_state.get(name_key) or "")) or "new label"
-    return core.Box(left=x0 / 100, top=y0 / 100, width=(x1 - x0) / 100, height=(y1 - y0) / 100, caption=name)
+    return render.Box(
+        left=x0 / 100, top=y0 / 100, width=(x1 - x0) / 100, height=(y1 - y0) / 100, caption=name
+    )
 
 
 BOX_X, BOX_Y = (25, 75), (25, 75)  # the draft box starts in the middle, half the photo
 
 
-def _add(name: str, box: core.Box | None) -> None:
+def _add(name: str, box: render.Box | None) -> None:
     """Add (confirm) a label as a person, with the box drawn for it if any."""
     try:
         with core.db() as s:
@@ -215,12 +215,50 @@ def _add_label_section(labels: list[LabelView]) -> None:
             _add(option, box)
 
 
+CONFIRM_DELETE = "confirm_delete"  # the image whose delete dialog is open
+
+
+def _close_delete_dialog() -> None:
+    st.session_state.pop(CONFIRM_DELETE, None)
+
+
+# Open while the state names this image (asked for on every run, so any rerun keeps it open);
+# closing it with × or Escape forgets the question.
+@st.dialog("Delete image?", on_dismiss=_close_delete_dialog)
+def _confirm_delete() -> None:
+    st.warning(
+        f"Delete **{core.md(image.original_name)}** and all its labels? This cannot be undone.",
+        icon=":material/warning:",
+    )
+    d1, d2 = st.columns(2)
+    if d1.button("Yes, delete", key="delete_confirm", type="primary", width="stretch"):
+        _close_delete_dialog()
+        try:
+            delete_image(services=core.services(), viewer=viewer, image_id=image_id)
+        except NotFound:
+            _not_found()
+        except LabelkitError:
+            logger.exception("deleting image %s failed", image_id)
+            st.error(
+                "Could not delete the image: the storage or the queue is not available. "
+                "Nothing was deleted; try again in a moment.",
+                icon=":material/error:",
+            )
+            st.stop()
+        core.data_changed()
+        core.flash(f"Deleted {image.original_name}.")
+        st.switch_page(Page.GALLERY)
+    if d2.button("Cancel", key="delete_cancel", width="stretch"):
+        _close_delete_dialog()
+        st.rerun()
+
+
 if not image_id:
     _not_found()
 image, rows, names = _load()
 labels = _label_views(rows, names)
 
-st.page_link(core.PAGE_GALLERY, label="Gallery", icon=":material/arrow_back:")
+st.page_link(Page.GALLERY, label="Gallery", icon=":material/arrow_back:")
 st.title(core.md(image.original_name))
 meta = [
     f"{image.width} × {image.height} px",
@@ -273,7 +311,7 @@ with left:
     show_boxes = bool(box_rows) and st.toggle("Show boxes", value=True, key="show_boxes")
     boxes = (
         [
-            core.Box(
+            render.Box(
                 left=r.box_left or 0.0,
                 top=r.box_top or 0.0,
                 width=r.box_width or 0.0,
@@ -299,22 +337,11 @@ with left:
         st.subheader("Image properties")
         for col, (key, title, meaning) in zip(st.columns(len(QUALITY)), QUALITY, strict=True):
             col.metric(f"{title} (0-100)", f"{float(props.get(key, 0)):.0f} / 100", help=meaning, border=True)
-        swatches = []
-        for c in props.get("dominant_colors") or []:
-            hex_code = str(c.get("hex_code", ""))
-            if not _HEX.match(hex_code):
-                continue
-            name = html.escape(str(c.get("simplified_color", "")))
-            pct = float(c.get("pixel_percent", 0.0))
-            swatches.append(
-                f'<div style="display:inline-block;margin:0 10px 8px 0;text-align:center;font-size:0.8rem">'
-                f'<div style="width:56px;height:40px;border-radius:6px;border:1px solid #ddd;'
-                f'background:{hex_code}"></div>{html.escape(hex_code)}<br>{name} {pct:.0f}%</div>'
-            )
+        swatches = render.colour_swatches_html(props.get("dominant_colors") or [])
         if swatches:
             st.caption("Dominant colours")
-            # Only validated hex codes and escaped text go into this HTML.
-            st.markdown("".join(swatches), unsafe_allow_html=True)
+            # Only validated hex codes and escaped text are in this HTML (see labelkit.render).
+            st.markdown(swatches, unsafe_allow_html=True)
 
 with right:
     st.subheader("Labels")
@@ -388,33 +415,7 @@ with right:
     _add_label_section(labels)
 
     st.divider()
-    if not st.session_state.get("confirm_delete") == image_id:
-        if st.button("Delete image…", key="delete", icon=":material/delete:"):
-            st.session_state["confirm_delete"] = image_id
-            st.rerun()
-    else:
-        st.warning(
-            f"Delete **{core.md(image.original_name)}** and all its labels? This cannot be undone.",
-            icon=":material/warning:",
-        )
-        d1, d2 = st.columns(2)
-        if d1.button("Yes, delete", key="delete_confirm", type="primary", width="stretch"):
-            st.session_state.pop("confirm_delete", None)
-            try:
-                delete_image(services=core.services(), viewer=viewer, image_id=image_id)
-            except NotFound:
-                _not_found()
-            except LabelkitError:
-                logger.exception("deleting image %s failed", image_id)
-                st.error(
-                    "Could not delete the image: the storage or the queue is not available. "
-                    "Nothing was deleted; try again in a moment.",
-                    icon=":material/error:",
-                )
-                st.stop()
-            core.data_changed()
-            core.flash(f"Deleted {image.original_name}.")
-            st.switch_page(core.PAGE_GALLERY)
-        if d2.button("Cancel", key="delete_cancel", width="stretch"):
-            st.session_state.pop("confirm_delete", None)
-            st.rerun()
+    if st.button("Delete image…", key="delete", icon=":material/delete:"):
+        st.session_state[CONFIRM_DELETE] = image_id
+    if st.session_state.get(CONFIRM_DELETE) == image_id:
+        _confirm_delete()

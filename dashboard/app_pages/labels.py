@@ -8,6 +8,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import core
+from dashboard.navigation import Page
 from labelkit import analytics
 
 BAR_HEIGHT = 24  # px per bar: room for every label name
@@ -26,7 +27,7 @@ if table.empty:
     st.info(
         "No labels yet — upload some images and they will be labelled automatically.", icon=":material/label:"
     )
-    st.page_link(core.PAGE_UPLOAD, label="Upload photos", icon=":material/upload:")
+    st.page_link(Page.UPLOAD, label="Upload photos", icon=":material/upload:")
     st.stop()
 
 reviewed = int(table["confirmed"].sum() + table["rejected"].sum())
@@ -70,7 +71,7 @@ with left:
     event = st.altair_chart(bars, on_select="rerun", key="label_bars", width="stretch")
     picked = (event.selection.get("pick") or []) if event else []
     if picked and isinstance(picked[0], dict) and picked[0].get("label"):
-        st.switch_page(core.PAGE_GALLERY, query_params={"label": str(picked[0]["label"])})
+        st.switch_page(Page.GALLERY, query_params={"label": str(picked[0]["label"])})
 
 with right:
     st.subheader("Confidence")
@@ -185,7 +186,7 @@ st.dataframe(
 c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
 chosen = c1.selectbox("Open a label in the gallery", list(table["label"]), index=None, key="labels_open")
 if c2.button("Open in gallery", key="labels_open_btn", icon=":material/photo_library:", disabled=not chosen):
-    st.switch_page(core.PAGE_GALLERY, query_params={"label": str(chosen)})
+    st.switch_page(Page.GALLERY, query_params={"label": str(chosen)})
 c3.download_button(
     "Download label summary (CSV)",
     data=analytics.to_csv(table),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import core
+from dashboard.navigation import Page
+from labelkit import render
 from labelkit.db.models import ReviewState
 from labelkit.db.queries import labels as label_q
 from labelkit.db.queries import reviews as review_q
@@ -71,7 +73,7 @@ def _plural(n: int, word: str) -> str:
 
 if photos == 0:
     st.success("Nothing to review — every label has been looked at.", icon=":material/task_alt:")
-    st.page_link(core.PAGE_GALLERY, label="Back to the gallery", icon=":material/photo_library:")
+    st.page_link(Page.GALLERY, label="Back to the gallery", icon=":material/photo_library:")
     st.stop()
 
 st.caption(f"{_plural(photos, 'photo')} with {_plural(waiting, 'label')} waiting for review")
@@ -158,7 +160,7 @@ for i, item in enumerate(items):
         c_photo, c_labels = st.columns([3, 2], gap="medium")
         with c_photo:
             boxes = [
-                core.Box(
+                render.Box(
                     left=b[0], top=b[1], width=b[2], height=b[3], caption=f"{lab.name} {lab.confidence:.0f}%"
                 )
                 for lab in labels
@@ -185,7 +187,7 @@ for i, item in enumerate(items):
             head[1].markdown(f"**{core.md(img.original_name)}**")
             if current:
                 st.badge("Current photo — the keys act here", icon=":material/keyboard:", color="violet")
-            st.page_link(core.PAGE_IMAGE, label="Open image", query_params={"image": img.id})
+            st.page_link(Page.IMAGE, label="Open image", query_params={"image": img.id})
             for lab in labels:
                 with st.container(border=True):
                     st.markdown(f"**{core.md(lab.name)}** · {lab.confidence:.1f}%")

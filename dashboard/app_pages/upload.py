@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import core
+from dashboard.navigation import Page
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
@@ -74,7 +75,7 @@ def _status_line(r: UploadResult, image: Image | None, best: dict[str, tuple[str
 def _open_link(image_id: str | None) -> None:
     if image_id:
         st.page_link(
-            core.PAGE_IMAGE, label="Open", icon=":material/open_in_new:", query_params={"image": image_id}
+            Page.IMAGE, label="Open", icon=":material/open_in_new:", query_params={"image": image_id}
         )
 
 
@@ -140,7 +141,7 @@ if results:
                 st.markdown(f"**{core.md(r.name)}** — rejected: {core.md(r.reason or '')}")
     cols = st.columns([1, 1, 4])
     with cols[0]:
-        st.page_link(core.PAGE_GALLERY, label="Go to the gallery", icon=":material/photo_library:")
+        st.page_link(Page.GALLERY, label="Go to the gallery", icon=":material/photo_library:")
     with cols[1]:
         if st.button("Clear this list", key="clear_results", type="tertiary"):
             st.session_state.pop("upload_results", None)

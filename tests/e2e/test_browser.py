@@ -4,8 +4,8 @@ Headless Chromium (Debian's) drives the real Streamlit server with the real
 listener and the real local model: sign up, upload two photos and one
 non-image, see the rejection and the live labelling status, wait for labels, open an
 image, confirm a label, check that the Labels page counts the confirmation and accept a
-photo's labels on the Review page with the keyboard; a reload keeps the
-session and signing out ends it. Screenshots of every
+photo's labels on the Review page with the keyboard; delete a photo through its confirmation
+dialog; a reload keeps the session and signing out ends it. Screenshots of every
 page are saved under test-artifacts/ (the README's pictures).
 """
 
@@ -126,6 +126,32 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     _nav(page, "Pipeline")
     expect(page.get_by_text(re.compile("Dead", re.I)).first).to_be_visible()
     screenshot(page, "07-pipeline")
+
+    # Deleting a photo asks first, in a dialog: Cancel keeps it, "Yes, delete" removes it.
+    _nav(page, "Gallery")
+    page.get_by_role("link", name="Open").first.click()
+    title = page.get_by_role("heading", name=re.compile(r"^(chelsea|coffee)\.jpg$"))
+    expect(title).to_be_visible()
+    name = title.inner_text()
+    page.locator(".st-key-delete").get_by_role("button").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("This cannot be undone")
+    screenshot(page, "08-delete")
+    dialog.locator(".st-key-delete_cancel").get_by_role("button").click()
+    expect(dialog).to_have_count(0)
+    expect(title).to_be_visible()
+    # Closed with Escape it stays closed when the page next runs (here: a box to draw).
+    page.locator(".st-key-delete").get_by_role("button").click()
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    page.get_by_text("Draw a box for it").click()
+    expect(page.get_by_text("Box left – right (% of the width)")).to_be_visible()
+    expect(dialog).to_have_count(0)
+    page.locator(".st-key-delete").get_by_role("button").click()
+    dialog.locator(".st-key-delete_confirm").get_by_role("button").click()
+    expect(page.get_by_text(f"Deleted {name}.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
 
     # Signing out ends the session: a reload does not bring it back.
     page.get_by_role("button", name=re.compile("Sign out")).click()
