@@ -86,8 +86,11 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     label_filter.fill("Animal")
     page.keyboard.press("Enter")
     expect(page.get_by_text("1 image")).to_be_visible()
-    expect(page.get_by_text("chelsea.jpg")).to_be_visible()
+    # (to_have_count waits out the cards of the previous run, which Streamlit shows faded
+    # until the new ones replace them)
     expect(page.get_by_text("coffee.jpg")).to_have_count(0)
+    expect(page.get_by_text("chelsea.jpg")).to_have_count(1)
+    expect(page.get_by_text("chelsea.jpg")).to_be_visible()
 
     # Open the cat and confirm "Cat".
     page.get_by_role("link", name="Open").first.click()
