@@ -7,7 +7,7 @@ what that viewer owns, raises nothing, and is timed. No timing thresholds.
 
 from __future__ import annotations
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bench.dashboard_load import (
@@ -31,9 +31,9 @@ def test_two_sessions_render_gallery_and_labels_without_errors(engine: Engine, d
         # The Labels page lists every name an image carries as a label or a parent (the gallery
         # filter's "images with X"), and names people reviewed.
         carried = s.scalars(
-            select(distinct(ImageTerm.term)).where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT]))
+            select(ImageTerm.term).where(ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT])).distinct()
         )
-        reviewed = s.scalars(select(distinct(LabelRow.name)).where(LabelRow.source == LabelSource.HUMAN))
+        reviewed = s.scalars(select(LabelRow.name).where(LabelRow.source == LabelSource.HUMAN).distinct())
         distinct_labels = len({*carried, *reviewed})
 
     result = run_load(db_url, sessions=2, reruns=1, timeout=300)
