@@ -14,6 +14,7 @@ are tested from an empty database in their own tests.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -109,7 +110,9 @@ def _reset_mysql(url: str) -> None:
     engine.dispose()
 
 
+@functools.cache
 def _head_revision() -> str:
+    """The migrations' head, read from the scripts once per session (not per test)."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
