@@ -10,6 +10,8 @@ This module imports nothing of the project, so every layer may import it:
   It maps one to one onto Rekognition's DetectLabels response
   (:meth:`LabelResult.to_rekognition` / :meth:`LabelResult.from_rekognition`).
   Confidences are percentages (0-100); boxes are fractions of the image size.
+* :class:`ImageFeatures` - what the worker derives from a photo besides its labels
+  (perceptual hash, embedding, thumbnail), for similar photos, near-duplicates and the gallery.
 """
 
 from __future__ import annotations
@@ -221,3 +223,35 @@ def _unit(value: float) -> float:
     """Clamp a box coordinate into [0, 1] (a value that is not finite counts as 0)."""
     value = float(value)
     return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFeatures:
+    """What the worker derives from a photo besides its labels; every part is optional
+    (each feature extractor fills its own, :meth:`merged` combines them).
+
+    * ``phash`` - a 64-bit perceptual hash as 16 hex digits (near-duplicates);
+    * ``embedding`` / ``embedding_model`` - a compact image embedding and the model that
+      made it (similar photos; only embeddings of the same model are compared);
+    * ``thumbnail`` - the gallery thumbnail's bytes (the pipeline stores them, once).
+    """
+
+    phash: str | None = None
+    embedding: bytes | None = None
+    embedding_model: str | None = None
+    thumbnail: bytes | None = None
+    thumbnail_type: str | None = None
+
+    def merged(self, other: ImageFeatures) -> ImageFeatures:
+        """These features with ``other``'s filled in where these have none."""
+        return ImageFeatures(
+            phash=self.phash or other.phash,
+            embedding=self.embedding if self.embedding is not None else other.embedding,
+            embedding_model=self.embedding_model or other.embedding_model,
+            thumbnail=self.thumbnail if self.thumbnail is not None else other.thumbnail,
+            thumbnail_type=self.thumbnail_type or other.thumbnail_type,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return self.phash is None and self.embedding is None and self.thumbnail is None

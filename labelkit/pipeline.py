@@ -8,7 +8,9 @@ and the listener both call. For every object-created record it
 2. skips work already done (every configured model version present: a
    re-delivery writes nothing),
 3. records the attempt, fetches the bytes, labels them with each labeller,
-4. writes the labels idempotently and sets ``labelled`` in one transaction.
+4. derives the photo's features (``labelkit.features``: perceptual hash, embedding,
+   thumbnail; the thumbnail is stored beside the photo under ``thumbnail_key``),
+5. writes the labels and features idempotently and sets ``labelled`` in one transaction.
 
 Records the store cannot own are **refused** before anything is looked up: an
 event naming another bucket than the configured store's (the S3 bucket, or the
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,7 @@ from labelkit.db.models import ImageStatus
 from labelkit.db.queries import worker as worker_q
 from labelkit.domain import LabelResult
 from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
+from labelkit.features import FeatureExtractor, FeatureInput, extract_all, thumbnail_key
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
 from labelkit.queue.events import ObjectEvent, parse_s3_event
 from labelkit.storage import ObjectStore, event_bucket
@@ -111,6 +114,8 @@ class Pipeline:
         labelers: Sequence[Labeler],
         options: LabelOptions,
         max_receives: int,
+        extractors: Sequence[FeatureExtractor] = (),
+        make_thumbnail: Callable[[bytes], bytes] | None = None,
     ) -> None:
         if not labelers:
             raise ValueError("at least one labeller is needed")
@@ -119,6 +124,8 @@ class Pipeline:
         self.labelers = list(labelers)
         self.options = options
         self.max_receives = max_receives
+        self.extractors = list(extractors)
+        self.make_thumbnail = make_thumbnail
 
     @property
     def model_version(self) -> str:
@@ -195,11 +202,22 @@ class Pipeline:
                 )
             t3 = time.perf_counter()
             props = next((r.image_properties for r in results if r.image_properties), None)
+            features = extract_all(
+                self.extractors, FeatureInput(data, results=results, make_thumbnail=self.make_thumbnail)
+            )
+            thumb_key = None
+            if features.thumbnail is not None:
+                thumb_key = thumbnail_key(key)
+                self.store.put(
+                    thumb_key, features.thumbnail, content_type=features.thumbnail_type or "image/jpeg"
+                )
+            t_features = time.perf_counter()
 
             def write(s: Session) -> int:
                 saved = sum(
                     worker_q.save_model_labels(session=s, image_id=image_id, result=r) for r in results
                 )
+                worker_q.save_features(session=s, image_id=image_id, features=features, thumb_key=thumb_key)
                 worker_q.mark_labelled(
                     session=s,
                     image_id=image_id,
@@ -216,7 +234,8 @@ class Pipeline:
                 "claim": (t1 - t0) * 1e3,
                 "fetch": (t2 - t1) * 1e3,
                 "label": (t3 - t2) * 1e3,
-                "write": (t4 - t3) * 1e3,
+                "features": (t_features - t3) * 1e3,
+                "write": (t4 - t_features) * 1e3,
                 "total": (t4 - t0) * 1e3,
             }
             return outcome

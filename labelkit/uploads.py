@@ -29,6 +29,7 @@ from labelkit.db.engine import transaction
 from labelkit.db.queries import images as image_q
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
+from labelkit.features import thumbnail_key
 from labelkit.filenames import safe_display_name
 from labelkit.images import DecodeLimits, ImageInfo, inspect_image
 from labelkit.queue.events import make_s3_event
@@ -190,7 +191,7 @@ def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
 
 
 def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
-    """Delete an image everywhere: stored object, rows and queue entries.
+    """Delete an image everywhere: stored object and thumbnail, rows and queue entries.
 
     Raises ``NotFound`` for an image the viewer may not see (before anything is
     touched) and ``StorageError`` if the object cannot be deleted (nothing changed).
@@ -198,6 +199,7 @@ def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
     with transaction(services.engine) as s:
         key = image_q.get_image(session=s, viewer=viewer, image_id=image_id).object_key
     services.store.delete(key)
+    services.store.delete(thumbnail_key(key))
     with transaction(services.engine) as s:
         image_q.delete_image(session=s, viewer=viewer, image_id=image_id)
     services.queue.purge_matching(image_id)

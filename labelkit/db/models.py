@@ -41,6 +41,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -185,6 +186,25 @@ class Image(Base):
     labels: Mapped[list[LabelRow]] = relationship(
         back_populates="image", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
+
+
+class ImageFeatureRow(Base):
+    """What the worker derived from an image besides its labels (migration 0009): its
+    perceptual hash (near-duplicates), its embedding (similar photos) and where its gallery
+    thumbnail is stored. One row per image, written when it is labelled; kept apart from
+    ``images`` so that loading images never loads embeddings. ``owner_id`` is repeated
+    here so a person's features are read without a join (similar photos, duplicates)."""
+
+    __tablename__ = "image_features"
+    __table_args__ = (Index("ix_image_features_owner", "owner_id"),)
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    phash: Mapped[str | None] = mapped_column(String(16))
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str | None] = mapped_column(String(64))
+    thumb_key: Mapped[str | None] = mapped_column(String(600))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class LabelRow(Base):

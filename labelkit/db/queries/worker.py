@@ -21,9 +21,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from labelkit.db import counts
-from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState, utcnow
+from labelkit.db.models import Image, ImageFeatureRow, ImageStatus, LabelRow, LabelSource, ReviewState, utcnow
 from labelkit.db.queries._scope import _insert_ignore
-from labelkit.domain import LabelResult
+from labelkit.domain import ImageFeatures, LabelResult
 
 
 def get_image_by_key_for_worker(*, session: Session, object_key: str, lock: bool = False) -> Image | None:
@@ -197,6 +197,31 @@ def _save_model_labels(session: Session, image_id: str, result: LabelResult) -> 
     _insert_ignore(session, LabelRow.__table__, rows)
     # image_terms follow from the rows (counts.counting derives them after this write).
     return len(rows)
+
+
+def save_features(
+    *, session: Session, image_id: str, features: ImageFeatures, thumb_key: str | None = None
+) -> None:
+    """Replace an image's derived features (hash, embedding, thumbnail key) with these.
+
+    Delete-then-insert in the caller's transaction: a re-delivery writes the same row again
+    (idempotent), and two workers on one image serialise on the row (a deadlock loser is
+    retried by :func:`labelkit.db.engine.in_transaction`)."""
+    owner_id = session.scalar(select(Image.owner_id).where(Image.id == image_id))
+    session.execute(delete(ImageFeatureRow).where(ImageFeatureRow.image_id == image_id))
+    if owner_id is None or (features.empty and thumb_key is None):
+        return
+    session.add(
+        ImageFeatureRow(
+            image_id=image_id,
+            owner_id=owner_id,
+            phash=features.phash,
+            embedding=features.embedding,
+            embedding_model=features.embedding_model,
+            thumb_key=thumb_key,
+        )
+    )
+    session.flush()
 
 
 def mark_labelled(
