@@ -310,6 +310,7 @@ class LocalQueueContract:
         assert len(got) == len(set(got)), "a message was delivered twice within its visibility timeout"
         assert set(got) == sent
 
+    @pytest.mark.slow
     def test_concurrent_processes_never_share_a_message(
         self, queue_db_url: str, make_queue: QueueFactory
     ) -> None:
