@@ -29,6 +29,7 @@ CARD_KEY = "gallery_card_"  # a card's container key: its CSS class is st-key-ga
 # image with Streamlit's own page navigation (the session and its state stay).
 CARD_CSS = f"""<style>
 div[class*="st-key-{CARD_KEY}"] {{ position: relative; }}
+div[class*="st-key-{CARD_KEY}"] [data-testid="stElementContainer"]:has([data-testid="stPageLink"]),
 div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"],
 div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"] * {{ position: static; }}
 div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"] a::after {{
