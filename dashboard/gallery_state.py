@@ -153,7 +153,7 @@ class GalleryState:
             KEY_PAGE: self.page,
         }
 
-    def seed(self, state: MutableMapping[str, Any]) -> None:
+    def seed(self, state: MutableMapping[Any, Any]) -> None:
         """Put this view into the widgets' state (``st.session_state``) before they are drawn.
 
         A widget not in the state yet that would show its default anyway is left alone
@@ -164,7 +164,7 @@ class GalleryState:
                 state[key] = value
 
     @classmethod
-    def from_widgets(cls, state: Mapping[str, Any]) -> GalleryState:
+    def from_widgets(cls, state: Mapping[Any, Any]) -> GalleryState:
         """The view the widgets show now (``st.session_state``), through the same parser as the URL."""
         dates = state.get(KEY_DATES) or ()
         dates = tuple(dates) if isinstance(dates, list | tuple) else (dates,)
