@@ -41,7 +41,7 @@ STRICT_BITS = 12
 LOOSE_BITS = 22
 MIN_COSINE = 0.9
 
-_BLOCK = 1024  # rows of the distance matrix computed at once (1024 x n bytes of scratch)
+_BLOCK, _COLUMNS = 256, 4096  # the distance matrix is computed in tiles this size (10 MB of scratch)
 
 
 # --------------------------------------------------------------------------- pure maths
@@ -61,15 +61,32 @@ def close_pairs(values: np.ndarray, max_bits: int, *, valid: np.ndarray | None =
     idx = np.flatnonzero(valid) if valid is not None else np.arange(n)
     v = values[idx]
     out: list[np.ndarray] = []
-    for start in range(0, len(v), _BLOCK):
-        block = v[start : start + _BLOCK]
-        rest = v[start:]  # the upper triangle only: j >= i
-        dist = np.bitwise_count(block[:, None] ^ rest[None, :])
-        bi, bj = np.nonzero(dist <= max_bits)
-        keep = bj > bi  # j > i (the block's own diagonal and below are skipped)
-        bi, bj = bi[keep], bj[keep]
-        if len(bi):
-            out.append(np.stack([idx[start + bi], idx[start + bj], dist[bi, bj].astype(np.int64)], axis=1))
+    # Preallocated scratch (a block of rows x a block of columns, upper triangle only): no
+    # temporaries the size of the matrix, and the scratch stays in cache.
+    xor = np.empty((_BLOCK, _COLUMNS), dtype=np.uint64)
+    bits = np.empty((_BLOCK, _COLUMNS), dtype=np.uint8)
+    hit = np.empty((_BLOCK, _COLUMNS), dtype=bool)
+    for r0 in range(0, len(v), _BLOCK):
+        rows = v[r0 : r0 + _BLOCK]
+        for c0 in range(r0, len(v), _COLUMNS):
+            cols = v[c0 : c0 + _COLUMNS]
+            x, d, h = (
+                xor[: len(rows), : len(cols)],
+                bits[: len(rows), : len(cols)],
+                hit[: len(rows), : len(cols)],
+            )
+            np.bitwise_xor(rows[:, None], cols[None, :], out=x)
+            np.bitwise_count(x, out=d)
+            np.less_equal(d, max_bits, out=h)
+            if not h.any():
+                continue
+            bi, bj = np.nonzero(h)
+            gi, gj = r0 + bi, c0 + bj
+            keep = gj > gi  # the diagonal block's lower half and diagonal are skipped
+            if keep.any():
+                out.append(
+                    np.stack([idx[gi[keep]], idx[gj[keep]], d[bi[keep], bj[keep]].astype(np.int64)], axis=1)
+                )
     return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
 
 
@@ -85,20 +102,26 @@ def is_near_duplicate(bits: int, cosine: float | None) -> bool:
     return cosine is not None and bits <= LOOSE_BITS and cosine >= MIN_COSINE
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+def _components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Union-find over ``edges`` ((m, 2) indices), vectorised: each node's root (the smallest
+    index of its group), by hooking each edge's larger root under the smaller and jumping
+    pointers until nothing changes."""
+    parent = np.arange(n)
+    if len(edges) == 0:
+        return parent
+    a, b = edges[:, 0], edges[:, 1]
+    while True:
+        ra, rb = parent[a], parent[b]
+        differ = ra != rb
+        if not differ.any():
+            return parent
+        lo, hi = np.minimum(ra[differ], rb[differ]), np.maximum(ra[differ], rb[differ])
+        np.minimum.at(parent, hi, lo)
+        while True:  # path compression: everyone points at a root
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +136,43 @@ class DuplicateGroup:
         return tuple(i for i in self.image_ids if i != self.keeper)
 
 
-def _keeper_order(im: HashedImage) -> tuple[float, float, float]:
+def _confirmed(
+    images: Sequence[HashedImage], pairs: np.ndarray, embeddings: dict[str, tuple[str, bytes]]
+) -> np.ndarray:
+    """Which borderline ``pairs`` (beyond STRICT_BITS) both have same-model embeddings with
+    cosine >= MIN_COSINE, vectorised per model and dimension."""
+    ok = np.zeros(len(pairs), dtype=bool)
+    if not embeddings or not len(pairs):
+        return ok
+    index = {im.image_id: k for k, im in enumerate(images)}
+    kinds: dict[tuple[str, int], int] = {}
+    kind = np.full(len(images), -1)
+    rows: dict[int, np.ndarray] = {}
+    for image_id, (model, blob) in embeddings.items():
+        k = index.get(image_id)
+        if k is None:
+            continue
+        vec = decode_embedding(blob)
+        kind[k] = kinds.setdefault((model, len(vec)), len(kinds))
+        rows[k] = vec
+    ka, kb = kind[pairs[:, 0]], kind[pairs[:, 1]]
+    for m in range(len(kinds)):
+        sel = np.flatnonzero((ka == m) & (kb == m))
+        if not len(sel):
+            continue
+        members = np.unique(pairs[sel, :2])
+        where = np.searchsorted(members, pairs[sel, :2])
+        matrix = np.stack([rows[int(k)] for k in members])
+        for start in range(0, len(sel), 200_000):  # bounded scratch
+            part = slice(start, start + 200_000)
+            cos = np.einsum("ij,ij->i", matrix[where[part, 0]], matrix[where[part, 1]])
+            ok[sel[part]] = cos >= MIN_COSINE
+    return ok
+
+
+def _keeper_order(im: HashedImage, sharp: dict[str, float]) -> tuple[float, float, float]:
     # Most pixels, then sharpest, then oldest (min over these keys).
-    return (-(im.width * im.height), -(im.sharpness or 0.0), im.created_at.timestamp())
+    return (-(im.width * im.height), -sharp.get(im.image_id, 0.0), im.created_at.timestamp())
 
 
 def group(
@@ -123,41 +180,38 @@ def group(
     embeddings: dict[str, tuple[str, bytes]] | None = None,
     *,
     pairs: np.ndarray | None = None,
+    sharpness: dict[str, float] | None = None,
 ) -> list[DuplicateGroup]:
     """Group ``images`` (all of one owner) by the rule; largest groups first.
 
     ``pairs`` are the candidate pairs within :data:`LOOSE_BITS` (computed if not given);
-    ``embeddings`` (image id -> (model, blob)) confirm those beyond :data:`STRICT_BITS`."""
-    values, has = hash_array([im.phash for im in images])
+    ``embeddings`` (image id -> (model, blob)) confirm those beyond :data:`STRICT_BITS`;
+    ``sharpness`` (image id -> 0-100) breaks ties between keepers of equal size."""
     if pairs is None:
+        values, has = hash_array([im.phash for im in images])
         pairs = close_pairs(values, LOOSE_BITS, valid=has)
-    embeddings = embeddings or {}
-    uf = _UnionFind(len(images))
-    for i, j, bits in pairs.tolist():
-        cosine = None
-        if bits > STRICT_BITS:
-            a, b = embeddings.get(images[i].image_id), embeddings.get(images[j].image_id)
-            if a is not None and b is not None and a[0] == b[0]:
-                va, vb = decode_embedding(a[1]), decode_embedding(b[1])
-                if va.shape == vb.shape:
-                    cosine = float(va @ vb)
-        if is_near_duplicate(bits, cosine):
-            uf.union(i, j)
+    strict = pairs[:, 2] <= STRICT_BITS
+    keep = strict.copy()
+    keep[~strict] = _confirmed(images, pairs[~strict], embeddings or {})
+    edges = [pairs[keep, :2]]
     by_sha: dict[str, int] = {}
+    same: list[tuple[int, int]] = []
     for i, im in enumerate(images):  # identical files (the same bytes under two ids)
-        if im.sha256 in by_sha:
-            uf.union(by_sha[im.sha256], i)
-        else:
-            by_sha[im.sha256] = i
+        first = by_sha.setdefault(im.sha256, i)
+        if first != i:
+            same.append((first, i))
+    if same:
+        edges.append(np.array(same, dtype=np.int64))
+    roots = _components(len(images), np.concatenate(edges).astype(np.int64))
+    sizes = np.bincount(roots, minlength=len(images))
     members: dict[int, list[int]] = {}
-    for i in range(len(images)):
-        members.setdefault(uf.find(i), []).append(i)
+    for i in np.flatnonzero(sizes[roots] > 1).tolist():
+        members.setdefault(int(roots[i]), []).append(i)
+    sharp = sharpness or {}
     groups: list[DuplicateGroup] = []
     for idx in members.values():
-        if len(idx) < 2:
-            continue
         ims = [images[i] for i in idx]
-        keeper = min(ims, key=_keeper_order)
+        keeper = min(ims, key=lambda im: _keeper_order(im, sharp))
         rest = sorted((im for im in ims if im is not keeper), key=lambda im: (im.created_at, im.image_id))
         groups.append(
             DuplicateGroup(keeper=keeper.image_id, image_ids=(keeper.image_id, *(r.image_id for r in rest)))
@@ -197,7 +251,17 @@ def find_groups(*, engine: Engine, viewer: Viewer, owner_id: str) -> list[Duplic
                 owner_id=owner_id,
                 image_ids=[images[i].image_id for i in borderline],
             )
-    return group(images, embeddings, pairs=pairs)
+    groups = group(images, embeddings, pairs=pairs)
+    if not groups:
+        return groups
+    # Sharpness only breaks ties between equally large copies: read it for the members only.
+    with transaction(engine) as s:
+        sharp = dup_q.sharpness(
+            session=s, viewer=viewer, owner_id=owner_id, image_ids=[i for g in groups for i in g.image_ids]
+        )
+    by_id = {im.image_id: im for im in images}
+    members = [by_id[i] for g in groups for i in g.image_ids]
+    return group(members, embeddings, sharpness=sharp) if sharp else groups
 
 
 def hash_upload(*, engine: Engine, image_id: str, owner_id: str, thumbnail: bytes) -> str | None:

@@ -49,7 +49,7 @@ if viewer.is_admin:
         names = user_q.usernames(session=s, user_ids=[*owners, viewer.user_id])
     choices = [viewer.user_id, *(o for o in owners if o != viewer.user_id)]
     owner_id = st.selectbox(
-        "Owner", choices, format_func=lambda o: names.get(o, o) + (" (you)" if o == viewer.user_id else "")
+        "Owner", choices, format_func=lambda o: f"{names.get(o, o)}{' (you)' if o == viewer.user_id else ''}"
     )
 
 groups = _groups(viewer.user_id, viewer.is_admin, owner_id)

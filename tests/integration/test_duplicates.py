@@ -161,7 +161,6 @@ def _hashed(
         sha256=sha or image_id,
         width=pixels,
         height=1,
-        sharpness=None,
         created_at=utcnow() - timedelta(days=age),
     )
 

@@ -29,7 +29,6 @@ class HashedImage:
     sha256: str
     width: int
     height: int
-    sharpness: float | None
     created_at: datetime
 
 
@@ -51,7 +50,6 @@ def hashed_images(*, session: Session, viewer: Viewer, owner_id: str) -> list[Ha
             Image.sha256,
             Image.width,
             Image.height,
-            Image.properties,
             Image.created_at,
         )
         .outerjoin(ImageFeatureRow, ImageFeatureRow.image_id == Image.id)
@@ -59,19 +57,32 @@ def hashed_images(*, session: Session, viewer: Viewer, owner_id: str) -> list[Ha
         .order_by(Image.created_at, Image.id)
     )
     out: list[HashedImage] = []
-    for image_id, phash, sha256, width, height, props, created in session.execute(stmt):
-        sharp = props.get("sharpness") if isinstance(props, dict) else None
+    for image_id, phash, sha256, width, height, created in session.execute(stmt):
         out.append(
             HashedImage(
-                image_id=image_id,
-                phash=phash,
-                sha256=sha256,
-                width=width,
-                height=height,
-                sharpness=float(sharp) if isinstance(sharp, int | float) else None,
-                created_at=created,
+                image_id=image_id, phash=phash, sha256=sha256, width=width, height=height, created_at=created
             )
         )
+    return out
+
+
+def sharpness(
+    *, session: Session, viewer: Viewer, owner_id: str, image_ids: Iterable[str]
+) -> dict[str, float]:
+    """image id -> the labeller's sharpness (0-100) for those of ``image_ids`` that have one
+    (read for group members only: parsing every image's properties would dominate)."""
+    if not _may_read(viewer, owner_id):
+        return {}
+    ids = list(dict.fromkeys(image_ids))
+    out: dict[str, float] = {}
+    for start in range(0, len(ids), _IN_CHUNK):
+        stmt = select(Image.id, Image.properties).where(
+            Image.owner_id == owner_id, Image.id.in_(ids[start : start + _IN_CHUNK])
+        )
+        for image_id, props in session.execute(stmt):
+            sharp = props.get("sharpness") if isinstance(props, dict) else None
+            if isinstance(sharp, int | float):
+                out[image_id] = float(sharp)
     return out
 
 
@@ -103,7 +114,8 @@ def embeddings(
             ImageFeatureRow.embedding_model.is_not(None),
         )
         for image_id, model, blob in session.execute(stmt):
-            out[image_id] = (model, blob)
+            if model is not None and blob is not None:
+                out[image_id] = (model, blob)
     return out
 
 
