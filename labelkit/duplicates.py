@@ -39,7 +39,18 @@ logger = logging.getLogger(__name__)
 STRICT_BITS = 12
 #: Hashes this close are near-duplicates when their embeddings agree (>= MIN_COSINE).
 LOOSE_BITS = 22
-MIN_COSINE = 0.9
+#: ... in libraries larger than LARGE_LIBRARY: 1.8 % of unrelated photos' hashes are within 22
+#: bits of each other (0.12 % within 18), so at 100k images 22 bits would mean ~90 M candidate
+#: pairs to check; 18 keeps that to ~6 M at a few points of recall (README table).
+LOOSE_BITS_LARGE = 18
+LARGE_LIBRARY = 30_000
+MIN_COSINE = 0.80
+
+
+def loose_bits_for(n_images: int) -> int:
+    """The loose distance used for a library of ``n_images``."""
+    return LOOSE_BITS if n_images <= LARGE_LIBRARY else LOOSE_BITS_LARGE
+
 
 _BLOCK, _COLUMNS = 256, 4096  # the distance matrix is computed in tiles this size (10 MB of scratch)
 
@@ -84,10 +95,11 @@ def close_pairs(values: np.ndarray, max_bits: int, *, valid: np.ndarray | None =
             gi, gj = r0 + bi, c0 + bj
             keep = gj > gi  # the diagonal block's lower half and diagonal are skipped
             if keep.any():
+                # int32: three columns of 4 bytes, as tens of millions of pairs are possible
                 out.append(
-                    np.stack([idx[gi[keep]], idx[gj[keep]], d[bi[keep], bj[keep]].astype(np.int64)], axis=1)
+                    np.stack([idx[gi[keep]], idx[gj[keep]], d[bi[keep], bj[keep]]], axis=1).astype(np.int32)
                 )
-    return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.int32)
 
 
 def decode_embedding(blob: bytes) -> np.ndarray:
@@ -184,12 +196,12 @@ def group(
 ) -> list[DuplicateGroup]:
     """Group ``images`` (all of one owner) by the rule; largest groups first.
 
-    ``pairs`` are the candidate pairs within :data:`LOOSE_BITS` (computed if not given);
+    ``pairs`` are the candidate pairs within the loose distance (computed if not given);
     ``embeddings`` (image id -> (model, blob)) confirm those beyond :data:`STRICT_BITS`;
     ``sharpness`` (image id -> 0-100) breaks ties between keepers of equal size."""
     if pairs is None:
         values, has = hash_array([im.phash for im in images])
-        pairs = close_pairs(values, LOOSE_BITS, valid=has)
+        pairs = close_pairs(values, loose_bits_for(len(images)), valid=has)
     strict = pairs[:, 2] <= STRICT_BITS
     keep = strict.copy()
     keep[~strict] = _confirmed(images, pairs[~strict], embeddings or {})
@@ -240,7 +252,7 @@ def find_groups(*, engine: Engine, viewer: Viewer, owner_id: str) -> list[Duplic
     with transaction(engine) as s:
         images = dup_q.hashed_images(session=s, viewer=viewer, owner_id=owner_id)
     values, has = hash_array([im.phash for im in images])
-    pairs = close_pairs(values, LOOSE_BITS, valid=has)
+    pairs = close_pairs(values, loose_bits_for(len(images)), valid=has)
     borderline = {int(x) for x in pairs[pairs[:, 2] > STRICT_BITS][:, :2].ravel()} if len(pairs) else set()
     embeddings: dict[str, tuple[str, bytes]] = {}
     if borderline:
