@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="keep the hashes and embeddings here (re-runs skip them)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     started = time.perf_counter()
     photos = load_photos(args.devset, args.photos)
@@ -402,7 +403,10 @@ def scale(n: int, database_url: str | None = None) -> str:
     t3 = time.perf_counter()
     with transaction(engine) as s:
         mine = dup_q.owner_hashes(session=s, viewer=viewer, owner_id=owner)
-    duplicates.nearest(f"{int(hashes[0]):016x}", mine)
+    near = duplicates.nearest(f"{int(hashes[0]):016x}", mine)
+    if near is not None:
+        with transaction(engine) as s:
+            dup_q.image_with_hash(session=s, viewer=viewer, owner_id=owner, phash=near[0], exclude="")
     t4 = time.perf_counter()
     engine.dispose()
     tmp.cleanup()

@@ -232,15 +232,15 @@ def group(
     return groups
 
 
-def nearest(phash: str, candidates: Sequence[tuple[str, str]]) -> tuple[str, int] | None:
-    """The candidate (image id, hash) closest to ``phash`` within :data:`STRICT_BITS`, with its
-    distance. Used at upload, when the new photo has no embedding yet: the hash alone must be sure."""
+def nearest(phash: str, candidates: Sequence[str]) -> tuple[str, int] | None:
+    """The candidate hash closest to ``phash`` if within :data:`STRICT_BITS`, with its distance.
+    Used at upload, when the new photo has no embedding yet: the hash alone must be sure."""
     if not candidates:
         return None
-    values = np.array([int(h, 16) for _, h in candidates], dtype=np.uint64)
+    values = np.array([int(h, 16) for h in candidates], dtype=np.uint64)
     dist = np.bitwise_count(values ^ np.uint64(int(phash, 16)))
     k = int(np.argmin(dist))
-    return (candidates[k][0], int(dist[k])) if int(dist[k]) <= STRICT_BITS else None
+    return (candidates[k], int(dist[k])) if int(dist[k]) <= STRICT_BITS else None
 
 
 # --------------------------------------------------------------------------- use cases
@@ -284,9 +284,11 @@ def hash_upload(*, engine: Engine, image_id: str, owner_id: str, thumbnail: byte
     phash = phash_of_thumbnail(thumbnail)
     owner = Viewer(user_id=owner_id)
     with transaction(engine) as s:
-        others = [
-            (i, h) for i, h in dup_q.owner_hashes(session=s, viewer=owner, owner_id=owner_id) if i != image_id
-        ]
+        near = nearest(phash, dup_q.owner_hashes(session=s, viewer=owner, owner_id=owner_id))
+        match = None
+        if near is not None:
+            match = dup_q.image_with_hash(
+                session=s, viewer=owner, owner_id=owner_id, phash=near[0], exclude=image_id
+            )
         dup_q.save_upload_hash(session=s, image_id=image_id, owner_id=owner_id, phash=phash)
-    near = nearest(phash, others)
-    return near[0] if near else None
+    return match

@@ -36,10 +36,19 @@ st.caption(
 )
 
 
-@st.cache_data(ttl=30, show_spinner="Looking for duplicates…", max_entries=50)
-def _groups(user_id: str, is_admin: bool, owner_id: str) -> list[DuplicateGroup]:
-    # Compares every hash with every other: cached, and dropped after any delete.
+@st.cache_data(ttl=3600, show_spinner="Looking for duplicates…", max_entries=50)
+def _cached_groups(
+    user_id: str, is_admin: bool, owner_id: str, version: tuple[int, str]
+) -> list[DuplicateGroup]:
+    # Compares every hash with every other (seconds at tens of thousands of photos): cached
+    # until the owner's images or hashes change (``version``), and dropped after a delete.
     return find_groups(engine=core.services().engine, viewer=Viewer(user_id, is_admin), owner_id=owner_id)
+
+
+def _groups(owner_id: str) -> list[DuplicateGroup]:
+    with core.db() as s:
+        version = dup_q.hash_version(session=s, viewer=viewer, owner_id=owner_id)
+    return _cached_groups(viewer.user_id, viewer.is_admin, owner_id, version)
 
 
 owner_id = viewer.user_id
@@ -52,7 +61,7 @@ if viewer.is_admin:
         "Owner", choices, format_func=lambda o: f"{names.get(o, o)}{' (you)' if o == viewer.user_id else ''}"
     )
 
-groups = _groups(viewer.user_id, viewer.is_admin, owner_id)
+groups = _groups(owner_id)
 shown = groups[:GROUPS_SHOWN]
 with core.db() as s:
     images = image_q.images_by_ids(
@@ -66,7 +75,7 @@ def _close() -> None:
 
 def _delete(ids: list[str]) -> None:
     deleted = delete_images(services=core.services(), viewer=viewer, image_ids=ids)
-    _groups.clear()
+    _cached_groups.clear()
     core.data_changed()
     if len(deleted) < len(ids):
         core.flash(f"Deleted {len(deleted)} of {len(ids)} photos; the others could not be deleted just now.")

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from labelkit.db.models import Image, ImageFeatureRow
@@ -86,14 +86,43 @@ def sharpness(
     return out
 
 
-def owner_hashes(*, session: Session, viewer: Viewer, owner_id: str) -> list[tuple[str, str]]:
-    """(image id, hash) of every hashed image of ``owner_id``: what an upload is compared with."""
+def owner_hashes(*, session: Session, viewer: Viewer, owner_id: str) -> list[str]:
+    """Every hash of ``owner_id``'s images (one column: what an upload is compared with; the
+    image behind a close one is found with :func:`image_with_hash`)."""
     if not _may_read(viewer, owner_id):
         return []
-    stmt = select(ImageFeatureRow.image_id, ImageFeatureRow.phash).where(
+    stmt = select(ImageFeatureRow.phash).where(
         ImageFeatureRow.owner_id == owner_id, ImageFeatureRow.phash.is_not(None)
     )
-    return [(i, h) for i, h in session.execute(stmt) if h]
+    return [h for h in session.scalars(stmt) if h]
+
+
+def image_with_hash(
+    *, session: Session, viewer: Viewer, owner_id: str, phash: str, exclude: str
+) -> str | None:
+    """The oldest of ``owner_id``'s images (other than ``exclude``) with this hash."""
+    if not _may_read(viewer, owner_id):
+        return None
+    stmt = (
+        select(ImageFeatureRow.image_id)
+        .join(Image, Image.id == ImageFeatureRow.image_id)
+        .where(ImageFeatureRow.owner_id == owner_id, ImageFeatureRow.phash == phash, Image.id != exclude)
+        .order_by(Image.created_at, Image.id)
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def hash_version(*, session: Session, viewer: Viewer, owner_id: str) -> tuple[int, str]:
+    """Changes whenever ``owner_id``'s hashes or images change (count and latest write): what a
+    cached grouping is keyed by."""
+    if not _may_read(viewer, owner_id):
+        return (0, "")
+    n, latest = session.execute(
+        select(func.count(), func.max(ImageFeatureRow.updated_at)).where(ImageFeatureRow.owner_id == owner_id)
+    ).one()
+    images = session.scalar(select(func.count()).select_from(Image).where(Image.owner_id == owner_id))
+    return (int(n) * 1_000_003 + int(images or 0), str(latest))
 
 
 def embeddings(
