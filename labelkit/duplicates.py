@@ -5,7 +5,8 @@ each group with the copy to keep.
 The rule (thresholds measured by ``bench/near_duplicates.py``, table in the README): two
 images of one owner are near-duplicates when
 
-* their files are identical (same sha256), or
+* their files are identical (same sha256: uploads refuse a second copy of a file, so this
+  covers rows from before that rule or from imports), or
 * their perceptual hashes (:mod:`labelkit.features.phash`) differ in at most
   :data:`STRICT_BITS` of 64 bits, or
 * they differ in at most :data:`LOOSE_BITS` bits *and* both have an embedding of the same
@@ -14,9 +15,11 @@ images of one owner are near-duplicates when
 
 Pairs are joined into groups with union-find. The suggested keeper of a group is the copy
 with the most pixels, then the sharpest (the labeller's Laplacian-variance sharpness), then the
-oldest. Finding pairs compares every hash with every other (numpy, in blocks): about 9 ns a
-pair, i.e. 0.4 s for 10,000 images and ~45 s for 100,000 (the page caches the answer); past
-that an index (or pairs kept as hashes are written) would be needed.
+oldest. Finding pairs compares every hash with every other (numpy, in tiles): 0.7-1.3 s for
+10,000 images and 73-99 s for 100,000 on the 2-core machine under load (README table; the page caches the
+groups). Candidate pairs grow with the square too (1.8 % of unrelated photos are within 22
+bits), so the loose distance drops to :data:`LOOSE_BITS_LARGE` past :data:`LARGE_LIBRARY`
+images; past ~100,000 an index (or pairs kept as hashes are written) would be needed.
 """
 
 from __future__ import annotations
