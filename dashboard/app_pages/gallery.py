@@ -5,16 +5,36 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from dashboard import core
 from dashboard.navigation import Page
 from labelkit.db.models import ImageStatus, TermKind
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
+from labelkit.search.service import SearchResult, get_searcher
 
 PAGE_SIZE = 24
 COLUMNS = 6
 REFRESH_SECONDS = 3
+
+
+def _label_as_query(label: str) -> str:
+    """A label name as a search: quoted when it has spaces ("Red Thing" is one term)."""
+    label = " ".join(label.split()).replace('"', "")
+    return f'"{label}"' if " " in label else label
+
+
+def _search(s: Session, text: str, flt: image_q.ImageFilter, page_no: int) -> SearchResult:
+    return get_searcher(core.settings().resolved_model_dir).search(
+        session=s, viewer=viewer, text=text, flt=flt, page=page_no, page_size=PAGE_SIZE
+    )
+
+
+def _use_suggestion(name: str) -> None:
+    st.session_state["flt_query"] = _label_as_query(name)
+    st.session_state["gallery_page"] = 1
+
 
 user = core.require_user()
 viewer = user.viewer
@@ -22,17 +42,15 @@ viewer = user.viewer
 st.title("Gallery")
 core.show_flash()
 
-# ?label=X (from the Labels page or a shared link) seeds the label filter once per new value.
+# ?q=... (a shared search) or ?label=X (from the Labels page, older links) seeds the search box
+# once per new value; a label name is searched as a phrase.
+qp_query = st.query_params.get("q")
 qp_label = st.query_params.get("label")
-if qp_label is not None and st.session_state.get("_applied_label_qp") != qp_label:
-    st.session_state["flt_label"] = qp_label or None
-    st.session_state["_applied_label_qp"] = qp_label
+seed = qp_query if qp_query is not None else (_label_as_query(qp_label) if qp_label is not None else None)
+if seed is not None and st.session_state.get("_applied_query_qp") != seed:
+    st.session_state["flt_query"] = seed
+    st.session_state["_applied_query_qp"] = seed
     st.session_state["gallery_page"] = 1
-
-suggestions = core.suggestions(viewer)
-current_label = st.session_state.get("flt_label")
-if current_label and current_label not in suggestions:
-    suggestions = [current_label, *suggestions]
 
 with core.db() as s:
     categories = [t for t, _ in stats_q.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
@@ -46,15 +64,14 @@ REVIEW_CHOICES = {
 
 with st.container(border=True):
     f1, f2, f3, f4, f5, f6 = st.columns([2.2, 1.4, 1.3, 1.5, 1.5, 1.9])
-    label = f1.selectbox(
-        "Label",
-        suggestions,
-        index=None,
-        key="flt_label",
-        placeholder="Any label — type to search",
-        accept_new_options=True,
-        help="A parent label finds its children too: “Animal” finds cats and dogs.",
-    )
+    query_text = f1.text_input(
+        "Search",
+        key="flt_query",
+        placeholder="dog beach · dog -cat · dog | cat",
+        help="Words match label names, aliases, parents and categories, ignoring case, and related "
+        "words (“puppy” finds dogs). `dog beach`: both; `dog -cat`: not cats; `dog | cat`: either "
+        '(| binds tighter than a space); `"hot dog"`: a phrase.',
+    ).strip()
     min_conf = f2.slider("Min confidence", 0, 100, 0, step=5, key="flt_conf")
     status_name = f3.selectbox(
         "Status",
@@ -80,13 +97,15 @@ with st.container(border=True):
     )
     dates = f6.date_input("Uploaded between", value=[], key="flt_dates", format="YYYY-MM-DD")
 
-# Keep the URL in step with the label filter, so a filtered gallery can be shared or bookmarked.
-if (label or "") != (st.query_params.get("label") or ""):
-    if label:
-        st.query_params["label"] = label
-    elif "label" in st.query_params:
+# Keep the URL in step with the search, so a searched gallery can be shared or bookmarked.
+if query_text != (st.session_state.get("_applied_query_qp") or ""):
+    if "label" in st.query_params:
         del st.query_params["label"]
-    st.session_state["_applied_label_qp"] = label or ""
+    if query_text:
+        st.query_params["q"] = query_text
+    elif "q" in st.query_params:
+        del st.query_params["q"]
+    st.session_state["_applied_query_qp"] = query_text
 
 since = until = None
 if isinstance(dates, tuple | list) and dates:
@@ -96,7 +115,6 @@ if isinstance(dates, tuple | list) and dates:
     until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
 
 flt = image_q.ImageFilter(
-    label=label or None,
     category=category or None,
     status=ImageStatus(status_name) if status_name else None,
     min_confidence=float(min_conf) if min_conf else None,
@@ -104,7 +122,7 @@ flt = image_q.ImageFilter(
     until=until,
     review=image_q.ReviewFilter(review_name) if review_name else None,
 )
-filtering = flt != image_q.ImageFilter()
+filtering = flt != image_q.ImageFilter() or bool(query_text)
 
 m = st.columns(4)
 for col, status in zip(m, ImageStatus, strict=True):
@@ -117,9 +135,24 @@ busy = counts[ImageStatus.PENDING] + counts[ImageStatus.LABELLING] > 0
 def _grid() -> None:
     core.require_live_session()  # a fragment rerun skips the entry point's check
     page_no = int(st.session_state.get("gallery_page", 1) or 1)
+    found: SearchResult | None = None
+    why: dict[str, list[str]] = {}
     with core.db() as s:
-        page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
-        if not page.items and page.total and page_no > page.pages:
+        if query_text:
+            with st.spinner("Searching…"):
+                found = _search(s, query_text, flt, page_no)
+                if not found.page.items and found.page.total and page_no > found.page.pages:
+                    found = _search(s, query_text, flt, found.page.pages)
+            page = image_q.Page(
+                items=[h.image for h in found.page.items],
+                total=found.page.total,
+                page=found.page.page,
+                page_size=PAGE_SIZE,
+            )
+            why = {h.image.id: h.why for h in found.page.items}
+        else:
+            page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
+        if not query_text and not page.items and page.total and page_no > page.pages:
             # The filters shrank the result below the page we were on: show its last page.
             page = image_q.list_images(
                 session=s, viewer=viewer, flt=flt, page=page.pages, page_size=PAGE_SIZE
@@ -131,7 +164,9 @@ def _grid() -> None:
         core.data_changed()
         st.rerun()
     if page.total == 0:
-        if filtering:
+        if found is not None:
+            _nothing_found(found)
+        elif filtering:
             st.info("No images match these filters.", icon=":material/filter_alt_off:")
         else:
             st.info("No images yet — upload some.", icon=":material/photo_library:")
@@ -148,6 +183,8 @@ def _grid() -> None:
                 st.caption(":material/broken_image: preview unavailable")
             st.markdown(f"**{core.md(img.original_name)}**")
             core.status_badge(img.status)
+            if img.id in why and why[img.id]:
+                st.caption(":material/search: " + core.md("; ".join(why[img.id][:2])))
             if img.id in best:
                 name, conf = best[img.id]
                 st.caption(f"{core.md(name)} · {conf:.0f}%")
@@ -161,6 +198,21 @@ def _grid() -> None:
             )
     if page.pages > 1:
         st.pagination(page.pages, key="gallery_page")
+
+
+def _nothing_found(found: SearchResult) -> None:
+    """Say so, name the words that stand for no label, and offer the nearest labels."""
+    words = ", ".join(f"“{core.md(w)}”" for w in found.unmatched)
+    st.info(
+        f"No photos match “{core.md(str(found.query))}”."
+        + (f" No label is called or related to {words}." if words else ""),
+        icon=":material/search_off:",
+    )
+    if found.suggestions:
+        st.caption("Nearest labels you have:")
+        cols = st.columns(len(found.suggestions))
+        for col, name in zip(cols, found.suggestions, strict=True):
+            col.button(name, key=f"suggest_{name}", on_click=_use_suggestion, args=(name,))
 
 
 if busy:

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 #: Cosine similarity a label (its name or an alias) needs to a term to count as related
 #: (measured on labelkit/search/pairs.py: see the README's "Search" section).
-RELATED_THRESHOLD = 0.75
+RELATED_THRESHOLD = 0.65
 #: Related labels must be this close to the best related label (keeps the tail out).
 RELATED_MARGIN = 0.08
 #: At most this many related labels per term.
