@@ -249,3 +249,28 @@ def test_nothing_found_suggests_nearest_in_meaning(
     result = _find(engine, with_model, alice, "hamster")
     assert result.page.total == 0
     assert result.suggestions and set(result.suggestions) & {"Cat", "Dog", "Pet", "Mammal", "Animal"}
+
+
+def test_cli_search(
+    engine: Engine,
+    db_url: str,
+    album: tuple[Viewer, Viewer],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from labelkit.search.__main__ import main
+    from labelkit.settings import get_settings
+
+    monkeypatch.setenv("LABELKIT_DATABASE_URL", db_url)
+    monkeypatch.setenv("LABELKIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LABELKIT_LABELER", "fake")
+    get_settings.cache_clear()
+    assert main(["puppy -cat", "--user", "alice", "--json"]) == 0
+    out = capsys.readouterr()
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert [r["name"] for r in rows] == ["dog-beach.jpg"]
+    assert rows[0]["why"] == ["Dog, alias Puppy"]
+    assert "1 match for puppy -cat" in out.err
