@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{gen.users:,} users ({server(engine)}); {args.runs} warm runs per query after "
             f"{args.warmup} warm-up runs. Loading the text model and the catalogue's "
             f"{len(searcher.resolver().strings):,} vocabulary embeddings: {load_s:.1f} s, once per "
-            "process.\n\n"
-            + "\n".join(lines)
-            + "\n\nRelated-word threshold over `labelkit/search/pairs.py` "
+            "process.\n\n" + "\n".join(lines) + "\n\nRelated-word threshold over `labelkit/search/pairs.py` "
             f"({len(pairs.POSITIVE)} positive, {len(pairs.NEGATIVE)} negative word -> label pairs):\n\n"
             + table
         )
