@@ -27,7 +27,9 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from labelkit.db import counts
 from labelkit.db.models import Image, ImageTerm, TermKind
+from labelkit.db.queries._scope import _term_total, _totals_owner
 from labelkit.db.queries.images import ImageFilter, _filtered_images
 from labelkit.domain import Viewer
 
@@ -100,31 +102,49 @@ def search_images(
         return SearchPage(items=[], total=0, page=page, page_size=page_size)
     min_conf = flt.min_confidence
     base = _filtered_images(viewer, replace(flt, min_confidence=None) if include else flt)
-    for group in include:
-        base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(group, min_conf)))
+    refs = [ref for group in include for ref in group]
+    score: Any = None
+    if refs:
+        # The matches and their scores in one pass over the term index: the best confidence
+        # per image among every include term (a derived table, joined to the images).
+        # With one group it is the whole condition; further groups are EXISTS probes.
+        matched = (
+            select(ImageTerm.image_id.label("image_id"), func.max(ImageTerm.confidence).label("score"))
+            .where(_matches(refs, min_conf))
+            .group_by(ImageTerm.image_id)
+            .subquery("matched")
+        )
+        base = base.join(matched, matched.c.image_id == Image.id)
+        score = matched.c.score
+        for group in include[1:] if len(include) > 1 else ():
+            base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(group, min_conf)))
+        if len(include) > 1:
+            first = include[0]
+            base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(first, min_conf)))
     for group in exclude:
         if group:
             base = base.where(~exists().where(ImageTerm.image_id == Image.id, _matches(group)))
-    total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+    total = _one_name_total(session, viewer, include, exclude, flt)
+    if total is None:
+        total = int(
+            session.scalar(select(func.count()).select_from(base.with_only_columns(Image.id).subquery())) or 0
+        )
     if total == 0:
         return SearchPage(items=[], total=0, page=page, page_size=page_size)
-    refs = [ref for group in include for ref in group]
     offset = (page - 1) * page_size
-    if refs:
-        score = (
-            select(func.max(ImageTerm.confidence))
-            .where(ImageTerm.image_id == Image.id, _matches(refs, min_conf))
-            .correlate(Image)
-            .scalar_subquery()
-            .label("score")
-        )
-        rows = session.execute(
-            base.add_columns(score)
+    if score is not None:
+        # Rank narrow rows (id, score, date: the sort does not carry whole image rows), then
+        # load the page's images.
+        ranked = session.execute(
+            base.with_only_columns(Image.id, score)
             .order_by(score.desc(), Image.created_at.desc(), Image.id.desc())
             .limit(page_size)
             .offset(offset)
         ).all()
-        found = [(img, float(s or 0.0)) for img, s in rows]
+        loaded = {
+            img.id: img for img in session.scalars(select(Image).where(Image.id.in_([r[0] for r in ranked])))
+        }
+        found = [(loaded[i], float(s or 0.0)) for i, s in ranked if i in loaded]
     else:
         images = session.scalars(
             base.order_by(Image.created_at.desc(), Image.id.desc()).limit(page_size).offset(offset)
@@ -133,6 +153,23 @@ def search_images(
     why = _explain(session, [img.id for img, _ in found], refs, min_conf)
     items = [SearchHit(image=img, score=s, why=why.get(img.id, [])) for img, s in found]
     return SearchPage(items=items, total=total, page=page, page_size=page_size)
+
+
+def _one_name_total(
+    session: Session, viewer: Viewer, include: Sequence[Group], exclude: Sequence[Group], flt: ImageFilter
+) -> int | None:
+    """The total of a one-name search ("dog", "puppy": the label Dog, as a label or a parent)
+    from the running totals, as the gallery's label filter does (counting the matches is
+    O(matches)); None when the search is anything more."""
+    if len(include) != 1 or any(exclude) or replace(flt, owner_id=None) != ImageFilter():
+        return None
+    names = {ref.term[:128] for ref in include[0]}
+    if len(names) != 1 or any(ref.kind not in (TermKind.LABEL, TermKind.PARENT) for ref in include[0]):
+        return None
+    if flt.owner_id is not None and not viewer.is_admin and flt.owner_id != viewer.user_id:
+        return 0  # another user's images: the scoped query finds none
+    owner = flt.owner_id if flt.owner_id is not None else _totals_owner(viewer)
+    return _term_total(session, owner, counts.ANY, names.pop())
 
 
 def _explain(
