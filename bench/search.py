@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 p50, p95, n = time_query(
                     engine, Query(text, who, run), runs=args.runs, warmup=args.warmup, budget=args.budget
                 )
-                lines.append(f"| `{text}` | {who} | {total.get('n', 0):,} | {p50:.0f} | {p95:.0f} |")
+                cell = text.replace("|", "\\|")  # a pipe inside a table cell
+                lines.append(f"| `{cell}` | {who} | {total.get('n', 0):,} | {p50:.0f} | {p95:.0f} |")
                 print(lines[-1], file=sys.stderr)
         body = (
             f"{gen.images:,} images, {gen.labels:,} label rows, {gen.terms:,} image terms over "
