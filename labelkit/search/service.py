@@ -98,8 +98,14 @@ class Searcher:
         page: int = 1,
         page_size: int = 24,
     ) -> SearchResult:
-        query = parse(text) if isinstance(text, str) else text
         own, categories = own_terms(session=session, viewer=viewer)
+        query = parse(text) if isinstance(text, str) else text
+        if isinstance(text, str) and _plain_words(text):
+            # Words typed with no syntax that together are a label ("golden retriever", a
+            # link's ?label=Red Thing) are that label, not each word on its own.
+            phrase = fold(text)
+            if " " in phrase and self.resolver(own, categories).direct(phrase):
+                query = Query(include=((phrase,),))
         include, exclude, unmatched = self.resolve(query, own, categories)
         result = search_q.search_images(
             session=session,
@@ -126,6 +132,10 @@ class Searcher:
             return [names[int(i)] for i in order]
         folded = {fold(n): n for n in names}
         return [folded[f] for f in difflib.get_close_matches(fold(text), list(folded), n=limit, cutoff=0.0)]
+
+
+def _plain_words(text: str) -> bool:
+    return not any(c in text for c in '"|') and not any(w.startswith("-") or ":" in w for w in text.split())
 
 
 def own_terms(*, session: Session, viewer: Viewer) -> tuple[list[str], list[str]]:

@@ -132,6 +132,8 @@ def test_aliases_parents_categories_and_why(
     assert sorted(_names(_find(engine, plain, alice, "animal"))) == ["cat", "dog-beach", "dog-cat"]
     # A category
     assert sorted(_names(_find(engine, plain, alice, '"animals and pets" -dog'))) == ["cat"]
+    # Words typed without syntax that together are a label or category are that one term
+    assert sorted(_names(_find(engine, plain, alice, "Animals and  PETS"))) == ["cat", "dog-beach", "dog-cat"]
     # Plurals are the same word; "people" is the plural of person
     assert _names(_find(engine, plain, alice, "dogs")) == ["dog-beach", "dog-cat"]
     assert _names(_find(engine, plain, alice, "people")) == ["person"]
