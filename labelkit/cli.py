@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("labelkit.label", "label image files with the configured labeller (Rekognition-shaped JSON)"),
     "export": ("labelkit.interchange", "export labels (CSV, JSON Lines, COCO, manifest) or import them"),
     "demo": ("labelkit.demo", "upload the photos shipped in scikit-image/scikit-learn as a demo account"),
+    "search": ("labelkit.search", 'search the photos: "puppy", "dog -cat", "dog | cat"'),
     "relabel": ("labelkit.relabel", "relabel images labelled by another model configuration"),
     "counts": ("labelkit.db.counts", "check or rebuild the running totals"),
     "model": ("labelkit.labelers.build", "build the local models' ONNX files (needs requirements-model.txt)"),

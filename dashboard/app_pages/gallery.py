@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from dashboard import core
 from dashboard import gallery_state as gs
@@ -19,6 +20,7 @@ from labelkit.db.models import ImageStatus, TermKind
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
 from labelkit.db.queries import users as user_q
+from labelkit.search.service import SearchResult, get_searcher
 
 PAGE_SIZE = gs.PAGE_SIZE
 COLUMNS = 6
@@ -37,6 +39,18 @@ div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"] a::after {{
 }}
 div[class*="st-key-{CARD_KEY}"]:hover {{ border-color: var(--primary-color, #4f46e5); }}
 </style>"""
+
+
+def _search(s: Session, text: str, flt: image_q.ImageFilter, page_no: int) -> SearchResult:
+    return get_searcher(core.settings().resolved_model_dir).search(
+        session=s, viewer=viewer, text=text, flt=flt, page=page_no, page_size=PAGE_SIZE
+    )
+
+
+def _use_suggestion(name: str) -> None:
+    st.session_state[gs.KEY_LABEL] = f'"{name}"' if " " in name else name
+    st.session_state[gs.KEY_PAGE] = 1
+
 
 user = core.require_user()
 viewer = user.viewer
@@ -64,11 +78,6 @@ if widgets_missing or st.session_state.get(WRITTEN) != url_view.to_params():
     url_view.seed(st.session_state)
     st.session_state[WRITTEN] = url_view.to_params()
 
-suggestions = core.suggestions(viewer)
-current_label = st.session_state.get(gs.KEY_LABEL)
-if current_label and current_label not in suggestions:
-    suggestions = [current_label, *suggestions]
-
 with core.db() as s:
     categories = [t for t, _ in stats_q.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
     counts = image_q.status_counts(session=s, viewer=viewer)
@@ -88,14 +97,15 @@ REVIEW_CHOICES = {
 
 with st.container(border=True):
     f1, f2, f3, f4, f5, f6 = st.columns([2.2, 1.4, 1.3, 1.5, 1.5, 1.9])
-    f1.selectbox(
-        "Label",
-        suggestions,
-        index=None,
-        key="flt_label",
-        placeholder="Any label — type to search",
-        accept_new_options=True,
-        help="A parent label finds its children too: “Animal” finds cats and dogs.",
+    # The search text lives in the URL's ?label= (a label name is a search for it).
+    f1.text_input(
+        "Search",
+        key=gs.KEY_LABEL,
+        placeholder="dog beach · dog -cat · dog | cat",
+        max_chars=gs.MAX_TEXT,
+        help="Words match label names, aliases, parents and categories, ignoring case, and related "
+        "words (“puppy” finds dogs). `dog beach`: both; `dog -cat`: not cats; `dog | cat`: either "
+        '(| binds tighter than a space); `"hot dog"`: a phrase.',
     )
     f2.slider("Min confidence", 0, 100, step=5, key="flt_conf")
     f3.selectbox(
@@ -140,6 +150,8 @@ _write_url(view)
 
 flt = view.to_filter(owner_id=owner_ids.get(view.owner or ""))
 filtering = flt != image_q.ImageFilter()
+query_text = (flt.label or "").strip()  # searched (labelkit.search), not matched literally
+flt = replace(flt, label=None)
 
 m = st.columns(4)
 for col, status in zip(m, ImageStatus, strict=True):
@@ -152,9 +164,25 @@ busy = counts[ImageStatus.PENDING] + counts[ImageStatus.LABELLING] > 0
 def _grid() -> None:
     core.require_live_session()  # a fragment rerun skips the entry point's check
     page_no = int(st.session_state.get(gs.KEY_PAGE, 1) or 1)
+    found: SearchResult | None = None
+    why: dict[str, list[str]] = {}
     with core.db() as s:
-        page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
-        if not page.items and page.total and page_no > page.pages:
+        if query_text:
+            with st.spinner("Searching…"):
+                found = _search(s, query_text, flt, page_no)
+                if not found.page.items and found.page.total and page_no > found.page.pages:
+                    found = _search(s, query_text, flt, found.page.pages)
+                    st.session_state[gs.KEY_PAGE] = found.page.page
+            page = image_q.Page(
+                items=[h.image for h in found.page.items],
+                total=found.page.total,
+                page=found.page.page,
+                page_size=PAGE_SIZE,
+            )
+            why = {h.image.id: h.why for h in found.page.items}
+        else:
+            page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
+        if not query_text and not page.items and page.total and page_no > page.pages:
             # The filters shrank the result below the page we were on: show its last page.
             page = image_q.list_images(
                 session=s, viewer=viewer, flt=flt, page=page.pages, page_size=PAGE_SIZE
@@ -169,7 +197,9 @@ def _grid() -> None:
         core.data_changed()
         st.rerun()
     if page.total == 0:
-        if filtering:
+        if found is not None:
+            _nothing_found(found)
+        elif filtering:
             st.info("No images match these filters.", icon=":material/filter_alt_off:")
         else:
             st.info("No images yet — upload some.", icon=":material/photo_library:")
@@ -191,6 +221,8 @@ def _grid() -> None:
                     st.caption(":material/broken_image: preview unavailable")
                 st.markdown(f"**{core.md(img.original_name)}**")
                 core.status_badge(img.status)
+                if why.get(img.id):
+                    st.caption(":material/search: " + core.md("; ".join(why[img.id][:2])))
                 if img.id in best:
                     name, conf = best[img.id]
                     st.caption(f"{core.md(name)} · {conf:.0f}%")
@@ -208,6 +240,21 @@ def _grid() -> None:
                 )
     if page.pages > 1:
         st.pagination(page.pages, key=gs.KEY_PAGE)
+
+
+def _nothing_found(found: SearchResult) -> None:
+    """Say so, name the words that stand for no label, and offer the nearest labels."""
+    words = ", ".join(f"“{core.md(w)}”" for w in found.unmatched)
+    st.info(
+        f"No photos match “{core.md(str(found.query))}”."
+        + (f" No label is called or related to {words}." if words else ""),
+        icon=":material/search_off:",
+    )
+    if found.suggestions:
+        st.caption("Nearest labels you have:")
+        cols = st.columns(len(found.suggestions))
+        for col, name in zip(cols, found.suggestions, strict=True):
+            col.button(name, key=f"suggest_{name}", on_click=_use_suggestion, args=(name,))
 
 
 if busy:

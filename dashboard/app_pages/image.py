@@ -24,6 +24,7 @@ from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
 from labelkit.db.queries import users as user_q
 from labelkit.errors import LabelkitError, NotFound
+from labelkit.search.service import get_searcher
 from labelkit.uploads import delete_image, retry_image
 
 REFRESH_SECONDS = 3
@@ -271,8 +272,22 @@ def _browse_bar() -> None:
         with core.db() as s:
             owner = user_q.get_user_by_username(session=s, username=view.owner) if view.owner else None
             owner_id = owner.id if owner is not None and viewer.is_admin else None
-            around = image_q.neighbours(
-                session=s, viewer=viewer, flt=view.to_filter(owner_id=owner_id), image_id=image_id
+            flt = view.to_filter(owner_id=owner_id)
+            text = (flt.label or "").strip()  # the gallery's search text (labelkit.search)
+            found = None
+            if text:
+                # The gallery ranks a search best match first: walk that order, not upload order.
+                found = get_searcher(core.settings().resolved_model_dir).neighbours(
+                    session=s,
+                    viewer=viewer,
+                    text=text,
+                    flt=replace(flt, label=None),
+                    image_id=image_id,
+                    page=view.page,
+                    page_size=gs.PAGE_SIZE,
+                )
+            around = found or image_q.neighbours(
+                session=s, viewer=viewer, flt=replace(flt, label=None) if text else flt, image_id=image_id
             )
     except NotFound:
         _not_found()

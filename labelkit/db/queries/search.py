@@ -1,0 +1,197 @@
+"""Search: the gallery's page of images for a resolved query, ranked, with why each matched.
+
+The words of a query are resolved to image terms before they get here
+(:mod:`labelkit.search` turns "puppy" into the label ``Dog`` because ``Puppy`` is its alias,
+"seaside" into ``Beach`` through the text model). This module only sees
+:class:`TermRef` groups:
+
+* ``include``: every group must be matched by the image (AND); within a group any one
+  term will do (OR);
+* ``exclude``: an image matching any term of any of these groups is left out (NOT).
+
+Terms are looked up in ``image_terms``, which holds each image's *effective* terms (see
+:mod:`labelkit.db.counts`): a label a person rejected is not there, not even as another
+label's parent, so a rejection always outranks the model. Scoped by the viewer like every
+gallery query (another user's photos never match), and combined with the gallery's
+:class:`~labelkit.db.queries.images.ImageFilter` (its ``min_confidence`` applies to the
+matched terms). Ranked by the best confidence among the matched terms, then newest first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from labelkit.db import counts
+from labelkit.db.models import Image, ImageTerm, TermKind
+from labelkit.db.queries._scope import _term_total, _totals_owner
+from labelkit.db.queries.images import ImageFilter, _filtered_images
+from labelkit.domain import Viewer
+
+
+@dataclass(frozen=True, slots=True)
+class TermRef:
+    """One image term a query word stands for, and how to say why it matched.
+
+    ``why`` is appended to the term in the result's explanation: ``"alias Puppy"`` gives
+    "Dog, alias Puppy"; ``""`` gives just "Dog".
+    """
+
+    kind: TermKind
+    term: str
+    why: str = ""
+
+
+Group = Sequence[TermRef]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    image: Image
+    score: float  # the best confidence among the matched terms (0-100)
+    why: list[str] = field(default_factory=list)  # e.g. ["Dog, alias Puppy", "Beach"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    items: list[SearchHit]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def _matches(group: Group, min_confidence: float | None = None) -> Any:
+    """A condition on ``ImageTerm``: the row is one of the group's terms."""
+    by_kind: dict[TermKind, set[str]] = defaultdict(set)
+    for ref in group:
+        by_kind[ref.kind].add(ref.term[:128])
+    cond = or_(
+        *(and_(ImageTerm.kind == kind, ImageTerm.term.in_(sorted(terms))) for kind, terms in by_kind.items())
+    )
+    if min_confidence is not None:
+        cond = and_(cond, ImageTerm.confidence >= min_confidence)
+    return cond
+
+
+def search_images(
+    *,
+    session: Session,
+    viewer: Viewer,
+    include: Sequence[Group],
+    exclude: Sequence[Group] = (),
+    flt: ImageFilter | None = None,
+    page: int = 1,
+    page_size: int = 24,
+) -> SearchPage:
+    """A page of the viewer's images matching every ``include`` group and no ``exclude``
+    group, best match first. An empty include group matches nothing (a word no term stands
+    for); no include groups at all: every image passing the filter and the excludes, at
+    score 0, newest first."""
+    flt = flt or ImageFilter()
+    page = max(1, page)
+    if any(not g for g in include):
+        return SearchPage(items=[], total=0, page=page, page_size=page_size)
+    min_conf = flt.min_confidence
+    base = _filtered_images(viewer, replace(flt, min_confidence=None) if include else flt)
+    refs = [ref for group in include for ref in group]
+    score: Any = None
+    if refs:
+        # The matches and their scores in one pass over the term index: the best confidence
+        # per image among every include term (a derived table, joined to the images).
+        # With one group it is the whole condition; further groups are EXISTS probes.
+        matched = (
+            select(ImageTerm.image_id.label("image_id"), func.max(ImageTerm.confidence).label("score"))
+            .where(_matches(refs, min_conf))
+            .group_by(ImageTerm.image_id)
+            .subquery("matched")
+        )
+        base = base.join(matched, matched.c.image_id == Image.id)
+        score = matched.c.score
+        for group in include[1:] if len(include) > 1 else ():
+            base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(group, min_conf)))
+        if len(include) > 1:
+            first = include[0]
+            base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(first, min_conf)))
+    for group in exclude:
+        if group:
+            base = base.where(~exists().where(ImageTerm.image_id == Image.id, _matches(group)))
+    total = _one_name_total(session, viewer, include, exclude, flt)
+    if total is None:
+        total = int(
+            session.scalar(select(func.count()).select_from(base.with_only_columns(Image.id).subquery())) or 0
+        )
+    if total == 0:
+        return SearchPage(items=[], total=0, page=page, page_size=page_size)
+    offset = (page - 1) * page_size
+    if score is not None:
+        # Rank narrow rows (id, score, date: the sort does not carry whole image rows), then
+        # load the page's images.
+        ranked = session.execute(
+            base.with_only_columns(Image.id, score)
+            .order_by(score.desc(), Image.created_at.desc(), Image.id.desc())
+            .limit(page_size)
+            .offset(offset)
+        ).all()
+        loaded = {
+            img.id: img for img in session.scalars(select(Image).where(Image.id.in_([r[0] for r in ranked])))
+        }
+        found = [(loaded[i], float(s or 0.0)) for i, s in ranked if i in loaded]
+    else:
+        images = session.scalars(
+            base.order_by(Image.created_at.desc(), Image.id.desc()).limit(page_size).offset(offset)
+        ).all()
+        found = [(img, 0.0) for img in images]
+    why = _explain(session, [img.id for img, _ in found], refs, min_conf)
+    items = [SearchHit(image=img, score=s, why=why.get(img.id, [])) for img, s in found]
+    return SearchPage(items=items, total=total, page=page, page_size=page_size)
+
+
+def _one_name_total(
+    session: Session, viewer: Viewer, include: Sequence[Group], exclude: Sequence[Group], flt: ImageFilter
+) -> int | None:
+    """The total of a one-name search ("dog", "puppy": the label Dog, as a label or a parent)
+    from the running totals, as the gallery's label filter does (counting the matches is
+    O(matches)); None when the search is anything more."""
+    if len(include) != 1 or any(exclude) or replace(flt, owner_id=None) != ImageFilter():
+        return None
+    names = {ref.term[:128] for ref in include[0]}
+    if len(names) != 1 or any(ref.kind not in (TermKind.LABEL, TermKind.PARENT) for ref in include[0]):
+        return None
+    if flt.owner_id is not None and not viewer.is_admin and flt.owner_id != viewer.user_id:
+        return 0  # another user's images: the scoped query finds none
+    owner = flt.owner_id if flt.owner_id is not None else _totals_owner(viewer)
+    return _term_total(session, owner, counts.ANY, names.pop())
+
+
+def _explain(
+    session: Session, image_ids: list[str], refs: list[TermRef], min_conf: float | None
+) -> dict[str, list[str]]:
+    """Per image: its matched terms with their reasons, most confident first."""
+    if not image_ids or not refs:
+        return {}
+    reasons: dict[tuple[TermKind, str], list[str]] = defaultdict(list)
+    for ref in refs:
+        key = (ref.kind, ref.term[:128])
+        if ref.why not in reasons[key]:
+            reasons[key].append(ref.why)
+    stmt = (
+        select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term, ImageTerm.confidence)
+        .where(ImageTerm.image_id.in_(image_ids), _matches(refs, min_conf))
+        .order_by(ImageTerm.image_id, ImageTerm.confidence.desc(), ImageTerm.term)
+    )
+    out: dict[str, list[str]] = defaultdict(list)
+    for image_id, kind, term, _conf in session.execute(stmt):
+        for why in reasons.get((TermKind(kind), term), []):
+            text = f"{term}, {why}" if why else term
+            if text not in out[image_id]:
+                out[image_id].append(text)
+    return dict(out)
