@@ -138,10 +138,11 @@ def _grid() -> None:
             st.page_link(Page.UPLOAD, label="Upload photos", icon=":material/upload:")
         return
     st.caption(f"{page.total} image{'s' if page.total != 1 else ''}" + (" match" if filtering else ""))
+    thumbs = core.thumbnails(page.items, square=True)  # the stored ones, read with one query
     cols = st.columns(COLUMNS)
     for i, img in enumerate(page.items):
         with cols[i % COLUMNS].container(border=True):
-            thumb = core.thumbnail(img, square=True)
+            thumb = thumbs[img.id]
             if thumb:
                 st.image(thumb, width="stretch")
             else:
