@@ -21,6 +21,7 @@ import streamlit as st
 import yaml
 from PIL import Image as PILImage
 from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
 from streamlit.testing.v1 import AppTest
 
 import dashboard.core
@@ -345,3 +346,64 @@ def test_the_stack_labels_only_uploads_lets_the_lambda_store_thumbnails_and_keep
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"] if isinstance(s, dict)}
     assert statements["StoreThumbnails"]["Action"] == ["s3:PutObject"]
     assert statements["StoreThumbnails"]["Resource"] == ["arn:${AWS::Partition}:s3:::${Bucket}/thumbs/*"]
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def test_the_dashboard_benchmark_reports_the_run_without_stored_thumbnails() -> None:
+    from bench.dashboard_load import LoadResult, Sample, Who, table
+    from bench.queries import GenerateReport
+
+    who = [Who(Principal(user_id="u1", username="u1"), 10)]
+
+    def run(mode: str, first: float) -> LoadResult:
+        return LoadResult(
+            sessions=who,
+            samples=[
+                Sample(0, "user", "gallery", "first", first, 10, 10, start=0.0, end=first),
+                Sample(0, "user", "gallery", "rerun", 0.25, 10, 10, start=first, end=first + 0.25),
+            ],
+            wall_seconds=first + 0.25,
+            thumbnails=mode,
+        )
+
+    text = table(
+        run("stored", 0.5),
+        GenerateReport(images=10, users=1),
+        "db",
+        cores=2,
+        reruns=1,
+        before=run("photo", 4.0),
+    )
+    assert "the page's stored thumbnails read" in text
+    assert "| gallery | first | 1 | 0.50 | 0.50 | 0.50 |" in text
+    assert "Without stored thumbnails (thumbnails made from the photos" in text
+    assert "gallery first render 4.00 s p50 / 4.00 s p95, rerun 0.25 s p50 / 0.25 s p95" in text
+
+
+def test_the_benchmark_without_stored_thumbnails_makes_them_once(engine: Engine, db_url: str) -> None:
+    from bench.dashboard_load import GALLERY_PAGE_SIZE, run_load
+    from bench.queries import generate
+
+    generate(engine, images=120, labels_per_image=4, users=6, chunk=120)
+    # WHEN two sessions render the gallery of images that have photos but no stored thumbnails
+    result = run_load(db_url, sessions=2, reruns=0, timeout=300, thumbnails="photo")
+    # THEN every card shows one, made from its photo, and it is recorded for the next process
+    assert result.errors == [] and result.thumbnails == "photo"
+    gallery = [s for s in result.samples if s.page == "gallery"]
+    assert gallery and all(s.rows == s.thumbnails > 0 for s in gallery), gallery
+    with transaction(engine) as s:
+        recorded = set(
+            s.scalars(select(ImageFeatureRow.thumb_key).where(ImageFeatureRow.thumb_key.is_not(None)))
+        )
+        shown = [
+            image_q.list_images(
+                session=s, viewer=w.principal.viewer, page=1, page_size=GALLERY_PAGE_SIZE
+            ).items
+            for w in result.sessions
+        ]
+    labelled = {
+        thumbnail_key(i.object_key) for page in shown for i in page if i.status == ImageStatus.LABELLED
+    }
+    assert recorded == labelled and 0 < len(labelled) <= result.photos  # not the pending: the worker will
