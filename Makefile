@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e listener lambda-zip clean help
+.PHONY: run test test-fast lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e bench-duplicates listener lambda-zip clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
@@ -97,6 +97,12 @@ bench-dashboard: $(STAMP)
 # Upload -> labels visible through real listener processes (local mode), 1 and 2 listeners.
 bench-e2e: model
 	$(PY) -m bench.e2e --images 200 --readme README.md
+
+# Near-duplicate detection: precision/recall of the hash and embedding rules on variants of the
+# development-set photos (../shared/data/devset) and package photos, grouping time at 10k/100k
+# images, and what the look-alike check adds to an upload. Needs the model (embeddings).
+bench-duplicates: model
+	$(PY) -m bench.near_duplicates --readme README.md --cache build/near-duplicates.npz
 
 bench: bench-labeler bench-queries bench-dashboard bench-e2e
 

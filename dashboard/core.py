@@ -20,14 +20,17 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from dashboard import deep_link
 from dashboard.navigation import Page
 from labelkit import analytics, render
 from labelkit.auth import Authenticator, Principal, SignInClient, make_authenticator
@@ -190,10 +193,34 @@ def sign_in(principal: Principal) -> None:
     """
     st.session_state[PRINCIPAL_KEY] = principal
     if _http_layer() and session_store().begin(principal, browser_token=_cookie(COOKIE_NAME)):
-        # /session/start sets the cookie (a new token) and sends the browser back to the app.
-        _navigate("/session/start")
+        # /session/start sets the cookie (a new token) and sends the browser back to the app,
+        # to the deep link that brought it to the sign-in page if there was one.
+        target = deep_link.pending(st.query_params.to_dict())
+        _navigate("/session/start" + (f"?{urlencode({deep_link.NEXT: target})}" if target else ""))
         st.stop()
-    st.rerun()
+    st.rerun()  # the entry point follows a ?next= deep link (follow_deep_link)
+
+
+def send_to_sign_in(path: str) -> None:
+    """A signed-in page asked for by nobody signed in: the sign-in page, remembering the target."""
+    target = deep_link.target_of(path, st.query_params.to_dict())
+    st.switch_page(Page.SIGN_IN, query_params={deep_link.NEXT: target})
+
+
+def follow_deep_link() -> None:
+    """Signed in with ``?next=`` in the URL (a sign-in that kept the tab): go to that page."""
+    target = st.query_params.get(deep_link.NEXT)
+    if target is None:
+        return
+    found = deep_link.resolve(target)
+    if found is None:
+        del st.query_params[deep_link.NEXT]
+        return
+    page, params = found
+    try:
+        st.switch_page(page, query_params=params)
+    except StreamlitAPIException:  # a page this user is not offered (e.g. an admin page)
+        del st.query_params[deep_link.NEXT]
 
 
 def sign_out() -> None:

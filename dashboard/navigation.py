@@ -29,6 +29,7 @@ class Page(StrEnum):
     GALLERY = "app_pages/gallery.py"
     UPLOAD = "app_pages/upload.py"
     IMAGE = "app_pages/image.py"
+    DUPLICATES = "app_pages/duplicates.py"
     LABELS = "app_pages/labels.py"
     REVIEW = "app_pages/review.py"
     EXPORT = "app_pages/export.py"
@@ -56,6 +57,7 @@ PAGES: tuple[Entry, ...] = (
     Entry(Page.GALLERY, "Gallery", ":material/photo_library:", "Images", "user", default=True),
     Entry(Page.UPLOAD, "Upload", ":material/upload:", "Images", "user"),
     Entry(Page.IMAGE, "Image", ":material/image:", "Images", "user", hidden=True),
+    Entry(Page.DUPLICATES, "Duplicates", ":material/content_copy:", "Images", "user"),
     Entry(Page.LABELS, "Labels", ":material/label:", "Labels", "user"),
     Entry(Page.REVIEW, "Review", ":material/fact_check:", "Labels", "user"),
     Entry(Page.EXPORT, "Export", ":material/download:", "Labels", "user"),

@@ -4,14 +4,15 @@ The pages on offer depend on who is signed in (see ``dashboard/navigation.py``, 
 page is registered): nobody -> sign-in; a user -> gallery, upload, labels, review, export
 (and the hidden image page, opened from the gallery with ``?image=<id>``), and the compare
 page once the user's images carry more than one model version (compare mode); an admin ->
-also the pipeline page.
+also the pipeline page. Signed out, every signed-in page's URL shows the sign-in page and
+returns there after sign-in (``dashboard/deep_link.py``).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import core, navigation
+from dashboard import core, deep_link, navigation
 from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
 
@@ -26,9 +27,15 @@ st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")
 
 user = core.resolve_user()
 if user is None:
-    nav = st.navigation(navigation.signed_out_menu(), position="hidden")
+    # Every signed-in page's URL leads to sign-in (and back there afterwards), not "Page not found".
+    deep_links = [
+        st.Page(run, title="Sign in", url_path=path, visibility="hidden")
+        for path, run in deep_link.signed_out_pages(core.send_to_sign_in)
+    ]
+    nav = st.navigation([*navigation.signed_out_menu(), *deep_links], position="hidden")
 else:
     compare = _model_versions(user.user_id, user.is_admin) > 1
     nav = st.navigation(navigation.menu(admin=user.is_admin, compare=compare))
+    core.follow_deep_link()
     core.render_sidebar_user()
 nav.run()

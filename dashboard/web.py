@@ -5,10 +5,11 @@ so the things Streamlit cannot do from a page script happen here, in plain HTTP:
 
 * **Session cookies** (``labelkit.auth.sessions``): a page load without a ``labelkit_session``
   cookie gets a fresh random one; ``/session/start`` turns a sign-in handoff into the session
-  cookie (a new token) plus a long-lived device cookie; ``/session/end`` replaces the cookie
-  after sign-out. All are ``HttpOnly; SameSite=Strict; Path=/``, and ``Secure`` when the
-  request came over HTTPS (directly, or through nginx's ``X-Forwarded-Proto``, which uvicorn
-  honours from the local proxy only).
+  cookie (a new token) plus a long-lived device cookie, then sends the browser on to the
+  sign-in page's deep link (``?next=``, rebuilt by :mod:`dashboard.deep_link`);
+  ``/session/end`` replaces the cookie after sign-out. All are
+  ``HttpOnly; SameSite=Strict; Path=/``, and ``Secure`` when the request came over HTTPS
+  (directly, or through nginx's ``X-Forwarded-Proto``, which uvicorn honours from the local proxy only).
 * **Private media**: ``/media/…`` (Streamlit's URLs for downloads; photos are sent inline over
   the WebSocket instead, see ``dashboard.core``) answers only a request carrying a live signed-in
   session cookie, with ``Cache-Control: private, no-store``; anyone else gets 404.
@@ -35,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from dashboard import deep_link
 from labelkit.auth.sessions import (
     COOKIE_NAME,
     DEVICE_COOKIE_NAME,
@@ -112,7 +114,9 @@ async def session_start(request: Request) -> Response:
     token = await anyio.to_thread.run_sync(
         functools.partial(store.complete, request.cookies.get(COOKIE_NAME), device_token=device)
     )
-    response = RedirectResponse("/", status_code=303)
+    # Back to the deep link that led to the sign-in page, rebuilt as an in-app URL (see
+    # dashboard.deep_link: never a URL elsewhere).
+    response = RedirectResponse(deep_link.location(request.query_params.get(deep_link.NEXT)), status_code=303)
     response.headers["cache-control"] = "no-store"
     if token is not None:
         response.headers.append(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from labelkit.db.engine import get_engine
+from labelkit.features.phash import PerceptualHash
 from labelkit.features.thumbnail import ThumbnailExtractor, thumbnail_maker
 from labelkit.labelers import make_labelers, options_from
 from labelkit.pipeline import Pipeline
@@ -52,8 +53,6 @@ def build_pipeline(services: Services) -> Pipeline:
         labelers=make_labelers(settings),
         options=options_from(settings),
         max_receives=settings.queue_max_receives,
-        extractors=[
-            ThumbnailExtractor(),
-        ],
+        extractors=[PerceptualHash(), ThumbnailExtractor()],
         make_thumbnail=thumbnail_maker(settings),
     )

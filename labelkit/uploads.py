@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from labelkit import duplicates
 from labelkit.db.engine import transaction
 from labelkit.db.queries import images as image_q
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
 from labelkit.features import thumbnail_key
 from labelkit.filenames import safe_display_name
-from labelkit.images import DecodeLimits, ImageInfo, inspect_image
+from labelkit.images import DecodeLimits, ImageInfo, inspect_image, make_thumbnail
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services
 from labelkit.storage import event_bucket
@@ -47,6 +49,8 @@ class UploadResult:
     outcome: Literal["accepted", "duplicate", "rejected"]
     image_id: str | None = None
     reason: str | None = None
+    #: An image the owner already has that this accepted upload looks like (near-duplicate).
+    looks_like: str | None = None
 
 
 def _md5(data: bytes) -> str:
@@ -134,7 +138,28 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
         logger.error("upload of %s failed after its row was written; undoing", key, exc_info=True)
         _undo_upload(services, image_id, key)
         return UploadResult(name=name, outcome="rejected", reason=STORE_FAILED)
-    return UploadResult(name=name, outcome="accepted", image_id=image_id)
+    looks_like = _looks_like(services, image_id=image_id, owner_id=owner_id, data=data)
+    return UploadResult(name=name, outcome="accepted", image_id=image_id, looks_like=looks_like)
+
+
+def _looks_like(services: Services, *, image_id: str, owner_id: str, data: bytes) -> str | None:
+    """The owner's image this upload is a near-duplicate of, if any (the upload is kept either
+    way). Its hash is taken from a thumbnail made in the decoder sandbox, as the worker makes
+    it; any failure only loses the hint."""
+    settings = services.settings
+    try:
+        thumb = make_thumbnail(
+            data,
+            size=settings.thumbnail_size,
+            max_pixels=settings.max_pixels,
+            limits=DecodeLimits.from_settings(settings),
+        )
+        return duplicates.hash_upload(
+            engine=services.engine, image_id=image_id, owner_id=owner_id, thumbnail=thumb
+        )
+    except (LabelkitError, SQLAlchemyError, OSError, ValueError):
+        logger.warning("could not hash upload %s for near-duplicates", image_id, exc_info=True)
+        return None
 
 
 def _stored(services: Services, key: str) -> bool:
@@ -203,6 +228,20 @@ def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
     with transaction(services.engine) as s:
         image_q.delete_image(session=s, viewer=viewer, image_id=image_id)
     services.queue.purge_matching(image_id)
+
+
+def delete_images(*, services: Services, viewer: Viewer, image_ids: Sequence[str]) -> list[str]:
+    """Delete each image as :func:`delete_image` does; returns the ids that were deleted. One
+    that fails (not found, storage down) is logged and left as it was; the rest go on."""
+    deleted: list[str] = []
+    for image_id in image_ids:
+        try:
+            delete_image(services=services, viewer=viewer, image_id=image_id)
+        except (LabelkitError, SQLAlchemyError):
+            logger.warning("could not delete image %s", image_id, exc_info=True)
+            continue
+        deleted.append(image_id)
+    return deleted
 
 
 def relabel_outdated(*, services: Services, viewer: Viewer, model_version: str) -> int:

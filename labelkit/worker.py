@@ -108,7 +108,7 @@ class Listener:
             threading.Thread(target=self._housekeep, args=(stop,), name="housekeeping", daemon=True).start()
         for t in threads:
             t.start()
-        while any(t.is_alive() for t in threads) and not stop.wait(0.5):
+        while any(t.is_alive() for t in threads) and not stop.wait(0.1):
             pass
         # Stopping (or drained): give the workers the grace period to finish what they hold.
         deadline = time.monotonic() + self.stop_grace
@@ -134,8 +134,9 @@ class Listener:
 
     def _work(self, stop: threading.Event, drain: bool) -> None:
         # Long-poll in slices of at most STOP_LATENCY seconds so a stop request is noticed
-        # quickly (an empty receive is cheap on SQS and locally).
-        wait = 1 if drain else min(self.wait_seconds, STOP_LATENCY)
+        # quickly (an empty receive is cheap on SQS and locally). Draining ends at the first
+        # empty receive, after at most a second's wait (less if wait_seconds is shorter).
+        wait = min(self.wait_seconds, 1) if drain else min(self.wait_seconds, STOP_LATENCY)
         # Queue unreachable (database down, SQS throttling): wait and try again, never
         # exit; the messages are safe where they are.
         receiving = until_stopped(stop, what="receive", log=logger)

@@ -1,20 +1,42 @@
-"""The gallery: the viewer's images, newest first, filtered, paginated; refreshes while labelling runs."""
+"""The gallery: the viewer's images, newest first, filtered, paginated; refreshes while labelling runs.
+
+The filters and the page live in the URL (``dashboard/gallery_state.py``): a reload, the
+back button or a link restores the view. A whole card opens its image (the image page's
+URL carries the view, for its "Back to the gallery" and previous / next). Cards are laid out
+one ``st.columns`` row at a time, so a narrow screen, which stacks columns, keeps them newest first.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import replace
 
 import streamlit as st
 
 from dashboard import core
+from dashboard import gallery_state as gs
 from dashboard.navigation import Page
 from labelkit.db.models import ImageStatus, TermKind
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import users as user_q
 
-PAGE_SIZE = 24
+PAGE_SIZE = gs.PAGE_SIZE
 COLUMNS = 6
 REFRESH_SECONDS = 3
+CARD_KEY = "gallery_card_"  # a card's container key: its CSS class is st-key-gallery_card_<id>
+# The card's "Open" link stretched over the whole card (its ::after fills the card, the
+# nearest positioned box), so a click anywhere on the card, the photo included, opens the
+# image with Streamlit's own page navigation (the session and its state stay).
+CARD_CSS = f"""<style>
+div[class*="st-key-{CARD_KEY}"] {{ position: relative; }}
+div[class*="st-key-{CARD_KEY}"] [data-testid="stElementContainer"]:has([data-testid="stPageLink"]),
+div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"],
+div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"] * {{ position: static; }}
+div[class*="st-key-{CARD_KEY}"] [data-testid="stPageLink"] a::after {{
+  content: ""; position: absolute; inset: 0; z-index: 2; cursor: pointer;
+}}
+div[class*="st-key-{CARD_KEY}"]:hover {{ border-color: var(--primary-color, #4f46e5); }}
+</style>"""
 
 user = core.require_user()
 viewer = user.viewer
@@ -22,21 +44,41 @@ viewer = user.viewer
 st.title("Gallery")
 core.show_flash()
 
-# ?label=X (from the Labels page or a shared link) seeds the label filter once per new value.
-qp_label = st.query_params.get("label")
-if qp_label is not None and st.session_state.get("_applied_label_qp") != qp_label:
-    st.session_state["flt_label"] = qp_label or None
-    st.session_state["_applied_label_qp"] = qp_label
-    st.session_state["gallery_page"] = 1
+# ------------------------------------------------------------------ the view in the URL
+WRITTEN = "_gallery_url"  # the parameters this page last put in the URL
+
+
+def _write_url(view: gs.GalleryState) -> None:
+    """Keep the URL in step with the view (Streamlit pushes a history entry for a change)."""
+    params = view.to_params()
+    if params != gs.gallery_params(st.query_params.to_dict()) or set(st.query_params) - set(params):
+        st.query_params.from_dict(params)
+    st.session_state[WRITTEN] = params
+
+
+url_view = gs.GalleryState.from_params(st.query_params.to_dict())
+widgets_missing = any(k not in st.session_state for k in gs.FILTER_KEYS)
+if widgets_missing or st.session_state.get(WRITTEN) != url_view.to_params():
+    # A fresh load, back from another page (Streamlit forgot the widgets), the browser's back
+    # button or a link (e.g. the Labels page's ?label=): the URL says what to show.
+    url_view.seed(st.session_state)
+    st.session_state[WRITTEN] = url_view.to_params()
 
 suggestions = core.suggestions(viewer)
-current_label = st.session_state.get("flt_label")
+current_label = st.session_state.get(gs.KEY_LABEL)
 if current_label and current_label not in suggestions:
     suggestions = [current_label, *suggestions]
 
 with core.db() as s:
     categories = [t for t, _ in stats_q.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
     counts = image_q.status_counts(session=s, viewer=viewer)
+    owners = dict(user_q.image_owners(session=s, viewer=viewer))  # id -> username; admins only
+owner_ids = {name: uid for uid, name in owners.items()}
+current_category = st.session_state.get(gs.KEY_CATEGORY)
+if current_category and current_category not in categories:
+    categories = [current_category, *categories]
+if st.session_state.get(gs.KEY_OWNER) not in owner_ids:
+    st.session_state[gs.KEY_OWNER] = None  # not an owner (or not an admin): no owner filter
 
 REVIEW_CHOICES = {
     image_q.ReviewFilter.UNREVIEWED: "Awaiting review",
@@ -46,7 +88,7 @@ REVIEW_CHOICES = {
 
 with st.container(border=True):
     f1, f2, f3, f4, f5, f6 = st.columns([2.2, 1.4, 1.3, 1.5, 1.5, 1.9])
-    label = f1.selectbox(
+    f1.selectbox(
         "Label",
         suggestions,
         index=None,
@@ -55,8 +97,8 @@ with st.container(border=True):
         accept_new_options=True,
         help="A parent label finds its children too: “Animal” finds cats and dogs.",
     )
-    min_conf = f2.slider("Min confidence", 0, 100, 0, step=5, key="flt_conf")
-    status_name = f3.selectbox(
+    f2.slider("Min confidence", 0, 100, step=5, key="flt_conf")
+    f3.selectbox(
         "Status",
         [s.value for s in ImageStatus],
         index=None,
@@ -64,10 +106,8 @@ with st.container(border=True):
         placeholder="Any status",
         format_func=lambda v: core.STATUS_STYLE[ImageStatus(v)][0],
     )
-    category = f4.selectbox(
-        "Category", categories, index=None, key="flt_category", placeholder="Any category"
-    )
-    review_name = f5.selectbox(
+    f4.selectbox("Category", categories, index=None, key="flt_category", placeholder="Any category")
+    f5.selectbox(
         "Review",
         [r.value for r in REVIEW_CHOICES],
         index=None,
@@ -78,32 +118,27 @@ with st.container(border=True):
         "Reviewed: looked at by a person, nothing left to review. "
         "Has rejections: a person rejected at least one label.",
     )
-    dates = f6.date_input("Uploaded between", value=[], key="flt_dates", format="YYYY-MM-DD")
+    f6.date_input("Uploaded between", value=[], key="flt_dates", format="YYYY-MM-DD")
 
-# Keep the URL in step with the label filter, so a filtered gallery can be shared or bookmarked.
-if (label or "") != (st.query_params.get("label") or ""):
-    if label:
-        st.query_params["label"] = label
-    elif "label" in st.query_params:
-        del st.query_params["label"]
-    st.session_state["_applied_label_qp"] = label or ""
+    if owners:  # admins: whose photos
+        o1, _ = st.columns([2.2, 7.6])
+        o1.selectbox(
+            "Owner",
+            sorted(owner_ids),
+            index=None,
+            key=gs.KEY_OWNER,
+            placeholder="Everyone",
+            help="Only this person's photos.",
+        )
 
-since = until = None
-if isinstance(dates, tuple | list) and dates:
-    start: date = dates[0]
-    since = datetime.combine(start, time.min, tzinfo=UTC)
-    end: date = dates[1] if len(dates) > 1 else dates[0]
-    until = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+view = gs.GalleryState.from_widgets(st.session_state)
+last = gs.GalleryState.from_params(st.session_state.get(WRITTEN) or {})
+if not view.same_filter(last):
+    view = replace(view, page=1)  # another filter: its first page
+    st.session_state[gs.KEY_PAGE] = 1
+_write_url(view)
 
-flt = image_q.ImageFilter(
-    label=label or None,
-    category=category or None,
-    status=ImageStatus(status_name) if status_name else None,
-    min_confidence=float(min_conf) if min_conf else None,
-    since=since,
-    until=until,
-    review=image_q.ReviewFilter(review_name) if review_name else None,
-)
+flt = view.to_filter(owner_id=owner_ids.get(view.owner or ""))
 filtering = flt != image_q.ImageFilter()
 
 m = st.columns(4)
@@ -116,7 +151,7 @@ busy = counts[ImageStatus.PENDING] + counts[ImageStatus.LABELLING] > 0
 
 def _grid() -> None:
     core.require_live_session()  # a fragment rerun skips the entry point's check
-    page_no = int(st.session_state.get("gallery_page", 1) or 1)
+    page_no = int(st.session_state.get(gs.KEY_PAGE, 1) or 1)
     with core.db() as s:
         page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
         if not page.items and page.total and page_no > page.pages:
@@ -124,8 +159,11 @@ def _grid() -> None:
             page = image_q.list_images(
                 session=s, viewer=viewer, flt=flt, page=page.pages, page_size=PAGE_SIZE
             )
+            st.session_state[gs.KEY_PAGE] = page.page
         still_busy = image_q.status_counts(session=s, viewer=viewer)
         best = stats_q.top_labels(session=s, viewer=viewer, image_ids=[i.id for i in page.items])
+    shown = replace(view, page=page.page)
+    _write_url(shown)  # (also after a page change, which reruns only this fragment while busy)
     if busy and still_busy[ImageStatus.PENDING] + still_busy[ImageStatus.LABELLING] == 0:
         # Labelling finished: a full rerun refreshes counts and suggestions and stops the timer.
         core.data_changed()
@@ -138,30 +176,39 @@ def _grid() -> None:
             st.page_link(Page.UPLOAD, label="Upload photos", icon=":material/upload:")
         return
     st.caption(f"{page.total} image{'s' if page.total != 1 else ''}" + (" match" if filtering else ""))
+    st.html(CARD_CSS)
+    link_params = shown.to_params()
     thumbs = core.thumbnails(page.items, square=True)  # the stored ones, read with one query
-    cols = st.columns(COLUMNS)
-    for i, img in enumerate(page.items):
-        with cols[i % COLUMNS].container(border=True):
-            thumb = thumbs[img.id]
-            if thumb:
-                st.image(thumb, width="stretch")
-            else:
-                st.caption(":material/broken_image: preview unavailable")
-            st.markdown(f"**{core.md(img.original_name)}**")
-            core.status_badge(img.status)
-            if img.id in best:
-                name, conf = best[img.id]
-                st.caption(f"{core.md(name)} · {conf:.0f}%")
-            if img.status == ImageStatus.FAILED and img.failure_reason:
-                st.caption(core.md(img.failure_reason))
-            st.page_link(
-                Page.IMAGE,
-                label="Open",
-                icon=":material/open_in_full:",
-                query_params={"image": img.id},
-            )
+    # One st.columns per row: a narrow screen stacks a row's columns, so the order stays
+    # newest first (one st.columns for the whole grid would stack it column by column).
+    for start in range(0, len(page.items), COLUMNS):
+        row = page.items[start : start + COLUMNS]
+        for col, img in zip(st.columns(COLUMNS), row, strict=False):
+            with col.container(border=True, key=f"{CARD_KEY}{img.id}"):
+                thumb = thumbs[img.id]
+                if thumb:
+                    st.image(thumb, width="stretch")
+                else:
+                    st.caption(":material/broken_image: preview unavailable")
+                st.markdown(f"**{core.md(img.original_name)}**")
+                core.status_badge(img.status)
+                if img.id in best:
+                    name, conf = best[img.id]
+                    st.caption(f"{core.md(name)} · {conf:.0f}%")
+                if img.status == ImageStatus.FAILED and img.failure_reason:
+                    st.caption(core.md(img.failure_reason))
+                if owners:
+                    st.caption(f":material/person: {core.md(owners.get(img.owner_id, '?'))}")
+                # The link covers the whole card (CARD_CSS): clicking the photo opens it.
+                st.page_link(
+                    Page.IMAGE,
+                    label="Open",
+                    icon=":material/open_in_full:",
+                    query_params={"image": img.id, **link_params},
+                    help=f"Open {img.original_name}",
+                )
     if page.pages > 1:
-        st.pagination(page.pages, key="gallery_page")
+        st.pagination(page.pages, key=gs.KEY_PAGE)
 
 
 if busy:

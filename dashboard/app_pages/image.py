@@ -2,18 +2,21 @@
 image properties, and the owner's actions (confirm / reject / add labels, retry, delete).
 
 The id comes from ``?image=<id>``. An id that is not the viewer's behaves exactly like
-a missing one (the queries raise ``NotFound`` for both).
+a missing one (the queries raise ``NotFound`` for both). The gallery's view rides along in
+the URL (``dashboard/gallery_state.py``): "Back to the gallery" returns to it, and previous /
+next (keys Left / Right) walk the same filter in the gallery's order.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import streamlit as st
 
 from dashboard import core
+from dashboard import gallery_state as gs
 from dashboard.navigation import Page
 from labelkit import render, vocabulary
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
@@ -258,7 +261,43 @@ if not image_id:
 image, rows, names = _load()
 labels = _label_views(rows, names)
 
-st.page_link(Page.GALLERY, label="Gallery", icon=":material/arrow_back:")
+KEY_PREVIOUS, KEY_NEXT = "Left", "Right"
+
+
+def _browse_bar() -> None:
+    """Back to the gallery's view, and the previous / next image within its filter."""
+    view = gs.GalleryState.from_params(st.query_params.to_dict())
+    try:
+        with core.db() as s:
+            owner = user_q.get_user_by_username(session=s, username=view.owner) if view.owner else None
+            owner_id = owner.id if owner is not None and viewer.is_admin else None
+            around = image_q.neighbours(
+                session=s, viewer=viewer, flt=view.to_filter(owner_id=owner_id), image_id=image_id
+            )
+    except NotFound:
+        _not_found()
+        raise  # unreachable: st.stop() raised
+    back = replace(view, page=around.position // gs.PAGE_SIZE + 1).to_params()
+    filtered = view.to_filter() != image_q.ImageFilter()
+    b, prev, nxt = st.columns([6, 1.2, 1.2], vertical_alignment="center")
+    b.page_link(Page.GALLERY, label="Back to the gallery", icon=":material/arrow_back:", query_params=back)
+    for col, target, text, icon, key, shortcut in (
+        (prev, around.newer, "Previous", ":material/chevron_left:", "image_previous", KEY_PREVIOUS),
+        (nxt, around.older, "Next", ":material/chevron_right:", "image_next", KEY_NEXT),
+    ):
+        if col.button(
+            text,
+            key=key,
+            icon=icon,
+            disabled=target is None,
+            shortcut=shortcut,
+            width="stretch",
+            help=f"{text} {'in this filter' if filtered else 'in the gallery'} ({shortcut} key)",
+        ):
+            st.switch_page(Page.IMAGE, query_params={"image": str(target), **back})
+
+
+_browse_bar()
 st.title(core.md(image.original_name))
 meta = [
     f"{image.width} × {image.height} px",

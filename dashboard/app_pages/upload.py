@@ -86,6 +86,29 @@ def _statuses(ids: list[str]) -> tuple[dict[str, Image], dict[str, tuple[str, fl
     return images, best
 
 
+def _lookalikes(accepted: list[UploadResult]) -> dict[str, Image]:
+    """The photos the owner already had that accepted uploads look like (near-duplicates)."""
+    ids = [r.looks_like for r in accepted if r.looks_like]
+    if not ids:
+        return {}
+    with core.db() as s:
+        return image_q.images_by_ids(session=s, viewer=user.viewer, image_ids=ids)
+
+
+def _looks_like(r: UploadResult, lookalikes: dict[str, Image]) -> None:
+    """ "Looks like <photo> you already have", linked; the upload was kept all the same."""
+    other = lookalikes.get(r.looks_like or "")
+    if other is None:
+        return
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    left.caption(
+        f":orange[:material/content_copy:] Looks like **{core.md(other.original_name)}** you already have "
+        "(kept anyway; see Duplicates)."
+    )
+    with right:
+        st.page_link(Page.IMAGE, label="View it", icon=":material/compare:", query_params={"image": other.id})
+
+
 def _busy(images: dict[str, Image]) -> bool:
     return any(i.status in (ImageStatus.PENDING, ImageStatus.LABELLING) for i in images.values())
 
@@ -100,6 +123,7 @@ if results:
     c2.metric("Duplicates", len(duplicates), border=True)
     c3.metric("Rejected", len(rejected), border=True)
     accepted_ids = [r.image_id for r in accepted if r.image_id]
+    lookalikes = _lookalikes(accepted)
     busy = _busy(_statuses(accepted_ids)[0])
 
     def _accepted() -> None:
@@ -118,6 +142,7 @@ if results:
                 left.markdown(_status_line(r, images.get(r.image_id or ""), best))
                 with right:
                     _open_link(r.image_id)
+                _looks_like(r, lookalikes)
 
     if accepted:
         if busy:

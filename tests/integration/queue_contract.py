@@ -21,6 +21,7 @@ from labelkit.errors import QueueError
 from labelkit.queue import JobQueue, QueueStats
 from labelkit.queue.events import make_s3_event, parse_s3_event
 from labelkit.queue.local import LocalQueue
+from labelkit.testing.clock import ManualClock as _Clock
 
 QueueFactory = Callable[..., LocalQueue]
 
@@ -51,16 +52,6 @@ def _process_worker(
 ) -> None:
     start.wait(timeout=60)  # spawned processes start slowly: begin receiving together
     out.put(_drain_without_deleting(url, name, batch))
-
-
-class _Clock:
-    """Wall-clock seconds that move only when a test moves them."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class LocalQueueContract:
@@ -310,6 +301,7 @@ class LocalQueueContract:
         assert len(got) == len(set(got)), "a message was delivered twice within its visibility timeout"
         assert set(got) == sent
 
+    @pytest.mark.slow
     def test_concurrent_processes_never_share_a_message(
         self, queue_db_url: str, make_queue: QueueFactory
     ) -> None:

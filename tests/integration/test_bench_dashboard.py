@@ -7,6 +7,7 @@ what that viewer owns, raises nothing, and is timed. No timing thresholds.
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -23,6 +24,9 @@ from bench.queries import GenerateReport, generate
 from labelkit.auth import Principal
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageTerm, LabelRow, LabelSource, TermKind
+
+# Real Streamlit sessions over a generated database: `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
 
 
 def test_two_sessions_render_gallery_and_labels_without_errors(engine: Engine, db_url: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -19,6 +20,9 @@ from labelkit.db.models import Image, ImageStatus, ImageTerm, LabelRow, LabelSou
 from labelkit.db.queries import reviews as review_q
 from labelkit.db.queries import stats as stats_q
 from labelkit.domain import Viewer
+
+# Generates a benchmark database: `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
 
 IMAGES = 500
 

@@ -20,9 +20,9 @@ from labelkit.labelers.fake import FakeLabeler
 from labelkit.pipeline import Pipeline
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
-from labelkit.testing.photos import jpeg
 from labelkit.uploads import delete_image, upload_image
 from labelkit.worker import Listener
+from tests.integration.test_pipeline import jpeg
 
 
 class HashOfLength:
@@ -56,7 +56,7 @@ def _drain(services: Services, pipeline: Pipeline) -> None:
         queue=services.queue,
         pipeline=pipeline,
         workers=1,
-        wait_seconds=1,
+        wait_seconds=0,
         visibility_timeout=services.settings.queue_visibility_timeout,
     ).run(threading.Event(), drain=True)
 
@@ -64,7 +64,7 @@ def _drain(services: Services, pipeline: Pipeline) -> None:
 def test_features_are_written_with_the_labels_and_deleted_with_the_image(services: Services) -> None:
     with transaction(services.engine) as s:
         owner = Viewer(user_id=user_q.create_user(session=s, username="ann", password_hash="x").id)
-    data = jpeg(96, 64, seed=3)
+    data = jpeg((200, 30, 30))
     up = upload_image(services=services, owner_id=owner.user_id, filename="red.jpg", data=data)
     assert up.image_id is not None
     pipeline = Pipeline(

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageStatus
 from labelkit.db.queries import images as image_q
@@ -19,6 +21,9 @@ from labelkit.services import build_services
 from labelkit.settings import Settings
 from labelkit.uploads import upload_image
 from tests.integration.test_pipeline import jpeg
+
+# The listener as a real process: `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,6 +7,7 @@ the Alembic-migrated database, the listener's worker threads.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import threading
@@ -28,8 +29,10 @@ from labelkit.labelers.fake import FakeLabeler
 from labelkit.pipeline import Pipeline, RetryableError
 from labelkit.queue import QueueStats
 from labelkit.queue.events import make_s3_event
+from labelkit.queue.local import LocalQueue
 from labelkit.services import Services, build_pipeline, build_services
 from labelkit.settings import Settings
+from labelkit.testing.clock import ManualClock
 from labelkit.uploads import delete_image, retry_image, upload_image
 from labelkit.worker import Listener
 
@@ -55,12 +58,25 @@ def alice(services: Services) -> Viewer:
         return Viewer(user_id=user.id, is_admin=False)
 
 
+def with_clocked_queue(services: Services, clock: ManualClock, *, visibility_timeout: int = 1) -> Services:
+    """``services`` whose local queue reads ``clock``: a test moves time past a visibility
+    timeout with ``clock.advance`` instead of sleeping it out. Same queue, same messages."""
+    queue = LocalQueue(
+        services.engine,
+        name=services.settings.queue_name,
+        visibility_timeout=visibility_timeout,
+        max_receives=services.settings.queue_max_receives,
+        clock=clock,
+    )
+    return dataclasses.replace(services, queue=queue)
+
+
 def drain(services: Services, pipeline: Pipeline | None = None, workers: int = 2) -> None:
     listener = Listener(
         queue=services.queue,
         pipeline=pipeline or build_pipeline(services),
         workers=workers,
-        wait_seconds=1,
+        wait_seconds=0,
         visibility_timeout=services.settings.queue_visibility_timeout,
     )
     listener.run(threading.Event(), drain=True)
@@ -211,15 +227,17 @@ def test_poison_message_ends_failed_and_dead_lettered_then_retry_relabels(
     # GIVEN a labeller that always fails and a queue that allows 3 deliveries
     up = upload_image(services=services, owner_id=alice.user_id, filename="a.jpg", data=jpeg((0, 200, 0)))
     assert up.image_id
-    services.queue.visibility_timeout = 1  # type: ignore[attr-defined]
+    clock = ManualClock()
+    services = with_clocked_queue(services, clock, visibility_timeout=1)
     always_failing = _pipeline(services, FlakyLabeler(failures=10**6))
-    # WHEN it is delivered until the queue gives up
+    # WHEN it is delivered until the queue gives up (each failed delivery's visibility runs out)
     for expected in range(1, 4):
-        msgs = services.queue.receive(max_messages=1, wait_seconds=3)
+        msgs = services.queue.receive(max_messages=1)
         assert msgs and msgs[0].receive_count == expected
         with pytest.raises(RetryableError):
             always_failing.handle_message(msgs[0].body, receive_count=msgs[0].receive_count)
-    assert services.queue.receive(max_messages=1, wait_seconds=2) == []
+        clock.advance(1.5)
+    assert services.queue.receive(max_messages=1) == []
     # THEN the image is failed with the reason, and the message sits in the dead-letter queue
     status, reason, attempts = image_row(services, alice, up.image_id)
     assert (

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from labelkit.db.engine import transaction
-from labelkit.db.models import ImageStatus
+from labelkit.db.models import Image, ImageStatus, utcnow
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import users as user_q
 from labelkit.db.queries import worker as worker_q
@@ -24,14 +26,22 @@ from labelkit.reconcile import NEVER_STORED, reconcile
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
 from labelkit.storage.local import LocalStore
+from labelkit.testing.clock import ManualClock
 from labelkit.uploads import retry_image, upload_image
-from tests.integration.test_pipeline import drain, jpeg
+from tests.integration.test_pipeline import drain, jpeg, with_clocked_queue
 
 
 @pytest.fixture
-def services(settings: Settings) -> Services:
-    # Visibility 1 s so "its last delivery has long run out" takes seconds, not minutes.
-    return build_services(settings.model_copy(update={"queue_visibility_timeout": 1}))
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def services(settings: Settings, clock: ManualClock) -> Services:
+    # Visibility 1 s on a clock the test moves: "its last delivery has long run out" is
+    # clock.advance, not a wait.
+    services = build_services(settings.model_copy(update={"queue_visibility_timeout": 1}))
+    return with_clocked_queue(services, clock, visibility_timeout=1)
 
 
 @pytest.fixture
@@ -46,32 +56,38 @@ def _status(services: Services, viewer: Viewer, image_id: str) -> tuple[ImageSta
         return image.status, image.failure_reason
 
 
-def _deliveries_that_die(services: Services, image_id: str) -> None:
+def _deliveries_that_die(services: Services, clock: ManualClock, image_id: str) -> None:
     """Every allowed delivery is received and claimed, then the worker dies (no delete,
     no failure recorded): what an out-of-memory kill on each attempt leaves behind."""
     max_receives = services.settings.queue_max_receives
     for _ in range(max_receives):
-        deadline = time.monotonic() + 60
-        while not services.queue.receive(wait_seconds=1):
-            assert time.monotonic() < deadline, "the message did not come back"
+        assert services.queue.receive(), "the message did not come back"
         with transaction(services.engine) as s:
             worker_q.mark_labelling(session=s, image_id=image_id)
+        clock.advance(1.5)  # the delivery's visibility timeout runs out
     # The next receive finds it out of deliveries and dead-letters it.
-    deadline = time.monotonic() + 60
-    while services.queue.stats().dead == 0:
-        assert time.monotonic() < deadline, "the message was not dead-lettered"
-        assert services.queue.receive(wait_seconds=1) == []
+    assert services.queue.receive() == []
+    assert services.queue.stats().dead == 1, "the message was not dead-lettered"
+
+
+def _long_ago(services: Services, image_id: str, seconds: float) -> None:
+    """Move the image's last write ``seconds`` into the past: the database's side of time
+    passing (the reconciler compares rows with the database clock, the queue with its own)."""
+    with transaction(services.engine) as s:
+        s.execute(
+            update(Image).where(Image.id == image_id).values(updated_at=utcnow() - timedelta(seconds=seconds))
+        )
 
 
 def test_an_image_whose_worker_died_on_every_delivery_fails_with_a_reason(
-    services: Services, alice: Viewer
+    services: Services, clock: ManualClock, alice: Viewer
 ) -> None:
     # GIVEN an image whose every delivery ended with the worker killed
     result = upload_image(
         services=services, owner_id=alice.user_id, filename="lethal.jpg", data=jpeg((200, 0, 0))
     )
     assert result.image_id
-    _deliveries_that_die(services, result.image_id)
+    _deliveries_that_die(services, clock, result.image_id)
     assert _status(services, alice, result.image_id)[0] == ImageStatus.LABELLING  # stuck, before
     # WHEN the reconciler runs
     report = reconcile(services=services)
@@ -88,15 +104,15 @@ def test_an_image_whose_worker_died_on_every_delivery_fails_with_a_reason(
 
 
 def test_exhausted_attempts_fail_the_image_even_without_the_dead_letter(
-    services: Services, alice: Viewer
+    services: Services, clock: ManualClock, alice: Viewer
 ) -> None:
     # GIVEN an image stuck labelling after its last attempt, its dead letter gone
     # (an SQS dead-letter queue cannot be listed in full; a person purged it)
     result = upload_image(services=services, owner_id=alice.user_id, filename="x.jpg", data=jpeg((0, 200, 0)))
     assert result.image_id
-    _deliveries_that_die(services, result.image_id)
+    _deliveries_that_die(services, clock, result.image_id)
     services.queue.purge_matching(result.image_id)
-    time.sleep(2.1)  # past twice the 1 s visibility timeout of its last delivery
+    _long_ago(services, result.image_id, 2.1)  # past twice the 1 s visibility timeout of its last delivery
     # WHEN the reconciler runs THEN it fails the image from its row alone
     assert reconcile(services=services).exhausted_failed == 1
     assert _status(services, alice, result.image_id)[0] == ImageStatus.FAILED
@@ -114,11 +130,13 @@ def test_a_running_job_is_left_alone(services: Services, alice: Viewer) -> None:
     assert _status(services, alice, result.image_id)[0] == ImageStatus.LABELLING
 
 
-def test_a_labelled_image_is_never_failed_by_its_old_dead_letter(services: Services, alice: Viewer) -> None:
+def test_a_labelled_image_is_never_failed_by_its_old_dead_letter(
+    services: Services, clock: ManualClock, alice: Viewer
+) -> None:
     # GIVEN a dead letter whose image was labelled meanwhile (another copy of its job won)
     result = upload_image(services=services, owner_id=alice.user_id, filename="x.jpg", data=jpeg((90, 90, 0)))
     assert result.image_id
-    _deliveries_that_die(services, result.image_id)
+    _deliveries_that_die(services, clock, result.image_id)
     services.queue.send(services.queue.dead_letters()[0].body)
     drain(services)
     assert _status(services, alice, result.image_id)[0] == ImageStatus.LABELLED

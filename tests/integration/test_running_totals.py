@@ -105,6 +105,7 @@ def _check(engine: Engine) -> None:
         )
 
 
+@pytest.mark.slow
 def test_random_writes_keep_totals_equal_to_a_recount(engine: Engine) -> None:
     rng = random.Random(20261124)
     admin, alice, bob = _user(engine, "admin"), _user(engine, "alice"), _user(engine, "bob")
@@ -282,6 +283,7 @@ def test_admins_read_everyones_totals_and_users_their_own(engine: Engine) -> Non
         assert everyone == 3
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_totals_exact(engine: Engine) -> None:
     """Four threads write labels and reviews for the same images at once (a redelivered
     job racing the first delivery, people reviewing meanwhile): totals stay exact."""

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -12,15 +12,8 @@ from sqlalchemy.engine import Engine
 from labelkit.auth.local import LocalAuth
 from labelkit.auth.sessions import SessionStore, hash_token, new_token
 from labelkit.db.engine import transaction
-from labelkit.db.models import WebSession, utcnow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
+from labelkit.db.models import WebSession
+from labelkit.testing.clock import ManualDateTime as Clock
 
 
 def test_a_token_resumes_the_same_person_until_sign_out(engine: Engine) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -16,9 +16,10 @@ from sqlalchemy import select
 from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
 from labelkit.db.engine import transaction
-from labelkit.db.models import User, utcnow
+from labelkit.db.models import User
 from labelkit.errors import AccountLocked, AuthError
 from labelkit.services import Services, build_pipeline
+from labelkit.testing.clock import ManualDateTime as Clock
 from labelkit.uploads import upload_image
 from labelkit.worker import Listener
 from tests.dashboard.conftest import RED, app
@@ -26,14 +27,6 @@ from tests.dashboard.conftest import RED, app
 SECRET = "Tr0ub4dor&3-very-secret"
 WRONG = "wrong-password-Zebra-42"
 CHEAP = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def test_five_wrong_passwords_make_the_next_attempt_wait(services: Services) -> None:

@@ -5,7 +5,7 @@ The cookie flags themselves are checked in real Chromium (``test_http_browser.py
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,17 +15,10 @@ from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
 from labelkit.auth.sessions import SessionStore, new_token
 from labelkit.db.engine import transaction
-from labelkit.db.models import User, utcnow
+from labelkit.db.models import User
 from labelkit.services import Services
+from labelkit.testing.clock import ManualDateTime as Clock
 from tests.dashboard.conftest import APP, PASSWORD, app, texts
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -22,22 +22,13 @@ from labelkit.auth import Principal, SignInClient
 from labelkit.auth.local import NOT_AVAILABLE, WRONG_CREDENTIALS, LocalAuth
 from labelkit.auth.sessions import SessionStore, new_token
 from labelkit.db.engine import transaction
-from labelkit.db.models import SignInThrottle, utcnow
+from labelkit.db.models import SignInThrottle
 from labelkit.errors import AccountLocked, AuthError
+from labelkit.testing.clock import ManualDateTime as Clock
 
 SECRET = "Tr0ub4dor&3-very-secret"
 WRONG = "wrong-password-Zebra-42"
 BURSTS, BURST = 3, 20
-
-
-class Clock:
-    """Frozen unless moved: every wait is decided by the code's clock, never by sleeping."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class CountingHasher(PasswordHasher):

@@ -275,6 +275,7 @@ def _composite_then_reduce(im: Image.Image, factor: int) -> np.ndarray:
     return np.asarray(Image.alpha_composite(white, rgba).convert("RGB").reduce(factor), dtype=int)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "P"])
 def test_shrinking_by_strips_equals_converting_at_full_size(mode: str) -> None:
     # GIVEN an image with transparency (random alpha), 1,000 x 3,000 (several strips)

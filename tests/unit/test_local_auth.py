@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,19 +15,11 @@ from labelkit.auth import Authenticator, Principal
 from labelkit.auth.local import WRONG_CREDENTIALS, LocalAuth
 from labelkit.db.engine import make_engine, transaction
 from labelkit.db.migrate import upgrade
-from labelkit.db.models import utcnow
 from labelkit.db.queries import users as user_q
 from labelkit.errors import AccountLocked, AuthError
+from labelkit.testing.clock import ManualDateTime as Clock
 
 PASSWORD = "correct horse battery"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ import pytest
 
 from labelkit.cli import COMMANDS
 
+# Builds wheels and runs the commands as processes: `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("labelkit", "dashboard", "sqs_listener", "lambda_labeler", "infra_scripts")
 

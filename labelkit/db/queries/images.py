@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, select, update
+from sqlalchemy import Select, and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from labelkit.db import counts
@@ -204,6 +204,33 @@ def list_images(
         .offset((page - 1) * page_size)
     ).all()
     return Page(items=list(items), total=total, page=page, page_size=page_size)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """An image's place in the gallery's order (newest first) within a filter: the image
+    shown before it (``newer``), the one after it (``older``), and how many come before it."""
+
+    newer: str | None
+    older: str | None
+    position: int  # 0 for the first image of the gallery
+
+
+def neighbours(*, session: Session, viewer: Viewer, flt: ImageFilter | None, image_id: str) -> Neighbours:
+    """The images before and after ``image_id`` in :func:`list_images`' order under ``flt``
+    (the image itself need not match the filter: it is placed where it would sort).
+    ``NotFound`` for an image the viewer cannot see."""
+    current = get_image(session=session, viewer=viewer, image_id=image_id)
+    base = _filtered_images(viewer, flt or ImageFilter()).with_only_columns(Image.id)
+    at, key = current.created_at, current.id
+    before = or_(Image.created_at > at, and_(Image.created_at == at, Image.id > key))
+    after = or_(Image.created_at < at, and_(Image.created_at == at, Image.id < key))
+    newer = session.scalar(base.where(before).order_by(Image.created_at.asc(), Image.id.asc()).limit(1))
+    older = session.scalar(base.where(after).order_by(Image.created_at.desc(), Image.id.desc()).limit(1))
+    position = 0
+    if newer is not None:
+        position = int(session.scalar(select(func.count()).select_from(base.where(before).subquery())) or 0)
+    return Neighbours(newer=newer, older=older, position=position)
 
 
 def _label_only_total(session: Session, viewer: Viewer, flt: ImageFilter) -> int | None:

@@ -1,0 +1,73 @@
+"""Near-duplicates in a real browser, on the product as ``make run`` starts it (real listener,
+real local model): upload a photo and a resized, recompressed copy of it; the upload page says
+the copy looks like the photo you already have (and keeps it); the Duplicates page shows them as
+one group with the original as the suggested keeper; "keep suggested, delete the rest" asks in a
+dialog, then deletes the copy."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, expect
+from skimage import data as skdata
+
+from tests.e2e.conftest import Product, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
+
+
+def _nav(page: Page, name: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+
+
+def test_duplicates_are_flagged_on_upload_grouped_and_deleted(
+    product: Product, page: Page, tmp_path: Path
+) -> None:
+    original = Image.fromarray(skdata.chelsea())
+    photo, copy, other = tmp_path / "chelsea.jpg", tmp_path / "chelsea-small.jpg", tmp_path / "coffee.jpg"
+    original.save(photo, format="JPEG", quality=92)
+    original.resize((original.width // 2, original.height // 2)).save(copy, format="JPEG", quality=50)
+    Image.fromarray(skdata.coffee()).save(other, format="JPEG", quality=90)
+
+    page.goto(product.url)
+    page.get_by_role("tab", name="Create account").click()
+    page.get_by_label("Username").last.fill("dora")
+    page.get_by_label("Password", exact=True).last.fill("correct horse battery")
+    page.get_by_label("Repeat password").fill("correct horse battery")
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+
+    # GIVEN a photo, then a half-size recompressed copy of it and a different photo
+    _nav(page, "Upload")
+    page.locator("input[type=file]").set_input_files([str(photo)])
+    expect(page.get_by_text(re.compile(r"Accepted \(1\)"))).to_be_visible()
+    page.locator("input[type=file]").set_input_files([str(copy), str(other)])
+    # THEN the copy is accepted and said to look like the photo already there
+    expect(page.get_by_text(re.compile(r"Accepted \(2\)"))).to_be_visible()
+    expect(page.get_by_text("Looks like chelsea.jpg you already have")).to_be_visible()
+    expect(page.get_by_text("Looks like")).to_have_count(1)  # coffee looks like nothing
+    screenshot(page, "09-upload-lookalike")
+
+    # AND the Duplicates page groups them, the original (larger) marked as the keeper
+    _nav(page, "Duplicates")
+    group = page.locator(".st-key-dup_group_0")
+    expect(group).to_contain_text("Group 1 · 2 photos")
+    expect(group).to_contain_text("chelsea-small.jpg")
+    expect(group).to_contain_text("Keep")
+    expect(page.get_by_text("coffee.jpg")).to_have_count(0)
+    screenshot(page, "10-duplicates")
+
+    # WHEN the rest of the group is deleted, after the dialog's confirmation
+    page.locator(".st-key-dup_delete_0").get_by_role("button").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("This cannot be undone")
+    dialog.locator(".st-key-dup_delete_confirm").get_by_role("button").click()
+    # THEN the copy is gone and no group is left
+    expect(page.get_by_text("Deleted 1 photo.")).to_be_visible()
+    expect(page.get_by_text("No duplicates found.")).to_be_visible()
+    _nav(page, "Gallery")
+    expect(page.get_by_text("chelsea.jpg", exact=True)).to_be_visible()
+    expect(page.get_by_text("chelsea-small.jpg")).to_have_count(0)
