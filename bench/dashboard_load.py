@@ -24,8 +24,13 @@ What is measured, and how:
   thumbnails are cached forever by object key. Reruns mostly hit those caches; the gallery's
   listing, status counts and category counts are queried on every rerun.
 * The first gallery page of every session's viewer gets a real photo (1600x1067 JPEG) in a
-  temporary image folder, so thumbnails are made as for real uploads; other images have no
-  file (the gallery shows "preview unavailable", as for a missing object).
+  temporary image folder; other images have no file (the gallery shows "preview
+  unavailable", as for a missing object). ``--thumbnails stored`` also stores each photo's
+  gallery thumbnail and records it in ``image_features``, as the worker does when it labels
+  an image (issue #18): the gallery reads those. ``--thumbnails photo`` stores none, as for
+  images labelled before thumbnails were stored: the gallery makes them from the photos (and
+  stores them, so the next process reads them). ``both`` (the default) runs ``photo`` first,
+  then ``stored``, and reports the first in a line under the table.
 
 Threads, not processes: all sessions are AppTests in one process, each run from its own
 thread, which is how a Streamlit server serves sessions (one process, one script thread per
@@ -66,6 +71,7 @@ import numpy as np
 import streamlit as st
 import streamlit.logger as streamlit_logger
 from PIL import Image as PILImage
+from sqlalchemy import delete
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Engine
 from streamlit.components.v2.component_manager import BidiComponentManager
@@ -81,8 +87,13 @@ from bench.queries import GenerateReport, bench_database, server
 from bench.readme import update_readme
 from labelkit.auth import Principal
 from labelkit.db.engine import dispose_engines, make_engine, transaction
+from labelkit.db.models import ImageFeatureRow
 from labelkit.db.queries import images as image_q
-from labelkit.settings import get_settings
+from labelkit.db.queries import worker as worker_q
+from labelkit.domain import ImageFeatures
+from labelkit.features import thumbnail_key
+from labelkit.features.thumbnail import thumbnail_maker
+from labelkit.settings import Settings, get_settings
 from labelkit.storage.local import LocalStore
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py"
@@ -90,6 +101,7 @@ PAGES = {"gallery": "app_pages/gallery.py", "labels": "app_pages/labels.py"}
 TITLES = {"gallery": "Gallery", "labels": "Labels"}
 GALLERY_PAGE_SIZE = 24  # dashboard/app_pages/gallery.py's PAGE_SIZE
 KINDS = ("first", "rerun")
+THUMBNAILS = ("stored", "photo")  # the gallery reads stored thumbnails, or makes them from photos
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,7 @@ class LoadResult:
     samples: list[Sample] = field(default_factory=list)
     wall_seconds: float = 0.0
     photos: int = 0
+    thumbnails: str = "stored"
 
     @property
     def errors(self) -> list[Sample]:
@@ -182,18 +195,35 @@ def _photo() -> bytes:
     return buf.getvalue()
 
 
-def write_photos(engine: Engine, images_dir: Path, who: list[Who]) -> int:
-    """A real JPEG for every image on the first gallery page of each session's viewer."""
+def write_photos(engine: Engine, images_dir: Path, who: list[Who], *, thumbnails: str = "stored") -> int:
+    """A real JPEG for every image on the first gallery page of each session's viewer; with
+    ``thumbnails="stored"`` its gallery thumbnail too, stored and recorded as the worker does.
+    With ``"photo"`` any recorded thumbnail of those images is forgotten."""
+    if thumbnails not in THUMBNAILS:
+        raise ValueError(f"thumbnails must be one of {THUMBNAILS}, not {thumbnails!r}")
     store = LocalStore(images_dir)
     data = _photo()
-    keys: set[str] = set()
+    images: dict[str, str] = {}  # image id -> object key
     with transaction(engine) as s:
         for v in {w.principal.viewer for w in who}:
             page = image_q.list_images(session=s, viewer=v, page=1, page_size=GALLERY_PAGE_SIZE)
-            keys.update(i.object_key for i in page.items)
-    for key in keys:
+            images.update({i.id: i.object_key for i in page.items})
+    for key in images.values():
         store.put(key, data, content_type="image/jpeg")
-    return len(keys)
+    if thumbnails == "stored":
+        # The worker's thumbnail of this photo (the app's default settings), made once.
+        thumb = thumbnail_maker(Settings(database_url="sqlite://"))(data)
+        for key in images.values():
+            store.put(thumbnail_key(key), thumb, content_type="image/jpeg")
+    with transaction(engine) as s:
+        for image_id, key in images.items():
+            if thumbnails == "stored":
+                worker_q.save_features(
+                    session=s, image_id=image_id, features=ImageFeatures(), thumb_key=thumbnail_key(key)
+                )
+            else:
+                s.execute(delete(ImageFeatureRow).where(ImageFeatureRow.image_id == image_id))
+    return len(images)
 
 
 # --------------------------------------------------------------------------- the app, many times at once
@@ -315,15 +345,17 @@ def run_load(
     admins: int | None = None,
     timeout: float = 300.0,
     data_dir: Path | None = None,
+    thumbnails: str = "stored",
 ) -> LoadResult:
-    """Run ``sessions`` simultaneous sessions against the (filled) database at ``database_url``."""
+    """Run ``sessions`` simultaneous sessions against the (filled) database at ``database_url``;
+    ``thumbnails``: whether the shown images have stored thumbnails (``stored``) or not (``photo``)."""
     engine = make_engine(database_url)
     try:
         who = pick_sessions(engine, sessions, admins)
         with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
             root = data_dir or Path(tmp)
-            result = LoadResult(sessions=who)
-            result.photos = write_photos(engine, root / "images", who)
+            result = LoadResult(sessions=who, thumbnails=thumbnails)
+            result.photos = write_photos(engine, root / "images", who, thumbnails=thumbnails)
             with app_environment(database_url, root):
                 barrier = threading.Barrier(len(who) + 1)
                 out: list[list[Sample]] = [[] for _ in who]
@@ -397,7 +429,23 @@ def summary(result: LoadResult) -> list[dict[str, Any]]:
     return rows
 
 
-def table(result: LoadResult, gen: GenerateReport, db: str, *, cores: int, reruns: int) -> str:
+_THUMBS_TEXT = {
+    "stored": "the page's stored thumbnails read (one query, then a few kB each from the store)",
+    "photo": "thumbnails made from the photos",
+}
+
+
+def table(
+    result: LoadResult,
+    gen: GenerateReport,
+    db: str,
+    *,
+    cores: int,
+    reruns: int,
+    before: LoadResult | None = None,
+) -> str:
+    """The README's table for ``result``; ``before``, a run without stored thumbnails on the
+    same data, is summed up in a line under it."""
     users = sorted(w.images for w in result.sessions if w.role == "user") or [0]
     n_admin = sum(1 for w in result.sessions if w.role == "admin")
     errors = result.errors
@@ -412,7 +460,8 @@ def table(result: LoadResult, gen: GenerateReport, db: str, *, cores: int, rerun
         f"(median {int(statistics.median(users)):,}; the heaviest user, {gen.heaviest_user_images:,}, "
         f"included). Each session renders the Gallery page, reruns it {reruns} times, then does the "
         f'same with the Labels page. "first" = a session\'s first render of the page (cold for that '
-        f'viewer: thumbnails made, briefly cached label data and suggestions computed); "rerun" = '
+        f"viewer: {_THUMBS_TEXT[result.thumbnails]}, briefly cached label data and suggestions "
+        f'computed); "rerun" = '
         f"the reruns after it (those caches warm; the gallery's listing and counts are queried every "
         f"time). Seconds per render; wall time {result.wall_seconds:.1f} s for "
         f"{len(result.samples)} renders, {len(errors)} errors.",
@@ -427,6 +476,18 @@ def table(result: LoadResult, gen: GenerateReport, db: str, *, cores: int, rerun
         )
     if errors:
         lines += ["", f"**{len(errors)} renders failed**, e.g.: {errors[0].error}"]
+    if before is not None:
+        rows = {(r["page"], r["kind"]): r for r in summary(before)}
+        first, rerun = rows.get(("gallery", "first")), rows.get(("gallery", "rerun"))
+        if first and rerun:
+            lines += [
+                "",
+                f"Without stored thumbnails ({_THUMBS_TEXT[before.thumbnails]}, as for images labelled "
+                f"before the worker stored them; the same sessions, run just before): gallery first "
+                f"render {first['p50']:.2f} s p50 / {first['p95']:.2f} s p95, rerun {rerun['p50']:.2f} s p50 "
+                f"/ {rerun['p95']:.2f} s p95; wall time {before.wall_seconds:.1f} s, "
+                f"{len(before.errors)} errors.",
+            ]
     return "\n".join(lines)
 
 
@@ -443,6 +504,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     parser.add_argument(
         "--buffer-pool-mb", type=int, default=0, help="SET GLOBAL innodb_buffer_pool_size first (0: leave it)"
+    )
+    parser.add_argument(
+        "--thumbnails",
+        choices=[*THUMBNAILS, "both"],
+        default="both",
+        help="the shown images have stored thumbnails, or not (made from the photos), or both runs",
     )
     parser.add_argument("--readme", type=Path, help="write the table between the bench-dashboard markers")
     args = parser.parse_args(argv)
@@ -461,17 +528,34 @@ def main(argv: list[str] | None = None) -> int:
         url = engine.url.render_as_string(hide_password=False)
         engine.dispose()
         print(f"{args.sessions} sessions x (1 + {args.reruns}) renders of 2 pages ...", file=sys.stderr)
-        result = run_load(
-            url, sessions=args.sessions, reruns=args.reruns, admins=args.admins, timeout=args.timeout
-        )
-        text = table(result, gen, db, cores=os.cpu_count() or 1, reruns=args.reruns)
+        modes = ["photo", "stored"] if args.thumbnails == "both" else [args.thumbnails]
+        results = []
+        for mode in modes:
+            print(f"  thumbnails: {mode}", file=sys.stderr)
+            results.append(
+                run_load(
+                    url,
+                    sessions=args.sessions,
+                    reruns=args.reruns,
+                    admins=args.admins,
+                    timeout=args.timeout,
+                    thumbnails=mode,
+                )
+            )
+        result = results[-1]
+        before = results[0] if len(results) > 1 else None
+        text = table(result, gen, db, cores=os.cpu_count() or 1, reruns=args.reruns, before=before)
         print(text)
-        for s in result.errors[:10]:
-            print(f"session {s.session} ({s.role}) {s.page} {s.kind}: {s.error}", file=sys.stderr)
+        for r in results:
+            for s in r.errors[:10]:
+                print(
+                    f"{r.thumbnails}: session {s.session} ({s.role}) {s.page} {s.kind}: {s.error}",
+                    file=sys.stderr,
+                )
         if args.readme:
             update_readme(args.readme, text, name="dashboard", title="Benchmark: dashboard under load")
             print(f"updated {args.readme}", file=sys.stderr)
-    return 1 if result.errors else 0
+    return 1 if any(r.errors for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
@@ -36,8 +37,11 @@ from labelkit.auth import Authenticator, Principal, SignInClient, make_authentic
 from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus
+from labelkit.db.queries import thumbs as thumb_q
 from labelkit.domain import Viewer
 from labelkit.errors import LabelkitError
+from labelkit.features import thumbnail_key
+from labelkit.features.thumbnail import THUMBNAIL_QUALITY
 from labelkit.images import DecodeLimits, make_thumbnail
 from labelkit.malloc import return_large_blocks_to_the_os
 from labelkit.services import Services, build_services
@@ -324,17 +328,90 @@ def label_data(v: Viewer, top: int) -> dict[str, Any]:
 
 
 @st.cache_data(show_spinner=False, max_entries=4000)
-def _thumbnail(object_key: str, sha256: str, size: int, square: bool) -> bytes | None:
-    # Keyed by sha256 as well as the key, so a replaced object never shows a stale thumbnail.
-    thumb = _small_copy(object_key, size=size, quality=85)
-    return render.square_crop(thumb) if thumb is not None and square else thumb
+def _thumbnail(
+    object_key: str,
+    sha256: str,
+    size: int,
+    square: bool,
+    stored_key: str | None = None,
+    keep_for: str | None = None,
+    _viewer: Viewer | None = None,
+) -> bytes | None:
+    # Keyed by sha256 as well as the key, so a replaced object never shows a stale thumbnail;
+    # and by the stored thumbnail's key, so an image labelled meanwhile switches to its own.
+    # ``_viewer`` (not hashed) is whoever first draws the card: one who can see the image.
+    stored = size == settings().thumbnail_size
+    thumb = _stored_thumbnail(stored_key) if stored and stored_key else None
+    if thumb is None:
+        thumb = _small_copy(object_key, size=size, quality=THUMBNAIL_QUALITY)
+        if thumb is not None and stored and keep_for and _viewer is not None:
+            _keep_thumbnail(_viewer, keep_for, object_key, thumb)
+    if thumb is None or not square:
+        return thumb
+    try:
+        return render.square_crop(thumb)
+    except (OSError, ValueError):  # a damaged stored thumbnail: show none rather than fail the page
+        logger.warning("cannot crop the thumbnail of %s", object_key, exc_info=True)
+        return None
+
+
+def _stored_thumbnail(key: str) -> bytes | None:
+    """The thumbnail the worker stored (our own JPEG), or None to make one from the photo."""
+    try:
+        data = services().store.get(key)
+    except LabelkitError:
+        logger.info("stored thumbnail %s unreadable; making one from the photo", key, exc_info=True)
+        return None
+    return data if data.startswith(b"\xff\xd8") else None
+
+
+def _keep_thumbnail(v: Viewer, image_id: str, object_key: str, thumb: bytes) -> None:
+    """Store a thumbnail made here for an image labelled before the worker stored thumbnails,
+    so it is made once: the next process (or cache miss) reads it."""
+    key = thumbnail_key(object_key)
+    try:
+        services().store.put(key, thumb, content_type="image/jpeg")
+        with db() as s:
+            thumb_q.record_thumb_key(session=s, viewer=v, image_id=image_id, thumb_key=key)
+    except (LabelkitError, SQLAlchemyError):
+        logger.warning("could not keep the thumbnail of %s", object_key, exc_info=True)
+
+
+def thumbnails(images: Sequence[Image], *, square: bool = False) -> dict[str, str | None]:
+    """A gallery page's thumbnails by image id, as ``data:`` URLs for ``st.image`` (see
+    :func:`labelkit.render.data_url`), of images the caller fetched through a scoped query.
+
+    One query finds the page's stored thumbnails (the worker stores one when it labels an
+    image); each is read from the store, not made from the photo. Only an image without one
+    (still being labelled, or labelled before thumbnails were stored) has its photo decoded,
+    and a labelled one's thumbnail is stored then, so it is made once."""
+    v = viewer()
+    with db() as s:
+        keys = thumb_q.thumb_keys(session=s, viewer=v, image_ids=[i.id for i in images])
+    side = settings().thumbnail_size
+    return {
+        img.id: render.data_url(
+            _thumbnail(
+                img.object_key,
+                img.sha256,
+                side,
+                square,
+                keys.get(img.id),
+                img.id if img.status == ImageStatus.LABELLED and img.id not in keys else None,
+                v,
+            )
+        )
+        for img in images
+    }
 
 
 def thumbnail(image: Image, size: int | None = None, *, square: bool = False) -> str | None:
     """A small JPEG of an image the caller already fetched through a scoped query, as a
-    ``data:`` URL for ``st.image`` (see :func:`labelkit.render.data_url`)."""
-    side = size or settings().thumbnail_size
-    return render.data_url(_thumbnail(image.object_key, image.sha256, side, square))
+    ``data:`` URL for ``st.image`` (see :func:`labelkit.render.data_url`); the stored one when
+    it exists (:func:`thumbnails` does this for a whole page with one query)."""
+    if size is None or size == settings().thumbnail_size:
+        return thumbnails([image], square=square)[image.id]
+    return render.data_url(_thumbnail(image.object_key, image.sha256, size, square))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

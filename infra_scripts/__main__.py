@@ -38,7 +38,6 @@ PARAMETER_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--lambda-subnet-ids", "LambdaSubnetIds", {"help": "comma-separated: run the Lambda in a VPC"}),
     ("--max-receives", "MaxReceives", {"type": int, "help": "deliveries before dead-lettering"}),
     ("--visibility-timeout", "VisibilityTimeout", {"type": int}),
-    ("--thumbs-expire-days", "ThumbsExpireDays", {"type": int}),
     ("--exports-expire-days", "ExportsExpireDays", {"type": int}),
     ("--database", "Database", {"choices": ["rds", "none"], "help": "a new RDS MySQL, or none (SQLite)"}),
     ("--db-instance-class", "DbInstanceClass", {}),

@@ -8,13 +8,12 @@ Nothing here talks to AWS or loads a model until first use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 from sqlalchemy.engine import Engine
 
 from labelkit.db.engine import get_engine
 from labelkit.features.phash import PerceptualHash
-from labelkit.images import DecodeLimits, make_thumbnail
+from labelkit.features.thumbnail import ThumbnailExtractor, thumbnail_maker
 from labelkit.labelers import make_labelers, options_from
 from labelkit.pipeline import Pipeline
 from labelkit.queue import JobQueue, make_queue
@@ -54,11 +53,6 @@ def build_pipeline(services: Services) -> Pipeline:
         labelers=make_labelers(settings),
         options=options_from(settings),
         max_receives=settings.queue_max_receives,
-        extractors=[PerceptualHash()],
-        make_thumbnail=partial(
-            make_thumbnail,
-            size=settings.thumbnail_size,
-            max_pixels=settings.max_pixels,
-            limits=DecodeLimits.from_settings(settings),
-        ),
+        extractors=[PerceptualHash(), ThumbnailExtractor()],
+        make_thumbnail=thumbnail_maker(settings),
     )

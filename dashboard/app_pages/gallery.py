@@ -208,13 +208,14 @@ def _grid() -> None:
     st.caption(f"{page.total} image{'s' if page.total != 1 else ''}" + (" match" if filtering else ""))
     st.html(CARD_CSS)
     link_params = shown.to_params()
+    thumbs = core.thumbnails(page.items, square=True)  # the stored ones, read with one query
     # One st.columns per row: a narrow screen stacks a row's columns, so the order stays
     # newest first (one st.columns for the whole grid would stack it column by column).
     for start in range(0, len(page.items), COLUMNS):
         row = page.items[start : start + COLUMNS]
         for col, img in zip(st.columns(COLUMNS), row, strict=False):
             with col.container(border=True, key=f"{CARD_KEY}{img.id}"):
-                thumb = core.thumbnail(img, square=True)
+                thumb = thumbs[img.id]
                 if thumb:
                     st.image(thumb, width="stretch")
                 else:

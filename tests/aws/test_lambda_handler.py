@@ -185,10 +185,14 @@ def world(
     queue_url, _dlq = ensure_queues("labelkit-jobs", client=sqs, max_receives=3, visibility_timeout=60)
     attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
     queue_arn = attrs["QueueArn"]
+    # Only uploads notify, as the stack's filter says: the worker's thumbnails (thumbs/) do not.
+    uploads = {"Key": {"FilterRules": [{"Name": "prefix", "Value": f"{PREFIX}/users/"}]}}
     s3.put_bucket_notification_configuration(
         Bucket=BUCKET,
         NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+            "QueueConfigurations": [
+                {"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"], "Filter": uploads}
+            ]
         },
     )
     env = {

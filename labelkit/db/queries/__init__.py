@@ -11,6 +11,7 @@
 ``stats``      aggregates for charts and pages: label and term counts, histograms, activity,
                co-occurrence, top labels, model versions (and the rows compare mode reads)
 ``bulk``       bulk reads behind ``labelkit.interchange`` (files out, DataFrames)
+``thumbs``     stored gallery thumbnails: a page's thumbnail keys, recording one made late
 ``_scope``     what they share: scoping to a viewer, insert-or-ignore, the awaiting-review rule
 =============  ==============================================================================
 
