@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from labelkit.db.engine import get_engine
+from labelkit.features import embedding
 from labelkit.labelers import make_labelers, options_from
 from labelkit.pipeline import Pipeline
 from labelkit.queue import JobQueue, make_queue
@@ -45,10 +46,15 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
 
 def build_pipeline(services: Services) -> Pipeline:
     settings = services.settings
+    labelers = make_labelers(settings)
+    # The similar-photos embedding comes from the local classifier's pooled features (none
+    # without it: Rekognition only).
+    embedder = embedding.extractor_for(labelers)
     return Pipeline(
         engine=services.engine,
         store=services.store,
-        labelers=make_labelers(settings),
+        labelers=labelers,
+        extractors=[e for e in (embedder,) if e is not None],
         options=options_from(settings),
         max_receives=settings.queue_max_receives,
     )
