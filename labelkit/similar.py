@@ -91,15 +91,20 @@ class _OwnerMatrix:
             self.coarse = np.concatenate([self.coarse, added[:, :COARSE_DIM].astype(np.float32)])
 
     def search(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
-        n = len(self.ids)
+        # Runs outside the lock while another thread may apply() new rows: read ``coarse``
+        # before ``full`` (apply replaces ``full`` first, and ``ids`` only grows), so every
+        # row this search sees is in all three.
+        coarse_rows = self.coarse
+        full = self.full
+        n = coarse_rows.shape[0]
         if n == 0 or k <= 0:
             return []
         if n <= CANDIDATES:
             candidates = np.arange(n)
         else:
-            coarse = self.coarse @ query[:COARSE_DIM]
+            coarse = coarse_rows @ query[:COARSE_DIM]
             candidates = np.argpartition(coarse, n - CANDIDATES)[n - CANDIDATES :]
-        scores = self.full[candidates].astype(np.float32) @ query
+        scores = full[candidates].astype(np.float32) @ query
         top = min(k, len(candidates))
         best = np.argpartition(scores, len(scores) - top)[len(scores) - top :]
         best = best[np.argsort(-scores[best], kind="stable")]
