@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e bench-duplicates listener lambda-zip clean help
+.PHONY: run test test-fast lint audit soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e bench-duplicates bench-similar listener lambda-zip clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
@@ -104,7 +104,16 @@ bench-e2e: model
 bench-duplicates: model
 	$(PY) -m bench.near_duplicates --readme README.md --cache build/near-duplicates.npz
 
-bench: bench-labeler bench-queries bench-dashboard bench-e2e
+# Similar photos: p50/p95 per query with 1,000,000 embeddings for one owner (SQLite file and a
+# throwaway MariaDB database), the cold load and the index's memory; with the development photos
+# (if present) the embedding's cost per image and recall of the compact vectors.
+SIMILAR_DEVSET := $(if $(wildcard ../shared/data/devset/images),--devset ../shared/data/devset,)
+bench-similar: $(STAMP)
+	$(PY) -c "import pymysql; c = pymysql.connect(host='127.0.0.1', user='root'); c.cursor().execute('CREATE DATABASE IF NOT EXISTS labelkit_bench_similar')"
+	$(PY) -m bench.similar --images 1000000 --index-images 1000000 $(SIMILAR_DEVSET) \
+		--db-url sqlite --db-url mysql+pymysql://root@127.0.0.1:3306/labelkit_bench_similar --readme README.md
+
+bench: bench-labeler bench-queries bench-dashboard bench-e2e bench-similar
 
 # The Lambda deployment package; reproducible (same sources -> same sha256).
 lambda-zip: $(STAMP)

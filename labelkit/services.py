@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from labelkit.db.engine import get_engine
+from labelkit.features import embedding
 from labelkit.features.phash import PerceptualHash
 from labelkit.features.thumbnail import ThumbnailExtractor, thumbnail_maker
 from labelkit.labelers import make_labelers, options_from
@@ -47,12 +48,16 @@ def build_services(settings: Settings, *, migrate: bool = True) -> Services:
 
 def build_pipeline(services: Services) -> Pipeline:
     settings = services.settings
+    labelers = make_labelers(settings)
+    # The similar-photos embedding comes from the local classifier's pooled features (none
+    # without it: Rekognition only).
+    embedder = embedding.extractor_for(labelers)
     return Pipeline(
         engine=services.engine,
         store=services.store,
-        labelers=make_labelers(settings),
+        labelers=labelers,
         options=options_from(settings),
         max_receives=settings.queue_max_receives,
-        extractors=[PerceptualHash(), ThumbnailExtractor()],
+        extractors=[PerceptualHash(), ThumbnailExtractor(), *(e for e in (embedder,) if e is not None)],
         make_thumbnail=thumbnail_maker(settings),
     )

@@ -18,7 +18,7 @@ import streamlit as st
 from dashboard import core
 from dashboard import gallery_state as gs
 from dashboard.navigation import Page
-from labelkit import render, vocabulary
+from labelkit import render, similar, vocabulary
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
@@ -257,6 +257,52 @@ def _confirm_delete() -> None:
         st.rerun()
 
 
+SIMILAR_SHOWN = 12
+SIMILAR_COLUMNS = 6
+
+
+def _similar_section(image: Image) -> None:
+    """Up to 12 of the owner's photos most like this one (labelkit.similar), each opening
+    its own page, and a link to all of them in the gallery (``?q=similar:<id>``)."""
+    st.subheader("Similar photos")
+    settings = core.settings()
+    if "local" not in settings.labeler_names or "classifier" not in settings.local_model_names:
+        st.caption("Similar photos need the local model (the local classifier is not enabled here).")
+        return
+    try:
+        with core.db() as s:
+            found = similar.similar_images(session=s, viewer=viewer, image_id=image.id, limit=SIMILAR_SHOWN)
+            shown = image_q.images_by_ids(session=s, viewer=viewer, image_ids=[i for i, _ in found])
+    except NotFound:
+        _not_found()
+        return
+    if not found:
+        if image.status == ImageStatus.LABELLED:
+            st.caption("No similar photos yet (or this photo was labelled before similar photos existed).")
+        else:
+            st.caption("Similar photos appear here once this photo is labelled.")
+        return
+    cols = st.columns(SIMILAR_COLUMNS)
+    for n, (other_id, score) in enumerate((i, sc) for i, sc in found if i in shown):
+        other = shown[other_id]
+        with cols[n % SIMILAR_COLUMNS]:
+            thumb = core.thumbnail(other, square=True)
+            if thumb:
+                st.image(thumb, width="stretch")
+            st.page_link(
+                Page.IMAGE,
+                label=other.original_name,
+                query_params={"image": other.id},
+                help=f"similarity {score:.2f}",
+            )
+    st.page_link(
+        Page.GALLERY,
+        label="Show all similar",
+        icon=":material/photo_library:",
+        query_params={"q": f"similar:{image.id}"},
+    )
+
+
 if not image_id:
     _not_found()
 image, rows, names = _load()
@@ -396,6 +442,8 @@ with left:
             st.caption("Dominant colours")
             # Only validated hex codes and escaped text are in this HTML (see labelkit.render).
             st.markdown(swatches, unsafe_allow_html=True)
+
+    _similar_section(image)
 
 with right:
     st.subheader("Labels")

@@ -196,7 +196,11 @@ class ImageFeatureRow(Base):
     here so a person's features are read without a join (similar photos, duplicates)."""
 
     __tablename__ = "image_features"
-    __table_args__ = (Index("ix_image_features_owner", "owner_id"),)
+    __table_args__ = (
+        Index("ix_image_features_owner", "owner_id"),
+        # Similar photos: "did this owner's embeddings change?" is one seek (migration 0010).
+        Index("ix_image_features_owner_model_updated", "owner_id", "embedding_model", "updated_at"),
+    )
 
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -61,6 +61,12 @@ class ClassifierOutput:
     def box(self, entry_index: int) -> BoundingBox | None:
         return self.classifier.cam_box(self.probs, self.features, entry_index)
 
+    @property
+    def pooled(self) -> np.ndarray:
+        """The globally average-pooled feature map, (C,) float32: what the classifier's
+        linear layer sees, and the image embedding of :mod:`labelkit.features.embedding`."""
+        return np.asarray(self.features, dtype=np.float32).mean(axis=(1, 2))
+
 
 class Classifier(LocalModel[np.ndarray, ClassifierOutput]):
     """EfficientNet-Lite (ImageNet-1k) with the rules of ``data/rules.yml``."""

@@ -133,6 +133,10 @@ class LocalLabeler:
         self.scenes = load_scenes(self.rules)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # The classifier's pooled features of the images this thread labelled last, with
+        # their bytes (compared by identity): the embedding extractor reads them instead of
+        # running the classifier a second time (pooled_features).
+        self._recent = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> LocalLabeler:
@@ -229,7 +233,25 @@ class LocalLabeler:
             prepared = list(self._pool.map(self.prepare, images))
         else:
             prepared = [self.prepare(img) for img in images]
-        return self.label_prepared(prepared, options)
+        results = self.label_prepared(prepared, options)
+        pooled: list[np.ndarray | None] = getattr(self._recent, "pooled", [])
+        self._recent.images = list(zip((img.data for img in images), pooled, strict=False))
+        return results
+
+    def pooled_features(self, data: bytes) -> np.ndarray:
+        """The classifier's pooled features (C,) of these bytes: those of the last
+        :meth:`label_batch` in this thread when ``data`` is one of its images (the same
+        object), otherwise computed (decode + classifier). Taken once: the reference to
+        the bytes is dropped."""
+        recent: list[tuple[bytes, np.ndarray | None]] = getattr(self._recent, "images", [])
+        for i, (seen, vec) in enumerate(recent):
+            if seen is data and vec is not None:
+                del recent[i]
+                return vec
+        if not self.uses_classifier:
+            raise LabelerError("the local classifier is not enabled", permanent=True)
+        rgb = decode_rgb(data, max_pixels=self.max_pixels, min_side=self.classifier.size)
+        return self.classifier.predict([self.classifier.prepare(rgb)])[0].pooled
 
     def label_prepared(self, prepared: Sequence[Prepared], options: LabelOptions) -> list[LabelResult]:
         """Run every enabled model on already prepared images and fuse the results."""
@@ -241,6 +263,7 @@ class LocalLabeler:
         found_faces: list[list[Face] | None] = [None] * n
         if self.uses_classifier:
             classified = list(self.classifier.predict([p.pixels for p in prepared if p.pixels is not None]))
+        self._recent.pooled = [c.pooled if c is not None else None for c in classified]
         if self.detector is not None:
             detected = list(self.detector.predict([p.detector for p in prepared if p.detector is not None]))
         if self.face_detector is not None:
