@@ -13,9 +13,8 @@ import streamlit as st
 from labelkit import similar
 from labelkit.auth import Principal
 from labelkit.db.engine import transaction
-from labelkit.db.models import ImageFeatureRow
 from labelkit.db.queries import worker as worker_q
-from labelkit.domain import LabelResult
+from labelkit.domain import ImageFeatures, LabelResult
 from labelkit.features import embedding
 from labelkit.services import Services
 from labelkit.settings import get_settings
@@ -38,13 +37,13 @@ def _labelled_with_embeddings(
                 session=s, image_id=image_id, result=LabelResult(labels=[], model_version="m")
             )
             worker_q.mark_labelled(session=s, image_id=image_id, model_version="m", properties=None)
-            s.add(
-                ImageFeatureRow(
-                    image_id=image_id,
-                    owner_id=owner.user_id,
+            worker_q.save_features(
+                session=s,
+                image_id=image_id,
+                features=ImageFeatures(
                     embedding=embedding.pack(base + 0.3 * n * rng.standard_normal(base.shape)),
                     embedding_model="test-model",
-                )
+                ),
             )
     return ids
 

@@ -18,7 +18,8 @@ from labelkit import similar
 from labelkit.db.engine import transaction
 from labelkit.db.models import ImageFeatureRow
 from labelkit.db.queries import users as user_q
-from labelkit.domain import Viewer
+from labelkit.db.queries import worker as worker_q
+from labelkit.domain import ImageFeatures, Viewer
 from labelkit.errors import NotFound
 from labelkit.features import embedding
 from labelkit.services import Services, build_pipeline, build_services
@@ -149,18 +150,18 @@ def test_images_without_embeddings_and_deleted_images(services: Services) -> Non
     model = "test-model"
     with transaction(services.engine) as s:
         for n, image_id in enumerate(ids[:3]):
-            s.add(
-                ImageFeatureRow(
-                    image_id=image_id,
-                    owner_id=ann.user_id,
+            worker_q.save_features(
+                session=s,
+                image_id=image_id,
+                features=ImageFeatures(
                     embedding=embedding.pack(base + 0.1 * n * rng.standard_normal(base.shape)),
                     embedding_model=model,
-                )
+                ),
             )
     with transaction(services.engine) as s:
         # An image with no features row, and one whose row has no embedding: nothing similar.
         assert similar.similar_images(session=s, viewer=ann, image_id=ids[3]) == []
-        s.add(ImageFeatureRow(image_id=ids[3], owner_id=ann.user_id, phash="0" * 16))
+        worker_q.save_features(session=s, image_id=ids[3], features=ImageFeatures(phash="0" * 16))
     with transaction(services.engine) as s:
         assert similar.similar_images(session=s, viewer=ann, image_id=ids[3]) == []
         assert [i for i, _ in similar.similar_images(session=s, viewer=ann, image_id=ids[0])] == ids[1:3]
