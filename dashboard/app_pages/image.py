@@ -263,7 +263,7 @@ SIMILAR_COLUMNS = 6
 
 def _similar_section(image: Image) -> None:
     """Up to 12 of the owner's photos most like this one (labelkit.similar), each opening
-    its own page, and a link to all of them in the gallery (``?q=similar:<id>``)."""
+    its own page, and a link to all of them in the gallery (``?label=similar:<id>``)."""
     st.subheader("Similar photos")
     settings = core.settings()
     if "local" not in settings.labeler_names or "classifier" not in settings.local_model_names:
@@ -299,7 +299,7 @@ def _similar_section(image: Image) -> None:
         Page.GALLERY,
         label="Show all similar",
         icon=":material/photo_library:",
-        query_params={"q": f"similar:{image.id}"},
+        query_params={gs.LABEL: f"similar:{image.id}"},
     )
 
 

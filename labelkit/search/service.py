@@ -12,15 +12,21 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from labelkit import similar
 from labelkit.db.models import TermKind
+from labelkit.db.queries import images as image_q
 from labelkit.db.queries import search as search_q
 from labelkit.db.queries import stats as stats_q
 from labelkit.db.queries.images import ImageFilter, Neighbours
 from labelkit.domain import Viewer
+from labelkit.errors import NotFound
 from labelkit.search.expand import EmbeddingCache, KnownLabel, Resolver, catalog_labels
 from labelkit.search.query import Query, parse
 from labelkit.search.text_model import TextEmbedder
 from labelkit.vocabulary import fold
+
+#: How many similar photos ``similar:<id>`` shows at most.
+SIMILAR_LIMIT = 96
 
 #: The viewer's own terms considered (most common first), beyond the catalogue.
 OWN_TERMS = 5000
@@ -106,6 +112,11 @@ class Searcher:
             phrase = fold(text)
             if " " in phrase and self.resolver(own, categories).direct(phrase):
                 query = Query(include=((phrase,),))
+        if query.similar_to:
+            return SearchResult(
+                query=query,
+                page=self._similar(session, viewer, query.similar_to, flt, page, page_size),
+            )
         include, exclude, unmatched = self.resolve(query, own, categories)
         result = search_q.search_images(
             session=session,
@@ -120,6 +131,34 @@ class Searcher:
         if result.total == 0 and query.include:
             suggestions = self.nearest(" ".join(t for g in query.include for t in g), own)
         return SearchResult(query=query, page=result, unmatched=unmatched, suggestions=suggestions)
+
+    def _similar(
+        self,
+        session: Session,
+        viewer: Viewer,
+        image_id: str,
+        flt: ImageFilter | None,
+        page: int,
+        page_size: int,
+    ) -> search_q.SearchPage:
+        """``similar:<id>``: the photos most like that one, most similar first (other words of
+        the query are not applied; the gallery's filters are)."""
+        try:
+            ranked = similar.similar_images(
+                session=session, viewer=viewer, image_id=image_id, limit=SIMILAR_LIMIT
+            )
+            name = image_q.get_image(session=session, viewer=viewer, image_id=image_id).original_name
+        except NotFound:
+            return search_q.SearchPage(items=[], total=0, page=page, page_size=page_size)
+        return search_q.ranked_page(
+            session=session,
+            viewer=viewer,
+            ranked=[(i, round(100 * max(0.0, score), 1)) for i, score in ranked],
+            why=f"looks like {name}",
+            flt=flt,
+            page=page,
+            page_size=page_size,
+        )
 
     def neighbours(
         self,

@@ -73,7 +73,7 @@ def test_the_image_page_shows_similar_photos(
     labels = [link.proto.label for link in links]
     assert labels[labels.index("near.jpg") :][:3] == ["near.jpg", "far.jpg", "other.jpg"]
     (show_all,) = [link for link in links if link.proto.label == "Show all similar"]
-    assert show_all.proto.query_string == f"q=similar%3A{ids['query.jpg']}"
+    assert show_all.proto.query_string == f"label=similar%3A{ids['query.jpg']}"
     # The strip has one thumbnail per similar photo (beside the photo itself).
     assert len(at.image) >= 4
 

@@ -190,3 +190,33 @@ def test_pack_unpack_round_trip() -> None:
     assert float(back @ (vec / np.linalg.norm(vec))) > 0.9999
     with pytest.raises(ValueError):
         embedding.pack(np.zeros(4))
+
+
+def test_a_similar_search_lists_the_photos_like_it_most_similar_first(services: Services) -> None:
+    """``similar:<id>`` in the gallery's search box: the owner's photos most like that one,
+    best first, each saying what it looks like; another user's photo id finds nothing."""
+    from labelkit.search.service import Searcher
+
+    similar.clear_cache()
+    ann, bob = _user(services, "ann"), _user(services, "bob")
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal(embedding.EMBED_DIM)
+    ids = [_upload(services, ann, f"s{i}", _jpeg(_photo("coffee").resize((70 + i, 50)))) for i in range(4)]
+    bobs = _upload(services, bob, "b0", _jpeg(_photo("coffee").resize((90, 60))))
+    with transaction(services.engine) as s:
+        for n, image_id in enumerate([*ids, bobs]):
+            vec = base + 0.15 * n * rng.standard_normal(base.shape)  # further from ids[0] as n grows
+            worker_q.save_features(
+                session=s,
+                image_id=image_id,
+                features=ImageFeatures(embedding=embedding.pack(vec), embedding_model="test-model"),
+            )
+    searcher = Searcher(services.settings.resolved_model_dir)
+    with transaction(services.engine) as s:
+        found = searcher.search(session=s, viewer=ann, text=f"similar:{ids[0]}")
+        assert [hit.image.id for hit in found.page.items] == ids[1:]  # bob's never, the photo itself never
+        assert found.page.total == 3
+        assert all(hit.why == ["looks like s0.jpg"] for hit in found.page.items)
+        scores = [hit.score for hit in found.page.items]
+        assert scores == sorted(scores, reverse=True) and 0 < scores[-1] <= 100
+        assert searcher.search(session=s, viewer=bob, text=f"similar:{ids[0]}").page.total == 0

@@ -155,6 +155,31 @@ def search_images(
     return SearchPage(items=items, total=total, page=page, page_size=page_size)
 
 
+def ranked_page(
+    *,
+    session: Session,
+    viewer: Viewer,
+    ranked: Sequence[tuple[str, float]],
+    why: str,
+    flt: ImageFilter | None = None,
+    page: int = 1,
+    page_size: int = 24,
+) -> SearchPage:
+    """A page of images already ranked elsewhere (``(image id, score 0-100)``, best first:
+    similar photos), kept to those the viewer may see and ``flt`` lets through, each
+    explained by ``why``."""
+    page = max(1, page)
+    ids = [i for i, _ in ranked]
+    allowed = {
+        img.id: img
+        for img in session.scalars(_filtered_images(viewer, flt or ImageFilter()).where(Image.id.in_(ids)))
+    }
+    kept = [(allowed[i], score) for i, score in ranked if i in allowed]
+    offset = (page - 1) * page_size
+    items = [SearchHit(image=img, score=score, why=[why]) for img, score in kept[offset : offset + page_size]]
+    return SearchPage(items=items, total=len(kept), page=page, page_size=page_size)
+
+
 def _one_name_total(
     session: Session, viewer: Viewer, include: Sequence[Group], exclude: Sequence[Group], flt: ImageFilter
 ) -> int | None:
