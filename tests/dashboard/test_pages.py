@@ -76,9 +76,9 @@ def test_gallery_filters_by_label_parent_status_and_confidence(services: Service
     # ?label= (as linked from the Labels page) filters; the parent "Thing" finds all children
     at = app(alice, "app_pages/gallery.py", label="Red Thing")
     assert _gallery_names(at) == ["red.jpg"]
-    at.text_input(key="flt_query").set_value("Thing").run()
+    at.text_input(key="flt_label").set_value("Thing").run()
     assert sorted(_gallery_names(at)) == ["blue.jpg", "green.jpg", "red.jpg"]
-    at.text_input(key="flt_query").set_value("").run()
+    at.text_input(key="flt_label").set_value("").run()
     assert len(_gallery_names(at)) == 4
     at.selectbox(key="flt_status").set_value("pending").run()
     assert _gallery_names(at) == ["later.jpg"]
@@ -96,22 +96,22 @@ def test_gallery_search_box(services: Services, alice: Principal) -> None:
         upload(services, alice, name, data)
     drain(services)
     at = app(alice, "app_pages/gallery.py")
-    assert at.text_input(key="flt_query").placeholder == "dog beach · dog -cat · dog | cat"
+    assert at.text_input(key="flt_label").placeholder == "dog beach · dog -cat · dog | cat"
     # WHEN searching with the syntax, in any case
-    at.text_input(key="flt_query").set_value('THING -"red thing"').run()
+    at.text_input(key="flt_label").set_value('THING -"red thing"').run()
     # THEN the matches, each saying why it matched, and the search is in the URL
     assert sorted(_gallery_names(at)) == ["blue.jpg", "green.jpg"]
     assert ":material/search: Thing" in texts(at)
-    assert at.query_params["q"] == 'THING -"red thing"'
-    at.text_input(key="flt_query").set_value('"red thing" | "blue thing"').run()
+    assert at.query_params["label"] == 'THING -"red thing"'
+    at.text_input(key="flt_label").set_value('"red thing" | "blue thing"').run()
     assert sorted(_gallery_names(at)) == ["blue.jpg", "red.jpg"]
     # WHEN nothing matches, it says so and offers the nearest labels
-    at.text_input(key="flt_query").set_value("red thingy").run()
+    at.text_input(key="flt_label").set_value("red thingy").run()
     assert _gallery_names(at) == []
     assert "No photos match" in texts(at)
     assert "suggest_Red Thing" in [b.key for b in at.button]
     at.button(key="suggest_Red Thing").click().run()
-    assert at.text_input(key="flt_query").value == '"Red Thing"'
+    assert at.text_input(key="flt_label").value == '"Red Thing"'
     assert _gallery_names(at) == ["red.jpg"]
 
 
