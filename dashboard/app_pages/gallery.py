@@ -17,9 +17,9 @@ from dashboard import core
 from dashboard import gallery_state as gs
 from dashboard.navigation import Page
 from labelkit.db.models import ImageStatus, TermKind
+from labelkit.db.queries import bulk as bulk_q
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
-from labelkit.db.queries import users as user_q
 from labelkit.search.service import SearchResult, get_searcher
 
 PAGE_SIZE = gs.PAGE_SIZE
@@ -81,7 +81,8 @@ if widgets_missing or st.session_state.get(WRITTEN) != url_view.to_params():
 with core.db() as s:
     categories = [t for t, _ in stats_q.term_counts(session=s, viewer=viewer, kind=TermKind.CATEGORY)]
     counts = image_q.status_counts(session=s, viewer=viewer)
-    owners = dict(user_q.image_owners(session=s, viewer=viewer))  # id -> username; admins only
+    # id -> username of everyone whose photos the viewer sees: admins only (a user sees their own)
+    owners = dict(bulk_q.image_owners(session=s, viewer=viewer)) if viewer.is_admin else {}
 owner_ids = {name: uid for uid, name in owners.items()}
 current_category = st.session_state.get(gs.KEY_CATEGORY)
 if current_category and current_category not in categories:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labelkit.db.models import Image, User, new_id, utcnow
-from labelkit.domain import Viewer
+from labelkit.db.models import User, new_id, utcnow
 
 
 def normalize_username(username: str) -> str:
@@ -80,16 +79,3 @@ def usernames(*, session: Session, user_ids: Iterable[str]) -> dict[str, str]:
         return {}
     rows = session.execute(select(User.id, User.username).where(User.id.in_(ids)))
     return {str(uid): str(name) for uid, name in rows}
-
-
-def image_owners(*, session: Session, viewer: Viewer) -> list[tuple[str, str]]:
-    """(id, username) of every user who owns an image, by username: what an admin may narrow
-    the gallery to. Empty for anyone else (a user sees only their own images anyway)."""
-    if not viewer.is_admin:
-        return []
-    rows = session.execute(
-        select(User.id, User.username)
-        .where(exists().where(Image.owner_id == User.id))
-        .order_by(User.username)
-    )
-    return [(str(uid), str(name)) for uid, name in rows]
