@@ -35,6 +35,7 @@ from labelkit.db.queries import images as image_q
 from labelkit.db.queries import thumbs as thumb_q
 from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer
+from labelkit.errors import NotFound
 from labelkit.features import thumbnail_key
 from labelkit.features.thumbnail import ThumbnailExtractor, thumbnail_maker
 from labelkit.queue.events import make_s3_event
@@ -142,7 +143,10 @@ def test_thumb_keys_are_scoped_to_the_viewer(services: Services, alice: Principa
         assert set(thumb_q.thumb_keys(session=s, viewer=alice.viewer, image_ids=ids)) == {mine}  # admin
         assert thumb_q.thumb_keys(session=s, viewer=bob.viewer, image_ids=[]) == {}
         # Recording a late thumbnail: never for another user's image, a pending one, or over one
-        assert not thumb_q.record_thumb_key(session=s, viewer=other, image_id=mine, thumb_key="thumbs/x")
+        with pytest.raises(NotFound):  # another user's image is one that does not exist
+            thumb_q.record_thumb_key(session=s, viewer=other, image_id=mine, thumb_key="thumbs/x")
+        with pytest.raises(NotFound):
+            thumb_q.record_thumb_key(session=s, viewer=bob.viewer, image_id="no-such-image", thumb_key="t/x")
         assert not thumb_q.record_thumb_key(session=s, viewer=bob.viewer, image_id=pending, thumb_key="t/x")
         assert not thumb_q.record_thumb_key(session=s, viewer=bob.viewer, image_id=mine, thumb_key="t/x")
     assert (row := _features(services, mine)) is not None

@@ -26,9 +26,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
@@ -37,12 +38,23 @@ from labelkit import compare, uploads
 from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
 from labelkit.db.engine import transaction
-from labelkit.db.models import Base, ImageStatus, LabelRow, ReviewState, TermKind, new_id, utcnow
+from labelkit.db.models import (
+    Base,
+    ImageFeatureRow,
+    ImageStatus,
+    LabelRow,
+    ReviewState,
+    TermKind,
+    new_id,
+    utcnow,
+)
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import search as search_q
 from labelkit.db.queries import worker as worker_q
-from labelkit.domain import Label, LabelResult, Viewer
+from labelkit.domain import ImageFeatures, Label, LabelResult, Viewer
 from labelkit.errors import NotFound, StorageError
+from labelkit.features import embedding
 from labelkit.services import Services
 from labelkit.storage.local import LocalStore
 from tests.dashboard.conftest import BLUE, GREEN, RED, app, jpeg, texts, upload
@@ -58,6 +70,7 @@ ALICE_LABEL, ALICE_PARENT, ALICE_V1, ALICE_V2 = (
     "alice-model-2",
 )
 BOB_VERSION = "bob-model-1+bob-model-2"
+PHASHES = {"Alice": "a11ce0000000a11c", "Bob": "b0b0000000000b0b"}
 
 
 def _viewer_functions(module: Any) -> dict[str, Callable[..., Any]]:
@@ -113,7 +126,18 @@ def world(services: Services, auth: LocalAuth) -> World:
                 session=s,
                 image_id=image_id,
                 model_version=f"{prefix.lower()}-model-1+{prefix.lower()}-model-2",
-                properties=None,
+                properties={"sharpness": 50.0},
+            )
+            # the features the worker stores with the labels: hash, embedding, thumbnail
+            worker_q.save_features(
+                session=s,
+                image_id=image_id,
+                features=ImageFeatures(
+                    phash=PHASHES[prefix],
+                    embedding=embedding.pack(np.full(8, 1.0 if prefix == "Alice" else -1.0)),
+                    embedding_model="matrix-embedding",
+                ),
+                thumb_key=f"thumbs/{prefix.lower()}-thumb.jpg",
             )
         alice_key = image_q.get_image(session=s, viewer=alice.viewer, image_id=alice_image).object_key
         label_q.set_human_label(
@@ -145,6 +169,14 @@ def _arguments(fn: Callable[..., Any], w: World, viewer: Viewer) -> dict[str, An
         # the configuration bob's image was labelled with: only alice's image is outdated
         "model_version": BOB_VERSION,
         "flt": image_q.ImageFilter(label=ALICE_LABEL, owner_id=w.alice.user_id),
+        # duplicates: alice's folder of hashes, her hash; search: her label, ranked elsewhere
+        "owner_id": w.alice.user_id,
+        "phash": PHASHES["Alice"],
+        "exclude": "",
+        "include": [[search_q.TermRef(kind=TermKind.LABEL, term=ALICE_LABEL)]],
+        "ranked": [(w.alice_image, 90.0)],
+        "why": "looks like alice-secret.jpg",
+        "thumb_key": "thumbs/late-thumb.jpg",
     }
     args: dict[str, Any] = {}
     for name, param in inspect.signature(fn).parameters.items():
@@ -221,12 +253,21 @@ def test_every_viewer_function_is_covered() -> None:
         "activity_span",
         "activity_per_hour",
     } <= set(QUERY_FUNCTIONS)
-    assert set(USE_CASES) == {"retry_image", "delete_image", "relabel_outdated"}, sorted(USE_CASES)
+    assert set(USE_CASES) == {
+        "retry_image",
+        "delete_image",
+        "delete_images",
+        "relabel_outdated",
+    }, sorted(USE_CASES)
 
 
 # Functions whose answer for alice does not depend on this one labelled image (she has no
 # failed images); bob's side of the matrix is still checked for them.
 _NOT_ABOUT_A_LABELLED_IMAGE = {"failed_images"}
+# A person's own folder of duplicates is theirs whatever it holds (an admin's list changes).
+_THE_VIEWER_THEMSELVES = {"owners_with_hashes"}
+# Functions that record what the worker did not store: alice's thumbnail is not recorded yet.
+_BEFORE = {"record_thumb_key": lambda s: s.execute(update(ImageFeatureRow).values(thumb_key=None))}
 
 
 @pytest.mark.parametrize("name", sorted(QUERY_FUNCTIONS))
@@ -235,6 +276,9 @@ def test_query_function_refuses_or_hides_other_users_data(
 ) -> None:
     fn = QUERY_FUNCTIONS[name]
     writes = name.startswith(("delete_", "set_", "reset_", "mark_"))
+    if name in _BEFORE:
+        with transaction(services.engine) as s:
+            _BEFORE[name](s)
     # GIVEN alice's labelled image, and bob who has his own; the call reaches alice's data
     # for alice and for the admin (else the matrix would prove nothing)
     answers = {
@@ -258,6 +302,8 @@ def test_query_function_refuses_or_hides_other_users_data(
     if writes or name in _NOT_ABOUT_A_LABELLED_IMAGE:
         return
     for who in (world.alice, world.admin):
+        if who is world.alice and name in _THE_VIEWER_THEMSELVES:
+            continue
         gone = _call(services, fn, _arguments(fn, world, who.viewer))
         assert gone != answers[who.username], f"{name}: {who.username} gets the same without alice's image"
 
@@ -287,6 +333,28 @@ def test_use_case_with_other_users_image_is_refused_and_changes_nothing(
     # THEN her row, labels, object and queue entries are untouched
     assert footprint() == before
     assert services.queue.stats() == queued
+
+
+def test_bulk_delete_deletes_only_the_viewers_images(services: Services, world: World) -> None:
+    # GIVEN alice's image and bob's, each with its object and stored thumbnail
+    def alice_footprint() -> tuple[Any, bool, int]:
+        with transaction(services.engine) as s:
+            img = _norm(image_q.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
+            labels = len(
+                label_q.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
+            )
+        return img, services.store.exists(world.alice_key), labels
+
+    before = alice_footprint()
+    # WHEN bob bulk-deletes alice's image together with his own (the Duplicates page's call)
+    deleted = uploads.delete_images(
+        services=services, viewer=world.bob.viewer, image_ids=[world.alice_image, world.bob_image]
+    )
+    # THEN only his went; alice's row, labels and object are untouched
+    assert deleted == [world.bob_image]
+    assert alice_footprint() == before
+    with transaction(services.engine) as s, pytest.raises(NotFound):
+        image_q.get_image(session=s, viewer=world.bob.viewer, image_id=world.bob_image)
 
 
 def test_relabelling_touches_only_the_viewers_images(services: Services, world: World) -> None:

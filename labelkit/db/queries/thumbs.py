@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from labelkit.db.models import Image, ImageFeatureRow, ImageStatus, utcnow
 from labelkit.db.queries._scope import _IN_CHUNK, _insert_ignore, _scoped
 from labelkit.domain import Viewer
+from labelkit.errors import NotFound
 
 
 def thumb_keys(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> dict[str, str]:
@@ -37,12 +38,15 @@ def thumb_keys(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) ->
 def record_thumb_key(*, session: Session, viewer: Viewer, image_id: str, thumb_key: str) -> bool:
     """Record ``thumb_key`` as the stored thumbnail of a labelled image that has none recorded
     (labelled before the worker stored thumbnails); keeps its other features. Returns whether
-    it was recorded: not for an image the viewer cannot see, one not labelled (the worker
-    will store its own) or one that has a thumbnail already."""
+    it was recorded: not for an image not labelled (the worker will store its own) or one
+    that has a thumbnail already. Raises :class:`~labelkit.errors.NotFound` for an image the
+    viewer cannot see, as for one that does not exist."""
     image = session.execute(
         _scoped(select(Image.owner_id, Image.status).where(Image.id == image_id), viewer)
     ).one_or_none()
-    if image is None or image.status != ImageStatus.LABELLED:
+    if image is None:
+        raise NotFound(f"no image {image_id!r}")
+    if image.status != ImageStatus.LABELLED:
         return False
     # The worker's row (delete-then-insert in its labelling transaction) wins: insert-or-ignore,
     # then fill in only a missing key.
