@@ -1,10 +1,12 @@
-"""Small helpers shared by test packages (ports, waiting for servers)."""
+"""Small helpers shared by test packages (ports, waiting for servers, signing up in a browser)."""
 
 from __future__ import annotations
 
 import socket
 import time
 import urllib.request
+
+from playwright.sync_api import Page, expect
 
 # How long a browser test waits for something to appear (ms). Generous: on a busy 2-core
 # machine a Streamlit rerun plus the real model can take many seconds; a wait ends as
@@ -31,3 +33,28 @@ def wait_http(url: str, timeout: float = 180) -> None:
             last = e
         time.sleep(0.3)
     raise TimeoutError(f"{url} did not answer in {timeout}s: {last}")
+
+
+def sign_up_in_browser(page: Page, username: str, password: str) -> None:
+    """Create an account (and so sign in) on the sign-in page ``page`` is showing, as a
+    person does: the "Create account" tab, its form, its button; waits for the gallery.
+
+    The tab is clicked until its form shows: a click that lands while the page is still
+    being drawn (a busy machine) can be lost with the redraw, and filling the hidden form
+    would wait in vain."""
+    tab = page.get_by_role("tab", name="Create account")
+    repeat = page.get_by_label("Repeat password")
+    deadline = time.monotonic() + BROWSER_TIMEOUT_MS / 1000
+    while True:
+        tab.click()
+        try:
+            expect(repeat).to_be_visible(timeout=10_000)
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+    page.get_by_label("Username").last.fill(username)
+    page.get_by_label("Password", exact=True).last.fill(password)
+    repeat.fill(password)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()

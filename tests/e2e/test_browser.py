@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
 from tests.e2e.conftest import Product, charts_drawn, screenshot
+from tests.helpers import sign_up_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
@@ -48,12 +49,7 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     page.goto(product.url)
     expect(page.get_by_text("Create account").first).to_be_visible()
     screenshot(page, "01-sign-in")
-    page.get_by_role("tab", name="Create account").click()
-    page.get_by_label("Username").last.fill("alice")
-    page.get_by_label("Password", exact=True).last.fill("correct horse battery")
-    page.get_by_label("Repeat password").fill("correct horse battery")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    sign_up_in_browser(page, "alice", "correct horse battery")
     expect(page.get_by_text("Administrator")).to_be_visible()
     # A reload keeps you signed in (an HttpOnly session cookie, set by the server at sign-in).
     session = [c for c in page.context.cookies() if c["name"] == "labelkit_session"]

@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
 from tests.e2e.conftest import Product, screenshot
+from tests.helpers import sign_up_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
@@ -33,12 +34,7 @@ def test_duplicates_are_flagged_on_upload_grouped_and_deleted(
     Image.fromarray(skdata.coffee()).save(other, format="JPEG", quality=90)
 
     page.goto(product.url)
-    page.get_by_role("tab", name="Create account").click()
-    page.get_by_label("Username").last.fill("dora")
-    page.get_by_label("Password", exact=True).last.fill("correct horse battery")
-    page.get_by_label("Repeat password").fill("correct horse battery")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    sign_up_in_browser(page, "dora", "correct horse battery")
 
     # GIVEN a photo, then a half-size recompressed copy of it and a different photo
     _nav(page, "Upload")

@@ -22,7 +22,7 @@ from playwright.sync_api import WebSocket, expect, sync_playwright
 from infra_scripts.render import HostConfig
 from labelkit.settings import Settings
 from tests.e2e.conftest import CHROMIUM_ARGS, ROOT, free_port, wait_http
-from tests.helpers import BROWSER_TIMEOUT_MS
+from tests.helpers import BROWSER_TIMEOUT_MS, sign_up_in_browser
 from tests.infra.nginx_helpers import NGINX, nginx_test, render_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -133,12 +133,7 @@ def test_uploads_at_and_just_over_the_limit_get_labelkits_answer_not_nginxs_413(
             page = browser.new_page()
             page.set_default_timeout(BROWSER_TIMEOUT_MS)
             page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded")
-            page.get_by_role("tab", name="Create account").click()
-            page.get_by_label("Username").last.fill("alice")
-            page.get_by_label("Password", exact=True).last.fill("correct horse battery")
-            page.get_by_label("Repeat password").fill("correct horse battery")
-            page.get_by_role("button", name="Create account").click()
-            expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+            sign_up_in_browser(page, "alice", "correct horse battery")
             page.get_by_test_id("stSidebarNav").get_by_role("link", name="Upload", exact=True).click()
             expect(page.get_by_role("heading", name="Upload photos")).to_be_visible()
             # The widget states the same limit in its own (decimal) megabytes.

@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from tests.e2e.conftest import CHROMIUM_ARGS, ROOT
-from tests.helpers import free_port, wait_http
+from tests.helpers import free_port, sign_up_in_browser, wait_http
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -103,12 +103,7 @@ def test_refused_uploads_leave_the_dashboard_no_bigger(
     page = context.new_page()
     page.set_default_timeout(TIMEOUT)
     page.goto(url)
-    page.get_by_role("tab", name="Create account").click()
-    page.get_by_label("Username").last.fill("alice")
-    page.get_by_label("Password", exact=True).last.fill("correct horse battery")
-    page.get_by_label("Repeat password").fill("correct horse battery")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    sign_up_in_browser(page, "alice", "correct horse battery")
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Upload", exact=True).click()
     expect(page.get_by_role("heading", name="Upload photos")).to_be_visible()
     before = _rss_mb(pid)

@@ -24,6 +24,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from skimage import data as skdata
 
 from tests.e2e.conftest import Product
+from tests.helpers import sign_up_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -55,12 +56,7 @@ def _cookie(context: BrowserContext, name: str) -> dict[str, object]:
 
 def _sign_up(page: Page, url: str, username: str) -> None:
     page.goto(url)
-    page.get_by_role("tab", name="Create account").click()
-    page.get_by_label("Username").last.fill(username)
-    page.get_by_label("Password", exact=True).last.fill(PASSWORD)
-    page.get_by_label("Repeat password").fill(PASSWORD)
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    sign_up_in_browser(page, username, PASSWORD)
 
 
 def _nav(page: Page, name: str) -> None:
@@ -68,7 +64,10 @@ def _nav(page: Page, name: str) -> None:
 
 
 def _sign_out(page: Page) -> None:
-    page.get_by_role("button", name=re.compile("Sign out")).click()
+    """Sign out and wait for the server's answer that replaces the cookie (the sign-in page
+    can show before the browser has loaded /session/end)."""
+    with page.expect_response(lambda r: "/session/end" in r.url):
+        page.get_by_role("button", name=re.compile("Sign out")).click()
     expect(page.get_by_role("tab", name="Create account")).to_be_visible()
 
 

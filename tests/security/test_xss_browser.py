@@ -14,6 +14,7 @@ from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
 from tests.e2e.conftest import Product, charts_drawn
+from tests.helpers import sign_up_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
@@ -36,12 +37,7 @@ def test_html_in_names_is_text_in_the_browser(product: Product, page: Page, tmp_
     Image.fromarray(skdata.chelsea()).save(photo, format="JPEG", quality=90)
     # GIVEN a signed-in user
     page.goto(product.url)
-    page.get_by_role("tab", name="Create account").click()
-    page.get_by_label("Username").last.fill("mallory")
-    page.get_by_label("Password", exact=True).last.fill("correct horse battery")
-    page.get_by_label("Repeat password").fill("correct horse battery")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+    sign_up_in_browser(page, "mallory", "correct horse battery")
     # WHEN she uploads a photo whose name is an <img onerror> tag
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Upload", exact=True).click()
     page.locator("input[type=file]").set_input_files(str(photo))
@@ -61,7 +57,7 @@ def test_html_in_names_is_text_in_the_browser(product: Product, page: Page, tmp_
     expect(page.get_by_text(LABEL).first).to_be_visible()
     _no_live_markup(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Labels", exact=True).click()
-    expect(page.get_by_role("heading", name="Labels")).to_be_visible()
+    expect(page.get_by_role("heading", name="Labels", exact=True)).to_be_visible()
     charts_drawn(page)
     _no_live_markup(page)
     assert dialogs == []
