@@ -48,6 +48,9 @@ COCO_LABELS_PATH = DATA_DIR / "coco_labels.json"
 STEM = "ssd-mobilenet-v2-coco"
 #: Bump when the converted graph or the decoding contract changes.
 DETECTOR_FORMAT = 1
+#: Bump when the int8 quantization (labelers/detect_build.py) changes what the int8 file
+#: contains (2: 7-bit weights); part of the int8 model version.
+QUANT_FORMAT = 2
 SIZE = 300
 INPUT = "Preprocessor/sub:0"
 OUTPUTS = ("Squeeze:0", "Postprocessor/convert_scores:0")
@@ -127,7 +130,9 @@ class Detector(LocalModel[np.ndarray, list[Detection]]):
 
     @property
     def model_version(self) -> str:
-        return f"ssd-mnv2-{'int8-' if self.precision == 'int8' else ''}{DETECTOR_FORMAT}"
+        if self.precision == "int8":
+            return f"ssd-mnv2-int8-{DETECTOR_FORMAT}.{QUANT_FORMAT}"
+        return f"ssd-mnv2-{DETECTOR_FORMAT}"
 
     def files(self) -> list[Path]:
         return [self.model_path, self.model_files.anchors]

