@@ -58,7 +58,9 @@ from labelkit.labelers.catalog import (
     ModelSpec,
     Precision,
     atomic_write,
+    files_match,
     sha256_file,
+    write_manifest,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,10 +111,7 @@ def is_current(model_dir: Path, spec: ModelSpec, precision: Precision = "fp32") 
         return False
     if manifest.get("weights_sha256") != sha256_file(src):
         return False
-    for path, key in ((files.onnx, "onnx_sha256"), (files.fc, "fc_sha256")):
-        if not path.is_file() or manifest.get(key) != sha256_file(path):
-            return False
-    return True
+    return files_match(manifest, ((files.onnx, "onnx_sha256"), (files.fc, "fc_sha256")))
 
 
 def _int8_manifest(files: ModelFiles, calibration: str) -> dict[str, Any]:
@@ -170,7 +169,7 @@ def export_int8(spec: ModelSpec, model_dir: Path) -> Path:
 
     atomic_write(files.int8, write_int8)
     manifest = _int8_manifest(files, calibration)
-    atomic_write(files.int8_manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_manifest(files.int8_manifest, manifest)
     logger.info("quantized %s in %.1f s", files.int8, time.perf_counter() - started)
     return files.int8
 
@@ -292,7 +291,7 @@ def export(spec: ModelSpec, model_dir: Path) -> Path:
         "fc_sha256": sha256_file(files.fc),
         "torch": torch.__version__,
     }
-    atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_manifest(files.manifest, manifest)
     logger.info("exported %s in %.1f s", files.onnx, time.perf_counter() - started)
     return files.onnx
 

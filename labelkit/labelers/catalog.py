@@ -8,8 +8,10 @@ them with onnxruntime only. Both import this module, never each other.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,6 +77,17 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def files_match(manifest: dict[str, Any], files: Iterable[tuple[Path, str]]) -> bool:
+    """Every ``(path, key)`` names a file whose SHA-256 is the manifest's ``key``: what an
+    export's "is current" check ends with (a file replaced or truncated by hand is not)."""
+    return all(path.is_file() and manifest.get(key) == sha256_file(path) for path, key in files)
+
+
+def write_manifest(target: Path, manifest: dict[str, Any]) -> None:
+    """Write an export's manifest (JSON) atomically, after the files it describes."""
+    atomic_write(target, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
 
 
 def atomic_write(target: Path, write: Any) -> None:

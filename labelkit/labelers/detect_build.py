@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from labelkit.labelers.catalog import atomic_write, sha256_file
+from labelkit.labelers.catalog import atomic_write, files_match, sha256_file, write_manifest
 from labelkit.labelers.detect import DETECTOR_FORMAT, INPUT, OUTPUTS, QUANT_FORMAT, SIZE, DetectorFiles
 
 logger = logging.getLogger(__name__)
@@ -97,10 +97,7 @@ def is_current(model_dir: Path, *, int8: bool = True) -> bool:
         if manifest.get("quant_format") != QUANT_FORMAT:
             return False
         checks.append((files.int8, "int8_sha256"))
-    for path, key in checks:
-        if not path.is_file() or manifest.get(key) != sha256_file(path):
-            return False
-    return True
+    return files_match(manifest, checks)
 
 
 # --- the conversion venv ----------------------------------------------------------------
@@ -348,7 +345,7 @@ def export_detector(model_dir: Path, convert_venv: Path) -> Path:
         "int8_sha256": sha256_file(files.int8),
         "max_abs_diff_vs_tensorflow": diff,
     }
-    atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_manifest(files.manifest, manifest)
     logger.info("converted the detector to %s in %.0f s", files.onnx, time.perf_counter() - started)
     return files.onnx
 

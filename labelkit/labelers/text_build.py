@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from labelkit.labelers.catalog import atomic_write, sha256_file
+from labelkit.labelers.catalog import atomic_write, files_match, sha256_file, write_manifest
 from labelkit.search.text_model import (
     INPUTS,
     STEM,
@@ -82,10 +82,7 @@ def is_current(model_dir: Path) -> bool:
         return False
     if manifest.get("weights_sha256") != sha256_file(weights):
         return False
-    for path, key in ((files.onnx, "onnx_sha256"), (files.tokenizer, "tokenizer_sha256")):
-        if not path.is_file() or manifest.get(key) != sha256_file(path):
-            return False
-    return True
+    return files_match(manifest, ((files.onnx, "onnx_sha256"), (files.tokenizer, "tokenizer_sha256")))
 
 
 def vocab_is_current(model_dir: Path) -> bool:
@@ -219,7 +216,7 @@ def export(model_dir: Path) -> Path:
         "tokenizer_sha256": sha256_file(files.tokenizer),
         "torch": torch.__version__,
     }
-    atomic_write(files.manifest, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2) + "\n"))
+    write_manifest(files.manifest, manifest)
     logger.info("exported %s in %.1f s", files.onnx, time.perf_counter() - started)
     return files.onnx
 

@@ -7,7 +7,6 @@ queue entries. SQLite and MariaDB. Photos from scikit-learn / scikit-image (neve
 from __future__ import annotations
 
 import io
-import threading
 from datetime import timedelta
 
 import numpy as np
@@ -23,11 +22,11 @@ from labelkit.db.queries import users as user_q
 from labelkit.db.queries.duplicates import HashedImage
 from labelkit.domain import Viewer
 from labelkit.features import thumbnail_key
-from labelkit.services import Services, build_pipeline, build_services
+from labelkit.services import Services, build_services
 from labelkit.settings import Settings
 from labelkit.testing.photos import photo
 from labelkit.uploads import delete_images, upload_image
-from labelkit.worker import Listener
+from tests.dashboard.conftest import drain
 
 
 def _jpeg(im: Image.Image, quality: int = 90) -> bytes:
@@ -52,16 +51,6 @@ def _user(services: Services, name: str) -> Viewer:
         return Viewer(user_id=user_q.create_user(session=s, username=name, password_hash="x").id)
 
 
-def _drain(services: Services) -> None:
-    Listener(
-        queue=services.queue,
-        pipeline=build_pipeline(services),
-        workers=1,
-        wait_seconds=1,
-        visibility_timeout=services.settings.queue_visibility_timeout,
-    ).run(threading.Event(), drain=True)
-
-
 def _upload(services: Services, who: Viewer, name: str, data: bytes) -> str:
     r = upload_image(services=services, owner_id=who.user_id, filename=name, data=data)
     assert r.outcome == "accepted" and r.image_id is not None, r
@@ -80,7 +69,7 @@ def test_resized_and_recompressed_copies_are_grouped_and_the_largest_kept(servic
     bobs = _upload(services, bob, "mine.jpg", _jpeg(original.resize((800, 534))))
 
     # WHEN the worker labels them (and hashes them) and the groups are found
-    _drain(services)
+    drain(services)
     with transaction(services.engine) as s:
         hashed = s.scalar(
             select(func.count()).select_from(ImageFeatureRow).where(ImageFeatureRow.phash.is_not(None))
@@ -125,7 +114,7 @@ def test_bulk_delete_of_the_rest_removes_objects_rows_and_queue_entries(services
     original = photo(1280, 854, noise=0)
     keep = _upload(services, ann, "original.jpg", _jpeg(original))
     copy = _upload(services, ann, "small.jpg", _jpeg(original.resize((640, 427))))
-    _drain(services)
+    drain(services)
     # a copy uploaded after labelling: still in the queue when it is deleted
     late = _upload(services, ann, "late.jpg", _jpeg(original, quality=40))
     groups = duplicates.find_groups(engine=services.engine, viewer=ann, owner_id=ann.user_id)
