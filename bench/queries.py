@@ -69,7 +69,7 @@ LABEL_COLS = (
     "id image_id source model_version name instance confidence parents aliases categories "
     "box_left box_top box_width box_height review created_by created_at"
 ).split()
-TERM_COLS = ["image_id", "kind", "term", "confidence"]
+TERM_COLS = ["image_id", "kind", "term", "confidence", "owner_id"]
 USER_COLS = ["id", "username", "email", "password_hash", "is_admin", "failed_logins", "created_at"]
 
 
@@ -224,7 +224,7 @@ def _rows(
                     )
             # As counts.derive_terms: the effective labels' terms, best confidence behind each.
             best = counts.effective_terms(effective)
-            term_rows.extend((image_id, kind.value, term, conf) for (kind, term), conf in best.items())
+            term_rows.extend((image_id, kind.value, term, conf, owner) for (kind, term), conf in best.items())
         # Sorted by primary key: random uuids make random inserts into the clustered index.
         img_rows.sort(key=lambda r: r[0])
         term_rows.sort(key=lambda r: (r[0], r[1], r[2]))

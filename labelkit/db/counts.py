@@ -239,17 +239,26 @@ def _read_terms(session: Session, ids: Sequence[str]) -> Rows:
     return out
 
 
-def derive_terms(session: Session, image_ids: Iterable[str]) -> None:
+def derive_terms(session: Session, image_ids: Iterable[str], *, with_owner: bool = True) -> None:
     """Make these images' ``image_terms`` rows their :func:`effective_terms`, writing only
-    the difference (a re-delivered job writes nothing)."""
+    the difference (a re-delivered job writes nothing). ``with_owner=False``: for the schema
+    before migration 0011, whose rows have no ``owner_id`` (migration 0008 runs this)."""
     ids = sorted(set(image_ids))
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        _derive(session, chunk, _read_labels(session, chunk), _read_terms(session, chunk))
+        owners = {
+            str(i): str(o)
+            for i, o in session.execute(select(Image.id, Image.owner_id).where(Image.id.in_(chunk)))
+        }
+        labels, terms = _read_labels(session, chunk), _read_terms(session, chunk)
+        _derive(session, chunk, labels, terms, owners if with_owner else None)
 
 
-def _derive(session: Session, ids: Sequence[str], labels: Rows, terms: Rows) -> bool:
-    """:func:`derive_terms` from rows already read; returns whether it wrote anything."""
+def _derive(
+    session: Session, ids: Sequence[str], labels: Rows, terms: Rows, owners: dict[str, str] | None
+) -> bool:
+    """:func:`derive_terms` from rows already read; returns whether it wrote anything. New
+    rows carry their image's owner from ``owners`` (None: rows without the column)."""
     conn = session.connection()
     table: Any = ImageTerm.__table__
     gone: dict[tuple[str, TermKind], list[str]] = defaultdict(list)
@@ -264,7 +273,10 @@ def _derive(session: Session, ids: Sequence[str], labels: Rows, terms: Rows) -> 
             gone[image_id, kind].append(term)
         for (kind, term), conf in want.items():
             if (kind, term) not in old:
-                new.append({"image_id": image_id, "kind": kind, "term": term, "confidence": conf})
+                row = {"image_id": image_id, "kind": kind, "term": term, "confidence": conf}
+                if owners is not None:
+                    row["owner_id"] = owners[image_id]
+                new.append(row)
             elif abs(old[kind, term] - conf) > 1e-4:
                 changed.append({"b_image": image_id, "b_kind": kind, "b_term": term, "b_conf": conf})
     # Deletes first: on MySQL's case-insensitive collation "cat" and "Cat" share a key.
@@ -303,7 +315,7 @@ def _insert_ignore_terms(session: Session, rows: list[dict[str, Any]]) -> None:
     session.connection().execute(stmt, rows)
 
 
-def derive_all_terms(session: Session, *, chunk: int = _CHUNK) -> int:
+def derive_all_terms(session: Session, *, chunk: int = _CHUNK, with_owner: bool = True) -> int:
     """:func:`derive_terms` for every image, ``chunk`` images at a time (migration 0008,
     ``python -m labelkit.db.counts --terms``); returns the images visited."""
     done, after = 0, ""
@@ -311,7 +323,7 @@ def derive_all_terms(session: Session, *, chunk: int = _CHUNK) -> int:
         ids = list(session.scalars(select(Image.id).where(Image.id > after).order_by(Image.id).limit(chunk)))
         if not ids:
             return done
-        derive_terms(session, ids)
+        derive_terms(session, ids, with_owner=with_owner)
         done += len(ids)
         after = ids[-1]
 
@@ -456,7 +468,7 @@ def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
     session.flush()
     ids = sorted(owners)
     labels, terms = _read_labels(session, ids), _read_terms(session, ids)
-    if _derive(session, ids, labels, terms):
+    if _derive(session, ids, labels, terms, owners):
         terms = _read_terms(session, ids)  # as stored (MySQL folds case in the key)
     after = _contributions(owners, labels, terms)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in before.keys() | after.keys()}

@@ -262,16 +262,23 @@ class ImageTerm(Base):
     Derived from ``labels`` on every write (:func:`labelkit.db.counts.derive_terms`) from the
     image's *effective* labels: the model's minus the names a person rejected, plus people's
     confirmed and added labels (confidence 100). Indexed by term so "images with Animal"
-    finds cats (whose parents include Animal) without scanning JSON.
+    finds cats (whose parents include Animal) without scanning JSON, and by owner and term
+    (with the confidence) so one person's search reads only their own matches, however many
+    other people's photos carry the term. ``owner_id`` repeats the image's owner (an image
+    never changes owner).
     """
 
     __tablename__ = "image_terms"
-    __table_args__ = (Index("ix_image_terms_term", "kind", "term", "image_id"),)
+    __table_args__ = (
+        Index("ix_image_terms_term", "kind", "term", "image_id"),
+        Index("ix_image_terms_owner_term", "owner_id", "kind", "term", "confidence"),
+    )
 
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[TermKind] = mapped_column(_enum(TermKind, "term_kind"), primary_key=True)
     term: Mapped[str] = mapped_column(String(128), primary_key=True)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)  # best confidence behind the term
+    owner_id: Mapped[str] = mapped_column(String(64))
 
 
 ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (admins read these)

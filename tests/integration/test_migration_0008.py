@@ -83,8 +83,9 @@ def test_upgrade_derives_terms_and_totals_and_downgrade_keeps_them(empty_db_url:
         with transaction(engine) as s:
             counts.rebuild(s)
 
-        # WHEN it is migrated to 0008
+        # WHEN it is migrated to 0008 (and on: today's code reads the owner column of 0011)
         upgrade(engine, "0008")
+        upgrade(engine)
 
         # THEN the photo carries its effective labels only, and every count agrees
         with transaction(engine) as s:
@@ -142,7 +143,11 @@ def test_the_cli_derives_terms_written_behind_the_queries_back(
         label_q.set_human_label(
             session=s, viewer=alice, image_id=img.id, name="Cat", review=ReviewState.REJECTED
         )
-        s.execute(insert(ImageTerm).values(image_id=img.id, kind=TermKind.LABEL, term="Cat", confidence=90.0))
+        s.execute(
+            insert(ImageTerm).values(
+                image_id=img.id, owner_id=u.id, kind=TermKind.LABEL, term="Cat", confidence=90.0
+            )
+        )
     # WHEN `python -m labelkit.db.counts --terms` runs (after --check found the drift)
     monkeypatch.setenv("LABELKIT_DATABASE_URL", db_url)
     get_settings.cache_clear()

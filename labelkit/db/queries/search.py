@@ -108,12 +108,14 @@ def search_images(
         # The matches and their scores in one pass over the term index: the best confidence
         # per image among every include term (a derived table, joined to the images).
         # With one group it is the whole condition; further groups are EXISTS probes.
-        matched = (
-            select(ImageTerm.image_id.label("image_id"), func.max(ImageTerm.confidence).label("score"))
-            .where(_matches(refs, min_conf))
-            .group_by(ImageTerm.image_id)
-            .subquery("matched")
-        )
+        # Scoped to one owner when the search is (a person's own photos, or an admin's owner
+        # filter): the (owner_id, kind, term, confidence) index then holds exactly the
+        # rows to read, however many other people's photos carry the term.
+        terms = select(ImageTerm.image_id.label("image_id"), func.max(ImageTerm.confidence).label("score"))
+        owner = _search_owner(viewer, flt)
+        if owner is not None:
+            terms = terms.where(ImageTerm.owner_id == owner)
+        matched = terms.where(_matches(refs, min_conf)).group_by(ImageTerm.image_id).subquery("matched")
         base = base.join(matched, matched.c.image_id == Image.id)
         score = matched.c.score
         for group in include[1:] if len(include) > 1 else ():
@@ -153,6 +155,15 @@ def search_images(
     why = _explain(session, [img.id for img, _ in found], refs, min_conf)
     items = [SearchHit(image=img, score=s, why=why.get(img.id, [])) for img, s in found]
     return SearchPage(items=items, total=total, page=page, page_size=page_size)
+
+
+def _search_owner(viewer: Viewer, flt: ImageFilter) -> str | None:
+    """The one owner whose photos a search can return, or None for an admin's search of
+    everyone's. (A person's search is their own photos whatever the filter says: the scoped
+    image query leaves out anyone else's.)"""
+    if not viewer.is_admin:
+        return viewer.user_id
+    return flt.owner_id
 
 
 def ranked_page(

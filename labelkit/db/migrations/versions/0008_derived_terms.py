@@ -45,7 +45,7 @@ def upgrade() -> None:
     from labelkit.db.counts import derive_all_terms, rebuild
 
     session = Session(bind=op.get_bind())
-    derive_all_terms(session)
+    derive_all_terms(session, with_owner=False)  # image_terms.owner_id comes with 0011
     rebuild(session)
     session.flush()
 
