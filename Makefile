@@ -52,10 +52,10 @@ system-deps:
 test: model system-deps
 	$(PY) -m pytest
 
-# The inner loop while editing (about a minute): no MariaDB, model, browser or slow tests.
-# `make test` (what .ci/run calls) still runs everything.
+# The inner loop while editing (under a minute on 2 cores): no MariaDB, model, browser or slow
+# tests, on every core (pytest-xdist). `make test` (what .ci/run calls) still runs everything.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not mysql and not slow and not browser and not model" tests/unit tests/integration
+	$(PY) -m pytest -q -n auto -m "not mysql and not slow and not browser and not model" tests/unit tests/integration
 
 lint: $(STAMP) audit
 	$(VENV)/bin/ruff check .

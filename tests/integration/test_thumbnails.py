@@ -386,6 +386,7 @@ def test_the_dashboard_benchmark_reports_the_run_without_stored_thumbnails() -> 
     assert "gallery first render 4.00 s p50 / 4.00 s p95, rerun 0.25 s p50 / 0.25 s p95" in text
 
 
+@pytest.mark.slow  # generates a benchmark database and renders pages: not for the inner loop
 def test_the_benchmark_without_stored_thumbnails_makes_them_once(engine: Engine, db_url: str) -> None:
     from bench.dashboard_load import GALLERY_PAGE_SIZE, run_load
     from bench.queries import generate
