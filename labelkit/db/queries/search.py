@@ -82,6 +82,16 @@ def _matches(group: Group, min_confidence: float | None = None) -> Any:
     return cond
 
 
+def _has(group: Group, min_confidence: float | None, owner: str | None) -> Any:
+    """The image (``Image.id``) carries one of the group's terms. With the owner known the
+    probe names it too, so the database can read the owner's rows of those terms from the
+    (owner, kind, term) index instead of everyone's."""
+    cond = [ImageTerm.image_id == Image.id, _matches(group, min_confidence)]
+    if owner is not None:
+        cond.append(ImageTerm.owner_id == owner)
+    return exists().where(*cond)
+
+
 def search_images(
     *,
     session: Session,
@@ -102,6 +112,7 @@ def search_images(
         return SearchPage(items=[], total=0, page=page, page_size=page_size)
     min_conf = flt.min_confidence
     base = _filtered_images(viewer, replace(flt, min_confidence=None) if include else flt)
+    owner = _search_owner(viewer, flt)
     refs = [ref for group in include for ref in group]
     score: Any = None
     if refs:
@@ -112,20 +123,18 @@ def search_images(
         # filter): the (owner_id, kind, term, confidence) index then holds exactly the
         # rows to read, however many other people's photos carry the term.
         terms = select(ImageTerm.image_id.label("image_id"), func.max(ImageTerm.confidence).label("score"))
-        owner = _search_owner(viewer, flt)
         if owner is not None:
             terms = terms.where(ImageTerm.owner_id == owner)
         matched = terms.where(_matches(refs, min_conf)).group_by(ImageTerm.image_id).subquery("matched")
         base = base.join(matched, matched.c.image_id == Image.id)
         score = matched.c.score
         for group in include[1:] if len(include) > 1 else ():
-            base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(group, min_conf)))
+            base = base.where(_has(group, min_conf, owner))
         if len(include) > 1:
-            first = include[0]
-            base = base.where(exists().where(ImageTerm.image_id == Image.id, _matches(first, min_conf)))
+            base = base.where(_has(include[0], min_conf, owner))
     for group in exclude:
         if group:
-            base = base.where(~exists().where(ImageTerm.image_id == Image.id, _matches(group)))
+            base = base.where(~_has(group, None, owner))
     total = _one_name_total(session, viewer, include, exclude, flt)
     if total is None:
         total = int(
