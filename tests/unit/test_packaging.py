@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from pathlib import Path
@@ -105,12 +106,32 @@ def test_a_wheel_holds_the_code_its_data_and_the_console_script(tmp_path: Path) 
     assert "labelkit = labelkit.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+def _installed_here() -> str:
+    """Where this environment's pip has labelkit installed ("" if it has none)."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "pip", "show", "labelkit"], capture_output=True, text=True, timeout=120
+    )
+    found = [line for line in shown.stdout.splitlines() if line.startswith(("Location:", "Editable project"))]
+    return "\n".join(found)
+
+
 def test_an_editable_install_gives_the_labelkit_command(tmp_path: Path) -> None:
     # GIVEN `pip install -e .` of the project (into a prefix, no dependencies: they are here)
     src = _source_copy(tmp_path)
     prefix = tmp_path / "prefix"
+    installed_before = _installed_here()
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q"]
+        # --ignore-installed: pip would otherwise uninstall the venv's own (editable) labelkit first
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--ignore-installed",
+            "-q",
+        ]
         + ["--prefix", str(prefix), "-e", "."],
         cwd=src,
         check=True,
@@ -120,15 +141,19 @@ def test_an_editable_install_gives_the_labelkit_command(tmp_path: Path) -> None:
     site = next(prefix.glob("lib/python*/site-packages"))
     script = prefix / "bin" / "labelkit"
     assert script.is_file()
-    # WHEN the installed command runs from elsewhere, with only the install on the path
+    # (and the venv running the tests keeps its own install: `make test` must not undo `make`)
+    assert _installed_here() == installed_before
+    # WHEN the installed command runs from elsewhere, with only the install on the path: no
+    # site processing (-S), so the venv's own editable install (a .pth) is not loaded; the
+    # venv's packages are on the path for the dependencies only
     code = (
-        "import site, sys; site.addsitedir(sys.argv[1]); "
+        "import site, sys; site.addsitedir(sys.argv[1]); sys.path.append(sys.argv[2]); "
         "import labelkit; print(labelkit.__file__); "
         "from labelkit.cli import main; raise SystemExit(main(['--help']))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [sys.executable, "-c", code, str(site)],
+        [sys.executable, "-S", "-c", code, str(site), sysconfig.get_paths()["purelib"]],
         cwd=tmp_path,
         env=env,
         capture_output=True,
