@@ -246,12 +246,11 @@ def derive_terms(session: Session, image_ids: Iterable[str], *, with_owner: bool
     ids = sorted(set(image_ids))
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        owners = {
-            str(i): str(o)
-            for i, o in session.execute(select(Image.id, Image.owner_id).where(Image.id.in_(chunk)))
-        }
-        labels, terms = _read_labels(session, chunk), _read_terms(session, chunk)
-        _derive(session, chunk, labels, terms, owners if with_owner else None)
+        owners: dict[str, str] | None = None
+        if with_owner:
+            found = session.execute(select(Image.id, Image.owner_id).where(Image.id.in_(chunk)))
+            owners = {str(i): str(o) for i, o in found}
+        _derive(session, chunk, _read_labels(session, chunk), _read_terms(session, chunk), owners)
 
 
 def _derive(

@@ -308,6 +308,16 @@ def test_query_function_refuses_or_hides_other_users_data(
         assert gone != answers[who.username], f"{name}: {who.username} gets the same without alice's image"
 
 
+def _alice_footprint(services: Services, world: World) -> tuple[Any, bool, int]:
+    """Alice's image row, whether its object exists, and how many labels it has."""
+    with transaction(services.engine) as s:
+        img = _norm(image_q.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
+        labels = len(
+            label_q.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
+        )
+    return img, services.store.exists(world.alice_key), labels
+
+
 IMAGE_USE_CASES = {n: fn for n, fn in USE_CASES.items() if "image_id" in inspect.signature(fn).parameters}
 
 
@@ -315,44 +325,28 @@ IMAGE_USE_CASES = {n: fn for n, fn in USE_CASES.items() if "image_id" in inspect
 def test_use_case_with_other_users_image_is_refused_and_changes_nothing(
     services: Services, world: World, name: str
 ) -> None:
-    def footprint() -> tuple[Any, bool, int]:
-        with transaction(services.engine) as s:
-            img = _norm(image_q.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
-            labels = len(
-                label_q.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
-            )
-        return img, services.store.exists(world.alice_key), labels
-
     # GIVEN alice's image, failed, with its message on the dead-letter queue
     with transaction(services.engine) as s:
         worker_q.mark_failed(session=s, image_id=world.alice_image, reason="boom")
-    before, queued = footprint(), services.queue.stats()
+    before, queued = _alice_footprint(services, world), services.queue.stats()
     # WHEN bob runs the use case with alice's image id
     with pytest.raises(NotFound):
         IMAGE_USE_CASES[name](services=services, viewer=world.bob.viewer, image_id=world.alice_image)
     # THEN her row, labels, object and queue entries are untouched
-    assert footprint() == before
+    assert _alice_footprint(services, world) == before
     assert services.queue.stats() == queued
 
 
 def test_bulk_delete_deletes_only_the_viewers_images(services: Services, world: World) -> None:
     # GIVEN alice's image and bob's, each with its object and stored thumbnail
-    def alice_footprint() -> tuple[Any, bool, int]:
-        with transaction(services.engine) as s:
-            img = _norm(image_q.get_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image))
-            labels = len(
-                label_q.labels_for_image(session=s, viewer=world.alice.viewer, image_id=world.alice_image)
-            )
-        return img, services.store.exists(world.alice_key), labels
-
-    before = alice_footprint()
+    before = _alice_footprint(services, world)
     # WHEN bob bulk-deletes alice's image together with his own (the Duplicates page's call)
     deleted = uploads.delete_images(
         services=services, viewer=world.bob.viewer, image_ids=[world.alice_image, world.bob_image]
     )
     # THEN only his went; alice's row, labels and object are untouched
     assert deleted == [world.bob_image]
-    assert alice_footprint() == before
+    assert _alice_footprint(services, world) == before
     with transaction(services.engine) as s, pytest.raises(NotFound):
         image_q.get_image(session=s, viewer=world.bob.viewer, image_id=world.bob_image)
 

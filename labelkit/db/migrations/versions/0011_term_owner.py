@@ -75,7 +75,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     table = _table(owner=True, owner_nullable=False)
-    table.append_constraint(sa.Index("ix_image_terms_owner_term", "owner_id", "kind", "term", "confidence"))
+    c = table.c
+    sa.Index("ix_image_terms_owner_term", c.owner_id, c.kind, c.term, c.confidence)  # joins the table
     with op.batch_alter_table("image_terms", schema=None, copy_from=table) as batch_op:
         batch_op.drop_index("ix_image_terms_owner_term")
         batch_op.drop_column("owner_id")
