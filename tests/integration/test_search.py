@@ -276,3 +276,75 @@ def test_cli_search(
     assert [r["name"] for r in rows] == ["dog-beach.jpg"]
     assert rows[0]["why"] == ["Dog, alias Puppy"]
     assert "1 match for puppy -cat" in out.err
+
+
+def test_pages_equal_the_whole_ranking(engine: Engine, plain: Searcher) -> None:
+    """The ranked page is read from the best-scored matches only (a confidence floor from
+    the term index, taken deeper when too few images pass it): every page of every query
+    equals the page of the whole ranking computed here from what was written. Confidences
+    are drawn from five values so scores tie (then newest first, then id); an image with
+    both Dog and Cat has two matching rows for ``dog | cat``, and excludes, other groups and
+    a confidence filter drop images past the floor: each makes the floor go deeper."""
+    import random
+
+    from sqlalchemy import select
+
+    from labelkit.db.models import Image
+
+    rnd = random.Random(18)
+    # 73.456789 is no single-precision float: MySQL's FLOAT stores 73.45679 and reads it
+    # back as 73.4568, above what it stores.
+    CONFS = [50.0, 60.0, 73.456789, 80.0, 91.234567]  # noqa: N806
+    alice, bob = _user(engine, "alice"), _user(engine, "bob")
+    admin = _user(engine, "root", admin=True)
+    written: dict[str, dict[str, float]] = {}  # image id -> label -> confidence
+    for k in range(40):
+        owner = alice if k % 4 else bob
+        labels = {}
+        if rnd.random() < 0.7:
+            labels["Dog"] = rnd.choice(CONFS)
+        if rnd.random() < 0.5:
+            labels["Cat"] = rnd.choice(CONFS)
+        made = [
+            DOG.model_copy(update={"confidence": c})
+            if n == "Dog"
+            else CAT.model_copy(update={"confidence": c})
+            for n, c in labels.items()
+        ]
+        written[_photo(engine, owner, f"p{k:02d}-{'-'.join(labels) or 'none'}", *made, CAR)] = labels
+    with transaction(engine) as s:
+        rows = {i.id: i for i in s.scalars(select(Image))}
+
+    def expected(viewer: Viewer, text: str, min_conf: float | None) -> list[str]:
+        def conf(labels: dict[str, float], name: str) -> float | None:
+            c = labels.get(name)
+            return c if c is not None and (min_conf is None or c >= min_conf) else None
+
+        ranked = []
+        for image_id, labels in written.items():
+            if not viewer.is_admin and rows[image_id].owner_id != viewer.user_id:
+                continue
+            dog, cat = conf(labels, "Dog"), conf(labels, "Cat")
+            if text in ("animal", "dog | cat"):
+                scores = [c for c in (dog, cat) if c is not None]
+            elif text == "dog -cat":
+                scores = [dog] if dog is not None and "Cat" not in labels else []
+            else:  # "dog cat"
+                scores = [dog, cat] if dog is not None and cat is not None else []
+            if scores:
+                img = rows[image_id]
+                ranked.append((-max(scores), img.created_at, img.id))
+        ranked.sort(key=lambda r: (r[0], -r[1].timestamp(), [-ord(ch) for ch in r[2]]))
+        return [rows[i].original_name.removesuffix(".jpg") for _, _, i in ranked]
+
+    for viewer in (alice, admin):
+        for text in ("animal", "dog | cat", "dog -cat", "dog cat"):
+            for min_conf in (None, 65.0):
+                want = expected(viewer, text, min_conf)
+                flt = image_q.ImageFilter(min_confidence=min_conf)
+                got: list[str] = []
+                for page in range(1, len(want) // 3 + 2):
+                    found = _find(engine, plain, viewer, text, flt=flt, page=page, page_size=3)
+                    assert found.page.total == len(want), (text, min_conf)
+                    got += _names(found)
+                assert got == want, (viewer.is_admin, text, min_conf)
