@@ -167,6 +167,7 @@ def _grid() -> None:
     page_no = int(st.session_state.get(gs.KEY_PAGE, 1) or 1)
     found: SearchResult | None = None
     why: dict[str, list[str]] = {}
+    more = ""  # "+" when the search stopped counting (labelkit.db.queries.search.COUNT_CAP)
     with core.db() as s:
         if query_text:
             with st.spinner("Searching…"):
@@ -181,6 +182,7 @@ def _grid() -> None:
                 page_size=PAGE_SIZE,
             )
             why = {h.image.id: h.why for h in found.page.items}
+            more = "+" if found.page.capped else ""
         else:
             page = image_q.list_images(session=s, viewer=viewer, flt=flt, page=page_no, page_size=PAGE_SIZE)
         if not query_text and not page.items and page.total and page_no > page.pages:
@@ -206,7 +208,8 @@ def _grid() -> None:
             st.info("No images yet — upload some.", icon=":material/photo_library:")
             st.page_link(Page.UPLOAD, label="Upload photos", icon=":material/upload:")
         return
-    st.caption(f"{page.total} image{'s' if page.total != 1 else ''}" + (" match" if filtering else ""))
+    plural = "s" if page.total != 1 else ""
+    st.caption(f"{page.total:,}{more} image{plural}" + (" match" if filtering else ""))
     st.html(CARD_CSS)
     link_params = shown.to_params()
     thumbs = core.thumbnails(page.items, square=True)  # the stored ones, read with one query

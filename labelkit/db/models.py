@@ -272,6 +272,7 @@ class ImageTerm(Base):
     __table_args__ = (
         Index("ix_image_terms_term", "kind", "term", "image_id"),
         Index("ix_image_terms_owner_term", "owner_id", "kind", "term", "confidence"),
+        Index("ix_image_terms_term_confidence", "kind", "term", "confidence"),
     )
 
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)

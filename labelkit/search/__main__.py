@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"{hit.image.id}  {hit.score:5.1f}  {hit.image.original_name}  ({'; '.join(hit.why)})")
     shown = len(result.page.items)
+    more = "+" if result.page.capped else ""
     print(
-        f"{result.page.total} match{'es' if result.page.total != 1 else ''} for {result.query}",
+        f"{result.page.total}{more} match{'es' if result.page.total != 1 else ''} for {result.query}",
         file=sys.stderr,
     )
     if result.page.total > shown and shown:

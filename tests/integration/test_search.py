@@ -348,3 +348,25 @@ def test_pages_equal_the_whole_ranking(engine: Engine, plain: Searcher) -> None:
                     assert found.page.total == len(want), (text, min_conf)
                     got += _names(found)
                 assert got == want, (viewer.is_admin, text, min_conf)
+
+
+def test_counting_stops_at_the_cap_but_one_name_totals_stay_exact(
+    engine: Engine, plain: Searcher, album: tuple[Viewer, Viewer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past COUNT_CAP matches a search says "at least" (the gallery shows "N+"): counting
+    every match costs O(matches). A one-name search reads its exact total from the running
+    totals whatever its size."""
+    from labelkit.db.queries import search as search_q
+
+    alice, _ = album
+    monkeypatch.setattr(search_q, "COUNT_CAP", 1)
+    either = _find(engine, plain, alice, "dog | cat", page_size=2)  # dog-beach, cat, dog-cat
+    assert (either.page.total, either.page.capped) == (1, True)
+    assert len(either.page.items) == 2  # the page is not cut by the count
+    named = _find(engine, plain, alice, "animal")
+    assert (named.page.total, named.page.capped) == (3, False)
+    status = _find(engine, plain, alice, "dog -person", flt=image_q.ImageFilter(status="labelled"))
+    assert (status.page.total, status.page.capped) == (1, True)  # counted through the images
+    monkeypatch.setattr(search_q, "COUNT_CAP", 10)
+    under = _find(engine, plain, alice, "dog | cat")
+    assert (under.page.total, under.page.capped) == (3, False)
