@@ -35,8 +35,9 @@ What is measured, and how:
 Threads, not processes: all sessions are AppTests in one process, each run from its own
 thread, which is how a Streamlit server serves sessions (one process, one script thread per
 session, shared ``st.cache_resource`` engine and pool, shared ``st.cache_data``, one GIL).
-AppTest was written for one test at a time, and two things of it break under threads, both
-patched by :func:`shared_runtime` for the benchmark's duration to be what a server has:
+AppTest was written for one test at a time, and four things of it break under threads or
+cost what a server does not spend, all patched by :func:`shared_runtime` for the
+benchmark's duration to be what a server has:
 
 * each run swaps a fresh mock ``Runtime`` into the ``Runtime._instance`` singleton and sets
   it back to ``None`` when it ends, pulling the runtime from under the other sessions'
@@ -44,7 +45,15 @@ patched by :func:`shared_runtime` for the benchmark's duration to be what a serv
   one shared mock runtime instead;
 * each run compiles the page scripts anew (a fresh ``ScriptCache``); concurrent compiles hit
   a CPython 3.11 bug (``SystemError: AST constructor recursion depth mismatch``) and cost
-  time a server does not spend: one shared ``ScriptCache`` compiles each script once.
+  time a server does not spend: one shared ``ScriptCache`` compiles each script once;
+* each run wraps ``config.get_option`` in a mock for its ``global.appTest`` override and
+  restores what it found when it ends; runs overlapping in threads wrap each other's
+  wrappers and restore them out of order, so the chain only grows (hundreds deep: a third
+  of the 2026-12-04 profile was walking it): the override is set once for the benchmark;
+* each run's caller waits for its script by polling every millisecond (20 waiting sessions:
+  20,000 wake-ups a second competing for the GIL with the scripts, 37 % of that profile's
+  samples); the patched wait joins the script's thread instead. A server's sessions wait
+  for nothing: they are driven by the browser's messages.
 
 AppTest keeps no other per-run global state that these pages touch.
 """
@@ -61,7 +70,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +90,8 @@ from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
-from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import AppTest, app_test, local_script_runner
+from streamlit.testing.v1 import util as app_test_util
 
 from bench.queries import GenerateReport, bench_database, server
 from bench.readme import update_readme
@@ -242,7 +252,19 @@ def shared_runtime() -> Iterator[None]:
     runtime.bidi_component_registry = bidi
     scripts = ScriptCache()
     compile_once = ScriptCache.get_bytecode
+    poll = local_script_runner.require_widgets_deltas
+
+    def wait_for_script(runner: Any, timeout: float = 3) -> None:
+        thread = runner._script_thread  # SHUTDOWN is emitted before it returns
+        if thread is not None:
+            thread.join(timeout)
+        if not runner.script_stopped():
+            poll(runner, 0)  # AppTest's own error (it stops the runner)
+
     with (
+        app_test_util.patch_config_options({"global.appTest": True}),
+        mock.patch.object(app_test, "patch_config_options", lambda overrides: nullcontext()),
+        mock.patch.object(local_script_runner, "require_widgets_deltas", wait_for_script),
         mock.patch.object(ScriptCache, "get_bytecode", lambda self, path: compile_once(scripts, path)),
         mock.patch.object(Runtime, "instance", classmethod(lambda cls: runtime)),
         mock.patch.object(Runtime, "exists", classmethod(lambda cls: True)),

@@ -101,18 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         lines = ["| query | who | matches | p50 ms | p95 ms |", "|---|---|---:|---:|---:|"]
         for text in QUERIES:
             for who, viewer in viewers.items():
-                total: dict[str, int] = {}
+                total: dict[str, str] = {}
 
-                def run(s: Any, v: Viewer = viewer, q: str = text, out: dict[str, int] = total) -> object:
+                def run(s: Any, v: Viewer = viewer, q: str = text, out: dict[str, str] = total) -> object:
                     result = searcher.search(session=s, viewer=v, text=q)
-                    out["n"] = result.page.total
+                    out["n"] = f"{result.page.total:,}" + ("+" if result.page.capped else "")
                     return result
 
                 p50, p95, n = time_query(
                     engine, Query(text, who, run), runs=args.runs, warmup=args.warmup, budget=args.budget
                 )
                 cell = text.replace("|", "\\|")  # a pipe inside a table cell
-                lines.append(f"| `{cell}` | {who} | {total.get('n', 0):,} | {p50:.0f} | {p95:.0f} |")
+                lines.append(f"| `{cell}` | {who} | {total.get('n', '0')} | {p50:.0f} | {p95:.0f} |")
                 print(lines[-1], file=sys.stderr)
         body = (
             f"{gen.images:,} images, {gen.labels:,} label rows, {gen.terms:,} image terms over "
