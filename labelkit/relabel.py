@@ -16,6 +16,7 @@ import sys
 import time
 
 from labelkit.db.engine import transaction
+from labelkit.db.queries import images as image_q
 from labelkit.db.queries import worker as worker_q
 from labelkit.domain import system_viewer
 from labelkit.queue.events import make_s3_event
@@ -33,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labelkit.relabel", description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="at most this many images")
     parser.add_argument("--enqueue", action="store_true", help="enqueue for the workers instead")
+    parser.add_argument(
+        "--missing-features",
+        action="store_true",
+        help="also images labelled before features were stored (no thumbnail, hash or embedding: "
+        "similar photos and duplicates do not see them), whatever their configuration",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 
@@ -40,12 +47,30 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = build_pipeline(services)
     version = pipeline.model_version
     if args.enqueue:
-        n = relabel_outdated(services=services, viewer=system_viewer("system"), model_version=version)
+        n = relabel_outdated(
+            services=services,
+            viewer=system_viewer("system"),
+            model_version=version,
+            missing_features=args.missing_features,
+        )
         print(f"enqueued {n} images for relabelling with {version}")
         return 0
     with transaction(services.engine) as s:
-        images = worker_q.outdated_images_for_worker(session=s, model_version=version, limit=args.limit)
-        keys = [(img.object_key, int(img.bytes)) for img in images]
+        if args.missing_features:
+            # Some are labelled by this very configuration, which the pipeline skips as done:
+            # back to pending first (what is left pending if this process dies is enqueued
+            # again by the reconciler).
+            marked = image_q.mark_for_relabel(
+                session=s,
+                viewer=system_viewer("system"),
+                model_version=version,
+                missing_features=True,
+                limit=args.limit,
+            )
+            keys = [(key, size) for _, key, size in marked]
+        else:
+            images = worker_q.outdated_images_for_worker(session=s, model_version=version, limit=args.limit)
+            keys = [(img.object_key, int(img.bytes)) for img in images]
     started = time.perf_counter()
     done = failed = 0
     store = services.store

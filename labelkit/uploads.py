@@ -244,12 +244,17 @@ def delete_images(*, services: Services, viewer: Viewer, image_ids: Sequence[str
     return deleted
 
 
-def relabel_outdated(*, services: Services, viewer: Viewer, model_version: str) -> int:
+def relabel_outdated(
+    *, services: Services, viewer: Viewer, model_version: str, missing_features: bool = False
+) -> int:
     """Relabel, through the queue, the viewer's images labelled by another configuration than
-    ``model_version`` (the pipeline's): back to pending and enqueued; the worker's write
-    replaces their old model labels and keeps the human reviews. Returns how many."""
+    ``model_version`` (the pipeline's), and with ``missing_features`` those labelled before
+    features were stored: back to pending and enqueued; the worker's write replaces their
+    old model labels and keeps the human reviews. Returns how many."""
     with transaction(services.engine) as s:
-        rows = image_q.mark_for_relabel(session=s, viewer=viewer, model_version=model_version)
+        rows = image_q.mark_for_relabel(
+            session=s, viewer=viewer, model_version=model_version, missing_features=missing_features
+        )
     for image_id, key, size in rows:
         hand_to_queue(services=services, image_id=image_id, key=key, size=size)
     return len(rows)

@@ -278,7 +278,10 @@ def _similar_section(image: Image) -> None:
         return
     if not found:
         if image.status == ImageStatus.LABELLED:
-            st.caption("No similar photos yet (or this photo was labelled before similar photos existed).")
+            st.caption(
+                "No similar photos yet (or this photo was labelled before similar photos existed: "
+                "`labelkit relabel --missing-features` adds what they need)."
+            )
         else:
             st.caption("Similar photos appear here once this photo is labelled.")
         return

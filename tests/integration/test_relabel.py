@@ -4,6 +4,7 @@ exact; labels of earlier versions stay readable until then. SQLite and MariaDB."
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.engine import Engine
 
 from labelkit.db import counts
@@ -15,6 +16,7 @@ from labelkit.db.queries import stats as stats_q
 from labelkit.db.queries import users as user_q
 from labelkit.db.queries import worker as worker_q
 from labelkit.domain import BoundingBox, Instance, Label, LabelResult, Viewer
+from labelkit.settings import Settings
 
 OLD = "efficientnet-lite2-int8-onnx-1.1-rules1.aaaaaaaa"
 NEW = "efficientnet-lite2-int8+det+face-f1.bbbbbbbb"
@@ -125,3 +127,63 @@ def test_outdated_images_are_found_and_marked_for_relabelling(engine: Engine) ->
         assert image.status.value == "pending"
     assert ("model", OLD, "Cat") in _rows(engine, viewer, image_id)  # kept until replaced
     assert LabelSource.MODEL.value == "model" and TermKind.LABEL
+
+
+def test_relabel_missing_features_backfills_photos_labelled_before_features(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A photo labelled before the worker stored features (no hash, thumbnail or embedding)
+    is labelled by the current configuration, so a plain relabel leaves it alone;
+    ``--missing-features`` labels it again and it gets them, and no other photo is touched."""
+    import io
+
+    from PIL import Image as PILImage
+    from sqlalchemy import delete, select
+
+    from labelkit import relabel
+    from labelkit.db.models import Image, ImageFeatureRow
+    from labelkit.services import build_services
+    from labelkit.settings import get_settings
+    from labelkit.uploads import upload_image
+    from tests.dashboard.conftest import drain
+
+    services = build_services(settings)
+    with transaction(services.engine) as s:
+        owner = user_q.create_user(session=s, username="alice", password_hash="x").id
+    ids = []
+    for colour in ("red", "blue"):
+        buf = io.BytesIO()
+        PILImage.new("RGB", (96, 64), colour).save(buf, format="JPEG")
+        result = upload_image(
+            services=services, owner_id=owner, filename=f"{colour}.jpg", data=buf.getvalue()
+        )
+        assert result.image_id, result
+        ids.append(result.image_id)
+    drain(services)
+    old, kept = ids
+    with transaction(services.engine) as s:
+        before = {
+            r.image_id: (r.phash, r.thumb_key, r.updated_at) for r in s.scalars(select(ImageFeatureRow))
+        }
+        assert set(before) == {old, kept} and before[old][0] and before[old][1]
+        s.execute(delete(ImageFeatureRow).where(ImageFeatureRow.image_id == old))  # as before issue 18
+    for name, value in (
+        ("LABELKIT_DATA_DIR", str(settings.data_dir)),
+        ("LABELKIT_DATABASE_URL", settings.database_url),
+        ("LABELKIT_LABELER", "fake"),
+    ):
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        assert relabel.main([]) == 0
+        assert "relabelled 0 of 0" in capsys.readouterr().out  # same configuration: nothing to do
+        assert relabel.main(["--missing-features"]) == 0
+        assert "relabelled 1 of 1" in capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
+    with transaction(services.engine) as s:
+        after = {r.image_id: (r.phash, r.thumb_key, r.updated_at) for r in s.scalars(select(ImageFeatureRow))}
+        statuses = {i.id: i.status.value for i in s.scalars(select(Image))}
+    assert after[old][:2] == before[old][:2]  # the same hash and thumbnail as the first time
+    assert after[kept] == before[kept]  # untouched
+    assert statuses == {old: "labelled", kept: "labelled"}

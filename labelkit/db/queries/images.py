@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, aliased
 from labelkit.db import counts
 from labelkit.db.models import (
     Image,
+    ImageFeatureRow,
     ImageStatus,
     ImageTerm,
     LabelRow,
@@ -282,13 +283,26 @@ def mark_queued(*, session: Session, image_id: str) -> None:
     session.execute(update(Image).where(Image.id == image_id).values(queued_at=utcnow()))
 
 
-def mark_for_relabel(*, session: Session, viewer: Viewer, model_version: str) -> list[tuple[str, str, int]]:
+def mark_for_relabel(
+    *,
+    session: Session,
+    viewer: Viewer,
+    model_version: str,
+    missing_features: bool = False,
+    limit: int | None = None,
+) -> list[tuple[str, str, int]]:
     """Put the viewer's images labelled by another configuration back to pending (their
-    labels stay until the new ones replace them); returns (id, object key, size) to enqueue."""
-    stmt = _scoped(
-        select(Image).where(Image.status == ImageStatus.LABELLED, Image.model_version != model_version),
-        viewer,
-    )
+    labels stay until the new ones replace them); returns (id, object key, size) to enqueue.
+    ``missing_features``: also those labelled before the worker stored features (no hash,
+    embedding or thumbnail: similar photos and duplicates do not see them), whatever their
+    configuration. Oldest first, at most ``limit``."""
+    outdated: Any = Image.model_version != model_version
+    if missing_features:
+        outdated = or_(outdated, ~exists().where(ImageFeatureRow.image_id == Image.id))
+    labelled = select(Image).where(Image.status == ImageStatus.LABELLED, outdated)
+    stmt = _scoped(labelled.order_by(Image.created_at, Image.id), viewer)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     out = []
     for image in session.scalars(stmt):
         image.status = ImageStatus.PENDING
