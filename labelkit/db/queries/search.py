@@ -179,14 +179,23 @@ def _matching(
         matched = terms.where(_matches(refs, lowest)).group_by(ImageTerm.image_id).subquery("matched")
         base = base.join(matched, matched.c.image_id == Image.id)
         score = matched.c.score
-        for group in include[1:] if len(include) > 1 else ():
-            base = base.where(_has(group, min_conf, owner))
-        if len(include) > 1:
-            base = base.where(_has(include[0], min_conf, owner))
-    for group in exclude:
-        if group:
-            base = base.where(~_has(group, None, owner))
-    return base, score
+    # With one group the derived table is the whole condition; with more, each is a probe
+    # (the table holds images matching any of them).
+    return base.where(*_probes(include if len(include) > 1 else (), exclude, min_conf, owner)), score
+
+
+def _probes(
+    include: Sequence[Group],
+    exclude: Sequence[Group],
+    min_confidence: float | None,
+    owner: str | None,
+    image_id: Any = Image.id,
+) -> list[Any]:
+    """EXISTS probes on the image (``image_id``): it carries a term of every ``include``
+    group and of no ``exclude`` group."""
+    return [_has(group, min_confidence, owner, image_id) for group in include] + [
+        ~_has(group, None, owner, image_id) for group in exclude if group
+    ]
 
 
 def _best(
@@ -271,6 +280,11 @@ def _search_owner(viewer: Viewer, flt: ImageFilter) -> str | None:
     return flt.owner_id
 
 
+def _foreign_owner(viewer: Viewer, flt: ImageFilter) -> bool:
+    """A person's filter names someone else as the owner (the scoped query finds nothing)."""
+    return not viewer.is_admin and flt.owner_id not in (None, viewer.user_id)
+
+
 def ranked_page(
     *,
     session: Session,
@@ -307,7 +321,7 @@ def _one_name_total(
     names = {ref.term[:128] for ref in include[0]}
     if len(names) != 1 or any(ref.kind not in (TermKind.LABEL, TermKind.PARENT) for ref in include[0]):
         return None
-    if flt.owner_id is not None and not viewer.is_admin and flt.owner_id != viewer.user_id:
+    if _foreign_owner(viewer, flt):
         return 0  # another user's images: the scoped query finds none
     owner = flt.owner_id if flt.owner_id is not None else _totals_owner(viewer)
     return _term_total(session, owner, counts.ANY, names.pop())
@@ -329,17 +343,15 @@ def _terms_total(
     (the caller counts through them)."""
     if not include or replace(flt, owner_id=None, min_confidence=None) != ImageFilter():
         return None
-    if not viewer.is_admin and flt.owner_id not in (None, viewer.user_id):
+    if _foreign_owner(viewer, flt):
         return 0  # another user's images: the scoped query finds none
     t = aliased(ImageTerm)
-    stmt = select(t.image_id).where(_matches(include[0], flt.min_confidence, t))
+    stmt = select(t.image_id).where(
+        _matches(include[0], flt.min_confidence, t),
+        *_probes(include[1:], exclude, flt.min_confidence, owner, t.image_id),
+    )
     if owner is not None:
         stmt = stmt.where(t.owner_id == owner)
-    for group in include[1:]:
-        stmt = stmt.where(_has(group, flt.min_confidence, owner, t.image_id))
-    for group in exclude:
-        if group:
-            stmt = stmt.where(~_has(group, None, owner, t.image_id))
     return _count(session, stmt.distinct())
 
 
