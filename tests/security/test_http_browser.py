@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TIMEOUT = 60_000
 PASSWORD = "correct horse battery"
+INLINE_PHOTO = 'img[src^="data:image/jpeg;base64,"]'
 
 
 def _get(
@@ -154,15 +155,16 @@ def test_photos_never_get_a_media_url_and_media_needs_a_live_session(
             page.get_by_text(re.compile(r"chelsea\.jpg.*(queued for labelling|labelling|labelled)"))
         ).to_be_visible()
         _nav(page, "Gallery")
-        photo = page.get_by_test_id("stImage").locator("img").first
-        expect(photo).to_be_visible()
+        # (wait for the photo itself, drawn from inline data, not for the page's first paint)
+        expect(page.locator(INLINE_PHOTO).first).to_be_visible()
         # THEN every picture on the page is inline data, none is a URL anyone could fetch
         sources = page.locator("img").evaluate_all("els => els.map(e => e.getAttribute('src') || '')")
         assert any(s.startswith("data:image/jpeg;base64,") for s in sources), sources[:3]
         assert not [s for s in sources if "/media/" in s]
-        # AND the image page's full view too
+        # AND the image page's full view too (waited for: the heading shows before the photo)
         page.get_by_role("link", name="Open").first.click()
         expect(page.get_by_role("heading", name="chelsea.jpg")).to_be_visible()
+        expect(page.get_by_test_id("stImage").locator(INLINE_PHOTO).first).to_be_visible()
         sources = page.locator("img").evaluate_all("els => els.map(e => e.getAttribute('src') || '')")
         assert any(s.startswith("data:image/jpeg;base64,") for s in sources)
         assert not [s for s in sources if "/media/" in s]
