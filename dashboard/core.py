@@ -319,6 +319,7 @@ def _label_data(user_id: str, is_admin: bool, top: int) -> dict[str, Any]:
             "activity_bin": activity_bin,
             "categories": analytics.categories(session=s, viewer=v),
             "pairs": analytics.cooccurrence(session=s, viewer=v, top=top),
+            "statuses": analytics.status_counts(session=s, viewer=v),
         }
 
 

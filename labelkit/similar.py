@@ -34,6 +34,13 @@ from labelkit.db.queries import features as features_q
 from labelkit.domain import Viewer
 from labelkit.features.embedding import unpack
 
+#: The cosine similarity from which two photos count as alike: picked by
+#: ``bench/similar_cutoff.py`` on a tuning half of photos with known content (the scene set's
+#: scene labels, the development set's objects) as the lowest similarity at which at least
+#: 80% of the pairs above it are alike, and checked on the other half (docs/similar-photos.md).
+#: Photos below it are still offered, behind "show less similar photos".
+SIMILAR_CUTOFF = 0.74
+
 #: Columns of the coarse pass, and how many rows it hands to the exact rerank.
 COARSE_DIM = 32
 CANDIDATES = 2048

@@ -10,13 +10,13 @@ next (keys Left / Right) walk the same filter in the gallery's order.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 
 import streamlit as st
 
 from dashboard import core
 from dashboard import gallery_state as gs
+from dashboard.image_view import LabelView, boxes_to_draw, label_views
 from dashboard.navigation import Page
 from labelkit import render, similar, vocabulary
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
@@ -24,6 +24,7 @@ from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
 from labelkit.db.queries import users as user_q
 from labelkit.errors import LabelkitError, NotFound
+from labelkit.search.expand import catalog_label, known_details
 from labelkit.search.service import get_searcher
 from labelkit.uploads import delete_image, retry_image
 
@@ -43,40 +44,6 @@ def _not_found() -> None:
     )
     st.page_link(Page.GALLERY, label="Back to the gallery", icon=":material/photo_library:")
     st.stop()
-
-
-@dataclass
-class LabelView:
-    name: str
-    confidence: float | None = None  # the model's, None for labels people added
-    parents: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
-    boxes: int = 0
-    review: ReviewState | None = None
-    reviewed_by: str | None = None
-    reviewed_at: datetime | None = None
-
-
-def _label_views(rows: list[LabelRow], names: dict[str, str]) -> list[LabelView]:
-    views: dict[str, LabelView] = {}
-    for r in rows:
-        v = views.setdefault(r.name, LabelView(name=r.name))
-        if r.source == LabelSource.MODEL:
-            if r.instance == 0:
-                v.confidence = max(v.confidence or 0.0, r.confidence)
-                v.parents = list(r.parents or [])
-                v.categories = list(r.categories or [])
-            else:
-                v.boxes += 1
-        elif r.instance > 0:
-            v.boxes += 1  # a box a person drew (or imported)
-        else:
-            v.review = ReviewState(r.review)
-            v.reviewed_by = names.get(r.created_by or "", "someone")
-            v.reviewed_at = r.created_at
-            v.parents = v.parents or list(r.parents or [])
-            v.categories = v.categories or list(r.categories or [])
-    return sorted(views.values(), key=lambda v: (v.confidence is None, -(v.confidence or 0), v.name))
 
 
 def _load() -> tuple[Image, list[LabelRow], dict[str, str]]:
@@ -140,12 +107,19 @@ BOX_X, BOX_Y = (25, 75), (25, 75)  # the draft box starts in the middle, half th
 
 
 def _add(name: str, box: render.Box | None) -> None:
-    """Add (confirm) a label as a person, with the box drawn for it if any."""
+    """Add (confirm) a label as a person, with the box drawn for it if any. A catalogue name
+    gets the catalogue's parents, aliases and categories (Beach: Outdoors, "seaside")."""
+    known = known_details(name)
     try:
         with core.db() as s:
             if box is None or box.width <= 0 or box.height <= 0:
                 label_q.set_human_label(
-                    session=s, viewer=viewer, image_id=image_id, name=name, review=ReviewState.CONFIRMED
+                    session=s,
+                    viewer=viewer,
+                    image_id=image_id,
+                    name=name,
+                    review=ReviewState.CONFIRMED,
+                    known=known,
                 )
             else:
                 label_q.import_human_label(
@@ -155,6 +129,7 @@ def _add(name: str, box: render.Box | None) -> None:
                     name=name,
                     review=ReviewState.CONFIRMED,
                     boxes=[(box.left, box.top, box.width, box.height, 100.0)],
+                    known=known,
                 )
     except NotFound:
         _not_found()
@@ -198,6 +173,11 @@ def _add_label_section(labels: list[LabelView]) -> None:
         if not found.typed:
             st.warning("Type a label first.")
             return
+        catalogued = catalog_label(typed)
+        if catalogued is not None:
+            # A label the labeller knows, typed in any case ("beach"): it is that label,
+            # spelled its way ("Beach"), so search, counts and aliases ("seaside") find it.
+            _add(catalogued.name, box)
         if not found.suggestions:
             _add(found.name, box)  # a known name (spelled the known way), or a new one
         known = ([found.exact] if found.exact else []) + found.suggestions
@@ -276,6 +256,12 @@ def _similar_section(image: Image) -> None:
     except NotFound:
         _not_found()
         return
+    alike = [(i, sc) for i, sc in found if sc >= similar.SIMILAR_CUTOFF]
+    if found and not alike:
+        st.caption(
+            f"No photo of yours is much like this one (similarity {similar.SIMILAR_CUTOFF:.2f} or more; "
+            "1 is the same photo)."
+        )
     if not found:
         if image.status == ImageStatus.LABELLED:
             st.caption(
@@ -286,21 +272,19 @@ def _similar_section(image: Image) -> None:
             st.caption("Similar photos appear here once this photo is labelled.")
         return
     cols = st.columns(SIMILAR_COLUMNS)
-    for n, (other_id, score) in enumerate((i, sc) for i, sc in found if i in shown):
+    for n, (other_id, score) in enumerate((i, sc) for i, sc in alike if i in shown):
         other = shown[other_id]
         with cols[n % SIMILAR_COLUMNS]:
             thumb = core.thumbnail(other, square=True)
             if thumb:
                 st.image(thumb, width="stretch")
-            st.page_link(
-                Page.IMAGE,
-                label=other.original_name,
-                query_params={"image": other.id},
-                help=f"similarity {score:.2f}",
+            st.page_link(Page.IMAGE, label=other.original_name, query_params={"image": other.id})
+            st.caption(
+                f"similarity {score:.2f}", help="Cosine similarity of the two photos: 1 is the same photo."
             )
     st.page_link(
         Page.GALLERY,
-        label="Show all similar",
+        label="Show all similar" if alike else "Show the closest photos anyway",
         icon=":material/photo_library:",
         query_params={gs.LABEL: f"similar:{image.id}"},
     )
@@ -309,7 +293,7 @@ def _similar_section(image: Image) -> None:
 if not image_id:
     _not_found()
 image, rows, names = _load()
-labels = _label_views(rows, names)
+labels = label_views(rows, names)
 
 KEY_PREVIOUS, KEY_NEXT = "Left", "Right"
 
@@ -374,6 +358,11 @@ if image.model_version:
     meta.append(f"model {image.model_version}")
 core.status_badge(image.status)
 st.caption(" · ".join(core.md(m) for m in meta))
+with st.expander("Image id", icon=":material/tag:"):
+    # st.code has a copy button: the id (or the search for photos like it) is one click away.
+    st.code(image.id, language=None)
+    st.caption("Search the gallery for photos like this one:")
+    st.code(f"similar:{image.id}", language=None)
 
 if image.status in (ImageStatus.PENDING, ImageStatus.LABELLING):
 
@@ -410,22 +399,9 @@ if image.status == ImageStatus.FAILED:
 left, right = st.columns([3, 2], gap="large")
 
 with left:
-    box_rows = [r for r in rows if r.instance > 0 and r.box_left is not None]
-    show_boxes = bool(box_rows) and st.toggle("Show boxes", value=True, key="show_boxes")
-    boxes = (
-        [
-            render.Box(
-                left=r.box_left or 0.0,
-                top=r.box_top or 0.0,
-                width=r.box_width or 0.0,
-                height=r.box_height or 0.0,
-                caption=f"{r.name} {r.confidence:.0f}%" if r.source == LabelSource.MODEL else r.name,
-            )
-            for r in box_rows
-        ]
-        if show_boxes
-        else []
-    )
+    standing_boxes = boxes_to_draw(rows)  # a rejected label's boxes are not drawn
+    show_boxes = bool(standing_boxes) and st.toggle("Show boxes", value=True, key="show_boxes")
+    boxes = standing_boxes if show_boxes else []
     draft = _draft_box()
     if draft is not None:  # the box being drawn for a new label, shown live
         boxes.append(draft)
@@ -450,6 +426,8 @@ with left:
 
 with right:
     st.subheader("Labels")
+    if any(lab.confidence is not None for lab in labels):
+        st.caption("% = how sure the labeller is that the photo shows the label.")
     if not labels:
         if image.status == ImageStatus.LABELLED:
             st.caption("The model found nothing above its confidence threshold. Add labels below.")
@@ -471,7 +449,7 @@ with right:
             if lab.categories:
                 details.append("categories: " + ", ".join(core.md(c) for c in lab.categories))
             if lab.boxes:
-                details.append(f"{lab.boxes} box{'es' if lab.boxes > 1 else ''}")
+                details.append(lab.box_text())
             if details:
                 st.caption(" · ".join(details))
             b1, b2, note = st.columns([1.3, 1.1, 2], vertical_alignment="center")
@@ -497,7 +475,15 @@ with right:
                 verb = "Confirmed" if lab.review == ReviewState.CONFIRMED else "Rejected"
                 colour = "green" if lab.review == ReviewState.CONFIRMED else "red"
                 when = f" · {lab.reviewed_at:%Y-%m-%d %H:%M} UTC" if lab.reviewed_at else ""
-                note.caption(f":{colour}[{verb}] by {core.md(lab.reviewed_by or '?')}{when}")
+                if lab.implied_by:
+                    # Not the person's own verdict: it went with the label it rolled up from.
+                    note.caption(
+                        f":{colour}[Rejected with {core.md(lab.implied_by)}] by "
+                        f"{core.md(lab.reviewed_by or '?')}{when}",
+                        help=f"{lab.name} was only there because of {lab.implied_by}. Confirm it to keep it.",
+                    )
+                else:
+                    note.caption(f":{colour}[{verb}] by {core.md(lab.reviewed_by or '?')}{when}")
 
     # Compare mode: every labeller's own answer, side by side.
     by_version: dict[str, list[LabelRow]] = {}

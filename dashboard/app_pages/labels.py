@@ -31,11 +31,24 @@ if table.empty:
     st.stop()
 
 reviewed = int(table["confirmed"].sum() + table["rejected"].sum())
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Distinct labels", len(table), border=True)
-m2.metric("Labelled images (top label)", int(table["images"].max()), border=True)
-m3.metric("Mean confidence", f"{table['mean_confidence'].mean():.1f}%", border=True)
+statuses = data["statuses"].set_index("status")["images"]
+most = table.loc[table["images"].idxmax()]
+m1, m2, m3, m4, m5 = st.columns(5)
+m1.metric("Labelled images", int(statuses.get("labelled", 0)), border=True)
+m2.metric("Distinct labels", len(table), border=True)
+m3.metric(
+    "Most common label",
+    str(most["label"]),
+    help=f"On {int(most['images'])} labelled images (as a label or as a parent of one).",
+    border=True,
+)
 m4.metric(
+    "Mean confidence",
+    f"{table['mean_confidence'].mean():.1f}%",
+    help="The mean of each label's mean model confidence (labels only people gave have none).",
+    border=True,
+)
+m5.metric(
     "Review precision",
     f"{table['confirmed'].sum() / reviewed:.0%}" if reviewed else "—",
     help="Share of reviewed model labels that people confirmed.",

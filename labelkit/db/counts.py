@@ -23,7 +23,12 @@ rejected, plus the labels people confirmed or added (at confidence 100). ``image
 holds exactly those names, their parents and their categories, and a rejected name is
 never among them (not even as another label's parent). So the gallery's filter and
 search, the cards' top label, the Labels page, the charts and the exports agree, and a
-person's rejection outranks the model in all of them. The totals:
+person's rejection outranks the model in all of them. A rejection also ends the model labels
+that were only evidence for the rejected name (its roll-up parents: "Feline" with "Cat"),
+unless a label that still stands names them as parents (a dog photo keeps Pet and Mammal from
+"Dog"): :func:`implied_rejections` says which, and :func:`counting` stores them as human
+rejections marked ``implied_by`` (so the review queue, the totals and a rebuild see them as
+any rejection). The totals:
 
 * ``label_counts.images``: images carrying the name as an effective label or as a parent
   (the gallery's label filter; equal to ``term_counts`` of kind ``any``);
@@ -78,6 +83,7 @@ from labelkit.db.models import (
     ReviewState,
     TermCount,
     TermKind,
+    utcnow,
 )
 
 ANY = "any"  # term_counts.kind for "a label name or a parent"
@@ -171,6 +177,51 @@ def effective_terms(rows: Iterable[Sequence[Any]]) -> dict[TermKey, float]:
     return best
 
 
+def implied_rejections(rows: Iterable[Sequence[Any]]) -> dict[str, str]:
+    """The model labels a person's rejections end with them: ``{name: rejected name}``.
+
+    ``rows`` are one image's image-level label rows as ``(source, review, name, parents,
+    implied_by)``. When a person rejects a name, the model labels that were only evidence
+    for it go too: its roll-up parents ("Feline" rolled up from a rejected "Cat"). A parent
+    stays when a label that still stands names it as a parent (a dog photo keeps Pet and
+    Mammal from "Dog" when "Cat" is rejected), and any name a person gave a verdict of their
+    own keeps that verdict. Only names with a model row are returned (nothing else to end).
+    Rows already implied (``implied_by`` set) are this function's own output, not evidence.
+    """
+    rows = [r for r in rows if not (r[0] == LabelSource.HUMAN and r[4])]
+    rejected = {
+        str(r[2]).casefold(): str(r[2])
+        for r in rows
+        if r[0] == LabelSource.HUMAN and r[1] == ReviewState.REJECTED
+    }
+    if not rejected:
+        return {}
+    own_verdict = {str(r[2]).casefold() for r in rows if r[0] == LabelSource.HUMAN}
+    model_names = {str(r[2]).casefold(): str(r[2]) for r in rows if r[0] == LabelSource.MODEL}
+    because: dict[str, str] = {}  # folded candidate -> the rejected name it rolled up from
+    for _, _, name, parents, _ in sorted(rows, key=lambda r: str(r[2])):
+        if str(name).casefold() in rejected:
+            for parent in parents or []:
+                because.setdefault(str(parent).casefold(), str(rejected[str(name).casefold()]))
+    candidates = {c for c in because if c in model_names and c not in own_verdict}
+    standing = [
+        r
+        for r in rows
+        if str(r[2]).casefold() not in rejected
+        and str(r[2]).casefold() not in candidates
+        and (r[0] == LabelSource.MODEL or r[1] == ReviewState.CONFIRMED)
+    ]
+    kept: set[str] = set()
+    support = [list(r[3] or []) for r in standing]
+    while support:  # a kept parent keeps its own parents in turn
+        named = {str(p).casefold() for parents in support for p in parents} & (candidates - kept)
+        kept |= named
+        support = [
+            list(r[3] or []) for r in rows if r[0] == LabelSource.MODEL and str(r[2]).casefold() in named
+        ]
+    return {model_names[c]: because[c] for c in sorted(candidates - kept)}
+
+
 def _not_rejected() -> ColumnElement[bool]:
     """Condition on ``LabelRow``: no person rejected this row's name on its image."""
     human = aliased(LabelRow)
@@ -199,10 +250,13 @@ def not_rejected() -> list[Any]:
 Rows = dict[str, list[Any]]  # image id -> its rows, as read by _read_labels / _read_terms
 
 
-def _read_labels(session: Session, ids: Sequence[str]) -> Rows:
+def _read_labels(session: Session, ids: Sequence[str], *, implied: bool = True) -> Rows:
     """The images' label rows: (image_id, source, model_version, name, instance, review,
-    floor(confidence * 1000), confidence bin, confidence, parents, categories)."""
+    floor(confidence * 1000), confidence bin, confidence, parents, categories, implied_by,
+    created_by, aliases). ``implied=False``: for the schema before migration 0013, which has
+    no ``implied_by`` (read as None)."""
     dialect = _dialect(session)
+    implied_by: Any = LabelRow.implied_by if implied else literal(None)
     out: Rows = defaultdict(list)
     # Core on the session's connection: these run on every write, and the ORM's execute
     # path costs more than the statements here.
@@ -220,6 +274,9 @@ def _read_labels(session: Session, ids: Sequence[str]) -> Rows:
             LabelRow.confidence,
             LabelRow.parents,
             LabelRow.categories,
+            implied_by,
+            LabelRow.created_by,
+            LabelRow.aliases,
         ).where(LabelRow.image_id.in_(ids[start : start + _CHUNK]))
         for row in conn.execute(stmt):
             out[row[0]].append(row)
@@ -239,10 +296,13 @@ def _read_terms(session: Session, ids: Sequence[str]) -> Rows:
     return out
 
 
-def derive_terms(session: Session, image_ids: Iterable[str], *, with_owner: bool = True) -> None:
+def derive_terms(
+    session: Session, image_ids: Iterable[str], *, with_owner: bool = True, implied: bool = True
+) -> None:
     """Make these images' ``image_terms`` rows their :func:`effective_terms`, writing only
     the difference (a re-delivered job writes nothing). ``with_owner=False``: for the schema
-    before migration 0011, whose rows have no ``owner_id`` (migration 0008 runs this)."""
+    before migration 0011, whose rows have no ``owner_id``; ``implied=False``: before 0013,
+    whose labels have no ``implied_by`` (migration 0008 runs this with both)."""
     ids = sorted(set(image_ids))
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
@@ -250,7 +310,8 @@ def derive_terms(session: Session, image_ids: Iterable[str], *, with_owner: bool
         if with_owner:
             found = session.execute(select(Image.id, Image.owner_id).where(Image.id.in_(chunk)))
             owners = {str(i): str(o) for i, o in found}
-        _derive(session, chunk, _read_labels(session, chunk), _read_terms(session, chunk), owners)
+        labels = _read_labels(session, chunk, implied=implied)
+        _derive(session, chunk, labels, _read_terms(session, chunk), owners)
 
 
 def _derive(
@@ -314,7 +375,9 @@ def _insert_ignore_terms(session: Session, rows: list[dict[str, Any]]) -> None:
     session.connection().execute(stmt, rows)
 
 
-def derive_all_terms(session: Session, *, chunk: int = _CHUNK, with_owner: bool = True) -> int:
+def derive_all_terms(
+    session: Session, *, chunk: int = _CHUNK, with_owner: bool = True, implied: bool = True
+) -> int:
     """:func:`derive_terms` for every image, ``chunk`` images at a time (migration 0008,
     ``python -m labelkit.db.counts --terms``); returns the images visited."""
     done, after = 0, ""
@@ -322,7 +385,97 @@ def derive_all_terms(session: Session, *, chunk: int = _CHUNK, with_owner: bool 
         ids = list(session.scalars(select(Image.id).where(Image.id > after).order_by(Image.id).limit(chunk)))
         if not ids:
             return done
-        derive_terms(session, ids, with_owner=with_owner)
+        derive_terms(session, ids, with_owner=with_owner, implied=implied)
+        done += len(ids)
+        after = ids[-1]
+
+
+def _imply(session: Session, ids: Sequence[str], labels: Rows) -> bool:
+    """Make these images' implied rejections (human rows with ``implied_by`` set) what
+    :func:`implied_rejections` says, writing only the difference; returns whether it wrote.
+    An implied row is the rejecting person's, at the time it was implied."""
+    conn = session.connection()
+    table: Any = LabelRow.__table__
+    wrote = False
+    now = utcnow()
+    for image_id in ids:
+        rows = [r for r in labels.get(image_id, []) if r[4] == 0]
+        want = implied_rejections((r[1], r[5], r[3], r[9], r[11]) for r in rows)
+        have = {str(r[3]): r for r in rows if r[1] == LabelSource.HUMAN and r[11]}
+        gone = sorted(set(have) - set(want))
+        if gone:
+            conn.execute(
+                delete(LabelRow).where(
+                    LabelRow.image_id == image_id,
+                    LabelRow.source == LabelSource.HUMAN,
+                    LabelRow.implied_by.is_not(None),
+                    LabelRow.name.in_(gone),
+                )
+            )
+        for name, by in sorted(want.items()):
+            if name in have:
+                if have[name][11] != by:
+                    conn.execute(
+                        update(LabelRow)
+                        .where(
+                            LabelRow.image_id == image_id,
+                            LabelRow.source == LabelSource.HUMAN,
+                            LabelRow.name == name,
+                            LabelRow.instance == 0,
+                        )
+                        .values(implied_by=by)
+                    )
+                    wrote = True
+                continue
+            model = max((r for r in rows if r[1] == LabelSource.MODEL and r[3] == name), key=lambda r: r[8])
+            rejecter = next(
+                (r[12] for r in rows if r[1] == LabelSource.HUMAN and r[3] == by and not r[11]), None
+            )
+            conn.execute(
+                insert(table).values(
+                    image_id=image_id,
+                    source=LabelSource.HUMAN,
+                    model_version="",
+                    name=name,
+                    instance=0,
+                    confidence=100.0,
+                    parents=list(model[9] or []),
+                    aliases=list(model[13] or []),
+                    categories=list(model[10] or []),
+                    review=ReviewState.REJECTED,
+                    implied_by=by,
+                    created_by=rejecter,
+                    created_at=now,
+                )
+            )
+            wrote = True
+        wrote = wrote or bool(gone)
+    return wrote
+
+
+def imply_all(session: Session, *, chunk: int = _CHUNK) -> int:
+    """Derive the implied rejections (and so the terms and totals) of every image a person
+    rejected a label on, ``chunk`` images at a time (migration 0013, ``python -m
+    labelkit.db.counts --implied``); returns the images visited."""
+    done, after = 0, ""
+    while True:
+        ids = list(
+            session.scalars(
+                select(LabelRow.image_id)
+                .where(
+                    LabelRow.source == LabelSource.HUMAN,
+                    LabelRow.review == ReviewState.REJECTED,
+                    LabelRow.image_id > after,
+                )
+                .group_by(LabelRow.image_id)
+                .order_by(LabelRow.image_id)
+                .limit(chunk)
+            )
+        )
+        if not ids:
+            return done
+        with counting(session, ids):
+            pass  # counting derives what the rows imply on the way out
         done += len(ids)
         after = ids[-1]
 
@@ -466,7 +619,10 @@ def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
     yield
     session.flush()
     ids = sorted(owners)
-    labels, terms = _read_labels(session, ids), _read_terms(session, ids)
+    labels = _read_labels(session, ids)
+    if _imply(session, ids, labels):  # a rejection ends the roll-ups that were only its evidence
+        labels = _read_labels(session, ids)
+    terms = _read_terms(session, ids)
     if _derive(session, ids, labels, terms, owners):
         terms = _read_terms(session, ids)  # as stored (MySQL folds case in the key)
     after = _contributions(owners, labels, terms)
@@ -620,10 +776,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="derive every image's image_terms from its labels again first (slow: all images)",
     )
+    parser.add_argument(
+        "--implied",
+        action="store_true",
+        help="derive the rejections people's rejections imply first (images with a rejection)",
+    )
     args = parser.parse_args(argv)
     engine = get_engine(get_settings())
     with transaction(engine) as s:
         current = dump(s)
+        if args.implied:
+            imply_all(s)
         if args.terms:
             derive_all_terms(s)
         rebuild(s)

@@ -218,7 +218,9 @@ class LabelRow(Base):
     unique key (image, source, model_version, name, instance) makes re-delivery
     of the same job write nothing new. Human labels have ``source='human'`` and
     ``model_version=''``; a human confirm/reject of a model label is a human row
-    of the same name with ``review`` set, stored beside the model's row.
+    of the same name with ``review`` set, stored beside the model's row. A rejection
+    with ``implied_by`` set was not given by a person but follows from one (the roll-up
+    parents of a rejected name); a person's own verdict on that name replaces it.
     """
 
     __tablename__ = "labels"
@@ -250,6 +252,9 @@ class LabelRow(Base):
     review: Mapped[ReviewState] = mapped_column(
         _enum(ReviewState, "review_state"), default=ReviewState.UNREVIEWED
     )
+    # On a human rejection that no person gave: the rejected name it follows from (a model's
+    # roll-up parent ended with the label it rolled up from, see counts.implied_rejections).
+    implied_by: Mapped[str | None] = mapped_column(String(128))
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

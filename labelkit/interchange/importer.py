@@ -17,6 +17,7 @@ from labelkit.db.queries import labels as label_q
 from labelkit.domain import Viewer
 from labelkit.interchange.boxes import clamp_box
 from labelkit.interchange.manifest import key_from_source_ref
+from labelkit.search.expand import catalog_label, known_details
 
 
 @dataclass(slots=True)
@@ -308,11 +309,15 @@ def import_lines(
         report.skipped_predictions += line.skipped_predictions
         report.clamped_boxes += line.clamped_boxes
         for w in wanted:
+            # A catalogue name in another case ("beach") is the catalogue's label ("Beach"),
+            # with its parents, aliases and categories when the file gives none.
+            known = catalog_label(w.name)
             label_q.import_human_label(
                 session=session,
                 viewer=viewer,
                 image_id=image.id,
-                name=w.name,
+                name=known.name if known is not None else w.name,
+                known=known_details(w.name),
                 review=w.review,
                 parents=w.parents,
                 aliases=w.aliases,

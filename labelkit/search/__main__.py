@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=24)
     parser.add_argument("--page", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="JSON Lines instead of text")
+    parser.add_argument(
+        "--more", action="store_true", help="similar:<id>: also the photos below the similarity cutoff"
+    )
     args = parser.parse_args(argv)
     from labelkit.services import build_services
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             viewer = Viewer(user_id=user.id, is_admin=False)
         result = searcher.search(
-            session=s, viewer=viewer, text=args.query, page=args.page, page_size=args.limit
+            session=s, viewer=viewer, text=args.query, page=args.page, page_size=args.limit, more=args.more
         )
         for hit in result.page.items:
             if args.json:
@@ -62,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"page {result.page.page} of {result.page.pages} (--page N)", file=sys.stderr)
     if not result.page.total and result.suggestions:
         print("nearest labels: " + ", ".join(result.suggestions), file=sys.stderr)
+    if result.less_similar:
+        print(f"{result.less_similar} less similar photos left out (--more lists them)", file=sys.stderr)
+    if result.notice:
+        print(result.notice, file=sys.stderr)
+        return 2
     return 0
 
 

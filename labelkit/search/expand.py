@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from labelkit.db.models import TermKind
+from labelkit.db.queries.labels import KnownDetails
 from labelkit.db.queries.search import TermRef
 from labelkit.search.text_model import STEM, TextEmbedder
 from labelkit.vocabulary import fold, tidy
@@ -128,6 +129,26 @@ def catalog_labels() -> tuple[KnownLabel, ...]:
     for s in load_scenes(rules).scenes:
         add(s.name, s.aliases, s.parents, s.categories)
     return tuple(merged[n] for n in sorted(merged))
+
+
+@lru_cache(maxsize=1)
+def _catalog_by_fold() -> dict[str, KnownLabel]:
+    return {fold(lab.name): lab for lab in catalog_labels()}
+
+
+def catalog_label(name: str) -> KnownLabel | None:
+    """The catalogue's label ``name`` is, spelled the catalogue's way (``"beach"`` -> Beach,
+    with its aliases, parents and categories), or None for a name of one's own."""
+    return _catalog_by_fold().get(fold(name))
+
+
+def known_details(name: str) -> KnownDetails | None:
+    """What a person's label of a catalogue name stores when the image has no model label
+    of that name to copy it from (its parents, aliases and categories)."""
+    found = catalog_label(name)
+    if found is None:
+        return None
+    return KnownDetails(parents=found.parents, aliases=found.aliases, categories=found.categories)
 
 
 def strings_digest(strings: Sequence[str]) -> str:
@@ -236,6 +257,11 @@ class Resolver:
         # A name is carried as a label, or as a parent by the images of its children.
         return [TermRef(TermKind.LABEL, name, why), TermRef(TermKind.PARENT, name, why)]
 
+    def spellings(self, name: str) -> list[str]:
+        """Every spelling of ``name`` in the vocabulary (the catalogue's "Beach" and a person's
+        "beach" are one label: SQLite compares terms case-sensitively, so each is searched)."""
+        return self._names.get(fold(name), []) or [name]
+
     def direct(self, term: str) -> list[TermRef]:
         """Names, aliases and categories the term (or its singular) is."""
         refs: list[TermRef] = []
@@ -244,7 +270,8 @@ class Resolver:
                 refs += self._label_refs(name, "")
             for name, alias in self._aliases.get(form, []):
                 if fold(name) != form:
-                    refs += self._label_refs(name, f"alias {alias}")
+                    for spelling in self.spellings(name):
+                        refs += self._label_refs(spelling, f"alias {alias}")
             if form in self._categories:
                 refs.append(TermRef(TermKind.CATEGORY, self._categories[form], "category"))
         return list(dict.fromkeys(refs))
@@ -277,8 +304,9 @@ class Resolver:
             return refs
         out: list[TermRef] = []
         for name, _ in self.related(term):
-            out += self._label_refs(name, f"related to “{term}”")
-        return out
+            for spelling in self.spellings(name):
+                out += self._label_refs(spelling, f"related to “{term}”")
+        return list(dict.fromkeys(out))
 
     def nearest(self, term: str, limit: int = 5) -> list[str]:
         """Label names nearest to the term in meaning (for "nothing found, try ..."),

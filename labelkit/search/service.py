@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +27,8 @@ from labelkit.vocabulary import fold
 
 #: How many similar photos ``similar:<id>`` shows at most.
 SIMILAR_LIMIT = 96
+#: An image id's length (uuid4 hex).
+ID_LENGTH = 32
 
 #: The viewer's own terms considered (most common first), beyond the catalogue.
 OWN_TERMS = 5000
@@ -38,6 +40,8 @@ class SearchResult:
     page: search_q.SearchPage
     unmatched: list[str] = field(default_factory=list)  # terms that stand for no label
     suggestions: list[str] = field(default_factory=list)  # nearest labels, when nothing matched
+    notice: str | None = None  # why nothing could be searched (e.g. "similar:" with a bad id)
+    less_similar: int = 0  # similar:<id>: photos below the cutoff, left out (``more=True`` shows them)
 
 
 class Searcher:
@@ -64,8 +68,10 @@ class Searcher:
         with self._lock:
             found = self._resolvers.get(key)
             if found is None:
-                known = {fold(lab.name) for lab in self.labels}
-                extra = [KnownLabel(t) for t in sorted(key[0]) if fold(t) not in known]
+                # Every spelling the viewer's images carry is kept, also one that folds like a
+                # catalogue name ("beach" beside "Beach"): the resolver searches all of them.
+                known = {lab.name for lab in self.labels}
+                extra = [KnownLabel(t) for t in sorted(key[0]) if t not in known]
                 if key[1]:
                     extra.append(KnownLabel("", categories=tuple(sorted(key[1]))))
                 found = Resolver([*self.labels, *extra], self.cache)
@@ -103,7 +109,10 @@ class Searcher:
         flt: ImageFilter | None = None,
         page: int = 1,
         page_size: int = 24,
+        more: bool = False,
     ) -> SearchResult:
+        """The page of ``text``'s matches. ``more``: ``similar:<id>`` also lists the photos
+        below the similarity cutoff (:data:`labelkit.similar.SIMILAR_CUTOFF`)."""
         own, categories = own_terms(session=session, viewer=viewer)
         query = parse(text) if isinstance(text, str) else text
         if isinstance(text, str) and _plain_words(text):
@@ -113,10 +122,7 @@ class Searcher:
             if " " in phrase and self.resolver(own, categories).direct(phrase):
                 query = Query(include=((phrase,),))
         if query.similar_to:
-            return SearchResult(
-                query=query,
-                page=self._similar(session, viewer, query.similar_to, flt, page, page_size),
-            )
+            return self._similar(session, viewer, query, flt, page, page_size, more)
         include, exclude, unmatched = self.resolve(query, own, categories)
         result = search_q.search_images(
             session=session,
@@ -136,28 +142,42 @@ class Searcher:
         self,
         session: Session,
         viewer: Viewer,
-        image_id: str,
+        query: Query,
         flt: ImageFilter | None,
         page: int,
         page_size: int,
-    ) -> search_q.SearchPage:
-        """``similar:<id>``: the photos most like that one, most similar first (other words of
-        the query are not applied; the gallery's filters are)."""
+        more: bool,
+    ) -> SearchResult:
+        """``similar:<id>``: the photos most like that one, most similar first, down to the
+        cutoff (``more``: below it too), each saying how similar (other words of the query
+        are not applied; the gallery's filters are)."""
+        image_id = str(query.similar_to)
+        empty = search_q.SearchPage(items=[], total=0, page=page, page_size=page_size)
         try:
             ranked = similar.similar_images(
                 session=session, viewer=viewer, image_id=image_id, limit=SIMILAR_LIMIT
             )
             name = image_q.get_image(session=session, viewer=viewer, image_id=image_id).original_name
         except NotFound:
-            return search_q.SearchPage(items=[], total=0, page=page, page_size=page_size)
-        return search_q.ranked_page(
+            return SearchResult(query=query, page=empty, notice=_bad_image_id(image_id))
+        close = [(i, s) for i, s in ranked if s >= similar.SIMILAR_CUTOFF]
+        shown = ranked if more else close
+        found = search_q.ranked_page(
             session=session,
             viewer=viewer,
-            ranked=[(i, round(100 * max(0.0, score), 1)) for i, score in ranked],
+            ranked=[(i, round(100 * max(0.0, s), 1)) for i, s in shown],
             why=f"looks like {name}",
             flt=flt,
             page=page,
             page_size=page_size,
+        )
+        items = [
+            replace(hit, why=[f"looks like {name}: similarity {hit.score / 100:.2f}"]) for hit in found.items
+        ]
+        return SearchResult(
+            query=query,
+            page=replace(found, items=items),
+            less_similar=0 if more else len(ranked) - len(close),
         )
 
     def neighbours(
@@ -213,6 +233,16 @@ class Searcher:
             return [names[int(i)] for i in order]
         folded = {fold(n): n for n in names}
         return [folded[f] for f in difflib.get_close_matches(fold(text), list(folded), n=limit, cutoff=0.0)]
+
+
+def _bad_image_id(image_id: str) -> str:
+    """What to say when ``similar:<id>`` names no photo the viewer may see."""
+    if len(image_id) != ID_LENGTH or any(c not in "0123456789abcdef" for c in image_id.lower()):
+        return (
+            f"“similar:{image_id}” needs a whole image id ({ID_LENGTH} letters and digits): "
+            "copy it from the image page (“Find similar photos”)."
+        )
+    return f"No photo of yours has the id {image_id}: it may have been deleted."
 
 
 def _plain_words(text: str) -> bool:

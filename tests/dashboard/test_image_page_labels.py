@@ -116,3 +116,77 @@ def test_image_properties_say_their_scale(services: Services, alice: Principal) 
     }
     assert all(m.help for m in at.metric)
     assert "0 is black, 100 is white" in at.metric[0].help
+
+
+def test_a_catalogue_name_typed_in_lower_case_is_stored_the_catalogues_way(
+    services: Services, alice: Principal
+) -> None:
+    """Issue 24 item 1: "beach" typed on a photo is the labeller's Beach (with its parent
+    Outdoors), not a second label "beach" that search and the counts keep apart."""
+    image_id = _cat_photo(services, alice)
+    at = app(alice, "app_pages/image.py", image=image_id)
+    # WHEN alice types "beach" and adds it
+    at.text_input(key="new_label::0").input("beach")
+    at.button(key="add_label").click().run()
+    # THEN it is stored at once as Beach, with the catalogue's parents and aliases
+    with transaction(services.engine) as s:
+        row = s.scalars(select(LabelRow).where(LabelRow.source == LabelSource.HUMAN)).one()
+        assert (row.name, row.review, row.parents) == ("Beach", ReviewState.CONFIRMED, ["Outdoors"])
+        assert "Seaside" in row.aliases
+    assert "Beach" in texts(at)
+
+
+def _dog_photo_called_cat(services: Services, alice: Principal) -> str:
+    """A dog photo the model also called Cat (its box on the dog), with Feline rolled up from
+    Cat alone and Pet, Mammal, Animal from both."""
+    from labelkit.domain import BoundingBox, Instance
+
+    image_id = upload(services, alice, "dog.jpg", RED)
+    box = [Instance(box=BoundingBox(left=0.1, top=0.1, width=0.5, height=0.5), confidence=60.0)]
+    labels = [
+        Label(name="Dog", confidence=90.0, parents=["Canine", "Pet", "Mammal", "Animal"], instances=box),
+        Label(name="Cat", confidence=70.0, parents=["Feline", "Pet", "Mammal", "Animal"], instances=box),
+        Label(name="Feline", confidence=70.0, parents=["Mammal", "Animal"]),
+        Label(name="Pet", confidence=90.0, parents=["Animal"]),
+    ]
+    with transaction(services.engine) as s:
+        worker_q.save_model_labels(
+            session=s, image_id=image_id, result=LabelResult(labels=labels, model_version="m1")
+        )
+        worker_q.mark_labelled(session=s, image_id=image_id, model_version="m1", properties=None)
+    return image_id
+
+
+def test_rejecting_a_label_takes_its_boxes_and_its_roll_ups_off_the_page(
+    services: Services, alice: Principal
+) -> None:
+    """Issue 24 item 2: the rejected Cat's box is no longer drawn (after a reload too), its
+    roll-up Feline shows as rejected with it, and the photo keeps Dog's box and Pet."""
+    image_id = _dog_photo_called_cat(services, alice)
+    at = app(alice, "app_pages/image.py", image=image_id)
+    both = at.image[0].proto.imgs[0].url
+    at.toggle(key="show_boxes").set_value(False).run()
+    plain = at.image[0].proto.imgs[0].url
+    # (a box's own number is listed as a box confidence, not written beside the label's)
+    assert "2 boxes" not in texts(at) and "1 box (box confidence 60%)" in texts(at)
+    at.toggle(key="show_boxes").set_value(True).run()
+    # WHEN alice rejects Cat
+    at.button(key="reject::Cat").click().run()
+    # THEN a reload draws one box, not two, and not none
+    again = app(alice, "app_pages/image.py", image=image_id)
+    one = again.image[0].proto.imgs[0].url
+    assert one not in (both, plain)
+    # AND Feline went with Cat, saying so; Pet stays (Dog is a pet too)
+    shown = texts(again)
+    assert "Rejected with Cat" in shown
+    with transaction(services.engine) as s:
+        human = {
+            r.name: (r.review, r.implied_by)
+            for r in s.scalars(select(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
+        }
+    assert human == {"Cat": (ReviewState.REJECTED, None), "Feline": (ReviewState.REJECTED, "Cat")}
+    # WHEN she rejects Dog too THEN no box is left to draw
+    again.button(key="reject::Dog").click().run()
+    last = app(alice, "app_pages/image.py", image=image_id)
+    assert last.image[0].proto.imgs[0].url == plain
+    assert not [t for t in last.toggle if t.key == "show_boxes"]

@@ -113,3 +113,31 @@ def test_over_time_without_images(services: Services, alice: Principal) -> None:
     with transaction(services.engine) as s:
         frame, unit = analytics.activity_timeline(session=s, viewer=alice.viewer)
     assert frame.empty and list(frame.columns) == ["time", "series", "images"]
+
+
+def test_the_headline_counts_labelled_images_and_names_the_most_common_label(
+    services: Services, alice: Principal
+) -> None:
+    """Issue 24 item 7: "Labelled images (top label) 16" for 43 labelled images read as the
+    number labelled. The page says how many are labelled, and names the top label apart."""
+    # GIVEN three labelled photos (the fake labeller gives each "Thing" and its colour), two of
+    # them red, and "Thing" rejected on two: the most common label is on fewer than all
+    ids = [
+        upload(services, alice, name, data)
+        for name, data in (("red.jpg", RED), ("blue.jpg", BLUE), ("red2.jpg", jpeg((200, 30, 30))))
+    ]
+    drain(services)
+    with transaction(services.engine) as s:
+        for image_id in ids[1:]:
+            label_q.set_human_label(
+                session=s, viewer=alice.viewer, image_id=image_id, name="Thing", review=ReviewState.REJECTED
+            )
+    st.cache_data.clear()
+    at = app(alice, "app_pages/labels.py")
+    shown = {m.label: m.value for m in at.metric}
+    # THEN the count is of labelled images, and the most common label is named with its count
+    assert shown["Labelled images"] == "3"
+    assert shown["Most common label"] == "Red Thing"
+    (most,) = [m for m in at.metric if m.label == "Most common label"]
+    assert most.help.startswith("On 2 labelled images")
+    assert not [m for m in at.metric if "top label" in m.label]

@@ -214,3 +214,155 @@ def test_the_labels_page_count_of_a_parent_is_the_gallery_filters(engine: Engine
         assert stats_q.images_with_term_count(session=s, viewer=alice, term="Animal") == 7
         # AND its mean confidence is the model's Animal labels' (the parent adds no model label)
         assert stats["Animal"].mean_confidence == pytest.approx(80.0)
+
+
+def _dog_called_cat(engine: Engine, alice: Viewer, sha: str) -> str:
+    """A dog photo the model also called Cat: Feline rolled up from Cat alone; Pet, Mammal and
+    Animal from both (the classifier's roll-ups are labels of their own)."""
+    return _photo(
+        engine,
+        alice,
+        sha,
+        Label(name="Dog", confidence=90.0, parents=["Canine", "Pet", "Mammal", "Animal"], instances=_box()),
+        Label(name="Cat", confidence=70.0, parents=["Feline", "Pet", "Mammal", "Animal"], instances=_box()),
+        Label(name="Feline", confidence=70.0, parents=["Mammal", "Animal"]),
+        Label(name="Canine", confidence=90.0, parents=["Mammal", "Animal"]),
+        Label(name="Pet", confidence=90.0, parents=["Animal"]),
+        Label(name="Mammal", confidence=90.0, parents=["Animal"]),
+    )
+
+
+def _totals_match_a_rebuild(engine: Engine) -> None:
+    from labelkit.db import counts
+
+    with transaction(engine) as s:
+        running = counts.dump(s)
+        counts.rebuild(s)
+        assert counts.dump(s) == running
+        s.rollback()
+
+
+def test_rejecting_a_name_ends_the_roll_ups_that_were_only_its_evidence(engine: Engine) -> None:
+    """Issue 24 item 2: rejecting "Cat" on a dog photo ends "Feline" too (rolled up from Cat
+    alone), so "feline" no longer finds it and the Labels page's Cat and Feline agree; Pet and
+    Mammal stay, because Dog is evidence for them."""
+    alice = _user(engine, "alice")
+    dog = _dog_called_cat(engine, alice, "a")
+    cat = _photo(
+        engine,
+        alice,
+        "b",
+        Label(name="Cat", confidence=95.0, parents=["Feline", "Pet", "Mammal", "Animal"]),
+        Label(name="Feline", confidence=95.0, parents=["Mammal", "Animal"]),
+    )
+    with transaction(engine) as s:
+        assert _total(s, alice, "Feline") == (2, 2)
+    # WHEN alice rejects Cat on the dog photo
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=dog, name="Cat", review=ReviewState.REJECTED
+        )
+    with transaction(engine) as s:
+        # THEN Feline finds only the real cat, and the Labels page counts Cat and Feline alike
+        assert _total(s, alice, "Feline") == (1, 1) and _total(s, alice, "Cat") == (1, 1)
+        found = image_q.list_images(session=s, viewer=alice, flt=image_q.ImageFilter(label="Feline")).items
+        assert [i.id for i in found] == [cat]
+        stats = {st.name: st for st in stats_q.label_stats(session=s, viewer=alice)}
+        assert (stats["Cat"].images, stats["Feline"].images) == (1, 1)
+        # AND the dog keeps what Dog is evidence for
+        for name in ("Dog", "Canine", "Pet", "Mammal", "Animal"):
+            assert _total(s, alice, name) == (2 if name in ("Pet", "Mammal", "Animal") else 1,) * 2, name
+        # AND Feline is no longer offered for review on the dog photo (nor is Cat)
+        queue = {(r.image_id, r.name) for r in review_q.review_queue(session=s, viewer=alice, limit=100)}
+        assert (dog, "Feline") not in queue and (dog, "Cat") not in queue and (dog, "Pet") in queue
+        # AND the rejection it implies says where it came from
+        human = [
+            r
+            for r in label_q.labels_for_image(session=s, viewer=alice, image_id=dog)
+            if r.model_version == ""
+        ]
+        assert sorted((r.name, r.review, r.implied_by) for r in human) == [
+            ("Cat", ReviewState.REJECTED, None),
+            ("Feline", ReviewState.REJECTED, "Cat"),
+        ]
+        assert {r.created_by for r in human} == {alice.user_id}
+    _totals_match_a_rebuild(engine)
+
+    # WHEN alice changes her mind and confirms Cat THEN Feline is back, unreviewed
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=dog, name="Cat", review=ReviewState.CONFIRMED
+        )
+    with transaction(engine) as s:
+        assert _total(s, alice, "Feline") == (2, 2)
+        queue = {(r.image_id, r.name) for r in review_q.review_queue(session=s, viewer=alice, limit=100)}
+        assert (dog, "Feline") in queue
+    _totals_match_a_rebuild(engine)
+
+
+def test_a_persons_own_verdict_on_a_roll_up_outranks_what_a_rejection_implies(engine: Engine) -> None:
+    alice = _user(engine, "alice")
+    dog = _dog_called_cat(engine, alice, "a")
+    # GIVEN alice confirmed Feline herself (say, a lion toy beside the dog)
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=dog, name="Feline", review=ReviewState.CONFIRMED
+        )
+    # WHEN she rejects Cat THEN her Feline stands
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=dog, name="Cat", review=ReviewState.REJECTED
+        )
+    with transaction(engine) as s:
+        assert _total(s, alice, "Feline") == (1, 1)
+    # AND a rejection that was implied becomes her own when she rejects it herself
+    other = _dog_called_cat(engine, alice, "c")
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=other, name="Cat", review=ReviewState.REJECTED
+        )
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=other, name="Feline", review=ReviewState.REJECTED
+        )
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=other, name="Cat", review=ReviewState.CONFIRMED
+        )
+    with transaction(engine) as s:
+        human = {
+            r.name: (r.review, r.implied_by)
+            for r in label_q.labels_for_image(session=s, viewer=alice, image_id=other)
+            if r.model_version == ""
+        }
+        assert human == {"Cat": (ReviewState.CONFIRMED, None), "Feline": (ReviewState.REJECTED, None)}
+    _totals_match_a_rebuild(engine)
+
+
+def test_implied_rejections_rule() -> None:
+    """The rule on its own: parents only the rejected name brought go; a parent a standing
+    label names stays, and so do that parent's own parents; a name with no model row is left
+    alone (nothing to end)."""
+    from labelkit.db.counts import implied_rejections
+    from labelkit.db.models import LabelSource
+
+    m, h = LabelSource.MODEL, LabelSource.HUMAN
+    rows = [
+        (m, ReviewState.UNREVIEWED, "Cat", ["Feline", "Pet", "Mammal", "Animal"], None),
+        (m, ReviewState.UNREVIEWED, "Feline", ["Mammal", "Animal"], None),
+        (m, ReviewState.UNREVIEWED, "Pet", ["Animal"], None),
+        (m, ReviewState.UNREVIEWED, "Mammal", ["Animal"], None),
+        (m, ReviewState.UNREVIEWED, "Animal", [], None),
+        (h, ReviewState.REJECTED, "Cat", ["Feline", "Pet", "Mammal", "Animal"], None),
+    ]
+    assert implied_rejections(rows) == {"Feline": "Cat", "Pet": "Cat", "Mammal": "Cat", "Animal": "Cat"}
+    # a standing Dog keeps Pet, Mammal and Animal
+    dog = (m, ReviewState.UNREVIEWED, "Dog", ["Pet", "Mammal", "Animal"], None)
+    assert implied_rejections([*rows, dog]) == {"Feline": "Cat"}
+    # a confirmed Tiger (people's label) keeps Feline, and through Feline Mammal and Animal
+    tiger = (h, ReviewState.CONFIRMED, "Tiger", ["Feline"], None)
+    feline_kept = implied_rejections([*rows, tiger])
+    assert feline_kept == {"Pet": "Cat"}
+    # rows that were implied before are not evidence of anything
+    old = (h, ReviewState.REJECTED, "Pet", ["Animal"], "Cat")
+    assert implied_rejections([*rows, dog, old]) == {"Feline": "Cat"}
+    # no rejection, nothing implied
+    assert implied_rejections(rows[:-1]) == {}

@@ -370,3 +370,73 @@ def test_counting_stops_at_the_cap_but_one_name_totals_stay_exact(
     monkeypatch.setattr(search_q, "COUNT_CAP", 10)
     under = _find(engine, plain, alice, "dog | cat")
     assert (under.page.total, under.page.capped) == (3, False)
+
+
+def test_a_catalogue_label_added_in_lower_case_is_found_by_name_case_and_alias(
+    engine: Engine, plain: Searcher
+) -> None:
+    """Issue 24 item 1: "beach" a person added (stored as typed, as before the fix) is found
+    by "beach", "Beach" and the catalogue's aliases, also when a model's "Beach" is elsewhere."""
+    # GIVEN a beach photo the model saw only sky on, with "beach" added by a person in lower
+    # case, and another photo the model called Beach
+    alice = _user(engine, "alice")
+    shore = _photo(engine, alice, "shore", Label(name="Sky", confidence=80.0))
+    _photo(engine, alice, "dog-beach", DOG, BEACH)
+    with transaction(engine) as s:
+        row = label_q.set_human_label(
+            session=s, viewer=alice, image_id=shore, name="beach", review=ReviewState.CONFIRMED
+        )
+        assert row.name == "beach"  # no catalogue details given: stored as typed
+    # THEN every way of asking for a beach finds both photos
+    for text in ("beach", "Beach", "BEACH", "seaside", "coast", "beaches"):
+        assert sorted(_names(_find(engine, plain, alice, text))) == ["dog-beach", "shore"], text
+    # AND leaving beaches out leaves both out
+    assert _names(_find(engine, plain, alice, "sky -beach")) == []
+
+
+def test_an_imported_lower_case_catalogue_label_is_stored_the_catalogues_way(
+    engine: Engine, plain: Searcher
+) -> None:
+    """``labelkit export --import`` of {"name": "beach", "source": "human"}: stored as the
+    catalogue's Beach with its parent Outdoors, so "beach", "seaside" and "outdoors" find it."""
+    import json
+
+    from labelkit.interchange.importer import import_text
+
+    alice = _user(engine, "alice")
+    shore = _photo(engine, alice, "shore", Label(name="Sky", confidence=80.0))
+    line = json.dumps({"image_id": shore, "labels": [{"name": "beach", "source": "human"}]})
+    with transaction(engine) as s:
+        report = import_text(session=s, viewer=alice, text=line)
+    assert report.labels == 1 and not report.errors
+    with transaction(engine) as s:
+        human = [
+            r
+            for r in label_q.labels_for_image(session=s, viewer=alice, image_id=shore)
+            if r.model_version == ""
+        ]
+    assert [(r.name, r.parents, r.review) for r in human] == [("Beach", ["Outdoors"], ReviewState.CONFIRMED)]
+    for text in ("beach", "seaside", "outdoors"):
+        assert _names(_find(engine, plain, alice, text)) == ["shore"], text
+
+
+def test_a_name_differing_only_in_case_from_a_label_on_the_photo_is_that_label(engine: Engine) -> None:
+    # GIVEN a photo the model labelled "Beach"
+    alice = _user(engine, "alice")
+    photo = _photo(engine, alice, "shore", BEACH)
+    # WHEN a person confirms "beach" and then rejects "BEACH"
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=photo, name="beach", review=ReviewState.CONFIRMED
+        )
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=photo, name="BEACH", review=ReviewState.REJECTED
+        )
+    # THEN both verdicts went to the model's Beach, the last one standing (on every database)
+    with transaction(engine) as s:
+        human = [
+            r
+            for r in label_q.labels_for_image(session=s, viewer=alice, image_id=photo)
+            if r.model_version == ""
+        ]
+    assert [(r.name, r.review) for r in human] == [("Beach", ReviewState.REJECTED)]

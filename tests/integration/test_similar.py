@@ -194,29 +194,53 @@ def test_pack_unpack_round_trip() -> None:
 
 def test_a_similar_search_lists_the_photos_like_it_most_similar_first(services: Services) -> None:
     """``similar:<id>`` in the gallery's search box: the owner's photos most like that one,
-    best first, each saying what it looks like; another user's photo id finds nothing."""
+    best first, each saying how similar, down to the calibrated cutoff (issue 24 item 4: it
+    used to list every photo); the rest only when asked for; another user's photo id, a
+    partial id and an unknown one say so."""
     from labelkit.search.service import Searcher
 
     similar.clear_cache()
     ann, bob = _user(services, "ann"), _user(services, "bob")
     rng = np.random.default_rng(7)
     base = rng.standard_normal(embedding.EMBED_DIM)
+    base /= np.linalg.norm(base)
+
+    def at(cosine: float) -> np.ndarray:
+        """A unit vector whose cosine similarity to ``base`` is ``cosine``."""
+        other = rng.standard_normal(embedding.EMBED_DIM)
+        other -= (other @ base) * base
+        return cosine * base + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)
+
     ids = [_upload(services, ann, f"s{i}", _jpeg(_photo("coffee").resize((70 + i, 50)))) for i in range(4)]
     bobs = _upload(services, bob, "b0", _jpeg(_photo("coffee").resize((90, 60))))
+    cut = similar.SIMILAR_CUTOFF
+    cosines = [1.0, 0.97, (1 + cut) / 2, cut - 0.15, 0.99]  # ids[0..3], then bob's
     with transaction(services.engine) as s:
-        for n, image_id in enumerate([*ids, bobs]):
-            vec = base + 0.15 * n * rng.standard_normal(base.shape)  # further from ids[0] as n grows
+        for image_id, cosine in zip([*ids, bobs], cosines, strict=True):
             worker_q.save_features(
                 session=s,
                 image_id=image_id,
-                features=ImageFeatures(embedding=embedding.pack(vec), embedding_model="test-model"),
+                features=ImageFeatures(embedding=embedding.pack(at(cosine)), embedding_model="test-model"),
             )
     searcher = Searcher(services.settings.resolved_model_dir)
     with transaction(services.engine) as s:
         found = searcher.search(session=s, viewer=ann, text=f"similar:{ids[0]}")
-        assert [hit.image.id for hit in found.page.items] == ids[1:]  # bob's never, the photo itself never
-        assert found.page.total == 3
-        assert all(hit.why == ["looks like s0.jpg"] for hit in found.page.items)
-        scores = [hit.score for hit in found.page.items]
-        assert scores == sorted(scores, reverse=True) and 0 < scores[-1] <= 100
-        assert searcher.search(session=s, viewer=bob, text=f"similar:{ids[0]}").page.total == 0
+        # THEN the photos above the cutoff, best first (bob's never, the photo itself never)
+        assert [hit.image.id for hit in found.page.items] == ids[1:3]
+        assert found.page.total == 2 and found.less_similar == 1 and found.notice is None
+        assert [hit.why for hit in found.page.items] == [
+            ["looks like s0.jpg: similarity 0.97"],
+            [f"looks like s0.jpg: similarity {(1 + cut) / 2:.2f}"],
+        ]
+        # AND asking for more lists the less similar one too
+        more = searcher.search(session=s, viewer=ann, text=f"similar:{ids[0]}", more=True)
+        assert [hit.image.id for hit in more.page.items] == ids[1:] and more.less_similar == 0
+        # AND another user's id finds nothing, said as for an id that does not exist
+        theirs = searcher.search(session=s, viewer=bob, text=f"similar:{ids[0]}")
+        assert (
+            theirs.page.total == 0
+            and theirs.notice == f"No photo of yours has the id {ids[0]}: it may have been deleted."
+        )
+        # AND a partial id (cut when copied) says what an id looks like
+        partial = searcher.search(session=s, viewer=ann, text=f"similar:{ids[0][:10]}")
+        assert partial.page.total == 0 and partial.notice is not None and "whole image id" in partial.notice

@@ -9,9 +9,10 @@ Scoped by the viewer (another user's image is ``NotFound``). Every write runs in
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from labelkit.db import counts
@@ -31,6 +32,16 @@ def labels_for_image(*, session: Session, viewer: Viewer, image_id: str) -> list
     return list(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class KnownDetails:
+    """A label's parents, aliases and categories as a catalogue knows them: stored on a
+    person's label when the image has no model label of that name to copy them from."""
+
+    parents: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+
+
 def set_human_label(
     *,
     session: Session,
@@ -38,23 +49,46 @@ def set_human_label(
     image_id: str,
     name: str,
     review: ReviewState,
+    known: KnownDetails | None = None,
 ) -> LabelRow:
     """Confirm, reject or add a label as a person (stored beside the model's labels).
 
     Adding is confirming a name the model did not give. Repeating an action
-    updates the same human row (who and when) rather than adding another.
+    updates the same human row (who and when) rather than adding another. A name that
+    differs only in case from a label already on the image is that label ("beach" on a
+    photo labelled "Beach"), on every database.
     """
     image = get_image(session=session, viewer=viewer, image_id=image_id)
     with counts.counting(session, [image.id]):
-        return _set_human_label(session, viewer, image, name, review)
+        return _set_human_label(session, viewer, image, name, review, known)
+
+
+def _spelling_on_image(session: Session, image_id: str, clean: str) -> str:
+    """``clean`` spelled as a label already on the image spells it (a model's label first)."""
+    found = session.execute(
+        select(LabelRow.source, LabelRow.name).where(
+            LabelRow.image_id == image_id,
+            LabelRow.instance == 0,
+            func.lower(LabelRow.name) == clean.lower(),
+        )
+    ).all()
+    folded = clean.casefold()
+    same = sorted((source != LabelSource.MODEL, str(n)) for source, n in found if str(n).casefold() == folded)
+    return same[0][1] if same else clean
 
 
 def _set_human_label(
-    session: Session, viewer: Viewer, image: Image, name: str, review: ReviewState
+    session: Session,
+    viewer: Viewer,
+    image: Image,
+    name: str,
+    review: ReviewState,
+    known: KnownDetails | None = None,
 ) -> LabelRow:
     clean = " ".join(name.split())[:128]
     if not clean:
         raise ValueError("a label needs a name")
+    clean = _spelling_on_image(session, image.id, clean)
     # A locking read: with the image locked (counting), it sees a row another transaction
     # committed meanwhile (a plain read could use an older snapshot and insert a duplicate).
     row = session.scalar(
@@ -81,12 +115,13 @@ def _set_human_label(
             name=clean,
             instance=0,
             confidence=100.0,
-            parents=list(model.parents) if model else [],
-            aliases=list(model.aliases) if model else [],
-            categories=list(model.categories) if model else [],
+            parents=list(model.parents) if model else list(known.parents) if known else [],
+            aliases=list(model.aliases) if model else list(known.aliases) if known else [],
+            categories=list(model.categories) if model else list(known.categories) if known else [],
         )
         session.add(row)
     row.review = review
+    row.implied_by = None  # a person's own verdict (see counts.implied_rejections)
     row.created_by = viewer.user_id
     row.created_at = utcnow()
     session.flush()
@@ -126,6 +161,7 @@ def import_human_label(
     aliases: Sequence[str] | None = None,
     categories: Sequence[str] | None = None,
     boxes: Sequence[tuple[float, float, float, float, float]] = (),
+    known: KnownDetails | None = None,
 ) -> LabelRow:
     """A human label from an imported file: :func:`set_human_label`, then the file's
     parents, aliases and categories (when given) and its boxes.
@@ -136,7 +172,7 @@ def import_human_label(
     """
     image = get_image(session=session, viewer=viewer, image_id=image_id)
     with counts.counting(session, [image.id]):
-        row = _set_human_label(session, viewer, image, name, review)
+        row = _set_human_label(session, viewer, image, name, review, known)
         _import_details(session, viewer, row, review, parents, aliases, categories, boxes)
     return row
 

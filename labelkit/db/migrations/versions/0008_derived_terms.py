@@ -45,7 +45,8 @@ def upgrade() -> None:
     from labelkit.db.counts import derive_all_terms, rebuild
 
     session = Session(bind=op.get_bind())
-    derive_all_terms(session, with_owner=False)  # image_terms.owner_id comes with 0011
+    # image_terms.owner_id comes with 0011, labels.implied_by with 0013
+    derive_all_terms(session, with_owner=False, implied=False)
     rebuild(session)
     session.flush()
 
