@@ -32,6 +32,9 @@ class LabelEntry:
     review: str
     created_at: datetime | None
     boxes: list[BoxEntry] = field(default_factory=list)
+    # Rejected because a person rejected this name (not their own verdict on it; see
+    # labelkit.db.counts.implied_rejections): an import works it out again, it does not copy it.
+    rejected_with: str | None = None
 
 
 @dataclass(slots=True)
@@ -56,10 +59,19 @@ def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:
         for (source, _, name), rs in groups.items()
         if source == LabelSource.HUMAN.value
     }
+    implied = {
+        name: str(rs[0].implied_by)
+        for (source, _, name), rs in groups.items()
+        if source == LabelSource.HUMAN.value and rs[0].implied_by
+    }
     out = []
     for (source, version, name), rs in groups.items():
         rs.sort(key=lambda r: r.instance)
         head = rs[0]
+        if head.implied_by:
+            # A rejection no person gave (it follows from theirs, see counts.implied_rejections):
+            # it marks the model's label rejected, and is worked out again on import.
+            continue
         review = ReviewState(head.review).value if source == LabelSource.HUMAN.value else None
         out.append(
             LabelEntry(
@@ -85,6 +97,7 @@ def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:
                     for r in rs
                     if r.instance > 0 and r.box_left is not None
                 ],
+                rejected_with=implied.get(name) if source == LabelSource.MODEL.value else None,
             )
         )
     # Model labels first (by version), then people's; most confident first within each.

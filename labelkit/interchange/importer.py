@@ -165,6 +165,8 @@ def _from_jsonl(record: dict[str, Any], report: ImportReport) -> list[_Wanted]:
                     boxes=boxes,
                 )
             )
+        elif lab.get("rejected_with"):
+            report.skipped_predictions += 1  # follows from another rejection: worked out on import
         elif lab.get("review") in ("confirmed", "rejected") and name not in human_names:
             out.append(_Wanted(name=name, review=ReviewState(lab["review"])))
             human_names.add(name)

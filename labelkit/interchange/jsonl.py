@@ -40,6 +40,7 @@ def jsonl_record(entry: ImageEntry) -> dict[str, Any]:
                     }
                     for b in lab.boxes
                 ],
+                **({"rejected_with": lab.rejected_with} if lab.rejected_with else {}),
             }
             for lab in entry.labels
         ],

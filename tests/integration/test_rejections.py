@@ -366,3 +366,33 @@ def test_implied_rejections_rule() -> None:
     assert implied_rejections([*rows, dog, old]) == {"Feline": "Cat"}
     # no rejection, nothing implied
     assert implied_rejections(rows[:-1]) == {}
+
+
+def test_exports_give_a_persons_rejection_and_imports_work_out_what_it_implies(engine: Engine) -> None:
+    # GIVEN alice rejected Cat on a dog photo (ending Feline with it)
+    alice = _user(engine, "alice")
+    dog = _dog_called_cat(engine, alice, "a")
+    with transaction(engine) as s:
+        label_q.set_human_label(
+            session=s, viewer=alice, image_id=dog, name="Cat", review=ReviewState.REJECTED
+        )
+    # THEN JSON Lines lists her own verdict only, and marks the model's Feline rejected
+    (record,) = [
+        json.loads(line) for line in _export(engine, alice, ExportFormat.JSONL).decode().splitlines()
+    ]
+    human = [(lab["name"], lab["review"]) for lab in record["labels"] if lab["source"] == "human"]
+    assert human == [("Cat", "rejected")]
+    assert {lab["review"] for lab in record["labels"] if lab["name"] == "Feline"} == {"rejected"}
+    # AND COCO leaves both out
+    coco = json.loads(_export(engine, alice, ExportFormat.COCO))
+    assert not {"Cat", "Feline"} & {c["name"] for c in coco["categories"]}
+    # WHEN the file comes back in, replacing her labels THEN the same follows from it
+    with transaction(engine) as s:
+        interchange.import_text(session=s, viewer=alice, text=json.dumps(record), replace=True)
+    with transaction(engine) as s:
+        rows = label_q.labels_for_image(session=s, viewer=alice, image_id=dog)
+        assert sorted((r.name, r.review, r.implied_by) for r in rows if r.model_version == "") == [
+            ("Cat", ReviewState.REJECTED, None),
+            ("Feline", ReviewState.REJECTED, "Cat"),
+        ]
+        assert _total(s, alice, "Feline") == (0, 0)
