@@ -8,12 +8,14 @@ The scripts live in ``app_pages/``, a folder Streamlit does not auto-discover (i
 Who is offered what: nobody signed in -> sign-in only; a user -> the Images and Labels
 sections (the image page is hidden from the menu: the gallery opens it with ``?image=<id>``),
 plus Compare once the user's images carry more than one model version (compare mode); an
-admin -> also the Admin section.
+admin -> also the Admin section. A user who is not an admin is offered the admin pages too,
+hidden from the menu, so that their URL shows the page's own notice ("Only admins can see the
+pipeline") instead of silently showing the gallery (the page checks who is signed in).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -81,15 +83,29 @@ def signed_out_menu() -> list[StreamlitPage]:
     return [_st_page(e) for e in PAGES if e.audience == "signed_out"]
 
 
+def offered(*, admin: bool, compare: bool) -> dict[str, list[Entry]]:
+    """The entries a signed-in user is offered, by section (hidden ones by URL only)."""
+    audiences: set[Audience] = {"user"}
+    if compare:
+        audiences.add("compare")
+    if admin:
+        audiences.add("admin")
+    sections: dict[str, list[Entry]] = {}
+    for e in PAGES:
+        if e.section is None:
+            continue
+        if e.audience in audiences:
+            sections.setdefault(e.section, []).append(e)
+        elif e.audience == "admin":
+            # Reachable by URL only (a section of hidden pages shows no heading in the menu):
+            # the page tells a non-admin it is for admins, where Streamlit would show the gallery.
+            sections.setdefault(e.section, []).append(replace(e, hidden=True))
+    return sections
+
+
 def menu(*, admin: bool, compare: bool) -> dict[str, list[StreamlitPage]]:
     """What ``st.navigation`` offers a signed-in user, by section."""
-    offered: set[Audience] = {"user"}
-    if compare:
-        offered.add("compare")
-    if admin:
-        offered.add("admin")
-    sections: dict[str, list[StreamlitPage]] = {}
-    for e in PAGES:
-        if e.audience in offered and e.section is not None:
-            sections.setdefault(e.section, []).append(_st_page(e))
-    return sections
+    return {
+        section: [_st_page(e) for e in entries]
+        for section, entries in offered(admin=admin, compare=compare).items()
+    }

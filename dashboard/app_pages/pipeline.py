@@ -7,6 +7,7 @@ import altair as alt
 import streamlit as st
 
 from dashboard import core
+from dashboard.navigation import Page
 from labelkit import analytics
 from labelkit.db.models import ImageStatus
 from labelkit.db.queries import images as image_q
@@ -19,8 +20,11 @@ REFRESH_SECONDS = 5
 
 user = core.require_user()
 if not user.is_admin:
-    # Navigation never offers this page to non-admins; this guards a typed URL too.
-    st.error("This page is for administrators.", icon=":material/lock:")
+    # Navigation offers this page to non-admins only by URL (hidden from the menu), so that
+    # a typed or shared link says why it shows nothing rather than showing the gallery.
+    st.title("Pipeline")
+    st.error("Only admins can see the pipeline.", icon=":material/lock:")
+    st.page_link(Page.GALLERY, label="Back to the gallery", icon=":material/photo_library:")
     st.stop()
 viewer = user.viewer
 svc = core.services()

@@ -109,3 +109,19 @@ def test_admin_sees_everyones_images(
         bobs = image_q.list_images(session=s, viewer=bob.viewer).items[0].id
     at = app(alice, "app_pages/image.py", image=bobs)
     assert "owner bob" in texts(at)
+
+
+def test_a_non_admin_opening_the_pipeline_is_told_it_is_for_admins(
+    services: Services, alice: Principal, bob: Principal, alices_image: str
+) -> None:
+    # GIVEN bob (not an admin) opening the pipeline page's URL (the menu does not offer it)
+    at = app(bob, "app_pages/pipeline.py")
+    assert not at.exception
+    # THEN the page says why it shows nothing, and shows none of the pipeline
+    assert "Only admins can see the pipeline" in texts(at)
+    assert not at.metric and not at.dataframe
+    assert not [b for b in at.button if b.key and b.key.startswith(("retry", "redrive"))]
+    # WHEN alice (the admin) opens it THEN she sees the pipeline
+    at = app(alice, "app_pages/pipeline.py")
+    assert "Only admins" not in texts(at)
+    assert [m.label for m in at.metric][:3] == ["Waiting in queue", "In flight", "Dead letters"]

@@ -254,11 +254,3 @@ def test_pipeline_page_for_admins_with_retry_and_redrive(
     assert services.queue.stats().dead == 0
     at.button(key=f"retry::{image_id}").click().run()
     assert _status(services, bob, image_id) == ImageStatus.PENDING
-
-
-def test_pipeline_page_is_not_offered_to_other_users(
-    services: Services, alice: Principal, bob: Principal
-) -> None:
-    at = app(bob)
-    with pytest.raises(ValueError, match="Could not find a navigation page"):
-        at.switch_page("app_pages/pipeline.py")

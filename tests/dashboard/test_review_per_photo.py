@@ -4,6 +4,8 @@ current photo, select-all across pages, and the gallery's review filter."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from labelkit.auth import Principal
@@ -158,3 +160,84 @@ def test_gallery_filters_by_review_state(services: Services, alice: Principal) -
     at.selectbox(key="flt_review").set_value("rejected").run()
     assert names() == ["partly.jpg"]
     assert untouched not in (done, partly)
+
+
+def _marked(at) -> list[str]:
+    """The photos whose block the page's style marks as current (a coloured border)."""
+    bodies = [e.proto.body for e in elements(at, "html")]
+    return [m for b in bodies for m in re.findall(r"div\.st-key-photo--(\w+) \{ border", b)]
+
+
+def _scrolls_to(at) -> list[str]:
+    """The photos whose block a script of the page brings into view."""
+    scripts = [e.proto for e in elements(at, "html") if "<script>" in e.proto.body]
+    assert all(p.unsafe_allow_javascript for p in scripts)  # else the browser ignores them
+    return [m for p in scripts for m in re.findall(r'querySelector\("div\.st-key-photo--(\w+)"\)', p.body)]
+
+
+def test_the_current_photo_is_marked_and_brought_into_view_after_a_key(
+    services: Services, alice: Principal
+) -> None:
+    for n, d in (("red.jpg", RED), ("green.jpg", GREEN), ("blue.jpg", BLUE)):
+        upload(services, alice, n, d)
+    drain(services)
+    # GIVEN the review page as first opened: the first photo is marked current, and nothing
+    # scrolls (the title and the bulk actions stay in view)
+    at = app(alice, "app_pages/review.py")
+    first, second, third = _card_ids(at)
+    assert _marked(at) == [first] and _scrolls_to(at) == []
+    # WHEN N (next photo) is pressed
+    at.button(key="review_next").click().run()
+    # THEN the second photo is marked and the browser is told to bring it into view
+    assert _marked(at) == [second] and _scrolls_to(at) == [second]
+    first_script = next(e.proto.body for e in elements(at, "html") if "<script>" in e.proto.body)
+    # WHEN a photo is ticked (no key, no review) THEN the page does not scroll
+    at.checkbox(key=f"rsel::{third}").check().run()
+    assert _marked(at) == [second] and _scrolls_to(at) == []
+    # WHEN X rejects the current photo THEN the next one is marked and brought into view
+    at.button(key=f"reject_all::{second}").click().run()
+    assert _card_ids(at) == [first, third]
+    assert _marked(at) == [third] and _scrolls_to(at) == [third]
+    # WHEN P goes back THEN the first photo is brought into view, by a script that differs
+    # from every earlier one (the browser runs a script again only when it changes)
+    at.button(key="review_previous").click().run()
+    assert _scrolls_to(at) == [first]
+    assert first_script not in [e.proto.body for e in elements(at, "html")]
+
+
+def test_a_user_without_photos_is_told_to_upload_some(
+    services: Services, alice: Principal, bob: Principal
+) -> None:
+    # GIVEN alice, whose only photo has every label reviewed, and bob, who has no photo
+    image_id = upload(services, alice, "red.jpg", RED)
+    drain(services)
+    with transaction(services.engine) as s:
+        review_q.set_review_for_images(
+            session=s, viewer=alice.viewer, image_ids=[image_id], review=ReviewState.CONFIRMED
+        )
+    # WHEN bob opens the review page
+    at = app(bob, "app_pages/review.py")
+    assert not at.exception
+    # THEN it says he has no photos yet and links to the upload page; it does not claim
+    # that every label has been looked at
+    assert "No photos yet — upload some" in texts(at)
+    assert "Nothing to review" not in texts(at)
+    assert [p.proto.page for p in elements(at, "page_link")] == ["upload"]  # the Upload page's URL
+    # WHEN alice opens it THEN she is told that everything has been reviewed
+    at = app(alice, "app_pages/review.py")
+    assert "Nothing to review — every label has been looked at" in texts(at)
+    assert "No photos yet" not in texts(at)
+
+
+def test_photos_still_being_labelled_are_not_called_reviewed(services: Services, bob: Principal) -> None:
+    # GIVEN bob's photo, uploaded but not labelled yet
+    upload(services, bob, "red.jpg", RED)
+    # WHEN he opens the review page THEN it says the labels are on their way, not that all is done
+    at = app(bob, "app_pages/review.py")
+    assert not at.exception
+    assert "Nothing to review yet: 1 photo still being labelled" in texts(at)
+    assert "every label has been looked at" not in texts(at)
+    # AND once it is labelled, its labels wait for review
+    drain(services)
+    at = app(bob, "app_pages/review.py")
+    assert "1 photo with" in texts(at)

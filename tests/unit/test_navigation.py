@@ -7,7 +7,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from dashboard.navigation import PAGES, Page
+from dashboard import navigation
+from dashboard.navigation import PAGES, Entry, Page
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 
@@ -34,3 +35,24 @@ def test_nothing_auto_discovers_the_pages_and_no_page_path_is_spelled_outside_th
         if p.name != "navigation.py" and re.search(r"app_pages/\w+\.py", p.read_text())
     ]
     assert spelled == []
+
+
+def test_admin_pages_answer_a_non_admin_by_url_but_stay_out_of_the_menu() -> None:
+    # GIVEN what a user and an admin are offered
+    user = navigation.offered(admin=False, compare=False)
+    admin = navigation.offered(admin=True, compare=False)
+
+    def hidden(sections: dict[str, list[Entry]]) -> dict[Page, bool]:
+        return {e.page: e.hidden for entries in sections.values() for e in entries}
+
+    assert [e.page for e in PAGES if e.audience == "admin"] == [Page.PIPELINE]
+    # THEN a user is offered the pipeline hidden from the menu (its URL shows the page, which
+    # tells him it is for admins), where an admin sees it in the menu
+    assert hidden(user)[Page.PIPELINE] is True
+    assert hidden(admin)[Page.PIPELINE] is False
+    # and the other pages are offered alike, the compare page only in compare mode
+    assert {p: h for p, h in hidden(user).items() if p != Page.PIPELINE} == {
+        p: h for p, h in hidden(admin).items() if p != Page.PIPELINE
+    }
+    assert Page.COMPARE not in hidden(user)
+    assert Page.COMPARE in hidden(navigation.offered(admin=False, compare=True))
