@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -41,7 +43,7 @@ import numpy as np
 from labelkit.db.models import TermKind
 from labelkit.db.queries.labels import KnownDetails
 from labelkit.db.queries.search import TermRef
-from labelkit.search.text_model import STEM, TextEmbedder
+from labelkit.search.text_model import DIMENSION, STEM, TextEmbedder
 from labelkit.vocabulary import fold, tidy
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ RELATED_THRESHOLD = 0.65
 RELATED_MARGIN = 0.08
 #: At most this many related labels per term.
 RELATED_LIMIT = 4
+#: Strings a search embeds itself at most (the rest of a large vocabulary: in the background).
+SYNC_BUDGET = 256
+#: Strings embedded per background batch.
+BACKGROUND_BATCH = 128
+#: Vectors kept besides the catalogue's (least recently used ones leave first; ~1.5 kB each).
+CACHE_LIMIT = 20_000
 
 VOCAB_FORMAT = 1
 
@@ -160,19 +168,34 @@ def vocab_path(model_dir: Path) -> Path:
 
 
 class EmbeddingCache:
-    """Unit vectors of vocabulary strings, computed once (or read from the build's file)."""
+    """Unit vectors of vocabulary strings, computed once (or read from the build's file), and
+    shared by every search of the process.
 
-    def __init__(self, embedder: TextEmbedder, model_dir: Path) -> None:
+    No search waits for another's embedding work (issue 25): the lock guards the dictionary
+    only, never the model. A search embeds at most :data:`SYNC_BUDGET` strings it needs on
+    the spot (its own words first); the rest of a large vocabulary (a person who imported
+    3,000 label names) is embedded by one background thread, batch by batch, and the search
+    goes on with the vectors known so far. Vectors other than the catalogue's are kept for the
+    :data:`CACHE_LIMIT` most recently used strings (least recently used ones leave first).
+    """
+
+    def __init__(self, embedder: TextEmbedder, model_dir: Path, *, limit: int | None = None) -> None:
         self.embedder = embedder
         self.model_dir = Path(model_dir)
+        self.limit = CACHE_LIMIT if limit is None else limit
         self._lock = threading.Lock()
-        self._vectors: dict[str, np.ndarray] = {}
+        self._pinned: dict[str, np.ndarray] = {}  # the catalogue's vectors (from the build's file)
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()  # others, least recently used first
         self._preloaded = False
+        self._queued: set[str] = set()
+        self._todo: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
 
     def _preload(self) -> None:
-        if self._preloaded:
-            return
-        self._preloaded = True
+        with self._lock:
+            if self._preloaded:
+                return
+            self._preloaded = True
         path = vocab_path(self.model_dir)
         try:
             with np.load(path) as data:
@@ -180,21 +203,102 @@ class EmbeddingCache:
                 if int(data["format"]) != VOCAB_FORMAT or onnx_sha != _manifest_onnx_sha(self.model_dir):
                     logger.info("%s is stale; embedding the vocabulary in process", path)
                     return
-                for s, v in zip(data["strings"].tolist(), data["vectors"], strict=True):
-                    self._vectors[str(s)] = np.asarray(v, dtype=np.float32)
+                loaded = {
+                    str(s): np.asarray(v, dtype=np.float32)
+                    for s, v in zip(data["strings"].tolist(), data["vectors"], strict=True)
+                }
         except (OSError, KeyError, ValueError):
             logger.info("no usable %s; embedding the vocabulary in process", path)
+            return
+        with self._lock:
+            self._pinned.update(loaded)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pinned) + len(self._recent)
+
+    def _get(self, strings: Sequence[str]) -> dict[str, np.ndarray]:
+        """The vectors already known, marking them recently used (under the lock)."""
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for s in strings:
+                v = self._pinned.get(s)
+                if v is None:
+                    v = self._recent.get(s)
+                    if v is not None:
+                        self._recent.move_to_end(s)
+                if v is not None:
+                    found[s] = v
+        return found
+
+    def _put(self, strings: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for s, v in zip(strings, vectors, strict=True):
+                if s in self._pinned:
+                    continue
+                self._recent[s] = v
+                self._recent.move_to_end(s)
+                self._queued.discard(s)
+            while len(self._recent) > self.limit:
+                self._recent.popitem(last=False)
+
+    def _embed(self, strings: Sequence[str]) -> None:
+        """Embed outside the lock (two searches may embed one string twice: harmless)."""
+        if strings:
+            self._put(list(strings), self.embedder.embed(list(strings), batch_size=128))
+
+    def warm(self, strings: Sequence[str]) -> None:
+        """Embed these strings in the background (those not known or queued yet)."""
+        self._preload()
+        known = self._get(strings)
+        with self._lock:
+            todo = sorted({s for s in strings if s not in known and s not in self._queued}, key=len)
+            self._queued.update(todo)
+            if not todo:
+                return
+            for start in range(0, len(todo), BACKGROUND_BATCH):
+                self._todo.put(todo[start : start + BACKGROUND_BATCH])
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._drain, name="vocabulary-embedding", daemon=True)
+                self._worker.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                batch = self._todo.get(timeout=5)
+            except queue.Empty:
+                return
+            try:
+                self._embed(batch)
+            except Exception:  # the model failed: the strings stay unknown, searches go on without them
+                logger.exception("embedding %d vocabulary strings failed", len(batch))
+                with self._lock:
+                    self._queued.difference_update(batch)
+
+    def known(self, strings: Sequence[str], *, budget: int = SYNC_BUDGET) -> tuple[list[int], np.ndarray]:
+        """(indices into ``strings``, their vectors) for the strings with a vector now: those
+        already known, plus up to ``budget`` more embedded on the spot (the first ones given);
+        the others are queued for the background and left out of this answer."""
+        self._preload()
+        found = self._get(strings)
+        missing = list(dict.fromkeys(s for s in strings if s not in found))
+        now, later = missing[:budget], missing[budget:]
+        if now:
+            self._embed(now)
+            found.update(self._get(now))
+        if later:
+            self.warm(later)
+        indices = [i for i, s in enumerate(strings) if s in found]
+        if not indices:
+            return [], np.zeros((0, DIMENSION), dtype=np.float32)
+        return indices, np.stack([found[strings[i]] for i in indices])
 
     def vectors(self, strings: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            self._preload()
-            todo = sorted({s for s in strings if s not in self._vectors}, key=len)
-            if todo:
-                for s, v in zip(todo, self.embedder.embed(todo, batch_size=128), strict=True):
-                    self._vectors[s] = v
-            if not strings:
-                return np.zeros((0, 384), dtype=np.float32)
-            return np.stack([self._vectors[s] for s in strings])
+        """Every string's vector, embedding what is missing (for a few strings, e.g. a query)."""
+        indices, matrix = self.known(strings, budget=len(strings))
+        if len(indices) != len(strings):  # evicted meanwhile by other searches: embed again
+            return self.embedder.embed(list(strings), batch_size=128)
+        return matrix
 
 
 def _manifest_onnx_sha(model_dir: Path) -> str:
@@ -280,13 +384,15 @@ class Resolver:
         """Labels related to the term through the text model: (name, similarity), best first."""
         if self.cache is None or not self._strings or not self.cache.embedder.available():
             return []
-        vectors = self.cache.vectors(self._strings)
         query = self.cache.vectors([term])[0]
+        # The catalogue's vectors are known; a large vocabulary of one's own is embedded a
+        # batch at a time in the background, and matched once it is there.
+        indices, vectors = self.cache.known(self._strings)
         sims = vectors @ query
         best: dict[str, float] = {}
-        for i in np.flatnonzero(sims >= self.threshold):
-            for name in self._owner_of[self._strings[i]]:
-                best[name] = max(best.get(name, 0.0), float(sims[i]))
+        for k in np.flatnonzero(sims >= self.threshold):
+            for name in self._owner_of[self._strings[indices[k]]]:
+                best[name] = max(best.get(name, 0.0), float(sims[k]))
         if not best:
             return []
         top = max(best.values())
@@ -313,10 +419,11 @@ class Resolver:
         whatever the threshold."""
         if self.cache is None or not self._strings or not self.cache.embedder.available():
             return []
-        sims = self.cache.vectors(self._strings) @ self.cache.vectors([term])[0]
+        indices, vectors = self.cache.known(self._strings)
+        sims = vectors @ self.cache.vectors([term])[0]
         out: list[str] = []
-        for i in np.argsort(-sims):
-            for name in self._owner_of[self._strings[int(i)]]:
+        for k in np.argsort(-sims):
+            for name in self._owner_of[self._strings[indices[int(k)]]]:
                 if name not in out:
                     out.append(name)
             if len(out) >= limit:

@@ -228,9 +228,10 @@ class Searcher:
         if not names:
             return []
         if self.embedder.available():
-            sims = self.cache.vectors(names) @ self.cache.vectors([fold(text)])[0]
+            indices, vectors = self.cache.known(names)
+            sims = vectors @ self.cache.vectors([fold(text)])[0]
             order = sims.argsort()[::-1][:limit]
-            return [names[int(i)] for i in order]
+            return [names[indices[int(i)]] for i in order]
         folded = {fold(n): n for n in names}
         return [folded[f] for f in difflib.get_close_matches(fold(text), list(folded), n=limit, cutoff=0.0)]
 
