@@ -13,11 +13,15 @@ images of one owner are near-duplicates when
   model whose cosine similarity is at least :data:`MIN_COSINE` (the embedding confirms the
   borderline pairs a hash alone cannot tell from look-alike photos).
 
-Pairs are joined into groups with union-find. The suggested keeper of a group is the copy
-with the most pixels, then the sharpest (the labeller's Laplacian-variance sharpness), then the
-oldest. Finding pairs compares every hash with every other (numpy, in tiles): 0.7-1.3 s for
-10,000 images and 73-99 s for 100,000 on the 2-core machine under load (README table; the page caches the
-groups). Candidate pairs grow with the square too (1.8 % of unrelated photos are within 22
+Pairs are joined into groups with union-find. The suggested keeper of a group is chosen by
+:func:`keeper_key`: a copy people labelled, then the most pixels, then the most bytes per pixel
+(the least compressed), then the oldest. A person may choose another keeper
+(:meth:`DuplicateGroup.with_keeper`); before a copy people labelled is deleted, its labels can be
+copied to the keeper (:func:`copy_human_labels`).
+
+Finding pairs compares every hash with every other (numpy, in tiles): 0.7-1.3 s for 10,000
+images and 73-99 s for 100,000 on the 2-core machine under load (README table; the page caches
+the groups). Candidate pairs grow with the square too (1.8 % of unrelated photos are within 22
 bits), so the loose distance drops to :data:`LOOSE_BITS_LARGE` past :data:`LARGE_LIBRARY`
 images; past ~100,000 an index (or pairs kept as hashes are written) would be needed.
 """
@@ -25,15 +29,19 @@ images; past ~100,000 an index (or pairs kept as hashes are written) would be ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
 from labelkit.db.engine import transaction
+from labelkit.db.models import LabelRow, LabelSource
 from labelkit.db.queries import duplicates as dup_q
-from labelkit.db.queries.duplicates import HashedImage
+from labelkit.db.queries import images as image_q
+from labelkit.db.queries import labels as label_q
+from labelkit.db.queries.duplicates import HashedImage, KeeperFacts
 from labelkit.domain import Viewer
 
 logger = logging.getLogger(__name__)
@@ -141,14 +149,34 @@ def _components(n: int, edges: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class DuplicateGroup:
-    """Images that are copies of one another; ``keeper`` is the one to keep (also in ``image_ids``)."""
+    """Images that are copies of one another. ``keeper`` is the one to keep: the suggested one
+    (:func:`keeper_key`, first in ``image_ids``) or the one a person chose (:meth:`with_keeper`)."""
 
     keeper: str
-    image_ids: tuple[str, ...]  # the keeper first, then the others oldest first
+    image_ids: tuple[str, ...]  # the suggested keeper first, then the others oldest first
+    #: per ``image_ids`` entry: label names people added, confirmed or rejected on it (empty: not read)
+    human_labels: tuple[int, ...] = ()
+
+    @property
+    def suggested(self) -> str:
+        return self.image_ids[0]
 
     @property
     def others(self) -> tuple[str, ...]:
+        """Every copy but the keeper: what "delete the rest" deletes."""
         return tuple(i for i in self.image_ids if i != self.keeper)
+
+    def labels_by_people(self, image_id: str) -> int:
+        """How many label names people added, confirmed or rejected on ``image_id`` (0 if unknown)."""
+        if not self.human_labels or image_id not in self.image_ids:
+            return 0
+        return self.human_labels[self.image_ids.index(image_id)]
+
+    def with_keeper(self, image_id: str) -> DuplicateGroup:
+        """The same group with ``image_id`` (one of its copies) as the keeper."""
+        if image_id not in self.image_ids:
+            raise ValueError(f"{image_id!r} is not in this group")
+        return replace(self, keeper=image_id)
 
 
 def _confirmed(
@@ -185,9 +213,49 @@ def _confirmed(
     return ok
 
 
-def _keeper_order(im: HashedImage, sharp: dict[str, float]) -> tuple[float, float, float]:
-    # Most pixels, then sharpest, then oldest (min over these keys).
-    return (-(im.width * im.height), -sharp.get(im.image_id, 0.0), im.created_at.timestamp())
+def keeper_key(
+    *, human_labels: int, width: int, height: int, nbytes: int, created_at: datetime, image_id: str
+) -> tuple[bool, int, float, datetime, str]:
+    """The keeper rule, as a sort key (the smallest is kept):
+
+    1. a copy people labelled (any label added, confirmed or rejected by a person, or a box),
+       so that deleting the rest never drops human work;
+    2. then the most pixels (``width * height``);
+    3. then the most bytes per pixel: of copies of one size, the least compressed (a quality-35
+       re-save of a photo is a third of the original's bytes, and looks it);
+    4. then the oldest (``created_at``), then the image id, so the choice never depends on order.
+    """
+    pixels = width * height
+    per_pixel = nbytes / pixels if pixels > 0 else 0.0
+    return (human_labels <= 0, -pixels, -per_pixel, created_at, image_id)
+
+
+def _facts_key(f: KeeperFacts) -> tuple[bool, int, float, datetime, str]:
+    return keeper_key(
+        human_labels=f.human_labels,
+        width=f.width,
+        height=f.height,
+        nbytes=f.bytes,
+        created_at=f.created_at,
+        image_id=f.image_id,
+    )
+
+
+def _ordered(members: Sequence[KeeperFacts]) -> DuplicateGroup:
+    """A group of ``members``: the keeper by :func:`keeper_key`, then the others oldest first."""
+    keeper = min(members, key=_facts_key)
+    rest = sorted((f for f in members if f is not keeper), key=lambda f: (f.created_at, f.image_id))
+    ordered = (keeper, *rest)
+    return DuplicateGroup(
+        keeper=keeper.image_id,
+        image_ids=tuple(f.image_id for f in ordered),
+        human_labels=tuple(f.human_labels for f in ordered),
+    )
+
+
+def _group_order(g: DuplicateGroup) -> tuple[int, str]:
+    # Largest first; then by the earliest id, which a change of keeper does not move.
+    return (-len(g.image_ids), min(g.image_ids))
 
 
 def group(
@@ -195,13 +263,15 @@ def group(
     embeddings: dict[str, tuple[str, bytes]] | None = None,
     *,
     pairs: np.ndarray | None = None,
-    sharpness: dict[str, float] | None = None,
+    human_labels: Mapping[str, int] | None = None,
 ) -> list[DuplicateGroup]:
-    """Group ``images`` (all of one owner) by the rule; largest groups first.
+    """Group ``images`` (all of one owner) by the rule; largest groups first, each with its
+    keeper by :func:`keeper_key`.
 
     ``pairs`` are the candidate pairs within the loose distance (computed if not given);
     ``embeddings`` (image id -> (model, blob)) confirm those beyond :data:`STRICT_BITS`;
-    ``sharpness`` (image id -> 0-100) breaks ties between keepers of equal size."""
+    ``human_labels`` (image id -> label names people labelled it with) puts a copy people
+    labelled first (:func:`choose_keepers` reads them for the members)."""
     if pairs is None:
         values, has = hash_array([im.phash for im in images])
         pairs = close_pairs(values, loose_bits_for(len(images)), valid=has)
@@ -222,16 +292,24 @@ def group(
     members: dict[int, list[int]] = {}
     for i in np.flatnonzero(sizes[roots] > 1).tolist():
         members.setdefault(int(roots[i]), []).append(i)
-    sharp = sharpness or {}
-    groups: list[DuplicateGroup] = []
-    for idx in members.values():
-        ims = [images[i] for i in idx]
-        keeper = min(ims, key=lambda im: _keeper_order(im, sharp))
-        rest = sorted((im for im in ims if im is not keeper), key=lambda im: (im.created_at, im.image_id))
-        groups.append(
-            DuplicateGroup(keeper=keeper.image_id, image_ids=(keeper.image_id, *(r.image_id for r in rest)))
+    human = human_labels or {}
+    groups = [
+        _ordered(
+            [
+                KeeperFacts(
+                    image_id=im.image_id,
+                    width=im.width,
+                    height=im.height,
+                    bytes=im.bytes,
+                    created_at=im.created_at,
+                    human_labels=human.get(im.image_id, 0),
+                )
+                for im in (images[i] for i in idx)
+            ]
         )
-    groups.sort(key=lambda g: (-len(g.image_ids), g.keeper))
+        for idx in members.values()
+    ]
+    groups.sort(key=_group_order)
     return groups
 
 
@@ -267,16 +345,89 @@ def find_groups(*, engine: Engine, viewer: Viewer, owner_id: str) -> list[Duplic
                 image_ids=[images[i].image_id for i in borderline],
             )
     groups = group(images, embeddings, pairs=pairs)
-    if not groups:
-        return groups
-    # Sharpness only breaks ties between equally large copies: read it for the members only.
+    return choose_keepers(engine=engine, viewer=viewer, owner_id=owner_id, groups=groups)
+
+
+def choose_keepers(
+    *, engine: Engine, viewer: Viewer, owner_id: str, groups: Sequence[DuplicateGroup]
+) -> list[DuplicateGroup]:
+    """``groups`` with each keeper chosen again by :func:`keeper_key` from what the database
+    says now (one query for every member: people's labels change without changing any hash,
+    so a cached grouping is passed through here on every read). A member deleted meanwhile
+    drops out, and a group left with one photo is no group."""
+    ids = [i for g in groups for i in g.image_ids]
+    if not ids:
+        return []
     with transaction(engine) as s:
-        sharp = dup_q.sharpness(
-            session=s, viewer=viewer, owner_id=owner_id, image_ids=[i for g in groups for i in g.image_ids]
-        )
-    by_id = {im.image_id: im for im in images}
-    members = [by_id[i] for g in groups for i in g.image_ids]
-    return group(members, embeddings, sharpness=sharp) if sharp else groups
+        facts = dup_q.keeper_facts(session=s, viewer=viewer, owner_id=owner_id, image_ids=ids)
+    out = []
+    for g in groups:
+        members = [facts[i] for i in g.image_ids if i in facts]
+        if len(members) > 1:
+            out.append(_ordered(members))
+    out.sort(key=_group_order)
+    return out
+
+
+def _box(row: LabelRow) -> tuple[float, float, float, float, float] | None:
+    """A box row as ``import_human_label`` takes it (None for the image-level row)."""
+    left, top, width, height = row.box_left, row.box_top, row.box_width, row.box_height
+    if row.instance == 0 or left is None or top is None or width is None or height is None:
+        return None
+    return (left, top, width, height, row.confidence)
+
+
+def copy_human_labels(*, engine: Engine, viewer: Viewer, source_id: str, keeper_id: str) -> int:
+    """Copy what people did on ``source_id`` (a copy about to be deleted) onto ``keeper_id``:
+    every label they added, confirmed or rejected, with its parents, aliases, categories and
+    boxes. The keeper's own verdicts win: a name a person already labelled the keeper with
+    (in any case) is left as it is. Returns how many label names were copied.
+
+    Scoped by the viewer: either image not theirs is ``NotFound`` and nothing is written; two
+    images of different owners are refused (``ValueError``). One transaction, each label
+    written through :func:`labelkit.db.queries.labels.import_human_label` (inside
+    ``counts.counting``, so totals and search terms follow)."""
+    with transaction(engine) as s:
+        source = image_q.get_image(session=s, viewer=viewer, image_id=source_id)
+        keeper = image_q.get_image(session=s, viewer=viewer, image_id=keeper_id)
+        if source.owner_id != keeper.owner_id:
+            raise ValueError("the copy and the keeper belong to different people")
+        if source.id == keeper.id:
+            return 0
+        # A rejection with ``implied_by`` set was no person's verdict but follows from one
+        # (counts.implied_rejections): not copied, and it does not stop a person's own verdict
+        # being copied; the keeper's follow from what it ends up with.
+        by_name: dict[str, list[LabelRow]] = {}
+        for row in label_q.labels_for_image(session=s, viewer=viewer, image_id=source.id):
+            if row.source == LabelSource.HUMAN and row.implied_by is None:
+                by_name.setdefault(row.name, []).append(row)
+        kept = {
+            row.name.casefold()
+            for row in label_q.labels_for_image(session=s, viewer=viewer, image_id=keeper.id)
+            if row.source == LabelSource.HUMAN and row.implied_by is None
+        }
+        copied = 0
+        for name, rows in by_name.items():
+            if name.casefold() in kept:
+                continue
+            rows.sort(key=lambda r: r.instance)
+            head = rows[0]  # the image-level row (instance 0) when there is one
+            boxes = [b for b in map(_box, rows) if b is not None]
+            label_q.import_human_label(
+                session=s,
+                viewer=viewer,
+                image_id=keeper.id,
+                name=name,
+                review=head.review,
+                parents=list(head.parents),
+                aliases=list(head.aliases),
+                categories=list(head.categories),
+                boxes=boxes,
+            )
+            kept.add(name.casefold())
+            copied += 1
+    logger.info("copied %d people's labels from %s to %s", copied, source_id, keeper_id)
+    return copied
 
 
 def hash_upload(*, engine: Engine, image_id: str, owner_id: str, thumbnail: bytes) -> str | None:

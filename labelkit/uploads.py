@@ -244,6 +244,39 @@ def delete_images(*, services: Services, viewer: Viewer, image_ids: Sequence[str
     return deleted
 
 
+@dataclass(frozen=True, slots=True)
+class CopiesDeleted:
+    deleted: list[str]  # the copies deleted
+    labels_copied: int  # label names people gave them, copied to their keepers first
+
+
+def delete_copies(
+    *, services: Services, viewer: Viewer, keepers: Mapping[str, str], copy_labels: bool
+) -> CopiesDeleted:
+    """Delete near-duplicate copies: each key of ``keepers`` (copy id -> the keeper of its
+    group) as :func:`delete_image` does. With ``copy_labels``, what people did on a copy is first
+    copied onto its keeper (:func:`labelkit.duplicates.copy_human_labels`), and a copy whose
+    labels could not be copied is not deleted. A keeper is never deleted, even if also listed
+    as a copy. One that fails is logged and left as it was; the rest go on."""
+    deleted: list[str] = []
+    copied = 0
+    kept = set(keepers.values())
+    for copy_id, keeper_id in keepers.items():
+        if copy_id in kept:
+            continue
+        try:
+            if copy_labels:
+                copied += duplicates.copy_human_labels(
+                    engine=services.engine, viewer=viewer, source_id=copy_id, keeper_id=keeper_id
+                )
+            delete_image(services=services, viewer=viewer, image_id=copy_id)
+        except (LabelkitError, SQLAlchemyError, ValueError):
+            logger.warning("could not delete copy %s (keeper %s)", copy_id, keeper_id, exc_info=True)
+            continue
+        deleted.append(copy_id)
+    return CopiesDeleted(deleted=deleted, labels_copied=copied)
+
+
 def relabel_outdated(
     *, services: Services, viewer: Viewer, model_version: str, missing_features: bool = False
 ) -> int:

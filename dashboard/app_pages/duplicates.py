@@ -1,6 +1,8 @@
 """Duplicates: the viewer's near-duplicate groups (labelkit.duplicates) as rows of thumbnails with
-the suggested keeper marked; per group "keep suggested, delete the rest", and "delete all
-suggested" for every group at once, each behind a confirmation dialog. Admins may pick an owner."""
+the keeper marked (the suggested one, or another the person picked with "Keep this one", kept in
+the session while they stay); per group "keep the marked photo, delete the rest", and "delete all
+but the keepers" for every group at once, each behind a confirmation dialog that warns when a
+copy carries people's labels and offers to copy them to the keeper first. Admins may pick an owner."""
 
 from __future__ import annotations
 
@@ -15,14 +17,15 @@ from labelkit.db.queries import duplicates as dup_q
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer
-from labelkit.duplicates import DuplicateGroup, find_groups
-from labelkit.uploads import delete_images
+from labelkit.duplicates import DuplicateGroup, choose_keepers, find_groups
+from labelkit.uploads import delete_copies
 
 logger = logging.getLogger(__name__)
 
 GROUPS_SHOWN = 50
-COLUMNS = 6
+COLUMNS = 4  # wide enough for a tile's "Keep this one" button on one line
 CONFIRM = "dup_confirm"  # ("one", group index) or ("all", None) while a dialog is open
+PICKED = "dup_picked"  # image ids the person chose as keepers, the latest last
 
 user = core.require_user()
 viewer = user.viewer
@@ -32,7 +35,8 @@ core.show_flash()
 st.caption(
     "Photos that look like copies of one another (resized, recompressed, slightly cropped or "
     "recoloured, burst shots), grouped by their perceptual hash and image embedding. The suggested "
-    "keeper is the largest copy, then the sharpest, then the oldest."
+    "keeper is a copy people labelled, then the one with the most pixels, then the least compressed "
+    "(most bytes per pixel), then the oldest; pick another with “Keep this one”."
 )
 
 
@@ -61,7 +65,36 @@ if viewer.is_admin:
         "Owner", choices, format_func=lambda o: f"{names.get(o, o)}{' (you)' if o == viewer.user_id else ''}"
     )
 
-groups = _groups(owner_id)
+
+def _picked() -> list[str]:
+    picked = st.session_state.get(PICKED)
+    return list(picked) if isinstance(picked, list) else []
+
+
+def _pick(group: DuplicateGroup, image_id: str) -> None:
+    # One pick per group: the latest replaces the earlier; picking the suggested one undoes it.
+    picks = [i for i in _picked() if i not in group.image_ids]
+    if image_id != group.suggested:
+        picks.append(image_id)
+    st.session_state[PICKED] = picks
+
+
+def _chosen(group: DuplicateGroup, picks: list[str]) -> DuplicateGroup:
+    for image_id in reversed(picks):
+        if image_id in group.image_ids:
+            return group.with_keeper(image_id)
+    return group
+
+
+# The grouping is cached; the keepers are chosen again on every run (people's labels change
+# without changing any hash), then the person's picks are applied.
+picks = _picked()
+groups = [
+    _chosen(g, picks)
+    for g in choose_keepers(
+        engine=core.services().engine, viewer=viewer, owner_id=owner_id, groups=_groups(owner_id)
+    )
+]
 shown = groups[:GROUPS_SHOWN]
 with core.db() as s:
     images = image_q.images_by_ids(
@@ -73,46 +106,93 @@ def _close() -> None:
     st.session_state.pop(CONFIRM, None)
 
 
-def _delete(ids: list[str]) -> None:
-    deleted = delete_images(services=core.services(), viewer=viewer, image_ids=ids)
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _delete(plan: dict[str, str], copy_labels: bool) -> None:
+    result = delete_copies(services=core.services(), viewer=viewer, keepers=plan, copy_labels=copy_labels)
     _cached_groups.clear()
     core.data_changed()
-    if len(deleted) < len(ids):
-        core.flash(f"Deleted {len(deleted)} of {len(ids)} photos; the others could not be deleted just now.")
+    n = len(result.deleted)
+    copied = f"Copied {_plural(result.labels_copied, 'label')} to the keepers. " if copy_labels else ""
+    if n < len(plan):
+        core.flash(f"{copied}Deleted {n} of {len(plan)} photos; the others could not be deleted just now.")
     else:
-        core.flash(f"Deleted {len(deleted)} photo{'s' if len(deleted) != 1 else ''}.")
+        core.flash(f"{copied}Deleted {_plural(n, 'photo')}.")
 
 
 @st.dialog("Delete duplicates?", on_dismiss=_close)
-def _confirm(ids: list[str], what: str) -> None:
+def _confirm(plan: dict[str, str], what: str, people: dict[str, int]) -> None:
+    """``plan``: copy id -> the keeper of its group; ``people``: copy id -> labels people gave it."""
     st.warning(
-        f"Delete {what} ({len(ids)} photo{'s' if len(ids) != 1 else ''}) with their labels? "
-        "The suggested keepers stay. This cannot be undone.",
+        f"Delete {what} ({_plural(len(plan), 'photo')}) with their labels? "
+        "The marked keepers stay. This cannot be undone.",
         icon=":material/warning:",
     )
-    d1, d2 = st.columns(2)
-    if d1.button("Yes, delete", key="dup_delete_confirm", type="primary", width="stretch"):
-        _close()
-        _delete(ids)
-        st.rerun()
-    if d2.button("Cancel", key="dup_delete_cancel", width="stretch"):
+    labelled = [i for i in plan if people.get(i, 0) > 0]
+    if labelled:
+        st.error(
+            f"{_plural(len(labelled), 'photo')} of these {'carry' if len(labelled) != 1 else 'carries'} "
+            f"people's work: {_plural(sum(people[i] for i in labelled), 'label')} added, confirmed or "
+            "rejected by a person (with their boxes). Copy them to the photo kept in each group before "
+            "deleting? Where the keeper already has a person's verdict on the same label, the keeper's "
+            "stays.",
+            icon=":material/person:",
+        )
+        d1, d2, d3 = st.columns(3)
+        if d1.button(
+            "Copy their labels to the keeper, then delete",
+            key="dup_delete_copy",
+            type="primary",
+            width="stretch",
+        ):
+            _close()
+            _delete(plan, copy_labels=True)
+            st.rerun()
+        if d2.button("Delete without copying", key="dup_delete_confirm", width="stretch"):
+            _close()
+            _delete(plan, copy_labels=False)
+            st.rerun()
+    else:
+        d1, d3 = st.columns(2)
+        if d1.button("Yes, delete", key="dup_delete_confirm", type="primary", width="stretch"):
+            _close()
+            _delete(plan, copy_labels=False)
+            st.rerun()
+    if d3.button("Cancel", key="dup_delete_cancel", width="stretch"):
         _close()
         st.rerun()
 
 
-def _tile(img: Image, keeper: bool) -> None:
-    with st.container(border=True):
+def _tile(img: Image, group: DuplicateGroup, gi: int, k: int) -> None:
+    with st.container(border=True, key=f"dup_tile_{gi}_{k}"):
         thumb = core.thumbnail(img, square=True)
         if thumb:
             st.image(thumb, width="stretch")
         else:
             st.caption(":material/broken_image: preview unavailable")
-        if keeper:
-            st.markdown(":green-badge[:material/star: Keep]")
+        if img.id == group.keeper:
+            why = "suggested" if img.id == group.suggested else "your choice"
+            st.markdown(f":green-badge[:material/star: Keep · {why}]")
+        else:
+            st.button(
+                "Keep this one",
+                key=f"dup_keep_{gi}_{k}",
+                icon=":material/star_outline:",
+                on_click=_pick,
+                args=(group, img.id),
+                width="stretch",
+            )
+            if img.id == group.suggested:
+                st.caption("The suggested keeper")
         st.markdown(f"**{core.md(img.original_name)}**")
         st.caption(
             f"{img.width} × {img.height} px · {core.human_size(img.bytes)} · {img.created_at:%Y-%m-%d}"
         )
+        people = group.labels_by_people(img.id)
+        if people:
+            st.caption(f":material/person: {_plural(people, 'label')} added or reviewed by people")
         st.page_link(Page.IMAGE, label="Open", icon=":material/open_in_full:", query_params={"image": img.id})
 
 
@@ -124,11 +204,14 @@ extra = sum(len(g.others) for g in groups)
 top = st.columns([3, 2], vertical_alignment="center")
 top[0].markdown(
     f"**{len(groups)}** group{'s' if len(groups) != 1 else ''}, **{extra}** photo{'s' if extra != 1 else ''} "
-    "beyond the suggested keepers"
+    "beyond the keepers"
     + (f" (the first {GROUPS_SHOWN} groups are shown)" if len(groups) > GROUPS_SHOWN else "")
 )
 if top[1].button(
-    f"Delete all suggested ({extra})", key="dup_delete_all", type="primary", icon=":material/delete_sweep:"
+    f"Delete all but the keepers ({extra})",
+    key="dup_delete_all",
+    type="primary",
+    icon=":material/delete_sweep:",
 ):
     st.session_state[CONFIRM] = ("all", None)
 
@@ -137,7 +220,7 @@ for gi, g in enumerate(shown):
         head = st.columns([3, 2], vertical_alignment="center")
         head[0].markdown(f"#### Group {gi + 1} · {len(g.image_ids)} photos")
         if head[1].button(
-            f"Keep suggested, delete the rest ({len(g.others)})",
+            f"Keep the marked photo, delete the rest ({len(g.others)})",
             key=f"dup_delete_{gi}",
             icon=":material/delete:",
         ):
@@ -145,14 +228,24 @@ for gi, g in enumerate(shown):
         cols = st.columns(COLUMNS)
         for k, image_id in enumerate(i for i in g.image_ids if i in images):
             with cols[k % COLUMNS]:
-                _tile(images[image_id], image_id == g.keeper)
+                _tile(images[image_id], g, gi, k)
+
+
+def _plan(chosen: list[DuplicateGroup]) -> tuple[dict[str, str], dict[str, int]]:
+    """Copy id -> its group's keeper, and copy id -> labels people gave it."""
+    plan = {c: g.keeper for g in chosen for c in g.others}
+    people = {c: g.labels_by_people(c) for g in chosen for c in g.others}
+    return plan, people
+
 
 pending = st.session_state.get(CONFIRM)
 if pending is not None:
     kind, index = pending
     if kind == "all":
-        _confirm([i for g in groups for i in g.others], "every photo but the suggested keepers")
+        plan, people = _plan(groups)
+        _confirm(plan, "every photo but the keepers", people)
     elif isinstance(index, int) and index < len(shown):
-        _confirm(list(shown[index].others), f"the rest of group {index + 1}")
+        plan, people = _plan([shown[index]])
+        _confirm(plan, f"the rest of group {index + 1}", people)
     else:
         _close()

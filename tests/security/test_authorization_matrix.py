@@ -257,6 +257,7 @@ def test_every_viewer_function_is_covered() -> None:
         "retry_image",
         "delete_image",
         "delete_images",
+        "delete_copies",
         "relabel_outdated",
     }, sorted(USE_CASES)
 
@@ -349,6 +350,22 @@ def test_bulk_delete_deletes_only_the_viewers_images(services: Services, world: 
     assert _alice_footprint(services, world) == before
     with transaction(services.engine) as s, pytest.raises(NotFound):
         image_q.get_image(session=s, viewer=world.bob.viewer, image_id=world.bob_image)
+
+
+def test_deleting_copies_touches_only_the_viewers_images(services: Services, world: World) -> None:
+    # GIVEN alice's labelled image and bob's
+    before = _alice_footprint(services, world)
+    # WHEN bob deletes alice's image as a copy of his, or his as a copy of hers, copying the
+    # labels to the keeper first (the Duplicates page's call)
+    for keepers in ({world.alice_image: world.bob_image}, {world.bob_image: world.alice_image}):
+        result = uploads.delete_copies(
+            services=services, viewer=world.bob.viewer, keepers=keepers, copy_labels=True
+        )
+        # THEN nothing is deleted or copied (his copy stays: its labels could not go to hers)
+        assert result.deleted == [] and result.labels_copied == 0
+    assert _alice_footprint(services, world) == before
+    with transaction(services.engine) as s:
+        assert image_q.get_image(session=s, viewer=world.bob.viewer, image_id=world.bob_image)
 
 
 def test_relabelling_touches_only_the_viewers_images(services: Services, world: World) -> None:

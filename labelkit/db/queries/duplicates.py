@@ -1,6 +1,6 @@
 """Reads for near-duplicate detection (:mod:`labelkit.duplicates`): one owner's perceptual
-hashes with what picks a keeper, embeddings of chosen images, and storing a hash made at
-upload time.
+hashes, what picks a group's keeper (pixels, bytes, age and whether people labelled it), embeddings
+of chosen images, and storing a hash made at upload time.
 
 Scoped by the :class:`~labelkit.domain.Viewer`: a person reads only their own images; an
 administrator may read any owner's. Duplicates are always found within one owner.
@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labelkit.db.models import Image, ImageFeatureRow
+from labelkit.db.models import Image, ImageFeatureRow, LabelRow, LabelSource
 from labelkit.db.queries._scope import _IN_CHUNK
 from labelkit.domain import Viewer
 
@@ -29,7 +29,20 @@ class HashedImage:
     sha256: str
     width: int
     height: int
+    bytes: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeeperFacts:
+    """What the keeper rule (:func:`labelkit.duplicates.keeper_key`) reads of one image."""
+
+    image_id: str
+    width: int
+    height: int
+    bytes: int
+    created_at: datetime
+    human_labels: int  # label names a person added, confirmed or rejected on it (not implied ones)
 
 
 def _may_read(viewer: Viewer, owner_id: str) -> bool:
@@ -50,6 +63,7 @@ def hashed_images(*, session: Session, viewer: Viewer, owner_id: str) -> list[Ha
             Image.sha256,
             Image.width,
             Image.height,
+            Image.bytes,
             Image.created_at,
         )
         .outerjoin(ImageFeatureRow, ImageFeatureRow.image_id == Image.id)
@@ -57,32 +71,54 @@ def hashed_images(*, session: Session, viewer: Viewer, owner_id: str) -> list[Ha
         .order_by(Image.created_at, Image.id)
     )
     out: list[HashedImage] = []
-    for image_id, phash, sha256, width, height, created in session.execute(stmt):
+    for image_id, phash, sha256, width, height, nbytes, created in session.execute(stmt):
         out.append(
             HashedImage(
-                image_id=image_id, phash=phash, sha256=sha256, width=width, height=height, created_at=created
+                image_id=image_id,
+                phash=phash,
+                sha256=sha256,
+                width=width,
+                height=height,
+                bytes=nbytes,
+                created_at=created,
             )
         )
     return out
 
 
-def sharpness(
+def keeper_facts(
     *, session: Session, viewer: Viewer, owner_id: str, image_ids: Iterable[str]
-) -> dict[str, float]:
-    """image id -> the labeller's sharpness (0-100) for those of ``image_ids`` that have one
-    (read for group members only: parsing every image's properties would dominate)."""
+) -> dict[str, KeeperFacts]:
+    """image id -> what picks a keeper, for those of ``image_ids`` that are ``owner_id``'s: one
+    query (per 500 ids) for a whole set of groups, people's labels counted per image by a
+    correlated count over the labels' (image, source) key."""
     if not _may_read(viewer, owner_id):
         return {}
+    human = (
+        select(func.count(func.distinct(LabelRow.name)))
+        .where(
+            LabelRow.image_id == Image.id,
+            LabelRow.source == LabelSource.HUMAN,
+            LabelRow.implied_by.is_(None),  # a person's own verdicts, not what follows from them
+        )
+        .correlate(Image)
+        .scalar_subquery()
+    )
     ids = list(dict.fromkeys(image_ids))
-    out: dict[str, float] = {}
+    out: dict[str, KeeperFacts] = {}
     for start in range(0, len(ids), _IN_CHUNK):
-        stmt = select(Image.id, Image.properties).where(
+        stmt = select(Image.id, Image.width, Image.height, Image.bytes, Image.created_at, human).where(
             Image.owner_id == owner_id, Image.id.in_(ids[start : start + _IN_CHUNK])
         )
-        for image_id, props in session.execute(stmt):
-            sharp = props.get("sharpness") if isinstance(props, dict) else None
-            if isinstance(sharp, int | float):
-                out[image_id] = float(sharp)
+        for image_id, width, height, nbytes, created, n_human in session.execute(stmt):
+            out[image_id] = KeeperFacts(
+                image_id=image_id,
+                width=int(width),
+                height=int(height),
+                bytes=int(nbytes),
+                created_at=created,
+                human_labels=int(n_human or 0),
+            )
     return out
 
 
