@@ -206,14 +206,21 @@ with st.expander("Import labels", icon=":material/upload_file:"):
     replace = st.checkbox("Replace the human labels of the images in the file", key="import_replace")
     if st.button("Import", key="import_go", disabled=upload is None, icon=":material/publish:"):
         assert upload is not None
-        with core.db() as s:
-            report = interchange.import_text(
-                session=s,
-                viewer=viewer,
-                text=upload.getvalue(),
-                storage_url=core.settings().resolved_storage_url,
-                replace=replace,
-            )
+        bar = st.progress(0.0, text="Importing…")
+
+        def _progress(done: int, total: int) -> None:
+            bar.progress(done / max(total, 1), text=f"Importing… {done:,} of {total:,} lines")
+
+        # In short transactions (labelkit.interchange.importer): others' work goes on meanwhile.
+        report = interchange.import_text(
+            engine=core.services().engine,
+            viewer=viewer,
+            text=upload.getvalue(),
+            storage_url=core.settings().resolved_storage_url,
+            replace=replace,
+            progress=_progress,
+        )
+        bar.empty()
         core.data_changed()
         (st.warning if report.unknown or report.errors else st.success)(core.md(report.summary()))
         if report.errors:

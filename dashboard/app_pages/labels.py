@@ -38,7 +38,7 @@ m1.metric("Labelled images", int(statuses.get("labelled", 0)), border=True)
 m2.metric("Distinct labels", len(table), border=True)
 m3.metric(
     "Most common label",
-    str(most["label"]),
+    core.md(most["label"]),  # a label's name is the user's text: never markup
     help=f"On {int(most['images'])} labelled images (as a label or as a parent of one).",
     border=True,
 )

@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboard import core
 from dashboard.navigation import Page
-from labelkit import render
+from labelkit import render, reviewing
 from labelkit.db.models import ImageStatus, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
@@ -27,6 +27,7 @@ PAGE_SIZE = 5  # photos per page
 PHOTO_SIDE = 720  # pixels a side of each photo sent (boxes drawn on it)
 KEY_ACCEPT, KEY_REJECT, KEY_NEXT, KEY_PREVIOUS = "A", "X", "N", "P"  # "R" is Streamlit's rerun
 SELECTED = "review_selected"  # ids of ticked photos, kept across pages
+ALL_SHOWN = "review_all_shown"  # the photos "Select all" counted on the last screen shown
 FOLLOW = "review_follow"  # set when a key or a review moved the current photo: scroll to it
 LABELS_UNSCROLLED = 7  # a photo with more labels lists them in a scrolling box, so its block fits
 LABELS_BOX_PX = 400  # that box's height
@@ -86,8 +87,12 @@ st.caption(
 )
 
 page_no = int(st.session_state.get("review_page", 1) or 1)
+# "Select all N photos" acts on exactly the N photos it counted on the screen the person saw
+# (issue 25): a photo that arrives after that is not reviewed by it.
+shown_all: list[str] = list(st.session_state.get(ALL_SHOWN) or [])
 with core.db() as s:
-    photos = review_q.count_review_images(session=s, viewer=viewer)
+    all_ids = review_q.review_image_ids(session=s, viewer=viewer)
+    photos = len(all_ids)
     waiting = review_q.count_review_queue(session=s, viewer=viewer)
     pages = max(1, -(-photos // PAGE_SIZE))
     page_no = min(page_no, pages)
@@ -114,11 +119,18 @@ def _label_review(image_id: str, names: list[str], review: ReviewState) -> int:
     return done
 
 
-def _bulk_review(image_ids: list[str] | None, review: ReviewState) -> int:
-    """Every label awaiting review on these photos (``None``: on every photo awaiting review)."""
-    with core.db() as s:
-        ids = review_q.review_image_ids(session=s, viewer=viewer) if image_ids is None else image_ids
-        n = review_q.set_review_for_images(session=s, viewer=viewer, image_ids=ids, review=review)
+def _bulk_review(image_ids: list[str], review: ReviewState) -> int:
+    """Every label awaiting review on these photos, in short transactions (others' work goes
+    on meanwhile), with a progress bar."""
+    bar = st.progress(0.0, text="Reviewing…")
+
+    def _progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Reviewing… {done:,} of {total:,} labels")
+
+    n = reviewing.review_images(
+        engine=core.services().engine, viewer=viewer, image_ids=image_ids, review=review, progress=_progress
+    )
+    bar.empty()
     core.data_changed()
     return n
 
@@ -209,12 +221,13 @@ with st.container(border=True):
     )
 if accept_sel or reject_sel:
     verdict = ReviewState.CONFIRMED if accept_sel else ReviewState.REJECTED
-    n = _bulk_review(None if every else sorted(selected), verdict)
+    n = _bulk_review((shown_all or all_ids) if every else sorted(selected), verdict)
     selected.clear()
     st.session_state.pop("review_select_all", None)
     core.flash(f"{'Accepted' if accept_sel else 'Rejected'} {_plural(n, 'label')}.")
     st.rerun()
 core.show_flash()
+st.session_state[ALL_SHOWN] = all_ids  # what "Select all" counted on this screen
 
 nav = st.container(horizontal=True, gap="small")
 if nav.button("Previous", key="review_previous", icon=":material/arrow_upward:", shortcut=KEY_PREVIOUS):

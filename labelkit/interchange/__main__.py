@@ -193,13 +193,10 @@ def _import(args: argparse.Namespace, engine: object, storage_url: str) -> int:
         if user is None:
             _err(f"no user {args.user!r}")
             return 1
-        report = interchange.import_text(
-            session=s,
-            viewer=Viewer(user_id=user.id, is_admin=user.is_admin),
-            text=text,
-            storage_url=storage_url,
-            replace=args.replace,
-        )
+        viewer = Viewer(user_id=user.id, is_admin=user.is_admin)
+    report = interchange.import_text(
+        engine=engine, viewer=viewer, text=text, storage_url=storage_url, replace=args.replace
+    )
     sys.stdout.write(report.summary() + "\n")
     for key in report.unknown:
         _err(f"unknown image: {key}")

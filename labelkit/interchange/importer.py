@@ -4,26 +4,44 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from labelkit.db.models import Image, LabelSource, ReviewState
+from labelkit.db.engine import let_others_write, transaction
+from labelkit.db.models import LabelSource, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
 from labelkit.domain import Viewer
+from labelkit.errors import NotFound
 from labelkit.interchange.boxes import clamp_box
 from labelkit.interchange.manifest import key_from_source_ref
 from labelkit.search.expand import catalog_label, known_details
+
+logger = logging.getLogger(__name__)
+
+
+#: Lines one import takes at most (a bigger file is refused whole: split it).
+MAX_LINES = 50_000
+#: Labels one line may give one image (a line with more is refused).
+MAX_LABELS_PER_IMAGE = 1_000
+#: Label rows (labels and boxes) written per transaction.
+BATCH_ROWS = 200
 
 
 @dataclass(slots=True)
 class ImportReport:
     lines: int = 0
     images: int = 0  # images matched and written to
+    transactions: int = 0  # the writes went in this many transactions
+    longest_transaction_s: float = 0.0  # the longest of them (how long others could wait)
     labels: int = 0  # human labels written
     boxes: int = 0
     skipped_predictions: int = 0  # model labels (JSON Lines: unreviewed; manifests: human-annotated "no")
@@ -33,8 +51,8 @@ class ImportReport:
 
     def summary(self) -> str:
         text = (
-            f"{self.lines} lines: {self.labels} human labels ({self.boxes} boxes) on {self.images} images"
-            f", {self.skipped_predictions} model predictions skipped"
+            f"{self.lines:,} lines: {self.labels:,} human labels ({self.boxes:,} boxes) on "
+            f"{self.images:,} images, {self.skipped_predictions:,} model predictions skipped"
         )
         if self.unknown:
             text += f", {len(self.unknown)} unknown images: {', '.join(self.unknown[:20])}"
@@ -244,17 +262,24 @@ def _from_manifest(record: dict[str, Any], width: int, height: int, report: Impo
 
 def import_lines(
     *,
-    session: Session,
+    engine: Engine,
     viewer: Viewer,
     lines: Iterable[str],
     storage_url: str = "",
     replace: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> ImportReport:
     """Import a JSON Lines export or a manifest as human labels by ``viewer`` (see the module doc).
 
-    With ``replace`` every human label on the matched images is removed first, so the
-    file becomes the images' whole human truth (an import of an export then gives the
-    same export back).
+    Written in short transactions of at most ``batch_rows`` label rows each (a line with more
+    labels is split over several), so an import never holds the database for long: other
+    people's sign-ins, uploads and labelling go on between them. ``progress(lines done,
+    lines)`` is called after each. A file of more than :data:`MAX_LINES` lines is refused
+    whole, a line with more than :data:`MAX_LABELS_PER_IMAGE` labels on its own, each with
+    the reason. With ``replace`` every human label on the matched images is removed first,
+    so the file becomes the images' whole human truth (an import of an export then gives
+    the same export back).
     """
     report = ImportReport()
     parsed: list[tuple[int, dict[str, Any]]] = []
@@ -263,6 +288,8 @@ def import_lines(
         if not text:
             continue
         report.lines += 1
+        if report.lines > MAX_LINES:
+            continue  # counted, so the refusal can say how many
         try:
             record = json.loads(text)
         except json.JSONDecodeError as e:
@@ -272,32 +299,34 @@ def import_lines(
             report.errors.append(f"line {number}: not a JSON object")
             continue
         parsed.append((number, record))
+    if report.lines > MAX_LINES:
+        report.errors = [
+            f"the file has {report.lines:,} lines; at most {MAX_LINES:,} are imported at once: "
+            "split it and import the parts (nothing was imported)"
+        ]
+        return report
 
     def key_of(record: dict[str, Any]) -> str | None:
         if "source-ref" in record:
             return key_from_source_ref(str(record["source-ref"]), storage_url or "./data/images")
         return str(record["object_key"]) if record.get("object_key") else None
 
-    by_id = image_q.images_by_ids(
-        session=session, viewer=viewer, image_ids=[str(r["image_id"]) for _, r in parsed if r.get("image_id")]
-    )
-    by_key = image_q.images_by_object_keys(
-        session=session, viewer=viewer, keys=[k for _, r in parsed if (k := key_of(r))]
-    )
-    matched: list[tuple[int, dict[str, Any], Image]] = []
+    with transaction(engine) as session:
+        by_id = image_q.images_by_ids(
+            session=session,
+            viewer=viewer,
+            image_ids=[str(r["image_id"]) for _, r in parsed if r.get("image_id")],
+        )
+        by_key = image_q.images_by_object_keys(
+            session=session, viewer=viewer, keys=[k for _, r in parsed if (k := key_of(r))]
+        )
+    taken: list[tuple[int, str, list[label_q.HumanLabel]]] = []  # line, image id, its labels
     for number, record in parsed:
         key = key_of(record)
         image = by_id.get(str(record.get("image_id") or "")) or (by_key.get(key) if key else None)
         if image is None:
             report.unknown.append(str(record.get("image_id") or key or f"line {number}"))
             continue
-        matched.append((number, record, image))
-    if replace:
-        label_q.delete_human_labels(
-            session=session, viewer=viewer, image_ids=[img.id for _, _, img in matched]
-        )
-    touched: set[str] = set()
-    for number, record, image in matched:
         try:
             # Counts go to the file's report only if the whole line is taken.
             line = ImportReport()
@@ -305,44 +334,129 @@ def import_lines(
                 wanted = _from_manifest(record, image.width, image.height, line)
             else:
                 wanted = _from_jsonl(record, line)
+            if len(wanted) > MAX_LABELS_PER_IMAGE:
+                raise ValueError(
+                    f"{len(wanted):,} labels for one image; at most {MAX_LABELS_PER_IMAGE:,} are imported "
+                    "per image"
+                )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             report.errors.append(f"line {number}: {e}")
             continue
         report.skipped_predictions += line.skipped_predictions
         report.clamped_boxes += line.clamped_boxes
-        for w in wanted:
-            # A catalogue name in another case ("beach") is the catalogue's label ("Beach"),
-            # with its parents, aliases and categories when the file gives none.
-            known = catalog_label(w.name)
-            label_q.import_human_label(
-                session=session,
-                viewer=viewer,
-                image_id=image.id,
-                name=known.name if known is not None else w.name,
-                known=known_details(w.name),
-                review=w.review,
-                parents=w.parents,
-                aliases=w.aliases,
-                categories=w.categories,
-                boxes=w.boxes,
-            )
-            report.labels += 1
-            report.boxes += len(w.boxes)
-        touched.add(image.id)
-    report.images = len(touched)
+        taken.append((number, image.id, [_human_label(w) for w in wanted]))
+
+    batches = list(_batches(taken, batch_rows))
+    gone: set[str] = set()
+    last_batch = {number: i for i, batch in enumerate(batches) for number, _, _ in batch}
+    try:
+        if replace:
+            ids = sorted({image_id for _, image_id, _ in taken})
+            for start in range(0, len(ids), batch_rows):
+                let_others_write(engine)
+                with _timed(report), transaction(engine) as session:
+                    label_q.delete_human_labels(
+                        session=session, viewer=viewer, image_ids=ids[start : start + batch_rows]
+                    )
+        for i, batch in enumerate(batches):
+            if i:
+                let_others_write(engine)
+            with _timed(report), transaction(engine) as session:
+                for _, image_id, labels in batch:
+                    try:
+                        label_q.set_human_labels(
+                            session=session, viewer=viewer, image_id=image_id, labels=labels
+                        )
+                    except NotFound:  # deleted since the file was read
+                        report.unknown.append(image_id)
+                        gone.add(image_id)
+                        continue
+                    report.labels += len(labels)
+                    report.boxes += sum(len(lab.boxes or ()) for lab in labels)
+            if progress is not None:
+                progress(sum(1 for last in last_batch.values() if last <= i), len(last_batch))
+    except SQLAlchemyError as e:
+        logger.warning("import stopped: the database did not take a batch", exc_info=True)
+        report.errors.append(
+            f"the import stopped after {report.labels:,} labels: the database did not take the next "
+            f"ones ({type(e).__name__}); import the file again to finish (labels already there are kept)"
+        )
+    report.images = len({image_id for _, image_id, _ in taken} - gone)
     return report
 
 
+def _human_label(w: _Wanted) -> label_q.HumanLabel:
+    # A catalogue name in another case ("beach") is the catalogue's label ("Beach"), with its
+    # parents, aliases and categories when the file gives none.
+    known = catalog_label(w.name)
+    return label_q.HumanLabel(
+        name=known.name if known is not None else w.name,
+        review=w.review,
+        parents=w.parents,
+        aliases=w.aliases,
+        categories=w.categories,
+        boxes=list(w.boxes),
+        known=known_details(w.name),
+    )
+
+
+def _batches(
+    taken: list[tuple[int, str, list[label_q.HumanLabel]]], rows: int
+) -> Iterator[list[tuple[int, str, list[label_q.HumanLabel]]]]:
+    """Lines grouped so each group writes at most ``rows`` label rows (a longer line is split
+    into parts, each a group of its own)."""
+    batch: list[tuple[int, str, list[label_q.HumanLabel]]] = []
+    size = 0
+    for number, image_id, labels in taken:
+        part: list[label_q.HumanLabel] = []
+        part_rows = 0
+        for lab in labels:
+            if part and part_rows + lab.rows > rows:
+                if batch and size + part_rows > rows:
+                    yield batch
+                    batch, size = [], 0
+                batch.append((number, image_id, part))
+                size += part_rows
+                part, part_rows = [], 0
+            part.append(lab)
+            part_rows += lab.rows
+        if part:
+            if batch and size + part_rows > rows:
+                yield batch
+                batch, size = [], 0
+            batch.append((number, image_id, part))
+            size += part_rows
+    if batch:
+        yield batch
+
+
+@contextmanager
+def _timed(report: ImportReport) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.transactions += 1
+        report.longest_transaction_s = max(report.longest_transaction_s, time.perf_counter() - start)
+
+
 def import_text(
-    *, session: Session, viewer: Viewer, text: str | bytes, storage_url: str = "", replace: bool = False
+    *,
+    engine: Engine,
+    viewer: Viewer,
+    text: str | bytes,
+    storage_url: str = "",
+    replace: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """:func:`import_lines` over a whole file's content."""
     if isinstance(text, bytes):
         text = text.decode("utf-8-sig")
     return import_lines(
-        session=session,
+        engine=engine,
         viewer=viewer,
         lines=io.StringIO(text),
         storage_url=storage_url,
         replace=replace,
+        progress=progress,
     )

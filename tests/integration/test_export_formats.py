@@ -64,8 +64,7 @@ def _import(
     engine: Engine, viewer: Viewer, lines: list[dict[str, Any]], storage_url: str = "s3://b"
 ) -> interchange.ImportReport:
     text = "".join(json.dumps(line) + "\n" for line in lines)
-    with transaction(engine) as s:
-        return interchange.import_text(session=s, viewer=viewer, text=text, storage_url=storage_url)
+    return interchange.import_text(engine=engine, viewer=viewer, text=text, storage_url=storage_url)
 
 
 # --------------------------------------------------------------------------- import validation
@@ -278,8 +277,7 @@ def test_local_manifest_names_file_paths_or_the_configured_s3_form(
     s3_refs = [json.loads(line)["source-ref"] for line in s3.data.decode().splitlines()]
     assert all(r.startswith("s3://bucket/photos/users/") for r in s3_refs)
     # The s3:// form imports back in local mode (matched by the object key).
-    with transaction(engine) as s:
-        report = interchange.import_text(session=s, viewer=alice, text=s3.data, storage_url=local)
+    report = interchange.import_text(engine=engine, viewer=alice, text=s3.data, storage_url=local)
     assert report.unknown == [] and report.images == 3
 
 

@@ -257,20 +257,17 @@ def test_jsonl_round_trip_and_unknown_images(engine: Engine, world: dict[str, ob
     with transaction(engine) as s:
         s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
     assert _export(engine, alice, ExportFormat.JSONL) != first  # type: ignore[arg-type]
-    with transaction(engine) as s:
-        report = interchange.import_text(session=s, viewer=alice, text=first, storage_url=STORAGE)  # type: ignore[arg-type]
+    report = interchange.import_text(engine=engine, viewer=alice, text=first, storage_url=STORAGE)  # type: ignore[arg-type]
     assert report.unknown == [] and report.errors == [] and report.labels == 3
     assert _export(engine, alice, ExportFormat.JSONL) == first  # type: ignore[arg-type]
     # Importing again with --replace changes nothing either.
-    with transaction(engine) as s:
-        interchange.import_text(session=s, viewer=alice, text=first, storage_url=STORAGE, replace=True)  # type: ignore[arg-type]
+    interchange.import_text(engine=engine, viewer=alice, text=first, storage_url=STORAGE, replace=True)  # type: ignore[arg-type]
     assert _export(engine, alice, ExportFormat.JSONL) == first  # type: ignore[arg-type]
     # bob cannot write to alice's images: they are reported as unknown, as are ids that do not exist.
     extra = json.dumps({"image_id": "nope", "labels": [{"name": "Dog"}]})
-    with transaction(engine) as s:
-        report = interchange.import_text(
-            session=s, viewer=bob, text=first + extra.encode(), storage_url=STORAGE
-        )  # type: ignore[arg-type]
+    report = interchange.import_text(
+        engine=engine, viewer=bob, text=first + extra.encode(), storage_url=STORAGE
+    )  # type: ignore[arg-type]
     assert len(report.unknown) == 3 and "nope" in report.unknown and report.images == 1
 
 
@@ -282,8 +279,8 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     # GIVEN bob's photo with only model labels: its manifest says human-annotated "no" throughout
     manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
     # WHEN it is imported back
+    report = interchange.import_text(engine=engine, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
     with transaction(engine) as s:
-        report = interchange.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
         rows = label_q.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
     # THEN the model's labels stay the model's: nothing becomes a confirmed human label
     assert report.unknown == [] and report.errors == [] and report.labels == 0 and report.boxes == 0
@@ -302,8 +299,9 @@ def test_manifest_import_adds_confirmed_human_labels_with_boxes(
     manifest = _export(engine, alice, ExportFormat.MANIFEST, owner="bob")  # type: ignore[arg-type]
     with transaction(engine) as s:
         s.execute(delete(LabelRow).where(LabelRow.source == LabelSource.HUMAN))
-        report = interchange.import_text(session=s, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
-        assert report.unknown == [] and report.images == 1 and report.boxes == 2
+    report = interchange.import_text(engine=engine, viewer=alice, text=manifest, storage_url=STORAGE)  # type: ignore[arg-type]
+    assert report.unknown == [] and report.images == 1 and report.boxes == 2
+    with transaction(engine) as s:
         rows = label_q.labels_for_image(session=s, viewer=alice, image_id=bob_cat)  # type: ignore[arg-type]
     # THEN only the confirmed class comes back as a person's, with its boxes
     human = {(r.name, r.instance): r for r in rows if r.source == LabelSource.HUMAN}

@@ -387,8 +387,7 @@ def test_exports_give_a_persons_rejection_and_imports_work_out_what_it_implies(e
     coco = json.loads(_export(engine, alice, ExportFormat.COCO))
     assert not {"Cat", "Feline"} & {c["name"] for c in coco["categories"]}
     # WHEN the file comes back in, replacing her labels THEN the same follows from it
-    with transaction(engine) as s:
-        interchange.import_text(session=s, viewer=alice, text=json.dumps(record), replace=True)
+    interchange.import_text(engine=engine, viewer=alice, text=json.dumps(record), replace=True)
     with transaction(engine) as s:
         rows = label_q.labels_for_image(session=s, viewer=alice, image_id=dog)
         assert sorted((r.name, r.review, r.implied_by) for r in rows if r.model_version == "") == [

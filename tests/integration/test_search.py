@@ -406,8 +406,7 @@ def test_an_imported_lower_case_catalogue_label_is_stored_the_catalogues_way(
     alice = _user(engine, "alice")
     shore = _photo(engine, alice, "shore", Label(name="Sky", confidence=80.0))
     line = json.dumps({"image_id": shore, "labels": [{"name": "beach", "source": "human"}]})
-    with transaction(engine) as s:
-        report = import_text(session=s, viewer=alice, text=line)
+    report = import_text(engine=engine, viewer=alice, text=line)
     assert report.labels == 1 and not report.errors
     with transaction(engine) as s:
         human = [

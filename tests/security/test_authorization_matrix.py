@@ -177,6 +177,7 @@ def _arguments(fn: Callable[..., Any], w: World, viewer: Viewer) -> dict[str, An
         "ranked": [(w.alice_image, 90.0)],
         "why": "looks like alice-secret.jpg",
         "thumb_key": "thumbs/late-thumb.jpg",
+        "labels": [label_q.HumanLabel(ALICE_LABEL, ReviewState.CONFIRMED)],
     }
     args: dict[str, Any] = {}
     for name, param in inspect.signature(fn).parameters.items():

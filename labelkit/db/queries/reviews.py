@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from labelkit.db.models import ALL_OWNERS, Image, LabelCount, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries._scope import _IN_CHUNK, _awaiting_review, _scoped, _totals_owner
 from labelkit.db.queries.images import images_by_ids
-from labelkit.db.queries.labels import set_human_label
+from labelkit.db.queries.labels import HumanLabel, set_human_labels
 from labelkit.domain import Viewer
 
 
@@ -161,26 +161,45 @@ def review_images(*, session: Session, viewer: Viewer, limit: int = 10, offset: 
     return out
 
 
+def awaiting_pairs(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> list[tuple[str, str]]:
+    """(image id, label name) of every label awaiting review on the viewer's images among
+    ``image_ids`` (others are left out, as if missing), in image then name order."""
+    ids = sorted(set(image_ids))
+    out: list[tuple[str, str]] = []
+    for start in range(0, len(ids), _IN_CHUNK):
+        out += [
+            (str(i), str(n))
+            for i, n in session.execute(
+                _scoped(
+                    select(LabelRow.image_id, LabelRow.name)
+                    .join(Image, Image.id == LabelRow.image_id)
+                    .where(LabelRow.image_id.in_(ids[start : start + _IN_CHUNK]), *_awaiting_review())
+                    .distinct()
+                    .order_by(LabelRow.image_id, LabelRow.name),
+                    viewer,
+                )
+            )
+        ]
+    return out
+
+
 def set_review_for_images(
     *, session: Session, viewer: Viewer, image_ids: Iterable[str], review: ReviewState
 ) -> int:
     """Confirm or reject every label awaiting review on the viewer's images among
     ``image_ids`` (others are left out, as if missing); returns how many labels were reviewed.
-    Labels people already reviewed keep their answer."""
-    ids = sorted(set(image_ids))
+    Labels people already reviewed keep their answer. One write per image (all its labels at
+    once); :mod:`labelkit.reviewing` splits large selections into short transactions."""
+    by_image: dict[str, list[str]] = {}
+    for image_id, name in awaiting_pairs(session=session, viewer=viewer, image_ids=image_ids):
+        by_image.setdefault(image_id, []).append(name)
     done = 0
-    for start in range(0, len(ids), _IN_CHUNK):
-        pairs = session.execute(
-            _scoped(
-                select(LabelRow.image_id, LabelRow.name)
-                .join(Image, Image.id == LabelRow.image_id)
-                .where(LabelRow.image_id.in_(ids[start : start + _IN_CHUNK]), *_awaiting_review())
-                .distinct()
-                .order_by(LabelRow.image_id, LabelRow.name),
-                viewer,
-            )
-        ).all()
-        for image_id, name in pairs:
-            set_human_label(session=session, viewer=viewer, image_id=image_id, name=name, review=review)
-            done += 1
+    for image_id, names in by_image.items():
+        set_human_labels(
+            session=session,
+            viewer=viewer,
+            image_id=image_id,
+            labels=[HumanLabel(name, review) for name in names],
+        )
+        done += len(names)
     return done
