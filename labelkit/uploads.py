@@ -254,15 +254,23 @@ def delete_copies(
     *, services: Services, viewer: Viewer, keepers: Mapping[str, str], copy_labels: bool
 ) -> CopiesDeleted:
     """Delete near-duplicate copies: each key of ``keepers`` (copy id -> the keeper of its
-    group) as :func:`delete_image` does. With ``copy_labels``, what people did on a copy is first
+    group) as :func:`delete_image` does, only while its keeper is still there. With
+    ``copy_labels``, what people did on a copy is first
     copied onto its keeper (:func:`labelkit.duplicates.copy_human_labels`), and a copy whose
     labels could not be copied is not deleted. A keeper is never deleted, even if also listed
     as a copy. One that fails is logged and left as it was; the rest go on."""
     deleted: list[str] = []
     copied = 0
     kept = set(keepers.values())
+    with transaction(services.engine) as s:
+        # A copy goes only while its keeper is there (deleted meanwhile, in another tab, the
+        # copy may be the last one of the photo).
+        alive = set(image_q.images_by_ids(session=s, viewer=viewer, image_ids=sorted(kept)))
     for copy_id, keeper_id in keepers.items():
         if copy_id in kept:
+            continue
+        if keeper_id not in alive:
+            logger.info("not deleting copy %s: its keeper %s is gone", copy_id, keeper_id)
             continue
         try:
             if copy_labels:

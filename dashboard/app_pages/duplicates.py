@@ -24,7 +24,10 @@ logger = logging.getLogger(__name__)
 
 GROUPS_SHOWN = 50
 COLUMNS = 4  # wide enough for a tile's "Keep this one" button on one line
-CONFIRM = "dup_confirm"  # ("one", group index) or ("all", None) while a dialog is open
+# While a dialog is open: what it asks about, frozen when its button was clicked (what to
+# delete, what it says), so "Yes, delete" deletes exactly the photos the dialog counted, even if
+# a copy arrived or the groups changed meanwhile (issue 25).
+CONFIRM = "dup_confirm"
 PICKED = "dup_picked"  # image ids the person chose as keepers, the latest last
 
 user = core.require_user()
@@ -207,13 +210,27 @@ top[0].markdown(
     "beyond the keepers"
     + (f" (the first {GROUPS_SHOWN} groups are shown)" if len(groups) > GROUPS_SHOWN else "")
 )
+
+
+def _plan(chosen: list[DuplicateGroup]) -> tuple[dict[str, str], dict[str, int]]:
+    """Copy id -> its group's keeper, and copy id -> labels people gave it."""
+    plan = {c: g.keeper for g in chosen for c in g.others}
+    people = {c: g.labels_by_people(c) for g in chosen for c in g.others}
+    return plan, people
+
+
+def _ask(chosen: list[DuplicateGroup], what: str) -> None:
+    plan, people = _plan(chosen)
+    st.session_state[CONFIRM] = {"plan": plan, "people": people, "what": what}
+
+
 if top[1].button(
     f"Delete all but the keepers ({extra})",
     key="dup_delete_all",
     type="primary",
     icon=":material/delete_sweep:",
 ):
-    st.session_state[CONFIRM] = ("all", None)
+    _ask(groups, "every photo but the keepers")
 
 for gi, g in enumerate(shown):
     with st.container(border=True, key=f"dup_group_{gi}"):
@@ -224,28 +241,15 @@ for gi, g in enumerate(shown):
             key=f"dup_delete_{gi}",
             icon=":material/delete:",
         ):
-            st.session_state[CONFIRM] = ("one", gi)
+            _ask([g], f"the rest of group {gi + 1}")
         cols = st.columns(COLUMNS)
         for k, image_id in enumerate(i for i in g.image_ids if i in images):
             with cols[k % COLUMNS]:
                 _tile(images[image_id], g, gi, k)
 
 
-def _plan(chosen: list[DuplicateGroup]) -> tuple[dict[str, str], dict[str, int]]:
-    """Copy id -> its group's keeper, and copy id -> labels people gave it."""
-    plan = {c: g.keeper for g in chosen for c in g.others}
-    people = {c: g.labels_by_people(c) for g in chosen for c in g.others}
-    return plan, people
-
-
 pending = st.session_state.get(CONFIRM)
-if pending is not None:
-    kind, index = pending
-    if kind == "all":
-        plan, people = _plan(groups)
-        _confirm(plan, "every photo but the keepers", people)
-    elif isinstance(index, int) and index < len(shown):
-        plan, people = _plan([shown[index]])
-        _confirm(plan, f"the rest of group {index + 1}", people)
-    else:
-        _close()
+if isinstance(pending, dict):
+    _confirm(dict(pending["plan"]), str(pending["what"]), dict(pending["people"]))
+elif pending is not None:
+    _close()

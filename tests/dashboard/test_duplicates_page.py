@@ -175,3 +175,42 @@ def test_deleting_a_copy_people_labelled_warns_and_can_copy_its_labels(
             if r.source == LabelSource.HUMAN
         }
     assert human == {"Pagoda": ReviewState.CONFIRMED, "Lantern": ReviewState.CONFIRMED}
+
+
+def test_the_confirm_deletes_exactly_what_the_dialog_counted(services: Services, alice: Principal) -> None:
+    """Issue 25 finding 4: the groups and keepers were worked out again when "Yes, delete" was
+    clicked, so a copy arriving meanwhile (bigger, so the new suggested keeper) got the photo
+    the dialog said it would keep deleted, and 2 photos went where it said 1."""
+    original = photo(1200, 800, noise=0)
+    keep = upload(services, alice, "original.jpg", _jpeg(original))
+    copy = upload(services, alice, "half.jpg", _jpeg(original.resize((600, 400)), 60))
+    drain(services)
+    at = app(alice, PAGE)
+    # GIVEN the dialog open for group 1: delete half.jpg, keep original.jpg
+    at.button(key="dup_delete_0").click().run()
+    assert "(1 photo)" in texts(at)
+    # WHEN a bigger copy arrives before the person answers
+    bigger = upload(services, alice, "bigger.jpg", _jpeg(original.resize((1500, 1000))))
+    drain(services)
+    at.button(key="dup_delete_confirm").click().run()
+    # THEN exactly the photo the dialog counted went; the keeper it named and the newcomer stay
+    with transaction(services.engine) as s:
+        left = image_q.images_by_ids(session=s, viewer=alice.viewer, image_ids=[keep, copy, bigger])
+    assert set(left) == {keep, bigger}
+    assert "Deleted 1 photo." in texts(at)
+
+
+def test_a_copy_is_not_deleted_when_its_keeper_went_meanwhile(services: Services, alice: Principal) -> None:
+    from labelkit.uploads import delete_copies, delete_image
+
+    original = photo(1200, 800, noise=0)
+    keep = upload(services, alice, "original.jpg", _jpeg(original))
+    copy = upload(services, alice, "half.jpg", _jpeg(original.resize((600, 400)), 60))
+    drain(services)
+    # GIVEN the keeper deleted in another tab after the dialog was shown
+    delete_image(services=services, viewer=alice.viewer, image_id=keep)
+    # WHEN the dialog's delete runs THEN the last copy of the photo stays
+    result = delete_copies(services=services, viewer=alice.viewer, keepers={copy: keep}, copy_labels=False)
+    assert result.deleted == []
+    with transaction(services.engine) as s:
+        assert set(image_q.images_by_ids(session=s, viewer=alice.viewer, image_ids=[copy])) == {copy}
