@@ -10,7 +10,29 @@ and the listener both call. For every object-created record it
 3. records the attempt, fetches the bytes, labels them with each labeller,
 4. derives the photo's features (``labelkit.features``: perceptual hash, embedding,
    thumbnail; the thumbnail is stored beside the photo under ``thumbnail_key``),
-5. writes the labels and features idempotently and sets ``labelled`` in one transaction.
+5. writes the labels and features idempotently and sets ``labelled`` in one transaction,
+   which first holds the image row (``thumbs.lock_image_for_worker``) and writes nothing
+   if the image was deleted meanwhile.
+
+**No thumbnail outlives its photo** (issue 25). The owner may delete the image at any
+moment of this; :func:`labelkit.uploads.delete_image` removes the object, then the rows,
+then the thumbnail, and this worker stores the thumbnail *before* the transaction of step 5
+checks the row. The row lock orders the check against the delete of the rows, so each
+interleaving ends with no thumbnail of a deleted photo:
+
+* delete before step 1 finds the row: nothing to do (skipped), nothing stored;
+* delete between step 1 and the fetch: the object is gone, the image fails (its row is
+  gone too, so nothing shows), nothing stored;
+* delete while labelling, before or after the thumbnail is stored, its rows removed before
+  step 5 holds the row: step 5 finds no row, writes nothing and this worker deletes the
+  thumbnail it stored (the outcome is "skipped", :data:`DELETED_WHILE_LABELLING`);
+* delete whose rows go after step 5 committed (it waited on the row lock): the thumbnail
+  was stored before step 5, so before the delete's last step, which removes it.
+
+What is left is a thumbnail this worker could not delete (the store failed at that moment)
+or one stored by a delivery that then failed before step 5 (and whose image was deleted
+before the next): :func:`labelkit.reconcile.reconcile` sweeps thumbnails whose photo has
+no row.
 
 Records the store cannot own are **refused** before anything is looked up: an
 event naming another bucket than the configured store's (the S3 bucket, or the
@@ -44,6 +66,7 @@ from sqlalchemy.orm import Session
 
 from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ImageStatus
+from labelkit.db.queries import thumbs as thumb_q
 from labelkit.db.queries import worker as worker_q
 from labelkit.domain import LabelResult
 from labelkit.errors import IntakeError, LabelerError, ObjectNotFound, StorageError
@@ -82,6 +105,9 @@ class Outcome:
             }.items()
             if v is not None
         }
+
+
+DELETED_WHILE_LABELLING = "the image was deleted while it was being labelled"
 
 
 class RetryableError(Exception):
@@ -213,7 +239,9 @@ class Pipeline:
                 )
             t_features = time.perf_counter()
 
-            def write(s: Session) -> int:
+            def write(s: Session) -> int | None:
+                if not thumb_q.lock_image_for_worker(session=s, image_id=image_id):
+                    return None  # deleted meanwhile: write nothing
                 saved = sum(
                     worker_q.save_model_labels(session=s, image_id=image_id, result=r) for r in results
                 )
@@ -227,7 +255,13 @@ class Pipeline:
                 return saved
 
             # Writers of shared running totals can deadlock on MySQL: the loser is retried.
-            outcome.labels += in_transaction(self.engine, write)
+            saved = in_transaction(self.engine, write)
+            if saved is None:
+                if thumb_key is not None:
+                    self._discard_thumbnail(thumb_key)
+                outcome.reason = DELETED_WHILE_LABELLING
+                return outcome
+            outcome.labels += saved
             t4 = time.perf_counter()
             outcome.status = "labelled"
             outcome.timings_ms = {
@@ -247,6 +281,14 @@ class Pipeline:
             return self._retry_or_fail(outcome, e, receive_count)
         except Exception as e:  # any other failure is retried, then reported
             return self._retry_or_fail(outcome, e, receive_count)
+
+    def _discard_thumbnail(self, thumb_key: str) -> None:
+        """Delete the thumbnail this worker stored for an image deleted meanwhile."""
+        try:
+            self.store.delete(thumb_key)
+        except StorageError:
+            # Its photo has no row any more: the reconciler's sweep removes it later.
+            logger.warning("could not delete the thumbnail %s of a deleted image", thumb_key, exc_info=True)
 
     def _fail(self, outcome: Outcome, exc: BaseException) -> Outcome:
         outcome.status, outcome.reason = "failed", _reason(exc)

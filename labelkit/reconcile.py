@@ -17,21 +17,33 @@ every few minutes; on AWS a schedule invokes the Lambda with it):
    between writing the row and enqueueing. If the object was stored the job is
    enqueued now; if not, the image fails with "upload it again" (and uploading
    the same file again restores it, see :mod:`labelkit.uploads`);
-4. **temporary files** a store left behind when killed mid-write.
+4. **temporary files** a store left behind when killed mid-write;
+5. **orphan thumbnails**: a gallery thumbnail (``thumbs/<object key>.jpg``) whose photo
+   has no image row, written more than a grace period ago (an hour: a worker or the
+   dashboard stores a thumbnail before it records it, and deletes it itself when it then
+   finds the image deleted, see :mod:`labelkit.pipeline`). What is left comes from a store
+   that failed just then (the delete's or the worker's own removal of the thumbnail) or a
+   delivery that failed after storing one. The store is listed in key order, a page of
+   500 at a time (one database lookup and the deletes per page), at most 20,000 thumbnails
+   a sweep; the next sweep in this process goes on from there and wraps around at the end.
 
 Every step is idempotent and safe beside running workers: an image is only ever
 moved from pending/labelling to failed, never over a result, and a job enqueued
-twice is labelled once.
+twice is labelled once. A thumbnail is only removed when its photo has no row; the
+object key in its name holds a fresh image id, so no later upload can claim it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from labelkit.db.engine import transaction
+from labelkit.db.queries import thumbs as thumb_q
 from labelkit.db.queries import worker as worker_q
 from labelkit.errors import LabelkitError, StorageError
+from labelkit.features.thumbnail import THUMBS_PREFIX, photo_key_of
 from labelkit.queue.events import MalformedEvent, parse_s3_event
 from labelkit.services import Services
 from labelkit.storage import event_bucket
@@ -41,6 +53,12 @@ logger = logging.getLogger(__name__)
 
 NEVER_QUEUED_GRACE = 120  # seconds an upload may take between writing its row and enqueueing
 TEMP_FILE_AGE = 3600  # seconds before a store's leftover temporary file is removed
+ORPHAN_THUMBNAIL_GRACE = 3600  # seconds a thumbnail may exist before it must have a photo
+THUMBNAIL_SWEEP_PAGE = 500  # thumbnails listed, looked up and deleted at a time
+THUMBNAIL_SWEEP_LIMIT = 20_000  # thumbnails looked at by one sweep
+
+# Where this process's next sweep of each store (by repr) goes on; '' from the beginning.
+_sweep_from: dict[str, str] = {}
 
 
 def dead_letter_reason(max_receives: int) -> str:
@@ -61,6 +79,7 @@ class ReconcileReport:
     requeued: int = 0
     never_stored_failed: int = 0
     temp_files_removed: int = 0
+    orphan_thumbnails_removed: int = 0
 
     @property
     def changed(self) -> int:
@@ -70,11 +89,16 @@ class ReconcileReport:
             + self.requeued
             + self.never_stored_failed
             + self.temp_files_removed
+            + self.orphan_thumbnails_removed
         )
 
 
 def reconcile(
-    *, services: Services, dead_letter_limit: int = 100, never_queued_grace: float = NEVER_QUEUED_GRACE
+    *,
+    services: Services,
+    dead_letter_limit: int = 100,
+    never_queued_grace: float = NEVER_QUEUED_GRACE,
+    thumbnail_grace: float = ORPHAN_THUMBNAIL_GRACE,
 ) -> ReconcileReport:
     """One sweep (see the module docstring). Raises ``LabelkitError``/``SQLAlchemyError``
     when the database, queue or store cannot be reached; the caller tries again later."""
@@ -130,14 +154,61 @@ def reconcile(
     # 4. leftovers of interrupted writes
     report.temp_files_removed = services.store.remove_stale_partials(older_than_seconds=TEMP_FILE_AGE)
 
+    # 5. thumbnails whose photo is gone
+    where = repr(services.store)
+    try:
+        report.orphan_thumbnails_removed, _sweep_from[where] = sweep_orphan_thumbnails(
+            services=services, grace=thumbnail_grace, after=_sweep_from.get(where, "")
+        )
+    except StorageError:
+        logger.warning(
+            "could not sweep thumbnails whose photo is gone; the next sweep tries again", exc_info=True
+        )
+
     if report.changed:
         logger.info(
             "reconciled: %d dead-lettered and %d exhausted images failed, %d stranded uploads "
-            "enqueued, %d never stored failed, %d temporary files removed",
+            "enqueued, %d never stored failed, %d temporary files removed, %d thumbnails of "
+            "deleted photos removed",
             report.dead_lettered_failed,
             report.exhausted_failed,
             report.requeued,
             report.never_stored_failed,
             report.temp_files_removed,
+            report.orphan_thumbnails_removed,
         )
     return report
+
+
+def sweep_orphan_thumbnails(
+    *,
+    services: Services,
+    grace: float = ORPHAN_THUMBNAIL_GRACE,
+    after: str = "",
+    limit: int = THUMBNAIL_SWEEP_LIMIT,
+    page: int = THUMBNAIL_SWEEP_PAGE,
+) -> tuple[int, str]:
+    """Delete the thumbnails written more than ``grace`` seconds ago whose photo has no image
+    row, looking at up to ``limit`` of them after the key ``after``, ``page`` at a time.
+    Returns how many were deleted and where the next sweep goes on ('' once the listing
+    ended: the next starts at the beginning). Raises ``StorageError`` (what was deleted
+    stays deleted)."""
+    cutoff = time.time() - grace
+    removed = looked = 0
+    while looked < limit:
+        asked = min(page, limit - looked)
+        listed = services.store.list_objects(THUMBS_PREFIX, after=after, limit=asked)
+        looked += len(listed)
+        # Not a photo's thumbnail by its name (``photo_key_of`` is None): not ours to judge.
+        old = {o.key: photo for o in listed if o.modified < cutoff and (photo := photo_key_of(o.key))}
+        if old:
+            with transaction(services.engine) as s:
+                alive = thumb_q.existing_object_keys_for_worker(session=s, object_keys=old.values())
+            for thumb, photo in old.items():
+                if photo not in alive:
+                    services.store.delete(thumb)
+                    removed += 1
+        if len(listed) < asked:
+            return removed, ""
+        after = listed[-1].key
+    return removed, after

@@ -10,10 +10,12 @@ writes so nothing is ever half-done:
   which :mod:`labelkit.reconcile` finishes or fails. A file whose earlier upload
   has no stored object any more (killed before storing, or the file went
   missing) is not a duplicate: uploading it again restores that image.
-* delete: object -> rows (labels cascade) -> any queue entry for its key. The
-  object goes first so a storage failure leaves everything as it was (nothing
-  orphaned); a failure after it leaves a row whose file is missing, which the
-  worker reports and a new upload restores.
+* delete: object -> rows (labels cascade) -> thumbnail -> any queue entry for its
+  key. The object goes first so a storage failure leaves everything as it was
+  (nothing orphaned); a failure after it leaves a row whose file is missing, which
+  the worker reports and a new upload restores. The thumbnail goes after the rows
+  so a worker labelling the image meanwhile cannot leave one behind (see
+  :func:`delete_image`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from labelkit import duplicates
 from labelkit.db.engine import transaction
 from labelkit.db.queries import images as image_q
+from labelkit.db.queries import thumbs as thumb_q
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import DecoderUnavailable, IntakeError, LabelkitError, StorageError
 from labelkit.features import thumbnail_key
@@ -216,17 +219,31 @@ def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
 
 
 def delete_image(*, services: Services, viewer: Viewer, image_id: str) -> None:
-    """Delete an image everywhere: stored object and thumbnail, rows and queue entries.
+    """Delete an image everywhere: stored object, rows, thumbnail and queue entries.
 
     Raises ``NotFound`` for an image the viewer may not see (before anything is
     touched) and ``StorageError`` if the object cannot be deleted (nothing changed).
+
+    The thumbnail goes *after* the rows: a worker labelling the image meanwhile stores its
+    thumbnail before it checks, holding the row, that the image still exists (see
+    :mod:`labelkit.pipeline`). Either that check waited for the rows to go and the worker
+    deletes what it stored, or it came first and what it stored is deleted here. A thumbnail
+    that cannot be deleted now is logged and swept by :mod:`labelkit.reconcile`.
     """
     with transaction(services.engine) as s:
         key = image_q.get_image(session=s, viewer=viewer, image_id=image_id).object_key
+        recorded = thumb_q.thumb_keys(session=s, viewer=viewer, image_ids=[image_id]).get(image_id)
     services.store.delete(key)
-    services.store.delete(thumbnail_key(key))
     with transaction(services.engine) as s:
         image_q.delete_image(session=s, viewer=viewer, image_id=image_id)
+    # The key recorded with the features, and the one a worker not yet recorded would use.
+    for thumb in dict.fromkeys(k for k in (recorded, thumbnail_key(key)) if k):
+        try:
+            services.store.delete(thumb)
+        except StorageError:
+            logger.warning(
+                "could not delete the thumbnail %s of deleted image %s", thumb, image_id, exc_info=True
+            )
     services.queue.purge_matching(image_id)
 
 

@@ -15,14 +15,24 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from labelkit.domain import ImageFeatures
-from labelkit.features import FeatureInput
+from labelkit.features import FeatureInput, thumbnail_key
 from labelkit.images import DecodeLimits, make_thumbnail
 
 if TYPE_CHECKING:
     from labelkit.settings import Settings
 
+THUMBS_PREFIX = "thumbs/"  # the store's folder of thumbnails (:func:`~labelkit.features.thumbnail_key`)
 THUMBNAIL_QUALITY = 85  # the gallery's JPEG quality (as before thumbnails were stored)
 THUMBNAIL_TYPE = "image/jpeg"
+
+
+def photo_key_of(thumb_key: str) -> str | None:
+    """The object key of the photo whose thumbnail is stored at ``thumb_key`` (the inverse of
+    :func:`~labelkit.features.thumbnail_key`); None for a key no photo's thumbnail has."""
+    if not thumb_key.startswith(THUMBS_PREFIX) or not thumb_key.endswith(".jpg"):
+        return None
+    photo = thumb_key[len(THUMBS_PREFIX) : -len(".jpg")]
+    return photo if photo and thumbnail_key(photo) == thumb_key else None
 
 
 def thumbnail_maker(settings: Settings) -> Callable[[bytes], bytes]:

@@ -7,10 +7,27 @@ picks one from the settings' ``storage_url``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from labelkit.settings import Settings
+
+CHUNK_BYTES = 1024 * 1024
+"""How much of an object :meth:`ObjectStore.iter_chunks` hands out at a time by default."""
+
+
+LIST_PAGE = 1000  # S3's largest ListObjectsV2 page
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object as a listing sees it: its relative key and when it was last written
+    (POSIX seconds, the store's clock)."""
+
+    key: str
+    modified: float
 
 
 @runtime_checkable
@@ -30,6 +47,13 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def iter_chunks(self, key: str, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """The object's bytes in pieces of at most ``chunk_bytes``, read as they are asked
+        for (never the whole object at once). ``ObjectNotFound`` comes at the first piece,
+        before any byte; ``StorageError`` at any piece. A missing or empty object is not
+        told apart by the pieces: an empty object gives none."""
+        ...
+
     def delete(self, key: str) -> None:
         """Delete ``key``; deleting a missing key is not an error."""
         ...
@@ -46,6 +70,13 @@ class ObjectStore(Protocol):
 
     def remove_stale_partials(self, *, older_than_seconds: int) -> int:
         """Remove what writes cut short left behind; returns how many were removed."""
+        ...
+
+    def list_objects(self, prefix: str, *, after: str = "", limit: int = LIST_PAGE) -> list[StoredObject]:
+        """Up to ``limit`` objects whose keys start with ``prefix`` (a folder: ending in '/')
+        and sort after ``after`` (the last key of the previous page; '' for the first), in key
+        order (code point order, which is S3's UTF-8 byte order). Fewer than ``limit`` means
+        the listing is complete. Temporary files of writes in progress are not objects."""
         ...
 
 

@@ -13,9 +13,11 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from labelkit.errors import ObjectNotFound, StorageError
+from labelkit.storage import LIST_PAGE, StoredObject
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,21 @@ def check_key(key: str) -> str:
         if segment in ("", ".", ".."):
             raise StorageError(f"object key has an empty, '.' or '..' segment: {key!r}")
     return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is '' or a safe folder of keys (a key ending in '/'), else raise
+    ``StorageError``."""
+    if prefix:
+        if not prefix.endswith("/"):
+            raise StorageError(f"a listing prefix is a folder ending in '/': {prefix!r}")
+        check_key(prefix[:-1])
+    return prefix
+
+
+def _is_partial(name: str) -> bool:
+    """A temporary file of a write in progress (or cut short), not an object."""
+    return name.startswith(".tmp-") and name.endswith(".part")
 
 
 class LocalStore:
@@ -112,6 +129,27 @@ class LocalStore:
         except OSError as e:
             raise StorageError(f"cannot read {key!r}: {e}") from e
 
+    def iter_chunks(self, key: str, *, chunk_bytes: int = 1024 * 1024) -> Iterator[bytes]:
+        """The file in pieces of at most ``chunk_bytes`` (see ``ObjectStore.iter_chunks``)."""
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be positive")
+        target = self.path(key)
+        try:
+            f = target.open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
+            raise ObjectNotFound(key) from e
+        except OSError as e:
+            raise StorageError(f"cannot read {key!r}: {e}") from e
+        with f:
+            while True:
+                try:
+                    chunk = f.read(chunk_bytes)
+                except OSError as e:
+                    raise StorageError(f"cannot read {key!r}: {e}") from e
+                if not chunk:
+                    return
+                yield chunk
+
     def delete(self, key: str) -> None:
         target = self.path(key)
         try:
@@ -127,6 +165,45 @@ class LocalStore:
             return target.is_file()
         except OSError as e:
             raise StorageError(f"cannot check {key!r}: {e}") from e
+
+    def list_objects(self, prefix: str, *, after: str = "", limit: int = LIST_PAGE) -> list[StoredObject]:
+        """Up to ``limit`` files under the folder ``prefix`` with keys after ``after``, in key
+        order (see ``ObjectStore.list_objects``). Walked folder by folder, each folder's entries
+        sorted as their keys sort (a folder ``a`` as ``a/``), skipping folders whose keys all
+        sort at or before ``after``: a page costs the folders on its way, not the whole tree.
+        Symbolic links and temporary files are not objects."""
+        folder = self.path(check_prefix(prefix)[:-1]) if prefix else self.root
+        found: list[StoredObject] = []
+        if limit < 1:
+            return found
+        try:
+            for key, entry in self._walk(folder, prefix, after):
+                found.append(StoredObject(key=key, modified=entry.stat(follow_symlinks=False).st_mtime))
+                if len(found) >= limit:
+                    break
+        except OSError as e:
+            raise StorageError(f"cannot list {prefix!r}: {e}") from e
+        return found
+
+    def _walk(self, folder: Path, prefix: str, after: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        named: list[tuple[str, os.DirEntry[str], bool]] = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                named.append((f"{prefix}{entry.name}/", entry, True))
+            elif entry.is_file(follow_symlinks=False) and not _is_partial(entry.name):
+                named.append((prefix + entry.name, entry, False))
+        for key, entry, is_dir in sorted(named, key=lambda n: n[0]):
+            if is_dir:
+                if after > key and not after.startswith(key):
+                    continue  # every key in it sorts before ``after``
+                yield from self._walk(Path(entry.path), key, after)
+            elif key > after:
+                yield key, entry
 
     def remove_stale_partials(self, *, older_than_seconds: int) -> int:
         """Remove ``.tmp-*.part`` files (writes cut short by a kill) older than the given age."""

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labelkit import aws
 from labelkit.errors import ObjectNotFound, StorageError
-from labelkit.storage.local import check_key
+from labelkit.storage import LIST_PAGE, StoredObject
+from labelkit.storage.local import check_key, check_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -102,6 +104,34 @@ class S3Store:
         except BotoCoreError as e:
             raise StorageError(f"cannot read s3://{self._bucket}/{full}: {e}") from e
 
+    def iter_chunks(self, key: str, *, chunk_bytes: int = 1024 * 1024) -> Iterator[bytes]:
+        """The object in pieces of at most ``chunk_bytes``, read from one GetObject as they
+        are asked for (see ``ObjectStore.iter_chunks``)."""
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be positive")
+        full = self.full_key(key)
+        where = f"s3://{self._bucket}/{full}"
+        try:
+            body = self.client.get_object(Bucket=self._bucket, Key=full)["Body"]
+        except ClientError as e:
+            if aws.error_code(e) in _MISSING_CODES:
+                raise ObjectNotFound(key) from e
+            raise StorageError(f"cannot read {where}: {e}") from e
+        except BotoCoreError as e:
+            raise StorageError(f"cannot read {where}: {e}") from e
+        try:
+            while True:
+                try:
+                    chunk = body.read(chunk_bytes)
+                except (ClientError, BotoCoreError, OSError) as e:
+                    # botocore wraps urllib3's read errors; a bare socket error is an OSError.
+                    raise StorageError(f"cannot read {where}: {e}") from e
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
+
     def delete(self, key: str) -> None:
         full = self.full_key(key)
         try:
@@ -121,6 +151,31 @@ class S3Store:
             raise StorageError(f"cannot check s3://{self._bucket}/{full}: {e}") from e
         except BotoCoreError as e:
             raise StorageError(f"cannot check s3://{self._bucket}/{full}: {e}") from e
+
+    def list_objects(self, prefix: str, *, after: str = "", limit: int = LIST_PAGE) -> list[StoredObject]:
+        """Up to ``limit`` objects under ``prefix`` (within the store's prefix) after ``after``,
+        in key order (see ``ObjectStore.list_objects``): ListObjectsV2 pages of at most 1,000."""
+        check_prefix(prefix)
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": full_prefix}
+        if after:  # a place in the key order, not necessarily a key: not checked as one
+            kwargs["StartAfter"] = f"{self.prefix}/{after}" if self.prefix else after
+        found: list[StoredObject] = []
+        try:
+            while len(found) < limit:
+                page = self.client.list_objects_v2(**kwargs, MaxKeys=min(LIST_PAGE, limit - len(found)))
+                for o in page.get("Contents", []):
+                    try:
+                        key = self.relative_key(o["Key"])
+                    except StorageError:  # not a key Labelkit writes (e.g. "a//b"): not ours to list
+                        continue
+                    found.append(StoredObject(key=key, modified=o["LastModified"].timestamp()))
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        except (ClientError, BotoCoreError) as e:
+            raise StorageError(f"cannot list s3://{self._bucket}/{full_prefix}: {e}") from e
+        return found
 
     def remove_stale_partials(self, *, older_than_seconds: int) -> int:
         """Nothing to do: a PutObject is atomic (the bucket's lifecycle rule aborts

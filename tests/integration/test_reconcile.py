@@ -9,9 +9,12 @@ the image ends labelled, or failed with a reason a person can act on.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import update
@@ -22,13 +25,27 @@ from labelkit.db.queries import images as image_q
 from labelkit.db.queries import users as user_q
 from labelkit.db.queries import worker as worker_q
 from labelkit.domain import Viewer
+from labelkit.features import thumbnail_key
 from labelkit.reconcile import NEVER_STORED, reconcile
 from labelkit.services import Services, build_services
 from labelkit.settings import Settings
+from labelkit.storage import ObjectStore
 from labelkit.storage.local import LocalStore
+from labelkit.storage.s3 import S3Store
 from labelkit.testing.clock import ManualClock
 from labelkit.uploads import retry_image, upload_image
+from tests.integration import aws_fixtures
+from tests.integration.aws_fixtures import REGION
 from tests.integration.test_pipeline import drain, jpeg, with_clocked_queue
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from labelkit.storage import StoredObject
+
+# Shared moto fixtures (assigned, not imported, so they read as module fixtures).
+aws = aws_fixtures.aws
+s3_client = aws_fixtures.s3_client
 
 
 @pytest.fixture
@@ -283,3 +300,105 @@ def test_an_upload_the_store_refuses_says_so_without_server_paths(services: Serv
     assert str(store.root) not in (result.reason or "")
     with transaction(services.engine) as s:
         assert image_q.list_images(session=s, viewer=alice).total == 0
+
+
+# --------------------------------------------------------------------------- thumbnails of deleted photos
+
+
+def _leave_thumbnail(store: ObjectStore, owner: Viewer, *, hours_ago: float = 0) -> str:
+    """What a worker or the dashboard leaves when it cannot delete the thumbnail it stored for
+    a photo deleted meanwhile: ``thumbs/<object key>.jpg`` with no image row."""
+    thumb = thumbnail_key(f"users/{owner.user_id}/{uuid.uuid4().hex}.jpg")
+    store.put(thumb, b"\xff\xd8thumbnail", content_type="image/jpeg")
+    if hours_ago:
+        assert isinstance(store, LocalStore)
+        then = time.time() - hours_ago * 3600
+        os.utime(store.path(thumb), (then, then))
+    return thumb
+
+
+def _labelled(services: Services, owner: Viewer) -> str:
+    """A labelled photo's stored thumbnail key."""
+    result = upload_image(
+        services=services, owner_id=owner.user_id, filename="kept.jpg", data=jpeg((1, 99, 9))
+    )
+    assert result.image_id
+    drain(services)
+    with transaction(services.engine) as s:
+        key = image_q.get_image(session=s, viewer=owner, image_id=result.image_id).object_key
+    assert services.store.exists(thumbnail_key(key))
+    return thumbnail_key(key)
+
+
+def test_thumbnails_whose_photo_is_gone_are_swept_after_a_grace_period(
+    services: Services, alice: Viewer
+) -> None:
+    store = services.store
+    assert isinstance(store, LocalStore)
+    # GIVEN a labelled photo whose thumbnail was written long ago
+    kept = _labelled(services, alice)
+    then = time.time() - 7200
+    os.utime(store.path(kept), (then, then))
+    # AND thumbnails of deleted photos: two written two hours ago, one a moment ago
+    old = {_leave_thumbnail(store, alice, hours_ago=2) for _ in range(2)}
+    fresh = _leave_thumbnail(store, alice)
+    # AND an old file under thumbs/ that is no photo's thumbnail by its name
+    store.put("thumbs/README.txt", b"not a thumbnail", content_type="text/plain")
+    os.utime(store.path("thumbs/README.txt"), (then, then))
+    # WHEN the reconciler runs (grace: an hour)
+    report = reconcile(services=services)
+    # THEN the two old thumbnails of deleted photos are removed, nothing else, and counted
+    assert not any(store.exists(t) for t in old)
+    assert store.exists(kept) and store.exists(fresh) and store.exists("thumbs/README.txt")
+    assert report.orphan_thumbnails_removed == 2 and report.changed == 2
+    # AND the next sweep finds nothing more
+    assert reconcile(services=services).changed == 0
+
+
+def test_the_thumbnail_sweep_goes_in_bounded_pages_and_goes_on_where_it_stopped(
+    services: Services, alice: Viewer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labelkit.reconcile import sweep_orphan_thumbnails
+
+    # GIVEN seven thumbnails of deleted photos and one of a labelled photo
+    kept = _labelled(services, alice)
+    orphans = {_leave_thumbnail(services.store, alice) for _ in range(7)}
+    pages: list[int] = []
+    real = services.store.list_objects
+
+    def listed(prefix: str, *, after: str = "", limit: int = 1000) -> list[StoredObject]:
+        found = real(prefix, after=after, limit=limit)
+        pages.append(len(found))
+        return found
+
+    store = services.store
+    monkeypatch.setattr(store, "list_objects", listed)  # this store only
+    # WHEN a sweep may look at 5 thumbnails, 2 at a time
+    removed, cursor = sweep_orphan_thumbnails(services=services, grace=0, limit=5, page=2)
+    # THEN it looked at 5 in pages of at most 2 and stopped at the fifth key
+    assert pages == [2, 2, 1] and cursor
+    assert removed == sum(1 for t in orphans if t <= cursor)
+    # WHEN the next sweep goes on from there THEN it finishes the listing and says so
+    removed_next, cursor_next = sweep_orphan_thumbnails(services=services, grace=0, after=cursor, page=2)
+    assert (removed + removed_next, cursor_next) == (7, "")
+    assert not any(store.exists(t) for t in orphans) and store.exists(kept)
+
+
+@pytest.mark.aws
+def test_on_s3_thumbnails_whose_photo_is_gone_are_swept(
+    services: Services, alice: Viewer, s3_client: S3Client
+) -> None:
+    # GIVEN the services over an S3 bucket under a prefix (moto)
+    s3_client.create_bucket(Bucket="labelkit-thumbs")
+    store = S3Store("labelkit-thumbs", prefix="site", region=REGION, client=s3_client)
+    services = dataclasses.replace(services, store=store)
+    # AND a labelled photo, and three thumbnails of deleted photos
+    kept = _labelled(services, alice)
+    orphans = {_leave_thumbnail(store, alice) for _ in range(3)}
+    # WHEN the reconciler runs THEN thumbnails written a moment ago are left alone (grace: an hour)
+    assert reconcile(services=services).orphan_thumbnails_removed == 0
+    # WHEN it runs with no grace THEN the thumbnails of deleted photos go, the labelled photo's stays
+    assert reconcile(services=services, thumbnail_grace=0).orphan_thumbnails_removed == 3
+    listed = s3_client.list_objects_v2(Bucket="labelkit-thumbs", Prefix="site/thumbs/")
+    assert [o["Key"] for o in listed["Contents"]] == [f"site/{kept}"]
+    assert not any(store.exists(t) for t in orphans)

@@ -14,6 +14,7 @@ from labelkit.storage import ObjectStore, make_store
 from labelkit.storage.s3 import S3Store
 from tests.integration import aws_fixtures
 from tests.integration.aws_fixtures import REGION
+from tests.integration.store_listing_contract import check_listing_contract
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -153,3 +154,46 @@ def test_make_store_from_settings(tmp_path: object) -> None:
     assert store.bucket == "bucket-x"
     assert store.full_key("k.jpg") == "some/prefix/k.jpg"
     assert store.sse == "aws:kms"
+
+
+# --------------------------------------------------------------------------- listing a folder
+
+
+def test_listing_a_folder_follows_the_contract(store: S3Store) -> None:
+    check_listing_contract(store)
+
+
+def test_listing_stays_in_the_prefix_and_follows_continuation_pages(
+    store: S3Store, s3_client: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN objects under the store's prefix and beside it, and keys Labelkit never writes
+    for n in range(5):
+        store.put(f"thumbs/{n}.jpg", b"x", content_type="image/jpeg")
+    s3_client.put_object(Bucket=BUCKET, Key="thumbs/outside-the-prefix.jpg", Body=b"x")
+    s3_client.put_object(Bucket=BUCKET, Key="uploads/thumbs/odd//key.jpg", Body=b"x")
+    # AND S3 pages of two keys (its page is 1,000: the continuation token is the same)
+    monkeypatch.setattr("labelkit.storage.s3.LIST_PAGE", 2)
+    calls: list[dict[str, object]] = []
+    real = s3_client.list_objects_v2
+
+    def counted(**kwargs: object) -> object:
+        calls.append(kwargs)
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(s3_client, "list_objects_v2", counted)
+    # WHEN the folder is listed THEN its relative keys come back, across pages
+    keys = [o.key for o in store.list_objects("thumbs/", limit=100)]
+    assert keys == [f"thumbs/{n}.jpg" for n in range(5)]
+    assert len(calls) >= 3 and all(c["Prefix"] == "uploads/thumbs/" for c in calls)
+    assert any("ContinuationToken" in c for c in calls)
+    # AND "after" is sent as the full key
+    calls.clear()
+    assert [o.key for o in store.list_objects("thumbs/", after="thumbs/2.jpg", limit=1)] == ["thumbs/3.jpg"]
+    assert calls[0]["StartAfter"] == "uploads/thumbs/2.jpg" and calls[0]["MaxKeys"] == 1
+
+
+def test_a_listing_the_bucket_refuses_is_a_storage_error(s3_client: S3Client) -> None:
+    store = S3Store("no-such-bucket", region=REGION, client=s3_client)
+    with pytest.raises(StorageError) as info:
+        store.list_objects("thumbs/")
+    assert isinstance(info.value.__cause__, ClientError)

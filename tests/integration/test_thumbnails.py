@@ -37,7 +37,7 @@ from labelkit.db.queries import users as user_q
 from labelkit.domain import Viewer
 from labelkit.errors import NotFound
 from labelkit.features import thumbnail_key
-from labelkit.features.thumbnail import ThumbnailExtractor, thumbnail_maker
+from labelkit.features.thumbnail import ThumbnailExtractor, photo_key_of, thumbnail_maker
 from labelkit.queue.events import make_s3_event
 from labelkit.services import Services, build_pipeline, build_services
 from labelkit.settings import Settings, get_settings
@@ -100,6 +100,16 @@ def _gallery(principal: Principal) -> AppTest:
 
 
 # --------------------------------------------------------------------------- the worker
+
+
+@pytest.mark.parametrize("photo_key", ["users/u1/a.jpg", "users/u1/b.png", "users/u 2/c+d é.webp"])
+def test_a_thumbnail_key_names_its_photo(photo_key: str) -> None:
+    assert photo_key_of(thumbnail_key(photo_key)) == photo_key
+
+
+@pytest.mark.parametrize("key", ["thumbs/.jpg", "thumbs/a.png", "users/u1/a.jpg", "thumbsx/a.jpg", "thumbs/"])
+def test_a_key_no_thumbnail_has_names_no_photo(key: str) -> None:
+    assert photo_key_of(key) is None
 
 
 def test_the_extractor_hands_over_the_settings_thumbnail(settings: Settings) -> None:
@@ -348,8 +358,13 @@ def test_the_stack_labels_only_uploads_lets_the_lambda_store_thumbnails_and_keep
     assert not any(str(r.get("Prefix", "")).startswith("thumbs") for r in rules)
     (policy,) = resources["LambdaRole"]["Properties"]["Policies"]
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"] if isinstance(s, dict)}
-    assert statements["StoreThumbnails"]["Action"] == ["s3:PutObject"]
+    # It stores them, deletes one of an image deleted while labelled, and the reconciler lists
+    # thumbs/ (and only thumbs/) to sweep those whose photo is gone (issue 25)
+    assert statements["StoreThumbnails"]["Action"] == ["s3:PutObject", "s3:DeleteObject"]
     assert statements["StoreThumbnails"]["Resource"] == ["arn:${AWS::Partition}:s3:::${Bucket}/thumbs/*"]
+    assert statements["ListThumbnails"]["Action"] == ["s3:ListBucket"]
+    assert statements["ListThumbnails"]["Resource"] == ["arn:${AWS::Partition}:s3:::${Bucket}"]
+    assert statements["ListThumbnails"]["Condition"] == {"StringLike": {"s3:prefix": ["thumbs/*"]}}
 
 
 # --------------------------------------------------------------------------- the benchmark

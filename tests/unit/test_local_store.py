@@ -11,6 +11,7 @@ import pytest
 from labelkit.errors import ObjectNotFound, StorageError
 from labelkit.storage import ObjectStore
 from labelkit.storage.local import LocalStore, check_key
+from tests.integration.store_listing_contract import check_listing_contract
 
 HOSTILE_KEYS = [
     "",
@@ -182,3 +183,33 @@ def test_root_may_be_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     store.put("x.bin", b"1", content_type="application/octet-stream")
     assert (tmp_path / "data" / "images" / "x.bin").read_bytes() == b"1"
     assert store.root.is_absolute()
+
+
+# --------------------------------------------------------------------------- listing a folder
+
+
+def test_listing_a_folder_follows_the_contract(store: LocalStore) -> None:
+    check_listing_contract(store)
+
+
+def test_listing_skips_temporary_files_and_links_and_an_absent_root(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    # GIVEN an absent root THEN nothing is listed
+    assert store.list_objects("") == [] and store.list_objects("thumbs/") == []
+    # GIVEN a thumbnail, a write in progress beside it, and links to a file and a folder
+    store.put("thumbs/a.jpg", b"x", content_type="image/jpeg")
+    folder = store.root / "thumbs"
+    (folder / ".tmp-123.part").write_bytes(b"half")
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "secret.jpg").write_bytes(b"s")
+    os.symlink(outside / "deep" / "secret.jpg", folder / "link.jpg")
+    os.symlink(outside / "deep", folder / "linked")
+    # WHEN the folder is listed THEN only the stored object is, never what a link points at
+    assert [o.key for o in store.list_objects("thumbs/")] == ["thumbs/a.jpg"]
+    # AND a folder that is a file is listed as empty
+    store.put("plain", b"x", content_type="text/plain")
+    assert store.list_objects("plain/") == []
+    # AND a limit below one lists nothing
+    assert store.list_objects("thumbs/", limit=0) == []
