@@ -37,7 +37,9 @@ LABEL, CONF, STATUS, CATEGORY, REVIEW, SINCE, UNTIL, OWNER, PAGE = (
 PARAMS: Final = (LABEL, CONF, STATUS, CATEGORY, REVIEW, SINCE, UNTIL, OWNER, PAGE)
 _E = TypeVar("_E", ImageStatus, ReviewFilter)
 PAGE_SIZE: Final = 24  # images per gallery page
-MAX_TEXT = 200  # longer label / category / owner values are not a real filter: ignored
+# The longest search text: a longer one (typed, pasted or in ?label=) keeps its first MAX_TEXT
+# characters and the gallery says so. Longer category / owner values name nothing: ignored.
+MAX_TEXT = 200
 
 # The gallery's widget keys (kept from before the URL held the state: tests use them).
 KEY_LABEL, KEY_CONF, KEY_STATUS, KEY_CATEGORY, KEY_REVIEW, KEY_DATES, KEY_OWNER, KEY_PAGE = (
@@ -51,6 +53,12 @@ KEY_LABEL, KEY_CONF, KEY_STATUS, KEY_CATEGORY, KEY_REVIEW, KEY_DATES, KEY_OWNER,
     "gallery_page",
 )
 FILTER_KEYS: Final = (KEY_LABEL, KEY_CONF, KEY_STATUS, KEY_CATEGORY, KEY_REVIEW, KEY_DATES, KEY_OWNER)
+# KEY_PAGE holds the page number; the pagination widget's key is KEY_PAGER plus a number that
+# set_page renews. Streamlit's pagination always has a default (page 1), and a widget with a
+# default whose value is also set through the Session State API makes Streamlit log a
+# warning with a stack trace: so the page is moved by drawing a new widget (its default the
+# page), never by writing into the widget's state.
+KEY_PAGER, KEY_PAGER_RENEWED = "gallery_pager_", "gallery_pager_renewed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,19 +83,16 @@ class GalleryState:
         a repeated parameter counts by its last value)."""
 
         def get(name: str) -> str | None:
-            value = params.get(name)
-            if isinstance(value, list | tuple):
-                value = value[-1] if value else None
-            if value is None:
-                return None
-            text = str(value).strip()
+            text = _param(params, name)
             return text if text and len(text) <= MAX_TEXT else None
+
+        label = (_param(params, LABEL) or "")[:MAX_TEXT].strip() or None  # a long search: its start
 
         since, until = _day(get(SINCE)), _day(get(UNTIL))
         if since is not None and until is not None and until < since:
             since, until = until, since
         return cls(
-            label=get(LABEL),
+            label=label,
             min_conf=_confidence(get(CONF)),
             status=_enum(ImageStatus, get(STATUS)),
             category=get(CATEGORY),
@@ -156,11 +161,15 @@ class GalleryState:
     def seed(self, state: MutableMapping[Any, Any]) -> None:
         """Put this view into the widgets' state (``st.session_state``) before they are drawn.
 
-        A widget not in the state yet that would show its default anyway is left alone
-        (Streamlit logs a warning when a widget given a default also has a state value)."""
+        A widget not in the state yet that would show its default anyway is left alone. The
+        dates are always written: the date widget is drawn without a value of its own (it
+        takes the range from here), since Streamlit warns about a widget given a default
+        whose value is also set here. The page goes through :func:`set_page`."""
         defaults = _DEFAULT_WIDGETS
         for key, value in self.widget_values().items():
-            if key in state or value != defaults[key]:
+            if key == KEY_PAGE:
+                set_page(state, value)
+            elif key in state or value != defaults[key] or key == KEY_DATES:
                 state[key] = value
 
     @classmethod
@@ -185,6 +194,31 @@ class GalleryState:
 
 
 _DEFAULT_WIDGETS: Final = GalleryState().widget_values()
+
+
+def set_page(state: MutableMapping[Any, Any], page: int) -> None:
+    """Show gallery page ``page``: its number, and a new pagination widget that starts there."""
+    state[KEY_PAGE] = page
+    state[KEY_PAGER_RENEWED] = int(state.get(KEY_PAGER_RENEWED, 0)) + 1
+
+
+def pager_key(state: Mapping[Any, Any]) -> str:
+    """The key of the pagination widget to draw now (see :func:`set_page`)."""
+    return f"{KEY_PAGER}{state.get(KEY_PAGER_RENEWED, 0)}"
+
+
+def search_cut(params: Mapping[str, Any]) -> bool:
+    """Whether the URL's search text (``?label=``) is longer than :data:`MAX_TEXT`, so the
+    view keeps only its first :data:`MAX_TEXT` characters."""
+    return len(_param(params, LABEL) or "") > MAX_TEXT
+
+
+def _param(params: Mapping[str, Any], name: str) -> str | None:
+    """A parameter's text, stripped; a repeated parameter counts by its last value."""
+    value = params.get(name)
+    if isinstance(value, list | tuple):
+        value = value[-1] if value else None
+    return None if value is None else str(value).strip()
 
 
 def gallery_params(params: Mapping[str, Any]) -> dict[str, str]:

@@ -51,7 +51,7 @@ div.st-key-photo--%(id)s { border: 3px solid var(--primary-color, #4f46e5); }
 # frames for the rerun's layout to settle, scrolls only when the block is not wholly in view,
 # and keeps it there for a moment while late elements shift the page, unless the person
 # scrolls first. %(n)s changes on every use, so the script runs again.
-SCROLL_JS = """<script>
+SCROLL_JS = """<script data-labelkit="review-scroll">
 (() => {
   const block = () => document.querySelector("div.st-key-photo--%(id)s");
   let stop = false;

@@ -19,15 +19,21 @@ user = core.require_user()
 settings = core.settings()
 
 st.title("Upload photos")
-limit_mb = settings.max_upload_bytes / (1024 * 1024)
+limit_mb = settings.max_upload_bytes / (1024 * 1024)  # MiB, said "MB" as people do (20 MiB: "20 MB")
+limit = f"{limit_mb:.0f}" if limit_mb == int(limit_mb) else f"{limit_mb:.1f}"
 st.caption(
-    f"{', '.join(ACCEPTED_FORMATS)} · up to {limit_mb:g} MB and "
-    f"{settings.max_pixels / 1e6:g} megapixels each. New photos are labelled automatically."
+    f"{', '.join(ACCEPTED_FORMATS)} · {limit} MB per photo, at most "
+    f"{settings.max_pixels / 1e6:g} megapixels. New photos are labelled automatically."
 )
 
-# The widget's limit is Labelkit's in the browser's decimal megabytes (UploadLimits); the
+# The widget's limit is Labelkit's in the browser's decimal megabytes (UploadLimits), so 20 MiB
+# shows as "21MB per file": that text is hidden, the caption above says the limit once. The
 # server's caps sit above it. The widget is re-keyed after each batch so it empties itself.
 widget_mb = settings.upload_limits.widget_mb
+st.html(
+    '<style>[class*="st-key-uploader_"] [data-testid="stFileUploaderDropzoneInstructions"]'
+    " { display: none; }</style>"
+)
 batch = st.session_state.setdefault("upload_batch", 0)
 files = st.file_uploader(
     "Drop photos here or browse",

@@ -49,6 +49,13 @@ def _format_mb(n: int) -> str:
     return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
 
 
+def _format_binary(n: int) -> str:
+    """A byte count in MiB (or KiB under 1 MiB), to one decimal unless whole: "20 MiB", "2.5 MiB"."""
+    unit, size = ("MiB", _MB) if n >= _MB else ("KiB", 1024)
+    value = n / size
+    return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+
+
 def _format_mp(n: int) -> str:
     value = n / 1_000_000
     if value >= 1 and value == int(value):
@@ -61,8 +68,10 @@ def _check_bytes(data: bytes, max_bytes: int | None) -> str:
     if not data:
         raise IntakeError("The file is empty.")
     if max_bytes is not None and len(data) > max_bytes:
+        # Exact bytes: a file one byte over the limit must not read as the limit itself.
         raise IntakeError(
-            f"File is too big: {len(data) / _MB:.1f} MB (the limit is {_format_mb(max_bytes)} MB)."
+            f"File is too big: {len(data):,} bytes; the limit is {max_bytes:,} bytes "
+            f"({_format_binary(max_bytes)})."
         )
     fmt = sniff_format(data)
     if fmt is None:

@@ -168,9 +168,12 @@ def _marked(at) -> list[str]:
     return [m for b in bodies for m in re.findall(r"div\.st-key-photo--(\w+) \{ border", b)]
 
 
+SCROLL_MARK = '<script data-labelkit="review-scroll">'
+
+
 def _scrolls_to(at) -> list[str]:
     """The photos whose block a script of the page brings into view."""
-    scripts = [e.proto for e in elements(at, "html") if "<script>" in e.proto.body]
+    scripts = [e.proto for e in elements(at, "html") if SCROLL_MARK in e.proto.body]
     assert all(p.unsafe_allow_javascript for p in scripts)  # else the browser ignores them
     return [m for p in scripts for m in re.findall(r'querySelector\("div\.st-key-photo--(\w+)"\)', p.body)]
 
@@ -190,7 +193,7 @@ def test_the_current_photo_is_marked_and_brought_into_view_after_a_key(
     at.button(key="review_next").click().run()
     # THEN the second photo is marked and the browser is told to bring it into view
     assert _marked(at) == [second] and _scrolls_to(at) == [second]
-    first_script = next(e.proto.body for e in elements(at, "html") if "<script>" in e.proto.body)
+    first_script = next(e.proto.body for e in elements(at, "html") if SCROLL_MARK in e.proto.body)
     # WHEN a photo is ticked (no key, no review) THEN the page does not scroll
     at.checkbox(key=f"rsel::{third}").check().run()
     assert _marked(at) == [second] and _scrolls_to(at) == []

@@ -63,3 +63,16 @@ def test_outcomes_are_grouped_and_the_status_is_live(services: Services, alice: 
     assert "refreshes every" not in shown
     # AND every accepted file and the duplicate link to their image page
     assert sum(1 for pl in at.get("page_link") if pl.proto.label == "Open") == 4
+
+
+def test_the_page_says_the_size_limit_once(services: Services, alice: Principal) -> None:
+    # (issue 24, item 9) GIVEN the upload page with the default limit, 20 MiB
+    at = app(alice, "app_pages/upload.py")
+    assert not at.exception
+    # THEN the caption says "20 MB per photo", and the widget's own "21MB per file" (its limit in
+    # decimal megabytes) is hidden (tests/e2e/test_gallery_layout.py looks at it in a browser)
+    captions = [c.value for c in at.caption]
+    assert any("20 MB per photo" in c for c in captions), captions
+    assert not any("up to" in c or "21" in c for c in captions), captions
+    hidden = [h.proto.body for h in at.get("html") if "stFileUploaderDropzoneInstructions" in h.proto.body]
+    assert hidden and "display: none" in hidden[0]

@@ -54,7 +54,7 @@ def test_a_view_round_trips_through_the_url_and_defaults_stay_out_of_it() -> Non
         ({"conf": "1e999"}, gs.GalleryState()),
         ({"from": "2026-02-30", "to": "yesterday"}, gs.GalleryState()),
         ({"label": "   "}, gs.GalleryState()),
-        ({"label": "x" * 500}, gs.GalleryState()),
+        ({"category": "x" * 201, "owner": "y" * 201}, gs.GalleryState()),  # no such name
         ({"label": ["Cat", "Dog"]}, gs.GalleryState(label="Dog")),  # a repeated parameter: the last
         (
             {"from": "2026-03-10", "to": "2026-03-01"},  # backwards: swapped
@@ -86,16 +86,32 @@ def test_the_filter_covers_whole_days() -> None:
     assert gs.GalleryState(owner="bob").to_filter() == ImageFilter()  # the caller looks up the id
 
 
+def test_a_long_search_keeps_its_first_200_characters() -> None:
+    # (issue 24, item 6) GIVEN a search text of 260 characters in the URL
+    words = "dog beach " * 26
+    params = {"label": words}
+    # THEN the view searches its first 200 (not nothing), and says it was cut
+    assert gs.GalleryState.from_params(params).label == words[:200].strip()
+    assert gs.search_cut(params)
+    assert gs.GalleryState.from_widgets({gs.KEY_LABEL: words}).label == words[:200].strip()
+    # AND 200 characters exactly are not cut
+    assert gs.GalleryState.from_params({"label": "x" * 200}).label == "x" * 200
+    assert not gs.search_cut({"label": "x" * 200}) and not gs.search_cut({})
+    assert gs.search_cut({"label": ["Cat", "x" * 201]})  # a repeated parameter: the last
+
+
 def test_widgets_are_seeded_from_the_view_and_read_back() -> None:
     view = gs.GalleryState.from_params(FULL)
     state: dict[str, object] = {}
     view.seed(state)
     assert state[gs.KEY_DATES] == (date(2026, 1, 1), date(2026, 1, 31))
     assert gs.GalleryState.from_widgets(state) == view
-    # a default the widget would show anyway is not written (Streamlit warns about it) ...
+    # a default the widget would show anyway is not written (Streamlit warns about a widget
+    # given a default and a state value), but the dates always are: their widget has no
+    # default of its own, it takes the range (or no range) from here
     fresh: dict[str, object] = {}
     gs.GalleryState(label="Cat").seed(fresh)
-    assert fresh == {gs.KEY_LABEL: "Cat"}
+    assert {k: v for k, v in fresh.items() if k in gs.FILTER_KEYS} == {gs.KEY_LABEL: "Cat", gs.KEY_DATES: ()}
     # ... but a widget already showing something else is put back to the default
     gs.GalleryState().seed(state)
     assert gs.GalleryState.from_widgets(state) == gs.GalleryState()
@@ -145,3 +161,16 @@ def test_the_sign_in_page_remembers_where_it_was_asked_for() -> None:
     assert deep_link.pending({}) is None
     paths = [path for path, _ in deep_link.signed_out_pages(lambda _: None)]
     assert "image" in paths and "gallery" in paths and "sign_in" not in paths
+
+
+def test_a_page_is_shown_by_a_new_pagination_widget_never_by_writing_into_one() -> None:
+    # (issue 24, item 8) Streamlit's pagination always has a default, and a widget with a
+    # default whose value is also set through the Session State API logs a warning with a
+    # stack trace: moving the page draws a new widget (its default the page) instead
+    state: dict[str, object] = {}
+    gs.GalleryState(page=3).seed(state)
+    first = gs.pager_key(state)
+    assert state[gs.KEY_PAGE] == 3 and first not in state
+    gs.set_page(state, 1)
+    assert state[gs.KEY_PAGE] == 1 and gs.pager_key(state) != first
+    assert gs.GalleryState.from_widgets(state).page == 1

@@ -131,7 +131,18 @@ def test_oversize_file_is_refused_before_parsing() -> None:
     # GIVEN 25.3 MB of junk (not even an image) WHEN the limit is 20 MB
     data = b"\xff\xd8\xff" + b"\x00" * int(25.3 * MB)
     # THEN size is reported, not type: the size check comes before any parsing
-    assert refuse(data) == "File is too big: 25.3 MB (the limit is 20 MB)."
+    assert refuse(data) == "File is too big: 26,528,975 bytes; the limit is 20,971,520 bytes (20 MiB)."
+
+
+def test_a_file_one_byte_over_the_limit_says_so_in_exact_bytes() -> None:
+    # (issue 24, item 9) GIVEN the default limit, 20 MiB, and a file one byte over it
+    data = b"\xff\xd8\xff" + b"\x00" * (20 * MB - 2)
+    assert len(data) == 20 * MB + 1
+    # THEN both sizes are exact, so they differ where rounding to "20.0 MB" made them look equal
+    assert refuse(data) == "File is too big: 20,971,521 bytes; the limit is 20,971,520 bytes (20 MiB)."
+    # AND a limit that is not a whole number of MiB, or under one MiB, is named as it is
+    assert refuse(data, max_bytes=5_000_000).endswith("the limit is 5,000,000 bytes (4.8 MiB).")
+    assert refuse(data, max_bytes=512 * 1024).endswith("the limit is 524,288 bytes (512 KiB).")
 
 
 def test_size_limit_is_inclusive() -> None:
