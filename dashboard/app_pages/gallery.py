@@ -25,6 +25,7 @@ from labelkit.db.queries import bulk as bulk_q
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
 from labelkit.search.service import SearchResult, get_searcher
+from labelkit.similar import SIMILAR_CUTOFF
 
 PAGE_SIZE = gs.PAGE_SIZE
 COLUMNS = 7  # cards a row on a wide screen (a narrow one stacks them, one a row)
@@ -117,10 +118,38 @@ SCROLL_UP_JS = """<script data-labelkit="gallery-page" data-page="{page}">
 </script>"""
 
 
+SIMILAR_MORE = "gallery_similar_more"  # the similar: search whose less similar photos are shown too
+
+
 def _search(s: Session, text: str, flt: image_q.ImageFilter, page_no: int) -> SearchResult:
     return get_searcher(core.settings().resolved_model_dir).search(
-        session=s, viewer=viewer, text=text, flt=flt, page=page_no, page_size=PAGE_SIZE
+        session=s,
+        viewer=viewer,
+        text=text,
+        flt=flt,
+        page=page_no,
+        page_size=PAGE_SIZE,
+        more=st.session_state.get(SIMILAR_MORE) == text,
     )
+
+
+def _show_less_similar(text: str) -> None:
+    st.session_state[SIMILAR_MORE] = text
+
+
+def _less_similar(found: SearchResult) -> None:
+    """similar:<id> stops at the cutoff: offer the photos below it."""
+    if found.less_similar:
+        n = found.less_similar
+        st.button(
+            f"Show {n} less similar photo{'s' if n != 1 else ''}",
+            key="similar_more",
+            icon=":material/expand_more:",
+            on_click=_show_less_similar,
+            args=(query_text,),
+            help=f"Photos with a similarity below {SIMILAR_CUTOFF:.2f} (1 is the same photo): "
+            "they may show another scene or subject.",
+        )
 
 
 def _use_suggestion(name: str) -> None:
@@ -310,6 +339,8 @@ def _grid() -> None:
         return
     with st.container(key=GRID_KEY):
         _cards(page, more=more, why=why, best=best, link_params=shown.to_params())
+    if found is not None:
+        _less_similar(found)
 
 
 def _cards(
@@ -364,7 +395,18 @@ def _cards(
 
 def _nothing_found(found: SearchResult) -> None:
     """Say so, name the words that stand for no label, and offer the nearest labels."""
-    words = ", ".join(f"“{core.md(w)}”" for w in found.unmatched)
+    if found.notice:  # e.g. similar: with a partial or unknown id
+        st.warning(core.md(found.notice), icon=":material/search_off:")
+        return
+    if found.less_similar:
+        st.info(
+            f"No photo of yours is much like it (similarity {SIMILAR_CUTOFF:.2f} or more; "
+            "1 is the same photo).",
+            icon=":material/search_off:",
+        )
+        _less_similar(found)
+        return
+    words = ", ".join(f"“{core.md(w)}”" for w in dict.fromkeys(found.unmatched))
     st.info(
         f"No photos match “{core.md(str(found.query))}”."
         + (f" No label is called or related to {words}." if words else ""),

@@ -116,3 +116,38 @@ def test_without_the_local_model_the_page_says_so(services: Services, alice: Pri
     at = app(alice, "app_pages/image.py", image=ids["query.jpg"])
     assert not at.exception
     assert "Similar photos need the local model" in texts(at)
+
+
+def test_the_gallery_lists_similar_photos_down_to_the_cutoff_and_the_rest_on_request(
+    services: Services, alice: Principal
+) -> None:
+    """Issue 24 item 4: similar:<id> listed every photo ("42 images match") with no score."""
+    similar.clear_cache()
+    cut = similar.SIMILAR_CUTOFF
+    ids = _labelled_with_embeddings(
+        services,
+        alice,
+        {"query.jpg": RED, "near.jpg": GREEN, "far.jpg": BLUE, "other.jpg": jpeg((90, 90, 90))},
+        [1.0, 0.96, (1 + cut) / 2, cut - 0.2],
+    )
+    # WHEN alice searches for photos like the first
+    at = app(alice, "app_pages/gallery.py", label=f"similar:{ids['query.jpg']}")
+    assert not at.exception
+    shown = texts(at)
+    # THEN the two alike are listed, each with its similarity; the other is offered apart
+    assert "2 images match" in shown
+    assert "looks like query.jpg: similarity 0.96" in shown and "other.jpg" not in shown
+    more = at.button(key="similar_more")
+    assert more.label == "Show 1 less similar photo"
+    # WHEN she asks for it THEN it is listed too
+    more.click().run()
+    assert "3 images match" in texts(at) and "other.jpg" in texts(at)
+
+
+def test_a_partial_or_unknown_id_says_so(services: Services, alice: Principal) -> None:
+    similar.clear_cache()
+    ids = _labelled_with_embeddings(services, alice, {"query.jpg": RED, "near.jpg": GREEN})
+    at = app(alice, "app_pages/gallery.py", label=f"similar:{ids['query.jpg'][:12]}")
+    assert "needs a whole image id" in texts(at) and "No photos match" not in texts(at)
+    at = app(alice, "app_pages/gallery.py", label=f"similar:{'0' * 32}")
+    assert f"No photo of yours has the id {'0' * 32}" in texts(at)
