@@ -62,6 +62,11 @@ def _md5(data: bytes) -> str:
 
 
 STORE_FAILED = "Could not store the file (the image storage is not available); try again later."
+DATABASE_FAILED = "Could not be saved: the database is not accepting writes just now; try again later."
+QUEUED_LATER = (
+    "Saved, but not queued for labelling yet: the database is not accepting writes just now. "
+    "It is labelled once it accepts them again."
+)
 
 
 def _enqueue(services: Services, key: str, size: int, etag: str) -> None:
@@ -132,14 +137,27 @@ def upload_image(*, services: Services, owner_id: str, filename: str, data: byte
     except IntegrityError:
         # The same file uploaded twice at once: the unique key let one in.
         return UploadResult(name=name, outcome="duplicate", reason="Already uploaded.")
+    except SQLAlchemyError:
+        # A full disk, a read-only database, a lost link: nothing was written.
+        logger.error("upload of %r refused: the database did not take its row", name, exc_info=True)
+        return UploadResult(name=name, outcome="rejected", reason=DATABASE_FAILED)
 
+    stored = False
     try:
         services.store.put(key, data, content_type=info.content_type)
+        stored = True
         hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes, etag=_md5(data))
-    except (LabelkitError, SQLAlchemyError):
+    except (LabelkitError, SQLAlchemyError) as e:
         # The detail (paths, endpoints) goes to the log, not to the person uploading.
         logger.error("upload of %s failed after its row was written; undoing", key, exc_info=True)
-        _undo_upload(services, image_id, key)
+        if _undo_upload(services, image_id, key):
+            reason = DATABASE_FAILED if isinstance(e, SQLAlchemyError) else STORE_FAILED
+            return UploadResult(name=name, outcome="rejected", reason=reason)
+        if stored:
+            # The row could not be removed either: it stays pending with its file, and the
+            # reconciler queues it once the database takes writes again. Nothing is lost.
+            return UploadResult(name=name, outcome="accepted", image_id=image_id, reason=QUEUED_LATER)
+        # A row with no file: the reconciler fails it, saying so.
         return UploadResult(name=name, outcome="rejected", reason=STORE_FAILED)
     looks_like = _looks_like(services, image_id=image_id, owner_id=owner_id, data=data)
     return UploadResult(name=name, outcome="accepted", image_id=image_id, looks_like=looks_like)
@@ -184,9 +202,10 @@ def _restore(
             image_q.reset_for_retry(session=s, viewer=SYSTEM, image_id=image_id)
         services.queue.purge_matching(image_id)
         hand_to_queue(services=services, image_id=image_id, key=key, size=info.size_bytes, etag=_md5(data))
-    except (LabelkitError, SQLAlchemyError):
+    except (LabelkitError, SQLAlchemyError) as e:
         logger.error("restoring %s failed", key, exc_info=True)
-        return UploadResult(name=name, outcome="rejected", reason=STORE_FAILED)
+        reason = DATABASE_FAILED if isinstance(e, SQLAlchemyError) else STORE_FAILED
+        return UploadResult(name=name, outcome="rejected", reason=reason)
     logger.info("upload restored the missing file of image %s", image_id)
     return UploadResult(
         name=name,
@@ -196,13 +215,21 @@ def _restore(
     )
 
 
-def _undo_upload(services: Services, image_id: str, key: str) -> None:
+def _undo_upload(services: Services, image_id: str, key: str) -> bool:
+    """Remove an upload that could not be finished: the row first, then the file (a row
+    whose removal failed keeps its file, so it is never a pending row with no file).
+    Returns whether the row went."""
+    try:
+        with transaction(services.engine) as s:
+            image_q.delete_image(session=s, viewer=SYSTEM, image_id=image_id)
+    except SQLAlchemyError:
+        logger.warning("could not remove image %s while undoing its upload", image_id, exc_info=True)
+        return False
     try:
         services.store.delete(key)
     except StorageError:
         logger.warning("could not remove %s while undoing an upload", key, exc_info=True)
-    with transaction(services.engine) as s:
-        image_q.delete_image(session=s, viewer=SYSTEM, image_id=image_id)
+    return True
 
 
 def retry_image(*, services: Services, viewer: Viewer, image_id: str) -> None:

@@ -10,8 +10,11 @@ from dashboard.navigation import Page
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
+from labelkit.filenames import safe_display_name
 from labelkit.images import ACCEPTED_FORMATS
-from labelkit.uploads import UploadResult, upload_image
+from labelkit.uploads import DATABASE_FAILED, UploadResult, upload_image
+
+NOT_TRIED = "Not saved: the database is not accepting writes just now; try again later."
 
 REFRESH_SECONDS = 3
 
@@ -47,9 +50,15 @@ if files:
     progress = st.progress(0.0, text="Starting…")
     results: list[UploadResult] = []
     svc = core.services()
+    refusing = False  # the database stopped taking writes: the rest are not tried
     for i, f in enumerate(files, start=1):
         progress.progress((i - 1) / len(files), text=f"Checking {i} of {len(files)}…")
-        results.append(upload_image(services=svc, owner_id=user.user_id, filename=f.name, data=f.getvalue()))
+        if refusing:
+            results.append(UploadResult(name=safe_display_name(f.name), outcome="rejected", reason=NOT_TRIED))
+        else:
+            result = upload_image(services=svc, owner_id=user.user_id, filename=f.name, data=f.getvalue())
+            refusing = result.reason == DATABASE_FAILED
+            results.append(result)
         core.release_upload(f)  # stored or refused, its bytes are not needed here any more
     progress.progress(1.0, text="Done")
     st.session_state["upload_results"] = results
