@@ -262,6 +262,15 @@ def test_marker_walk_limits() -> None:
     assert bombs.scans_in(allowed) == walks.MAX_JPEG_SCANS
     assert inspect_image(allowed, **LIMITS).width == 64
     assert "too many progressive scans" in refuse(bombs.progressive_scan_bomb(side=64, repeats=95))
+    # Issue 25: under the scan cap but big (80 scans of 7000 x 7000 cost 8 s to decode): scans
+    # times pixels is what a decode costs, and what is limited; a real 50 MP progressive photo
+    # (10 scans) passes.
+    big = bombs.progressive_scan_bomb(side=7000, repeats=80 - 6)
+    assert bombs.scans_in(big) == 80
+    reason = refuse(big)
+    assert "scans over 7,000 × 7,000 pixels" in reason and "too long" in reason
+    ten = walks._walk_jpeg(bombs.progressive_scan_bomb(side=7000, repeats=0))
+    assert ten.scans * 7000 * 7000 <= walks.MAX_JPEG_SCAN_PIXELS  # libjpeg's own 6 scans (grey)
     segments = walks.MAX_JPEG_SEGMENTS - walks._walk_jpeg(bombs.app_segment_bomb(0)).segments
     assert inspect_image(bombs.app_segment_bomb(segments), **LIMITS).width == 8
     assert "too many segments" in refuse(bombs.app_segment_bomb(segments + 1))
