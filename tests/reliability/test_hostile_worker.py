@@ -114,7 +114,7 @@ def test_listener_labels_memory_bombs_within_the_target_and_refuses_cpu_bombs(tm
     assert outcome["49 MP float TIFF"][0] == ImageStatus.LABELLED, outcome
     assert outcome["49 MP RGBA PNG"][0] == ImageStatus.LABELLED, outcome
     expected = {
-        "scan bomb (2,000 scans)": "too many progressive scans",
+        "scan bomb (2,000 scans)": "scans over 7,000 × 7,000 pixels",
         "20 MB of empty APP segments": "too many segments",
         "zTXt bomb": "embedded text is too large",
         "PNG missing 90% of its rows": "incomplete",
@@ -128,14 +128,15 @@ def test_listener_labels_memory_bombs_within_the_target_and_refuses_cpu_bombs(tm
 
 
 def test_a_decode_past_the_deadline_fails_its_image_and_the_worker_goes_on(tmp_path: Path) -> None:
-    # GIVEN a listener whose decodes may take 0.3 s, and two legal 96-scan progressive
-    # JPEGs (under the scan limit) that take ~3 s each to decode, then ordinary photos
+    # GIVEN a listener whose decodes may take 0.1 s, and two legal 12-scan progressive
+    # JPEGs of 49 megapixels (under the limit of scans times pixels) that take ~0.5 s each to
+    # decode, then ordinary photos
     settings = local_settings(tmp_path / "data", visibility=30, max_receives=2)
     services = build_services(settings)
     owner = make_owner(services)
-    env = {**local_listener_env(settings), "LABELKIT_DECODE_TIMEOUT_SECONDS": "0.3"}
+    env = {**local_listener_env(settings), "LABELKIT_DECODE_TIMEOUT_SECONDS": "0.1"}
     log = tmp_path / "listener.log"
-    slow = bombs.progressive_scan_bomb(repeats=90)
+    slow = bombs.progressive_scan_bomb(repeats=6)
     proc = start_listener(env, tmp_path, log)
     try:
         hostile = [_put_directly(services, owner, f"slow-{i}", slow + bytes(i)) for i in range(2)]

@@ -63,8 +63,8 @@ def test_progressive_scan_bomb_is_refused_by_the_marker_walk(call: str, in_proce
     # WHEN any decode path meets it, in-process (no deadline)
     with pytest.raises(IntakeError) as caught:
         _call(call, bomb)
-    # THEN the marker walk refuses it, counting scans, before libjpeg sees a byte
-    assert "too many progressive scans" in caught.value.reason
+    # THEN the marker walk refuses it, counting scans times pixels, before libjpeg sees a byte
+    assert "scans over 7,000 × 7,000 pixels" in caught.value.reason
 
 
 @pytest.mark.parametrize("call", list(CALLS))
@@ -79,10 +79,10 @@ def test_app_segment_bomb_is_refused_before_pillow_parses_it(call: str, tmp_path
 
 
 def test_a_decode_over_its_deadline_is_stopped_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN a legal progressive JPEG of 96 scans (under the scan limit) that takes ~3 s to
-    # decode, and a 0.1 s deadline
-    slow = bombs.progressive_scan_bomb(repeats=90)
-    assert bombs.scans_in(slow) == 96
+    # GIVEN a legal progressive JPEG of 12 scans over 49 megapixels (under the limit of scans
+    # times pixels) that takes ~0.5 s to decode, and a 0.1 s deadline
+    slow = bombs.progressive_scan_bomb(repeats=6)
+    assert bombs.scans_in(slow) == 12
     monkeypatch.setenv("LABELKIT_DECODE_TIMEOUT_SECONDS", "0.1")
     get_settings.cache_clear()
     for call in CALLS:
@@ -96,8 +96,8 @@ def test_a_decode_over_its_deadline_is_stopped_and_refused(monkeypatch: pytest.M
 
 def test_the_same_slow_image_decodes_within_a_normal_deadline() -> None:
     # The deadline refuses what is slow, not what is progressive: with the default (10 s)
-    # the 96-scan file above is an ordinary, if heavy, image.
-    slow = bombs.progressive_scan_bomb(repeats=90)
+    # the 12-scan file above is an ordinary, if heavy, image.
+    slow = bombs.progressive_scan_bomb(repeats=6)
     info = inspect_image(slow, **CALLS["inspect_image"])  # type: ignore[arg-type]
     assert (info.width, info.height) == (7000, 7000)
 
