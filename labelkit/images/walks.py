@@ -146,7 +146,9 @@ def _walk_jpeg(data: bytes) -> _JpegFacts:
                     f"The JPEG has too many progressive scans (more than {MAX_JPEG_SCANS}); "
                     "decoding it would take minutes, so it is refused."
                 )
-            if scans * width * height > MAX_JPEG_SCAN_PIXELS:
+            # (One scan is an ordinary decode: its pixels alone are limited, with the other
+            # formats', after the walk.)
+            if scans > 1 and scans * width * height > MAX_JPEG_SCAN_PIXELS:
                 raise IntakeError(
                     f"The JPEG has {scans} or more scans over {width:,} × {height:,} pixels; decoding "
                     f"that many passes over so many pixels (more than {MAX_JPEG_SCAN_PIXELS:,}) would "
