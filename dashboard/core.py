@@ -16,26 +16,26 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from streamlit.errors import StreamlitAPIException
+from streamlit.runtime.memory_media_file_storage import _calculate_file_id
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from dashboard import deep_link
+from dashboard import deep_link, web
 from dashboard.navigation import Page
 from labelkit import analytics, render
 from labelkit.auth import Authenticator, Principal, SignInClient, make_authenticator
-from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore
-from labelkit.db.engine import transaction
+from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore, cookie_name
+from labelkit.db.engine import get_session_engine, transaction
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.queries import thumbs as thumb_q
 from labelkit.domain import Viewer
@@ -85,13 +85,13 @@ def session_store() -> SessionStore:
             "tab, /_stcore/metrics is open and no security headers are sent "
             "(serve it with `streamlit run dashboard/asgi.py`)"
         )
-    return SessionStore.from_settings(svc.settings, engine=svc.engine)
+    # Its own engine: with the database down, a page says so within seconds (see get_session_engine).
+    return SessionStore.from_settings(svc.settings, engine=get_session_engine(svc.settings))
 
 
 def _http_layer() -> bool:
     """Whether this process serves dashboard/asgi.py (its cookie routes and middleware)."""
-    web = sys.modules.get("dashboard.web")
-    return bool(web is not None and getattr(web, "SERVED", False))
+    return web.SERVED
 
 
 @contextmanager
@@ -105,8 +105,14 @@ def db() -> Iterator[Session]:
 
 
 def _cookie(name: str) -> str | None:
+    """Cookie ``name`` as this tab's connection calls it (``__Host-`` + name over HTTPS, see
+    :func:`labelkit.auth.sessions.cookie_name`). Whether the page came over HTTPS is read from
+    the WebSocket handshake's ``Origin``, which the browser sets and no page can change."""
+    headers = st.context.headers
+    origin = headers.get("origin") if headers else None
+    secure = isinstance(origin, str) and origin.lower().startswith("https://")
     cookies = st.context.cookies
-    value = cookies.get(name) if cookies else None
+    value = cookies.get(cookie_name(name, secure=secure)) if cookies else None
     return value if isinstance(value, str) else None
 
 
@@ -114,7 +120,23 @@ def resolve_user() -> Principal | None:
     """Who is signed in, checked against the database on every run of the app (the entry
     point calls it first): a session revoked anywhere (sign-out in another tab, the user
     deleted), expired or idle ends here, at this tab's next interaction; a new tab or a
-    reload resumes from the HttpOnly session cookie its WebSocket handshake carried."""
+    reload resumes from the HttpOnly session cookie its WebSocket handshake carried.
+
+    With the database down the page says the service is temporarily unavailable (within a
+    few seconds: the session check's own engine) and stops."""
+    try:
+        return _resolve_user()
+    except web.DATABASE_DOWN:
+        _database_unavailable()
+
+
+def _database_unavailable() -> NoReturn:
+    logger.warning("the database did not answer the session check", exc_info=True)
+    st.error(web.UNAVAILABLE, icon=":material/cloud_off:")
+    st.stop()
+
+
+def _resolve_user() -> Principal | None:
     token = st.session_state.get(_TOKEN)
     value = st.session_state.get(PRINCIPAL_KEY)
     if isinstance(value, Principal):
@@ -171,7 +193,11 @@ def require_live_session() -> None:
     """For fragments (their reruns skip the entry point): rerun the whole app, which shows the
     sign-in page, if the session ended meanwhile."""
     token = st.session_state.get(_TOKEN)
-    if token and session_store().resume(token) is None:
+    try:
+        live = session_store().resume(token) if token else True
+    except web.DATABASE_DOWN:
+        _database_unavailable()
+    if live is None:
         st.rerun(scope="app")
 
 
@@ -192,11 +218,17 @@ def sign_in(principal: Principal) -> None:
     Ends the script run (``st.stop`` or ``st.rerun``): a rerun would drop the redirect.
     """
     st.session_state[PRINCIPAL_KEY] = principal
-    if _http_layer() and session_store().begin(principal, browser_token=_cookie(COOKIE_NAME)):
+    secret = session_store().begin(principal, browser_token=_cookie(COOKIE_NAME)) if _http_layer() else None
+    if secret is not None:
         # /session/start sets the cookie (a new token) and sends the browser back to the app,
-        # to the deep link that brought it to the sign-in page if there was one.
+        # to the deep link that brought it to the sign-in page if there was one. It needs the
+        # handoff's one-time secret, which goes to this tab only (over its WebSocket): a cookie
+        # planted in the browser by someone else collects nothing without it.
+        query = {web.HANDOFF_PARAM: secret}
         target = deep_link.pending(st.query_params.to_dict())
-        _navigate("/session/start" + (f"?{urlencode({deep_link.NEXT: target})}" if target else ""))
+        if target:
+            query[deep_link.NEXT] = target
+        _navigate(f"{web.SESSION_START}?{urlencode(query)}")
         st.stop()
     st.rerun()  # the entry point follows a ?next= deep link (follow_deep_link)
 
@@ -234,7 +266,7 @@ def sign_out() -> None:
     _forget()
     st.query_params.clear()
     if token and _http_layer():
-        _navigate("/session/end")  # a fresh cookie, and a clean page
+        _navigate(web.SESSION_END)  # a fresh cookie, and a clean page
 
 
 def _forget() -> None:
@@ -268,6 +300,36 @@ def render_sidebar_user() -> None:
         st.markdown(f"**{md(user.username)}**")
         st.caption("Administrator — sees every user's images" if user.is_admin else "Signed in")
         st.button("Sign out", icon=":material/logout:", key="sign_out", on_click=sign_out, width="stretch")
+
+
+def download_button(
+    label: str,
+    data: bytes | str | Callable[[], bytes | str],
+    *,
+    file_name: str,
+    mime: str,
+    **kwargs: Any,
+) -> None:
+    """``st.download_button`` whose file only this browser's signed-in session can fetch.
+
+    Streamlit serves the file at ``/media/<file id>.<ext>`` to anyone who has the URL; here its
+    file id (Streamlit's, from the bytes, type and name) is recorded against this session's
+    cookie token (:data:`dashboard.web.MEDIA_OWNERS`), and the middleware serves it to that
+    session only. A deferred download (``data`` a callable, run on the click) is recorded when
+    the click makes it. A tab-only sign-in (no session cookie) has no downloads to fetch."""
+    token = st.session_state.get(_TOKEN)
+
+    def recorded(content: bytes | str) -> bytes:
+        raw = content.encode() if isinstance(content, str) else content  # as Streamlit encodes str
+        if isinstance(token, str):
+            web.MEDIA_OWNERS.grant(_calculate_file_id(raw, mime, file_name), token)
+        return raw
+
+    if callable(data):
+        make = data
+        st.download_button(label, data=lambda: recorded(make()), file_name=file_name, mime=mime, **kwargs)
+    else:
+        st.download_button(label, data=recorded(data), file_name=file_name, mime=mime, **kwargs)
 
 
 # --------------------------------------------------------------------------- cached data

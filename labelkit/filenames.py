@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import Final
 
-__all__ = ["safe_display_name"]
+__all__ = ["not_a_device_name", "safe_display_name"]
 
 _BIDI_CONTROLS: Final = frozenset(
     [chr(c) for c in range(0x202A, 0x202F)]
@@ -16,6 +16,13 @@ _BIDI_CONTROLS: Final = frozenset(
 _JOINERS: Final = frozenset(["\u200d", "\u200c"])
 _WHITESPACE: Final = re.compile(r"\s+")
 _MAX_EXTENSION: Final = 16
+# Names Windows keeps for devices, whatever follows them (``nul.jpg``, ``COM1 .tar.gz``): a file
+# of that name cannot be created or unpacked there. COM and LPT also take 0 and the superscript
+# digits ¹²³, which Windows matches as well.
+_DEVICE_NAMES: Final = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789\u00b9\u00b2\u00b3"]
+)
 
 
 def _split_extension(name: str) -> tuple[str, str]:
@@ -38,6 +45,21 @@ def _cut(text: str, length: int) -> str:
     ):
         text = text[:-1]
     return text.rstrip()
+
+
+def not_a_device_name(name: str) -> str:
+    """``name`` with ``_`` in front if Windows would take it for a device.
+
+    Windows reserves CON, PRN, AUX, NUL, COM0-9, LPT0-9 (also COM¹²³, LPT¹²³, CONIN$ and
+    CONOUT$) in any case, alone or with any extension, and ignores trailing dots and spaces
+    before the extension: ``CON.jpg``, ``nul.tar.gz``, ``Com1 .png`` and ``aux.`` are all
+    devices, and become ``_CON.jpg``, ``_nul.tar.gz``, ``_Com1 .png``, ``_aux.``. Other
+    names (``CONSOLE.jpg``, ``COM10.jpg``, ``my-con.jpg``) are returned as they are. For
+    names of files people will unpack (bundles), on top of :func:`safe_display_name` or a
+    stricter cleaning.
+    """
+    base = name.split(".", 1)[0].rstrip(" .")
+    return f"_{name}" if base.upper() in _DEVICE_NAMES else name
 
 
 def safe_display_name(name: str, *, max_length: int = 200) -> str:

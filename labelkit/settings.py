@@ -119,6 +119,13 @@ class Settings(BaseSettings):
         "In S3 mode the storage bucket is used.",
     )
     aws_region: str = "us-east-1"
+    dashboard_bundle_max_bytes: int = Field(
+        default=2_000_000_000,
+        ge=1,
+        description="Largest export bundle (photos and labels in a zip) the Export page makes, by "
+        "the photos' size in bytes; larger ones are refused before they are built and made with "
+        "`labelkit export --bundle`, which has no limit and writes straight to a file.",
+    )
 
     # --- intake ------------------------------------------------------------
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)

@@ -5,14 +5,180 @@ human labels. The files are built by ``labelkit.interchange`` (also ``python -m 
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import streamlit as st
 
-from dashboard import core
+from dashboard import core, downloads
 from labelkit import interchange
-from labelkit.db.engine import transaction
+from labelkit.auth import Principal
 from labelkit.db.queries import bulk as bulk_q
 from labelkit.errors import LabelkitError
+
+# This tab's prepared bundle: a dict (classes defined here are new at every run), with its
+# token, the (format, filters, source-ref base) it was made for, file name, size and counts.
+_READY = "export_bundle_ready"
+
+
+def _too_large(e: interchange.BundleTooLarge) -> None:
+    st.error(core.md(e.reason) + ":", icon=":material/error:")
+    st.code(e.command, language="bash", wrap_lines=True)
+
+
+def _prepare(
+    *,
+    user: Principal,
+    fmt: interchange.ExportFormat,
+    options: interchange.ExportOptions,
+    source_ref_base: str,
+) -> dict[str, Any] | None:
+    """Write the bundle to a file for this person (photo by photo, with a progress bar)."""
+    svc = core.services()
+    settings = svc.settings
+    bar = st.progress(0.0, text="Reading the selection…")
+    shown = [-1]
+
+    def tell(done: int, total: int) -> None:
+        percent = 100 * done // total if total else 100
+        if percent != shown[0]:  # a few hundred updates at most, however many photos
+            shown[0] = percent
+            bar.progress(percent / 100, text=f"Bundling photos: {done} of {total} ({percent}%)")
+
+    try:
+        with core.db() as s:
+            entries = interchange.collect(session=s, viewer=user.viewer, options=options)
+        size = interchange.check_bundle_size(
+            entries,
+            max_bytes=settings.dashboard_bundle_max_bytes,
+            fmt=fmt,
+            options=options,
+            as_user=user.username,
+            source_ref_base=source_ref_base,
+        )
+        with downloads.prepare(
+            downloads.directory(settings),
+            owner_id=user.user_id,
+            file_name=interchange.bundle_file_name(fmt),
+            mime="application/zip",
+            expected_bytes=size,
+        ) as prepared:
+            assert prepared.file is not None
+            summary = interchange.write_bundle(
+                prepared.file,
+                entries,
+                fmt=fmt,
+                store=svc.store,
+                storage_url=settings.resolved_storage_url,
+                source_ref_base=source_ref_base,
+                progress=tell,
+            )
+    except interchange.BundleTooLarge as e:
+        bar.empty()
+        _too_large(e)
+        return None
+    except OSError as e:
+        bar.empty()
+        st.error(
+            f"The bundle could not be written on the server: {core.md(e.strerror or e)}.",
+            icon=":material/error:",
+        )
+        return None
+    except LabelkitError as e:
+        bar.empty()
+        st.error(core.md(e), icon=":material/error:")
+        return None
+    bar.empty()
+    return {
+        "token": prepared.token,
+        "spec": (fmt, options, source_ref_base),
+        "file_name": prepared.file_name,
+        "size": prepared.size,
+        "images": summary.images,
+        "labels": summary.labels,
+        "missing": len(summary.missing),
+    }
+
+
+def bundle_section(
+    *,
+    user: Principal,
+    fmt: interchange.ExportFormat,
+    options: interchange.ExportOptions,
+    source_ref_base: str,
+    selected_images: int,
+    selected_bytes: int,
+) -> None:
+    """Photos and labels in a zip: made on the server into a file (never in memory), up to the
+    dashboard's limit, then offered for download."""
+    settings = core.settings()
+    root = downloads.directory(settings)
+    limit = settings.dashboard_bundle_max_bytes
+    spec = (fmt, options, source_ref_base)
+    ready = st.session_state.get(_READY)
+    if ready is not None and (
+        ready["spec"] != spec or not downloads.is_ready(root, ready["token"], owner_id=user.user_id)
+    ):
+        if ready["spec"] != spec:
+            downloads.discard(root, ready["token"])  # made for other choices
+        ready = None
+        st.session_state.pop(_READY, None)
+    st.caption(
+        f"Photos in the bundle: about {interchange.size_text(selected_bytes)} "
+        f"(the dashboard makes bundles of up to {interchange.size_text(limit)})."
+    )
+    if selected_bytes > limit:
+        _too_large(
+            interchange.BundleTooLarge(
+                size=selected_bytes,
+                limit=limit,
+                command=interchange.bundle_command(
+                    fmt=fmt, options=options, as_user=user.username, source_ref_base=source_ref_base
+                ),
+            )
+        )
+        return
+    if ready is None:
+        slot = st.empty()
+        if slot.button(
+            f"Prepare {interchange.bundle_file_name(fmt)}",
+            key="export_bundle_prepare",
+            icon=":material/folder_zip:",
+            disabled=selected_images == 0,
+            type="primary",
+            help="Copies the photos into a zip on the server, then offers it for download.",
+        ):
+            slot.empty()  # the progress bar, then the download, take its place
+            ready = _prepare(user=user, fmt=fmt, options=options, source_ref_base=source_ref_base)
+            if ready is not None:
+                st.session_state[_READY] = ready
+        if ready is None:
+            return
+    label = f"Download {ready['file_name']} ({interchange.size_text(ready['size'])})"
+    if downloads.served():
+        st.link_button(label, downloads.url(ready["token"]), icon=":material/download:", type="primary")
+    else:
+        # Served without dashboard/asgi.py (no download route): Streamlit's button, which
+        # reads the whole file into memory when clicked.
+        core.download_button(
+            label,
+            data=downloads.file_path(root, ready["token"]).read_bytes,
+            file_name=ready["file_name"],
+            mime="application/zip",
+            icon=":material/download:",
+            key="export_bundle_download",
+            on_click="ignore",
+            type="primary",
+        )
+    st.caption(
+        f"{ready['images']} photos and {ready['labels']} labels. The file is kept on the server for an hour, "
+        "or until it has been downloaded."
+    )
+    if ready["missing"]:
+        st.warning(
+            f"{ready['missing']} photos are no longer in storage and were left out.",
+            icon=":material/warning:",
+        )
+
 
 user = core.require_user()
 viewer = user.viewer
@@ -156,35 +322,16 @@ except LabelkitError as e:
 
 st.write(f"**{result.images}** images, **{result.labels}** labels selected.")
 if bundle:
-    svc = core.services()
-
-    def make_bundle() -> bytes:
-        # Runs when the button is clicked (deferred), so the photos are read only then.
-        with transaction(svc.engine) as s:
-            return interchange.build_export(
-                session=s,
-                viewer=viewer,
-                fmt=fmt,
-                options=options,
-                storage_url=settings.resolved_storage_url,
-                source_ref_base=source_ref_base,
-                bundle=True,
-                store=svc.store,
-            ).data
-
-    st.download_button(
-        f"Download {interchange.bundle_file_name(fmt)}",
-        data=make_bundle,
-        file_name=interchange.bundle_file_name(fmt),
-        mime="application/zip",
-        icon=":material/folder_zip:",
-        key="export_bundle_download",
-        on_click="ignore",
-        disabled=result.images == 0,
-        type="primary",
+    bundle_section(
+        user=user,
+        fmt=fmt,
+        options=options,
+        source_ref_base=source_ref_base,
+        selected_images=result.images,
+        selected_bytes=result.photo_bytes,
     )
 else:
-    st.download_button(
+    core.download_button(
         f"Download {result.file_name}",
         data=result.data,
         file_name=result.file_name,

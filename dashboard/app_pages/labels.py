@@ -200,12 +200,13 @@ c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
 chosen = c1.selectbox("Open a label in the gallery", list(table["label"]), index=None, key="labels_open")
 if c2.button("Open in gallery", key="labels_open_btn", icon=":material/photo_library:", disabled=not chosen):
     st.switch_page(Page.GALLERY, query_params={"label": str(chosen)})
-c3.download_button(
-    "Download label summary (CSV)",
-    data=analytics.to_csv(table),
-    file_name="labelkit-label-summary.csv",
-    mime="text/csv",
-    icon=":material/download:",
-    key="labels_csv",
-    on_click="ignore",
-)
+with c3:
+    core.download_button(
+        "Download label summary (CSV)",
+        data=analytics.to_csv(table),
+        file_name="labelkit-label-summary.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key="labels_csv",
+        on_click="ignore",
+    )

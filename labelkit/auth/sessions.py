@@ -4,18 +4,24 @@ Streamlit keeps state per WebSocket session and cannot set a cookie from Python;
 from JavaScript cannot be HttpOnly. So the cookie is only ever set by the server, on plain HTTP
 responses (``dashboard/web.py``), and signing in goes through a *handoff*:
 
-1. every page load that comes without a ``labelkit_session`` cookie gets one: a random token
-   that means nothing yet (HttpOnly, ``SameSite=Strict``, ``Secure`` over HTTPS);
+1. every page load that comes without a session cookie gets one: a random token that means
+   nothing yet (HttpOnly, ``SameSite=Strict``; over HTTPS named ``__Host-labelkit_session``
+   and ``Secure``, see :func:`cookie_name`);
 2. the sign-in form (over the WebSocket, whose handshake carried that cookie) checks the
-   password, then :meth:`SessionStore.begin` records "the browser holding this cookie signed
-   in as X" for one minute, and the page is sent to ``/session/start``;
-3. that HTTP request carries the same cookie: :meth:`SessionStore.complete` consumes the
-   handoff and answers with a *new* random token (the session id changes at sign-in), which
-   the response sets as the HttpOnly cookie, and redirects to the app.
+   password, then :meth:`SessionStore.begin` records "the browser holding this cookie *and*
+   this one-time secret signed in as X" for one minute; the secret goes over the WebSocket to
+   the signing-in tab only, which is sent to ``/session/start?h=<secret>``;
+3. that HTTP request carries the same cookie and the secret: :meth:`SessionStore.complete`
+   consumes the handoff and answers with a *new* random token (the session id changes at
+   sign-in), which the response sets as the HttpOnly cookie, and redirects to the app.
 
-No token ever appears in a URL, in the page or in script-readable storage; a handoff can only
-be collected by the browser that holds the cookie it was recorded under (so a link cannot sign
-someone into another person's account). Only SHA-256 hashes of tokens are stored.
+The cookie alone collects nothing: someone who planted a cookie of their choosing in the
+browser (a sibling subdomain, a plain-HTTP page on the same host) and polls
+``/session/start`` with it does not have the tab's secret, so the session goes to the tab that
+signed in and to no one else. The secret is in the URL of that one request only: single use,
+one minute, worthless without the cookie, and answered by a redirect to a URL without it.
+No session token ever appears in a URL, in the page or in script-readable storage; only
+SHA-256 hashes are stored (the handoff under the hash of cookie and secret together).
 
 :meth:`resume` is asked on every page rerun, so revoking a session (sign-out in any tab, the
 user being deleted) ends every tab of it at its next interaction; a session also ends after
@@ -44,6 +50,7 @@ if TYPE_CHECKING:
 
 COOKIE_NAME: Final = "labelkit_session"
 DEVICE_COOKIE_NAME: Final = "labelkit_device"
+SECURE_PREFIX: Final = "__Host-"
 DEFAULT_LIFETIME: Final = 14 * 24 * 3600
 DEFAULT_IDLE: Final = 8 * 3600
 HANDOFF_SECONDS: Final = 60
@@ -62,6 +69,22 @@ def new_token() -> str:
 def plausible_token(token: str | None) -> bool:
     """A value we could have issued (so junk cookies cost no database lookup)."""
     return bool(token) and 20 <= len(token or "") <= _MAX_TOKEN and (token or "").isascii()
+
+
+def cookie_name(name: str, *, secure: bool) -> str:
+    """What cookie ``name`` is called on a connection: ``__Host-`` + name over HTTPS.
+
+    A browser keeps a ``__Host-`` cookie only if it came from this very host over HTTPS with
+    ``Secure``, ``Path=/`` and no ``Domain``, so no sibling subdomain and no plain-HTTP page can
+    plant one. Browsers refuse the prefix without ``Secure``, so plain HTTP (``make run`` on
+    localhost) keeps the plain name; each side reads only the name of its own connection.
+    """
+    return SECURE_PREFIX + name if secure else name
+
+
+def _handoff_key(browser_token: str, secret: str) -> str:
+    """What a handoff is stored under: the hash of the browser's cookie and the tab's secret."""
+    return hash_token(f"{browser_token}\n{secret}")
 
 
 class SessionStore:
@@ -91,35 +114,43 @@ class SessionStore:
 
     # --- signing in: the handoff ---------------------------------------------------------
 
-    def begin(self, principal: Principal, *, browser_token: str | None) -> bool:
+    def begin(self, principal: Principal, *, browser_token: str | None) -> str | None:
         """Record that the browser holding ``browser_token`` (its current cookie) signed in as
-        ``principal``. False when there is no usable cookie (the session then lives in the tab)."""
+        ``principal``; returns the handoff's one-time secret, for the signing-in tab only.
+        None when there is no usable cookie (the session then lives in the tab)."""
         if not plausible_token(browser_token):
-            return False
+            return None
         assert browser_token is not None
+        secret = new_token()
         now = self._clock()
         with transaction(self._engine) as s:
             accounts.put_handoff(
                 session=s,
-                browser_hash=hash_token(browser_token),
+                browser_hash=_handoff_key(browser_token, secret),
                 user_id=principal.user_id,
                 expires_at=now + timedelta(seconds=HANDOFF_SECONDS),
             )
-        return True
+        return secret
 
-    def complete(self, browser_token: str | None, *, device_token: str | None = None) -> str | None:
-        """Turn this browser's handoff into a session: the new cookie token, or None.
+    def complete(
+        self, browser_token: str | None, secret: str | None, *, device_token: str | None = None
+    ) -> str | None:
+        """Turn this browser's handoff into a session: the new cookie token, or None. Both the
+        cookie the handoff was made for and its one-time ``secret`` must match; either alone
+        collects nothing (and spends nothing: the right pair still works afterwards).
 
         With ``device_token``, the browser is also remembered as one that signed in to this
         account (the sign-in throttle lets it through when strangers spent the account's budget).
         """
-        if not plausible_token(browser_token):
+        if not plausible_token(browser_token) or not plausible_token(secret):
             return None
-        assert browser_token is not None
+        assert browser_token is not None and secret is not None
         now = self._clock()
         token = new_token()
         with transaction(self._engine) as s:
-            user_id = accounts.take_handoff(session=s, browser_hash=hash_token(browser_token), now=now)
+            user_id = accounts.take_handoff(
+                session=s, browser_hash=_handoff_key(browser_token, secret), now=now
+            )
             if user_id is None:
                 return None
             accounts.create_web_session(

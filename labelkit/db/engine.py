@@ -19,6 +19,12 @@ A MySQL connection lost to the network must not hurt either side for long:
   disconnect, so SQLAlchemy drops every pooled connection made before it;
 * the pool recycles connections before the server's ``wait_timeout`` can end
   them, and pings each one on checkout.
+
+The sign-in session check runs on every page load and rerun, so it has an engine of its own,
+``get_session_engine(settings)``, whose MySQL connections give up after
+``SESSION_CHECK_SECONDS`` to connect or to answer: with the database down a page says so
+within a few seconds, where the main engine's timeouts (10 s to connect, 30 s to answer, for
+real work) would keep it waiting half a minute.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ if TYPE_CHECKING:
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+# Seconds the session check may wait for a connection or an answer (a one-row lookup by key:
+# milliseconds on a live database, so this is a bound on a dead link, not on work).
+SESSION_CHECK_SECONDS = 3
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -107,9 +116,11 @@ def make_engine(
     echo: bool = False,
     read_timeout: int | None = 30,
     idle_timeout: int | None = 30,
+    connect_timeout: int = 10,
 ) -> Engine:
-    """An engine for ``url``; ``read_timeout``/``idle_timeout`` (seconds, MySQL only; None or 0
-    for none) bound how long a lost connection can block the client or keep locks on the server."""
+    """An engine for ``url``; ``read_timeout``/``idle_timeout``/``connect_timeout`` (seconds,
+    MySQL only; None or 0 for none, except connecting) bound how long a lost connection can
+    block the client or keep locks on the server."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
@@ -127,7 +138,7 @@ def make_engine(
     query = dict(u.query)
     query.setdefault("charset", "utf8mb4")
     u = u.set(query=query)
-    connect_args: dict[str, Any] = {"connect_timeout": 10}
+    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
     if read_timeout:
         connect_args["read_timeout"] = read_timeout
         connect_args["write_timeout"] = read_timeout
@@ -160,22 +171,48 @@ def get_engine(settings: Settings) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            password = None
-            if settings.database_password is not None:
-                password = settings.database_password.get_secret_value()
-            elif settings.database_secret_arn:
-                from labelkit.aws import secret_password
-
-                password = secret_password(settings.database_secret_arn, region=settings.aws_region)
             engine = make_engine(
                 url,
-                password=password,
+                password=_password(settings),
                 ssl_ca=settings.database_ssl_ca,
                 read_timeout=settings.database_read_timeout or None,
                 idle_timeout=settings.database_idle_timeout or None,
             )
             _engines[url] = engine
         return engine
+
+
+def get_session_engine(settings: Settings) -> Engine:
+    """The engine of the sign-in session check (one per database URL per process): on MySQL
+    its connections wait at most ``SESSION_CHECK_SECONDS`` to connect or for an answer; on
+    SQLite (no link to lose) it is the main engine."""
+    url = settings.resolved_database_url
+    if make_url(url).get_backend_name() == "sqlite":
+        return get_engine(settings)
+    key = f"session-check {url}"
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = make_engine(
+                url,
+                password=_password(settings),
+                ssl_ca=settings.database_ssl_ca,
+                read_timeout=SESSION_CHECK_SECONDS,
+                idle_timeout=settings.database_idle_timeout or None,
+                connect_timeout=SESSION_CHECK_SECONDS,
+            )
+            _engines[key] = engine
+        return engine
+
+
+def _password(settings: Settings) -> str | None:
+    if settings.database_password is not None:
+        return settings.database_password.get_secret_value()
+    if settings.database_secret_arn:
+        from labelkit.aws import secret_password
+
+        return secret_password(settings.database_secret_arn, region=settings.aws_region)
+    return None
 
 
 def dispose_engines() -> None:

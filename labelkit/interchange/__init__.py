@@ -55,7 +55,10 @@ Every writer puts every box inside its image: boxes are clamped by their edges
     positive label are left out (a manifest line needs a label).
 
 Bundles (:func:`write_bundle`, COCO and manifests): a zip of the images under readable,
-unique, safe names (:func:`bundle_names`) and the annotation file pointing at them.
+unique, safe names (:func:`bundle_names`) and the annotation file pointing at them, written
+to a file member by member with each photo copied in pieces (never whole in memory). The
+dashboard makes bundles up to a size (:func:`check_bundle_size`); :func:`bundle_command` is
+the ``labelkit export`` line that makes any bundle.
 
 Filters (:class:`ExportOptions`): owner (a username; non-admins only their own),
 labels (a label name or a parent: images carrying any of them, and only the labels
@@ -85,13 +88,22 @@ from labelkit.interchange.bundle import (
     BUNDLE_FORMATS,
     BUNDLE_IMAGES,
     BundleSummary,
+    Progress,
     bundle_file_name,
     bundle_names,
+    photo_bytes,
     write_bundle,
 )
 from labelkit.interchange.coco import to_coco
 from labelkit.interchange.csvfile import to_csv
-from labelkit.interchange.exporter import Export, build_export
+from labelkit.interchange.exporter import (
+    BundleTooLarge,
+    Export,
+    build_export,
+    bundle_command,
+    check_bundle_size,
+    size_text,
+)
 from labelkit.interchange.gather import (
     ImageEntry,
     LabelEntry,
@@ -128,6 +140,7 @@ __all__ = [
     "BUNDLE_IMAGES",
     "BoxEntry",
     "BundleSummary",
+    "BundleTooLarge",
     "EDGE_TOLERANCE",
     "Export",
     "ExportFormat",
@@ -140,12 +153,15 @@ __all__ = [
     "JOB_NAME",
     "LABEL_COLUMNS",
     "LabelEntry",
+    "Progress",
     "REVIEW_COLUMNS",
     "SUGGESTION_COLUMNS",
     "box_edges",
     "build_export",
+    "bundle_command",
     "bundle_file_name",
     "bundle_names",
+    "check_bundle_size",
     "checked_box",
     "clamp_box",
     "collect",
@@ -157,8 +173,10 @@ __all__ = [
     "key_from_source_ref",
     "labels_frame",
     "manifest_record",
+    "photo_bytes",
     "resolve_owner",
     "review_frame",
+    "size_text",
     "source_ref",
     "suggest_min_confidence",
     "to_coco",

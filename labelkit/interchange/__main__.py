@@ -15,7 +15,9 @@ mode, a file path on this machine in local mode, or ``s3://`` under
 ``LABELKIT_MANIFEST_S3_URL`` with ``--s3-refs`` (or under ``--source-ref-base URL``).
 
 A bundle (COCO or manifest) is a zip of the images under readable, unique names and the
-annotation file pointing at them (``images/<name>``)::
+annotation file pointing at them (``images/<name>``), written to ``--out`` photo by photo in
+pieces (any size: the dashboard makes bundles up to ``LABELKIT_DASHBOARD_BUNDLE_MAX_BYTES``
+and names this command beyond that; ``labelkit export`` is the same command)::
 
     python -m labelkit.interchange --format coco --bundle --out coco.zip
     python -m labelkit.interchange --format manifest --bundle \
@@ -157,11 +159,23 @@ def _bundle(
     if args.out is None:
         _err("--bundle writes a zip: give --out FILE.zip")
         return 1
-    with args.out.open("wb") as fp:
-        summary = interchange.write_bundle(
-            fp, entries, fmt=args.format, store=store, storage_url=storage_url, source_ref_base=base
-        )
-    _err(f"wrote {args.out} ({summary.images} images, {summary.labels} labels, {args.format} bundle)")
+    out: Path = args.out
+    _err(f"bundling {len(entries)} photos ({interchange.size_text(interchange.photo_bytes(entries))}) ...")
+    # Written beside the target and renamed at the end: a bundle cut short is never left
+    # under the name asked for.
+    part = out.with_name(f".{out.name}.part")
+    try:
+        with part.open("wb") as fp:
+            summary = interchange.write_bundle(
+                fp, entries, fmt=args.format, store=store, storage_url=storage_url, source_ref_base=base
+            )
+        part.replace(out)
+    except OSError as e:
+        _err(f"cannot write {out}: {e}")
+        return 1
+    finally:
+        part.unlink(missing_ok=True)
+    _err(f"wrote {out} ({summary.images} images, {summary.labels} labels, {args.format} bundle)")
     for key in summary.missing:
         _err(f"not in the store, left out: {key}")
     return 0

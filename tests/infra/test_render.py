@@ -127,8 +127,10 @@ def test_nginx_accepts_the_tls_site(tmp_path: Path) -> None:
 def test_systemd_units() -> None:
     files = render_host_files(_cfg())
     dashboard, listener = files[DASHBOARD_UNIT], files[LISTENER_UNIT]
+    # The ASGI app: the session cookie routes, /download/ and the security headers (serving
+    # streamlit_app.py directly would lose them on EC2).
     assert (
-        "ExecStart=/opt/labelkit/.venv/bin/python -m streamlit run dashboard/streamlit_app.py "
+        "ExecStart=/opt/labelkit/.venv/bin/python -m streamlit run dashboard/asgi.py "
         "--server.address 127.0.0.1 --server.port 8501 --server.headless true" in dashboard
     )
     assert "ExecStart=/opt/labelkit/.venv/bin/python -m sqs_listener" in listener

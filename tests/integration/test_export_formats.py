@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import zipfile
+from datetime import date
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from labelkit.domain import Viewer
 from labelkit.interchange import ExportFormat, ExportOptions
 from labelkit.interchange import __main__ as export_cli
 from labelkit.settings import Settings, get_settings
+from labelkit.storage import ObjectStore
 from labelkit.storage.local import LocalStore
 from tests.integration.test_exports import COCO_SCHEMA, world  # noqa: F401
 
@@ -58,6 +60,18 @@ def _rename(engine: Engine, image_id: str, name: str) -> None:
         image = s.get(Image, image_id)
         assert image is not None
         image.original_name = name
+
+
+def _bundle(
+    engine: Engine, viewer: Viewer, fmt: ExportFormat, store: ObjectStore, out: Path, **kwargs: Any
+) -> tuple[zipfile.ZipFile, interchange.BundleSummary]:
+    """The bundle of everything ``viewer`` sees, written to ``out`` as the Export page and the
+    CLI write it: entries gathered in one transaction, the zip written after it."""
+    with transaction(engine) as s:
+        entries = interchange.collect(session=s, viewer=viewer)
+    with out.open("wb") as fp:
+        summary = interchange.write_bundle(fp, entries, fmt=fmt, store=store, **kwargs)
+    return zipfile.ZipFile(out), summary
 
 
 def _import(
@@ -170,16 +184,9 @@ def test_coco_bundle_holds_the_images_under_readable_unique_names(
     _rename(engine, ids["bob-cat.jpg"], "CAT.jpeg")
     _rename(engine, ids["palace.jpg"], "../../Château de Versailles?.jpg")
     # WHEN a COCO bundle is made
-    with transaction(engine) as s:
-        result = interchange.build_export(
-            session=s,
-            viewer=alice,
-            fmt=ExportFormat.COCO,
-            bundle=True,
-            store=store,
-        )
-    assert result.file_name == "labelkit-coco-bundle.zip" and result.mime == "application/zip"
-    zf = zipfile.ZipFile(io.BytesIO(result.data))
+    zf, summary = _bundle(engine, alice, ExportFormat.COCO, store, tmp_path / "coco.zip")
+    assert interchange.bundle_file_name(ExportFormat.COCO) == "labelkit-coco-bundle.zip"
+    assert zf.testzip() is None and summary.images == 3
     # THEN the images are there under safe, unique names, beside the annotation file
     assert sorted(zf.namelist()) == [
         "README.txt",
@@ -214,16 +221,9 @@ def test_manifest_bundle_source_refs_and_missing_images(
         palace_key = palace.object_key
     store.delete(palace_key)  # GIVEN one photo is no longer in the store
     for base, prefix in (("", "images/"), ("s3://bucket/dataset/", "s3://bucket/dataset/images/")):
-        with transaction(engine) as s:
-            result = interchange.build_export(
-                session=s,
-                viewer=alice,
-                fmt=ExportFormat.MANIFEST,
-                bundle=True,
-                store=store,
-                source_ref_base=base,
-            )
-        zf = zipfile.ZipFile(io.BytesIO(result.data))
+        zf, result = _bundle(
+            engine, alice, ExportFormat.MANIFEST, store, tmp_path / "ds.zip", source_ref_base=base
+        )
         records = [json.loads(line) for line in zf.read("labelkit-labels.manifest").decode().splitlines()]
         # THEN source-ref points at the bundle's images (relative, or where the folder goes)
         assert sorted(r["source-ref"] for r in records) == [f"{prefix}bob-cat.jpg", f"{prefix}cat.jpg"]
@@ -365,3 +365,135 @@ def test_bundle_names_are_safe_and_unique() -> None:
     assert names[4] == "images/" + "x" * 80 + ".jpg" and names[5] == "images/image-3.jpg"
     options = ExportOptions()
     assert options.labels == ()
+
+
+class _WholeReadsRefused(LocalStore):
+    """A store that fails any read of a whole object: a bundle must copy photos in pieces."""
+
+    def get(self, key: str) -> bytes:
+        raise AssertionError(f"{key} was read whole")
+
+
+def test_a_bundle_copies_each_photo_in_pieces_and_tells_its_progress(
+    engine: Engine,
+    world: dict[str, object],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    alice, _ = _who(world)
+    _, data = _stored(engine, tmp_path / "images")
+    store = _WholeReadsRefused(tmp_path / "images")
+    told: list[tuple[int, int]] = []
+    # WHEN a bundle is written from a store that refuses whole reads
+    zf, summary = _bundle(
+        engine, alice, ExportFormat.COCO, store, tmp_path / "b.zip", progress=lambda d, t: told.append((d, t))
+    )
+    # THEN every photo is in it, stored (not deflated), byte for byte
+    photos = [i for i in zf.infolist() if i.filename.startswith("images/")]
+    assert len(photos) == 3 == summary.images and zf.testzip() is None
+    assert {i.compress_type for i in photos} == {zipfile.ZIP_STORED}
+    assert sorted(zf.read(i) for i in photos) == sorted(data.values())
+    # and progress went from none to all, photo by photo
+    assert told == [(0, 3), (1, 3), (2, 3), (3, 3)]
+
+
+def test_a_bundle_above_the_dashboard_limit_names_the_command_that_makes_it(
+    engine: Engine,
+    world: dict[str, object],  # noqa: F811
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import shlex
+
+    alice, _ = _who(world)
+    store, _ = _stored(engine, tmp_path / "data" / "images")
+    options = ExportOptions(owner="bob", labels=("Animal",), min_confidence=50.0, since=date(2020, 1, 2))
+    with transaction(engine) as s:
+        entries = interchange.collect(session=s, viewer=alice, options=options)
+    assert interchange.photo_bytes(entries) == 1000  # bob's cat, by the size recorded at upload
+    # GIVEN a limit below the photos' size, WHEN the dashboard checks it
+    assert interchange.check_bundle_size(entries, max_bytes=1000, fmt="coco", options=options) == 1000
+    with pytest.raises(interchange.BundleTooLarge) as refused:
+        interchange.check_bundle_size(
+            entries,
+            max_bytes=999,
+            fmt="coco",
+            options=options,
+            as_user="alice",
+            source_ref_base="s3://b/x y",
+        )
+    # THEN it is refused with both sizes and the command line
+    e = refused.value
+    assert (
+        "weigh 1 kB, more than the 999 bytes" in str(e) and "LABELKIT_DASHBOARD_BUNDLE_MAX_BYTES" in e.reason
+    )
+    assert e.command == (
+        "labelkit export --format coco --bundle --as alice --owner bob --label Animal --since 2020-01-02 "
+        "--min-confidence 50 --source-ref-base 's3://b/x y' --out labelkit-coco-bundle.zip"
+    )
+    # and that command (as `labelkit export` runs it) makes the same bundle, with no limit
+    monkeypatch.setenv("LABELKIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LABELKIT_DATABASE_URL", db_url)
+    monkeypatch.setenv("LABELKIT_DASHBOARD_BUNDLE_MAX_BYTES", "1")
+    get_settings.cache_clear()
+    command = interchange.bundle_command(fmt="coco", options=options, as_user="alice")
+    argv = shlex.split(command)
+    assert argv[:2] == ["labelkit", "export"]
+    assert export_cli.main(argv[2:]) == 0
+    assert "1 images" in capsys.readouterr().err
+    made = zipfile.ZipFile(tmp_path / "labelkit-coco-bundle.zip")  # tests run in tmp_path
+    expected, _ = _bundle(engine, alice, ExportFormat.COCO, store, tmp_path / "page.zip")
+    assert made.namelist() == ["images/bob-cat.jpg", "labelkit-coco.json", "README.txt"]
+    assert made.read("images/bob-cat.jpg") == expected.read("images/bob-cat.jpg")
+    get_settings.cache_clear()
+
+
+def test_the_cli_leaves_no_half_bundle(
+    engine: Engine,
+    world: dict[str, object],  # noqa: F811
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LABELKIT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LABELKIT_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    store, _ = _stored(engine, tmp_path / "data" / "images")
+    # GIVEN a photo the store refuses to read (a link out of its folder), after a good one
+    with transaction(engine) as s:
+        key = s.query(Image).order_by(Image.created_at.desc()).first().object_key  # type: ignore[union-attr]
+    store.delete(key)
+    (tmp_path / "secret").write_bytes(b"not a photo")
+    (tmp_path / "data" / "images" / key).symlink_to(tmp_path / "secret")
+    out = tmp_path / "coco.zip"
+    out.write_bytes(b"an older bundle")
+    # WHEN the CLI writes a bundle and fails on it
+    code = export_cli.main(["--format", "coco", "--bundle", "--out", str(out)])
+    # THEN it says so, and neither a half zip nor a part file is left; the older file is untouched
+    assert code == 1 and "error:" in capsys.readouterr().err
+    assert out.read_bytes() == b"an older bundle"
+    assert sorted(p.name for p in tmp_path.iterdir() if "coco" in p.name) == ["coco.zip"]
+    get_settings.cache_clear()
+
+
+def test_bundle_names_are_never_windows_device_names() -> None:
+    from tests.unit.test_box_writers import _entries
+
+    entries = _entries(0)[:7]
+    given = ["CON.jpg", "nul.jpeg", "COM1.png", "lpt9 .jpg", "Aux.tar.jpg", "_CON.jpg", "CONSOLE.jpg"]
+    for e, name in zip(entries, given, strict=True):
+        e.image.original_name = name
+    # WHEN bundle names are made for photos uploaded under device names
+    names = [n.removeprefix("images/") for n in interchange.bundle_names(entries).values()]
+    # THEN each gets a "_" in front (still unique, case aside), and other names are kept
+    assert [n.rsplit(".", 1)[0] for n in names] == [
+        "_CON",
+        "_nul",
+        "_COM1",
+        "_lpt9",
+        "_Aux.tar",
+        "_CON-2",
+        "CONSOLE",
+    ]

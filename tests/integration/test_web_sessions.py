@@ -20,8 +20,8 @@ def test_a_token_resumes_the_same_person_until_sign_out(engine: Engine) -> None:
     principal = LocalAuth(engine).sign_up("alice", "correct horse battery")
     store = SessionStore(engine)
     browser = new_token()
-    assert store.begin(principal, browser_token=browser)
-    token = store.complete(browser)
+    secret = store.begin(principal, browser_token=browser)
+    token = store.complete(browser, secret)
     assert token is not None
     assert store.resume(token) == principal
     with transaction(engine) as s:
@@ -37,8 +37,8 @@ def test_unknown_and_expired_tokens_sign_nobody_in(engine: Engine) -> None:
     clock = Clock()
     store = SessionStore(engine, lifetime_seconds=60, clock=clock)
     browser = new_token()
-    assert store.begin(principal, browser_token=browser)
-    token = store.complete(browser)
+    secret = store.begin(principal, browser_token=browser)
+    token = store.complete(browser, secret)
     assert store.resume("not-a-token") is None
     assert store.resume("") is None
     assert store.resume(None) is None

@@ -1,7 +1,9 @@
-"""Browser sessions: the handoff that sets the HttpOnly cookie, revocation that reaches every
+"""Browser sessions: the handoff that sets the HttpOnly cookie (collected only with the
+signing-in tab's one-time secret, never with the cookie alone), revocation that reaches every
 tab at its next interaction, the idle timeout beside the 14-day maximum (SQLite and MariaDB).
 
-The cookie flags themselves are checked in real Chromium (``test_http_browser.py``)."""
+The cookie flags themselves, and a planted cookie polled against the real product, are
+checked in real Chromium (``test_http_browser.py``)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from streamlit.testing.v1 import AppTest
 
 from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
-from labelkit.auth.sessions import SessionStore, new_token
+from labelkit.auth.sessions import SessionStore, cookie_name, hash_token, new_token
 from labelkit.db.engine import transaction
-from labelkit.db.models import User
+from labelkit.db.models import SessionHandoff, User
 from labelkit.services import Services
 from labelkit.testing.clock import ManualDateTime as Clock
 from tests.dashboard.conftest import APP, PASSWORD, app, texts
@@ -37,8 +39,8 @@ def _tab(who: Principal, token: str) -> AppTest:
 def _signed_in(store: SessionStore, who: Principal) -> str:
     """A session token as /session/start hands it to a browser."""
     browser = new_token()
-    assert store.begin(who, browser_token=browser)
-    token = store.complete(browser)
+    secret = store.begin(who, browser_token=browser)
+    token = store.complete(browser, secret)
     assert token is not None
     return token
 
@@ -49,27 +51,66 @@ def test_a_handoff_is_collected_once_by_the_browser_it_was_made_for(
     store = SessionStore(services.engine)
     browser, other = new_token(), new_token()
     # GIVEN a sign-in over the WebSocket of the browser holding cookie `browser`
-    assert store.begin(alice, browser_token=browser)
-    # THEN another browser (a link sent to someone else) collects nothing
-    assert store.complete(other) is None
+    secret = store.begin(alice, browser_token=browser)
+    assert secret is not None and secret != browser
+    # THEN another browser (a link sent to someone else) collects nothing, even with the secret
+    assert store.complete(other, secret) is None
     # AND the right one gets a *new* token (the session id changes at sign-in) ...
-    token = store.complete(browser)
-    assert token is not None and token != browser
+    token = store.complete(browser, secret)
+    assert token is not None and token not in (browser, secret)
     assert store.resume(token) == alice
     # ... once only; the pre-sign-in cookie itself never signs anyone in
-    assert store.complete(browser) is None
+    assert store.complete(browser, secret) is None
     assert store.resume(browser) is None
     # AND a browser without a cookie keeps its sign-in in the tab only
-    assert not store.begin(alice, browser_token=None)
+    assert store.begin(alice, browser_token=None) is None
+
+
+def test_a_planted_cookie_without_the_tabs_secret_collects_nothing(
+    services: Services, alice: Principal
+) -> None:
+    store = SessionStore(services.engine)
+    # GIVEN a pre-sign-in cookie an attacker planted in alice's browser (so knows), and
+    # alice signing in there: the one-time secret goes to her tab only
+    planted = new_token()
+    secret = store.begin(alice, browser_token=planted)
+    assert secret is not None
+    # WHEN the attacker polls the handoff with the cookie: without a secret, or guessing one
+    stolen = [
+        store.complete(planted, guess) for guess in (None, "", planted, *(new_token() for _ in range(20)))
+    ]
+    # THEN nothing is handed over, and alice's tab still collects her session
+    assert stolen == [None] * len(stolen)
+    token = store.complete(planted, secret)
+    assert token is not None and store.resume(token) == alice
+
+
+def test_only_hashes_of_the_cookie_and_the_secret_are_stored(services: Services, alice: Principal) -> None:
+    store = SessionStore(services.engine)
+    browser = new_token()
+    secret = store.begin(alice, browser_token=browser)
+    assert secret is not None
+    with transaction(services.engine) as s:
+        (stored,) = s.scalars(select(SessionHandoff.browser_hash)).all()
+    # neither value in clear, and not the cookie's hash alone (which its holder could compute)
+    assert stored not in (browser, secret, hash_token(browser), hash_token(secret))
+    assert len(stored) == 64
+
+
+def test_cookies_are_host_prefixed_over_https_only() -> None:
+    # Browsers refuse a __Host- cookie without Secure, so plain HTTP keeps the plain name.
+    assert cookie_name("labelkit_session", secure=True) == "__Host-labelkit_session"
+    assert cookie_name("labelkit_device", secure=True) == "__Host-labelkit_device"
+    assert cookie_name("labelkit_session", secure=False) == "labelkit_session"
 
 
 def test_a_handoff_expires_after_a_minute(services: Services, alice: Principal) -> None:
     clock = Clock()
     store = SessionStore(services.engine, clock=clock)
     browser = new_token()
-    store.begin(alice, browser_token=browser)
+    secret = store.begin(alice, browser_token=browser)
     clock.now += timedelta(seconds=61)
-    assert store.complete(browser) is None
+    assert store.complete(browser, secret) is None
 
 
 def test_sessions_end_when_idle_or_after_their_lifetime(services: Services, alice: Principal) -> None:

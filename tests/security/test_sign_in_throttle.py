@@ -121,8 +121,8 @@ def _trusted_browser(engine: Engine, principal: Principal) -> str:
     """A device cookie of a browser where ``principal`` signed in before (as /session/start does)."""
     store = SessionStore(engine)
     browser, device = new_token(), new_token()
-    assert store.begin(principal, browser_token=browser)
-    assert store.complete(browser, device_token=device) is not None
+    secret = store.begin(principal, browser_token=browser)
+    assert store.complete(browser, secret, device_token=device) is not None
     return device
 
 

@@ -1,5 +1,5 @@
 """Upload names made harmless to show and store: no directories, controls or bidi tricks,
-never empty, cut without splitting a character.
+never empty, cut without splitting a character; never a Windows device name in a bundle.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from labelkit.filenames import safe_display_name
+from labelkit.filenames import not_a_device_name, safe_display_name
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,38 @@ def test_safe_display_name_has_no_controls_or_separators_ever() -> None:
     assert not any(unicodedata.category(c) == "Cc" for c in safe)
     assert "/" not in safe and "\\" not in safe
     assert not set(safe) & set(bidi)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("CON.jpg", "_CON.jpg"),
+        ("con", "_con"),
+        ("nul.jpg", "_nul.jpg"),
+        ("Prn.tar.gz", "_Prn.tar.gz"),
+        ("aux.", "_aux."),
+        ("COM1.jpg", "_COM1.jpg"),
+        ("com9.png", "_com9.png"),
+        ("LPT1 .jpg", "_LPT1 .jpg"),  # trailing spaces and dots before the extension do not count
+        ("lpt5. .jpg", "_lpt5. .jpg"),
+        ("COM\u00b9.jpg", "_COM\u00b9.jpg"),
+        ("conin$.txt", "_conin$.txt"),
+        ("CONSOLE.jpg", "CONSOLE.jpg"),
+        ("COM10.jpg", "COM10.jpg"),
+        ("my-con.jpg", "my-con.jpg"),
+        ("LPT.jpg", "LPT.jpg"),
+        ("_CON.jpg", "_CON.jpg"),
+        (".nul", ".nul"),
+        ("", ""),
+    ],
+)
+def test_windows_device_names_get_an_underscore(name: str, expected: str) -> None:
+    assert not_a_device_name(name) == expected
+
+
+def test_every_device_name_in_any_case_is_renamed() -> None:
+    names = ["CON", "PRN", "AUX", "NUL"] + [f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)]
+    for base in names:
+        for variant in (base, base.lower(), base.title()):
+            for tail in ("", ".jpg", ".JPEG", " .jpg", "..png", ".a.b"):
+                assert not_a_device_name(variant + tail) == "_" + variant + tail
