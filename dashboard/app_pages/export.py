@@ -14,6 +14,7 @@ from labelkit import interchange
 from labelkit.auth import Principal
 from labelkit.db.queries import bulk as bulk_q
 from labelkit.errors import LabelkitError
+from labelkit.search.service import get_searcher
 
 # This tab's prepared bundle: a dict (classes defined here are new at every run), with its
 # token, the (format, filters, source-ref base) it was made for, file name, size and counts.
@@ -368,6 +369,9 @@ with st.expander("Import labels", icon=":material/upload_file:"):
             progress=_progress,
         )
         bar.empty()
+        # The new names join the person's search vocabulary: embedded now, in the background,
+        # rather than by their first search.
+        get_searcher(core.settings().resolved_model_dir).cache.warm(sorted(report.names))
         core.data_changed()
         (st.warning if report.unknown or report.errors else st.success)(core.md(report.summary()))
         if report.errors:

@@ -45,6 +45,7 @@ class ImportReport:
     labels: int = 0  # human labels written
     boxes: int = 0
     skipped_predictions: int = 0  # model labels (JSON Lines: unreviewed; manifests: human-annotated "no")
+    names: set[str] = field(default_factory=set)  # the label names written (search embeds them early)
     clamped_boxes: int = 0  # boxes whose right or bottom edge passed the image's and was moved onto it
     unknown: list[str] = field(default_factory=list)  # image ids / keys not found (or not yours)
     errors: list[str] = field(default_factory=list)  # "line 3: ..." for lines that could not be read
@@ -372,6 +373,7 @@ def import_lines(
                         gone.add(image_id)
                         continue
                     report.labels += len(labels)
+                    report.names.update(lab.name for lab in labels)
                     report.boxes += sum(len(lab.boxes or ()) for lab in labels)
             if progress is not None:
                 progress(sum(1 for last in last_batch.values() if last <= i), len(last_batch))
