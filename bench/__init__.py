@@ -1,1 +1,1 @@
-"""Benchmarks, run on demand (``make bench``); results go into README.md."""
+"""Benchmarks, run on demand (``make bench``); results go into docs/benchmarks.md (bench/docs_page.py)."""

@@ -1,4 +1,4 @@
-"""Dashboard under load: ``python -m bench.dashboard_load [--images 200000] [--readme README.md]``.
+"""Dashboard under load: ``python -m bench.dashboard_load [--images 200000] [--doc docs/benchmarks.md]``.
 
 What is measured, and how:
 
@@ -93,8 +93,8 @@ from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest, app_test, local_script_runner
 from streamlit.testing.v1 import util as app_test_util
 
+from bench.docs_page import add_doc_option, update_doc
 from bench.queries import GenerateReport, bench_database, server
-from bench.readme import update_readme
 from labelkit.auth import Principal
 from labelkit.db.engine import dispose_engines, make_engine, transaction
 from labelkit.db.models import ImageFeatureRow
@@ -466,7 +466,7 @@ def table(
     reruns: int,
     before: LoadResult | None = None,
 ) -> str:
-    """The README's table for ``result``; ``before``, a run without stored thumbnails on the
+    """The benchmarks page's table for ``result``; ``before``, a run without stored thumbnails on the
     same data, is summed up in a line under it."""
     users = sorted(w.images for w in result.sessions if w.role == "user") or [0]
     n_admin = sum(1 for w in result.sessions if w.role == "admin")
@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="the shown images have stored thumbnails, or not (made from the photos), or both runs",
     )
-    parser.add_argument("--readme", type=Path, help="write the table between the bench-dashboard markers")
+    add_doc_option(parser, "dashboard")
     args = parser.parse_args(argv)
     # AppTest sessions driven from plain threads make Streamlit warn about a missing script context.
     streamlit_logger.set_log_level("error")
@@ -574,9 +574,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r.thumbnails}: session {s.session} ({s.role}) {s.page} {s.kind}: {s.error}",
                     file=sys.stderr,
                 )
-        if args.readme:
-            update_readme(args.readme, text, name="dashboard", title="Benchmark: dashboard under load")
-            print(f"updated {args.readme}", file=sys.stderr)
+        if args.doc:
+            update_doc(args.doc, text, name="dashboard", title="Dashboard under load")
+            print(f"updated {args.doc}", file=sys.stderr)
     return 1 if any(r.errors for r in results) else 0
 
 

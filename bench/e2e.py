@@ -1,4 +1,4 @@
-"""Upload to labels visible, end to end: ``python -m bench.e2e [--images 200] [--readme README.md]``.
+"""Upload to labels visible, end to end: ``python -m bench.e2e [--images 200] [--doc docs/benchmarks.md]``.
 
 What is measured, and why this way:
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bench.readme import update_readme
+from bench.docs_page import add_doc_option, update_doc
 from bench.soak import numbered
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageStatus, utcnow
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="spaced,burst")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON here")
-    parser.add_argument("--readme", type=Path, help="write the table between the bench-e2e markers")
+    add_doc_option(parser, "e2e")
     args = parser.parse_args(argv)
     print("making photos ...", file=sys.stderr)
     pool = photo_pool()
@@ -258,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         raw: list[dict[str, Any]] = [r.__dict__ for r in runs]
         args.json.write_text(json.dumps(raw, default=str))
-    if args.readme:
-        update_readme(args.readme, text, name="e2e", title="Benchmark: end to end")
-        print(f"updated {args.readme}", file=sys.stderr)
+    if args.doc:
+        update_doc(args.doc, text, name="e2e", title="End to end")
+        print(f"updated {args.doc}", file=sys.stderr)
     return 0 if all(r.failed == 0 for r in runs) else 1
 
 

@@ -1,4 +1,4 @@
-"""Label quality of the configured labeller: ``python -m bench.label_quality [--readme README.md]``.
+"""Label quality of the configured labeller: ``python -m bench.label_quality [--doc docs/benchmarks.md]``.
 
 What is measured, and on what (the definitions are in :mod:`bench.label_metrics`):
 
@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.docs_page import add_doc_option, update_doc
 from bench.label_metrics import (
     PERSON_AREA_MIN,
     THRESHOLD,
@@ -51,7 +52,6 @@ from bench.label_metrics import (
     worst_classes,
 )
 from bench.photos import DARKNET_DATA, package_photo_path, source_dirs
-from bench.readme import update_readme
 from labelkit.domain import Label
 from labelkit.errors import IntakeError
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
@@ -378,14 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--limit", type=int, help="only the first N devset photos (a quick run)")
     parser.add_argument("--json", type=Path, help="write every figure and per-photo result here")
-    parser.add_argument("--readme", type=Path, help="write the tables between the bench-quality markers")
+    add_doc_option(parser, "quality")
     parser.add_argument(
         "--labeler", default=settings.labeler_names[0], help="which labeller (default: the configured one)"
     )
     parser.add_argument("--darknet-dir", type=Path, default=DARKNET_DATA, help="Debian darknet's photos")
     args = parser.parse_args(argv)
-    if args.readme and args.limit:
-        parser.error("--readme with --limit would put a partial run into the README")
+    if args.doc and args.limit:
+        parser.error("--doc with --limit would put a partial run into docs/benchmarks.md")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     coco = load_coco_names()
@@ -444,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         print(f"wrote {args.json}", file=sys.stderr)
-    if args.readme:
-        update_readme(args.readme, text, name="quality", title="Label quality")
-        print(f"updated {args.readme}", file=sys.stderr)
+    if args.doc:
+        update_doc(args.doc, text, name="quality", title="Label quality")
+        print(f"updated {args.doc}", file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Benchmark the local labeller in each mode: ``python -m bench.labeler [--readme README.md]``.
+"""Benchmark the local labeller in each mode: ``python -m bench.labeler [--doc docs/benchmarks.md]``.
 
 What is measured, and why this way:
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.readme import update_readme
+from bench.docs_page import add_doc_option, update_doc
 from labelkit.labelers.base import ImageInput, LabelOptions
 from labelkit.labelers.catalog import Precision
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--readme", type=Path, help="write the table between the bench-labeler markers")
+    add_doc_option(parser, "labeler")
     parser.add_argument("--model", choices=["lite0", "lite2"], default=settings.local_model)
     parser.add_argument("--threads", type=int, default=settings.model_threads)
     parser.add_argument("--seconds", type=float, default=8.0, help="time per engine and image size")
@@ -273,9 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if rounds > 1:
         text += f"\n\nEach row: the median of {rounds} interleaved rounds (engines alternate)."
     print(text)
-    if args.readme:
-        update_readme(args.readme, text, name="labeler", title="Benchmark: local labeller")
-        print(f"updated {args.readme}", file=sys.stderr)
+    if args.doc:
+        update_doc(args.doc, text, name="labeler", title="Local labeller")
+        print(f"updated {args.doc}", file=sys.stderr)
     return 0
 
 

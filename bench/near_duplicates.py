@@ -1,4 +1,4 @@
-"""Near-duplicate detection, measured: ``python -m bench.near_duplicates [--readme README.md]``.
+"""Near-duplicate detection, measured: ``python -m bench.near_duplicates [--doc docs/benchmarks.md]``.
 
 A generated set: every photo (the development set ``../shared/data/devset``, COCO 2017, plus the
 photos that ship in installed packages) gets variants a person's library really holds - resized
@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from bench.docs_page import add_doc_option, update_doc
 from bench.photos import package_photo_path
-from bench.readme import update_readme
 from labelkit.images import DecodeLimits, decode_rgb, make_thumbnail
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-fpr", type=float, default=2e-6, help="false positives allowed per negative pair"
     )
-    parser.add_argument("--readme", type=Path)
+    add_doc_option(parser, "duplicates")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
         "--scale", type=int, nargs="*", default=[10_000, 100_000], help="library sizes to time"
@@ -315,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     text += f"\n\nMeasured {time.strftime('%Y-%m-%d')} in {time.perf_counter() - started:.0f} s "
     text += f"(`--photos {args.photos} --max-fpr {args.max_fpr:g}`)."
     print(text)
-    if args.readme:
-        update_readme(args.readme, text, name="duplicates", title="Near-duplicate detection")
+    if args.doc:
+        update_doc(args.doc, text, name="duplicates", title="Near-duplicate detection")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         curve = [

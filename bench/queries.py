@@ -1,4 +1,4 @@
-"""Dashboard queries at scale: ``python -m bench.queries [--images 1000000] [--readme README.md]``.
+"""Dashboard queries at scale: ``python -m bench.queries [--images 1000000] [--doc docs/benchmarks.md]``.
 
 What is measured, and why this way:
 
@@ -42,7 +42,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from bench import row_counting
-from bench.readme import update_readme
+from bench.docs_page import add_doc_option, update_doc
 from labelkit import analytics
 from labelkit.db import counts
 from labelkit.db.engine import make_engine, transaction
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         help="SET GLOBAL innodb_buffer_pool_size first (the server's default, 128 MB, is far below RDS's)",
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    parser.add_argument("--readme", type=Path, help="write the table between the bench-queries markers")
+    add_doc_option(parser, "queries")
     args = parser.parse_args(argv)
 
     with bench_database(
@@ -585,9 +585,9 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.json:
             args.json.write_text(json.dumps({"generate": gen.__dict__, "results": results}, indent=1))
-        if args.readme:
-            update_readme(args.readme, text, name="queries", title="Benchmark: queries at scale")
-            print(f"updated {args.readme}", file=sys.stderr)
+        if args.doc:
+            update_doc(args.doc, text, name="queries", title="Queries at scale")
+            print(f"updated {args.doc}", file=sys.stderr)
     return 0
 
 

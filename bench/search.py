@@ -10,19 +10,19 @@
   the viewer's own terms, the ranked page of 24 and its explanations), timed warm, for the
   heaviest user and for an admin (every image); p50/p95 in ms.
 
-``--readme README.md`` writes the tables between the ``bench-search`` markers.
+``--doc docs/benchmarks.md`` writes the tables between the ``bench-search`` markers.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from bench.docs_page import add_doc_option, update_doc
 from bench.queries import Query, _pct, bench_database, server, time_query
-from bench.readme import update_readme
 from labelkit.domain import Viewer
 from labelkit.search import expand, pairs
 from labelkit.search.service import Searcher
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=20.0, help="seconds per query at most")
     parser.add_argument("--database", help="reuse this generated database (kept)")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--readme", type=Path)
+    add_doc_option(parser, "search")
     args = parser.parse_args(argv)
     searcher = Searcher(get_settings().resolved_model_dir)
     if not searcher.embedder.available():
@@ -111,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
                 p50, p95, n = time_query(
                     engine, Query(text, who, run), runs=args.runs, warmup=args.warmup, budget=args.budget
                 )
-                cell = text.replace("|", "\\|")  # a pipe inside a table cell
-                lines.append(f"| `{cell}` | {who} | {total.get('n', '0')} | {p50:.0f} | {p95:.0f} |")
+                # A pipe inside a table cell: GitHub needs it escaped even inside backticks, and MkDocs
+                # then shows the backslash; as HTML code with the pipe as an entity it reads in both.
+                cell = (
+                    f"<code>{html.escape(text).replace('|', '&#124;')}</code>" if "|" in text else f"`{text}`"
+                )
+                lines.append(f"| {cell} | {who} | {total.get('n', '0')} | {p50:.0f} | {p95:.0f} |")
                 print(lines[-1], file=sys.stderr)
         body = (
             f"{gen.images:,} images, {gen.labels:,} label rows, {gen.terms:,} image terms over "
@@ -124,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             + table
         )
         print(body)
-        if args.readme:
-            update_readme(args.readme, body, name="search", title="Benchmark: search")
+        if args.doc:
+            update_doc(args.doc, body, name="search", title="Search")
     _ = _pct
     return 0
 

@@ -1,6 +1,6 @@
 """Similar photos: the embedding's quality and cost, and search at scale.
 
-Two parts, one README table each part fills:
+Two parts, one table of docs/benchmarks.md each part fills:
 
 * ``--devset DIR`` (the development photos, never in ``make test``): every photo labelled by
   the local labeller; the embedding's added cost per image (reading the pooled vector the
@@ -11,7 +11,7 @@ Two parts, one README table each part fills:
   real query path: p50/p95 per query, the cold load (first query: read every blob, build the
   matrix) and the cache's memory.
 
-``python -m bench.similar --images 1000000 --devset ../shared/data/devset --readme README.md``
+``python -m bench.similar --images 1000000 --devset ../shared/data/devset --doc docs/benchmarks.md``
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from bench.readme import update_readme
+from bench.docs_page import add_doc_option, update_doc
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ImageFeatureRow, ImageStatus, User, utcnow
 from labelkit.domain import Viewer
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--devset", type=Path)
     parser.add_argument("--devset-limit", type=int)
-    parser.add_argument("--readme", type=Path)
+    add_doc_option(parser, "similar")
     args = parser.parse_args(argv)
     dev = devset(args.devset, limit=args.devset_limit) if args.devset else None
     if dev:
@@ -334,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
     text = table(runs, dev)
     print(text)  # noqa: T201 - CLI output
-    if args.readme:
-        update_readme(args.readme, text, name="similar", title="Similar photos benchmark")
+    if args.doc:
+        update_doc(args.doc, text, name="similar", title="Similar photos")
     return 0
 
 

@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     )
 
     # --- where things live -------------------------------------------------
-    data_dir: Path = Path("./data")
+    data_dir: Path = Field(
+        default=Path("./data"),
+        description="Where the defaults below live: the SQLite database, images and models.",
+    )
     database_url: str = Field(
         default="",
         description="SQLAlchemy URL; empty means SQLite in data_dir/labelkit.db. "
@@ -100,8 +103,10 @@ class Settings(BaseSettings):
         default="local",
         description="'local' (SQLite-backed queue in the database) or an SQS queue URL.",
     )
-    queue_name: str = "labelkit-jobs"
-    queue_visibility_timeout: int = Field(default=120, ge=1)
+    queue_name: str = Field(default="labelkit-jobs", description="The local queue's name in its table.")
+    queue_visibility_timeout: int = Field(
+        default=120, ge=1, description="Seconds a received job stays hidden (extended while it runs)."
+    )
     queue_max_receives: int = Field(
         default=4, ge=1, description="Deliveries before a message is dead-lettered."
     )
@@ -118,7 +123,9 @@ class Settings(BaseSettings):
         "Custom Labels read only s3:// references); empty: a local manifest names file paths. "
         "In S3 mode the storage bucket is used.",
     )
-    aws_region: str = "us-east-1"
+    aws_region: str = Field(
+        default="us-east-1", description="Region for S3, SQS, Rekognition and Secrets Manager."
+    )
     dashboard_bundle_max_bytes: int = Field(
         default=2_000_000_000,
         ge=1,
@@ -128,9 +135,13 @@ class Settings(BaseSettings):
     )
 
     # --- intake ------------------------------------------------------------
-    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(default=50_000_000, ge=1)
-    thumbnail_size: int = 320
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="Upload size limit (20 MiB).")
+    max_pixels: int = Field(
+        default=50_000_000,
+        ge=1,
+        description="Pixel limit (50 MP); larger images are refused before decoding.",
+    )
+    thumbnail_size: int = Field(default=320, description="Longest side (px) of the gallery thumbnails.")
     decode_memory_mb: int = Field(
         default=400,
         ge=16,
@@ -154,7 +165,9 @@ class Settings(BaseSettings):
         default="local",
         description="'local', 'rekognition', or both comma-separated for compare mode.",
     )
-    local_model: Literal["lite0", "lite2"] = "lite2"
+    local_model: Literal["lite0", "lite2"] = Field(
+        default="lite2", description="lite2 (more accurate) or lite0 (faster)."
+    )
     local_precision: Literal["fp32", "int8"] = Field(
         default="int8",
         description="int8 (quantised, about 2x faster, same labels on the test photos) or fp32.",
@@ -168,14 +181,20 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         default=None, description="Where exported ONNX models are cached (default data_dir/models)."
     )
-    model_threads: int = Field(default=2, ge=1)
-    min_confidence: float = Field(default=55.0, ge=0, le=100)
-    max_labels: int = Field(default=20, ge=1)
-    rekognition_price_per_1000: float = 1.00
+    model_threads: int = Field(default=2, ge=1, description="onnxruntime threads.")
+    min_confidence: float = Field(
+        default=55.0, ge=0, le=100, description="Labels below this confidence are not kept."
+    )
+    max_labels: int = Field(default=20, ge=1, description="Most labels kept per image.")
+    rekognition_price_per_1000: float = Field(
+        default=1.00, description="US dollars per 1,000 DetectLabels calls, for the cost estimates."
+    )
 
     # --- listener ----------------------------------------------------------
-    listener_workers: int = Field(default=2, ge=1)
-    listener_wait_seconds: int = Field(default=20, ge=0, le=20)
+    listener_workers: int = Field(default=2, ge=1, description="Concurrent jobs per listener.")
+    listener_wait_seconds: int = Field(
+        default=20, ge=0, le=20, description="A listener's long-poll wait per receive, 0-20 seconds."
+    )
     reconcile_every_seconds: int = Field(
         default=300,
         ge=5,
@@ -184,7 +203,7 @@ class Settings(BaseSettings):
     )
 
     # --- auth --------------------------------------------------------------
-    auth_mode: Literal["local", "cognito"] = "local"
+    auth_mode: Literal["local", "cognito"] = Field(default="local", description="local accounts or cognito.")
     # Sign-in throttle (local accounts): failures are counted per client + account, per
     # account and per client; past a budget each further attempt waits, the wait doubling.
     login_max_failures: int = Field(
@@ -211,14 +230,20 @@ class Settings(BaseSettings):
         default=14 * 24 * 3600, ge=60, description="A signed-in browser signs in again after this."
     )
     session_idle_seconds: int = Field(
-        default=8 * 3600, ge=60, description="... or after this long without any use."
+        default=8 * 3600, ge=60, description="A signed-in browser signs in again after this long without use."
     )
     trusted_device_days: int = Field(
         default=180, ge=1, description="How long a browser stays known to an account it signed in to."
     )
-    cognito_user_pool_id: str = ""
-    cognito_client_id: str = ""
-    cognito_client_secret: SecretStr | None = None
+    cognito_user_pool_id: str = Field(
+        default="", description="The user pool, e.g. eu-west-1_AbC123 (its region is taken from the id)."
+    )
+    cognito_client_id: str = Field(
+        default="", description="The app client (needs ALLOW_USER_SRP_AUTH, ALLOW_REFRESH_TOKEN_AUTH)."
+    )
+    cognito_client_secret: SecretStr | None = Field(
+        default=None, description="Only if the app client has a secret (SECRET_HASH is then sent)."
+    )
     cognito_password_flow: Literal["srp", "user_password"] = Field(
         default="srp",
         description="How passwords are checked: SRP (never sent) or USER_PASSWORD_AUTH.",
