@@ -3,6 +3,8 @@
 
     python -m infra_scripts plan    --stack demo --lambda-zip build/lambda.zip
     python -m infra_scripts apply   --stack demo --lambda-zip build/lambda.zip
+    python -m infra_scripts plan    --stack demo --web-tier cluster --profile production \
+        [--certificate-arn ARN] [--alarm-email you@example.com]   # load balancer + hosts in 2+ zones
     python -m infra_scripts outputs --stack demo     # stack-outputs/demo.env and .json
     python -m infra_scripts migrate --stack demo     # Alembic against the stack's database
     python -m infra_scripts destroy --stack demo --yes [--no-final-snapshot]
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 from infra_scripts.cloudformation import Clients, DeployError, DeployOptions, settings_env
 from infra_scripts.render import HostConfig, read_env_file, render_host_files, write_host_files
@@ -44,7 +48,31 @@ PARAMETER_FLAGS: list[tuple[str, str, dict[str, Any]]] = [
     ("--db-engine-version", "DbEngineVersion", {}),
     ("--db-storage-gb", "DbStorageGb", {"type": int}),
     ("--db-subnet-ids", "DbSubnetIds", {"help": "comma-separated subnets for RDS"}),
+    ("--profile", "Profile", {"choices": ["demo", "production"], "help": "production: RDS Multi-AZ"}),
+    (
+        "--db-multi-az",
+        "DbMultiAz",
+        {"action": argparse.BooleanOptionalAction, "help": "RDS Multi-AZ (default: from --profile)"},
+    ),
     ("--instance", "CreateInstance", {"action": argparse.BooleanOptionalAction, "help": "the EC2 host"}),
+    (
+        "--web-tier",
+        "WebTier",
+        {"choices": ["single", "cluster"], "help": "one host, or a load balancer and an Auto Scaling group"},
+    ),
+    (
+        "--lb-subnet-ids",
+        "LoadBalancerSubnetIds",
+        {"help": "cluster: public subnets in 2+ zones, comma-separated (default: the VPC's public ones)"},
+    ),
+    ("--host-subnet-ids", "HostSubnetIds", {"help": "cluster: the hosts' subnets (default: the same)"}),
+    ("--hosts-min", "HostsMin", {"type": int}),
+    ("--hosts-desired", "HostsDesired", {"type": int}),
+    ("--hosts-max", "HostsMax", {"type": int}),
+    ("--certificate-arn", "CertificateArn", {"help": "cluster: ACM certificate for HTTPS (else HTTP only)"}),
+    ("--idle-timeout", "LoadBalancerIdleTimeout", {"type": int, "help": "cluster: seconds (default 300)"}),
+    ("--stickiness-seconds", "StickinessSeconds", {"type": int, "help": "cluster: the sticky cookie's life"}),
+    ("--alarm-email", "AlarmEmail", {"help": "send the CloudWatch alarms to this address"}),
     ("--os", "Os", {"choices": ["debian", "al2023"]}),
     ("--ami", "ImageId", {"help": "AMI id (default: the latest for --os)"}),
     ("--instance-type", "InstanceType", {}),
@@ -107,6 +135,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--ssl-certificate-key", default=HostConfig.ssl_certificate_key)
     r.add_argument("--no-ipv6", action="store_true")
     r.add_argument("--enable-listener", action="store_true")
+    r.add_argument(
+        "--load-balancer",
+        action="store_true",
+        help="a cluster host: behind the load balancer (plain HTTP; client address and scheme from it)",
+    )
+    r.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="with --load-balancer: where the load balancer's requests come from (the VPC); repeatable",
+    )
+    r.add_argument("--load-balancer-idle-timeout", type=int, default=HostConfig.load_balancer_idle_timeout)
     return p
 
 
@@ -165,7 +206,21 @@ def _render(args: argparse.Namespace) -> int:
         env = settings_env(out)
         source_url = source_url or out.get("source_url", "")
     env.pop("LABELKIT_INSTANCE_ID", None)  # the host's own id is not a setting it needs
-    cfg = HostConfig(
+    if args.load_balancer and not args.trusted_proxy:
+        print("--load-balancer needs --trusted-proxy CIDR (the VPC's range)", file=sys.stderr)
+        return 2
+    try:
+        cfg = _host_config(args, env, source_url)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in write_host_files(args.out, render_host_files(cfg)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _host_config(args: argparse.Namespace, env: dict[str, str], source_url: str) -> HostConfig:
+    return HostConfig(
         env=env,
         stack=args.stack or env.get("LABELKIT_STACK", ""),
         region=env.get("LABELKIT_AWS_REGION", HostConfig.region),
@@ -178,21 +233,52 @@ def _render(args: argparse.Namespace) -> int:
         ssl_certificate_key=args.ssl_certificate_key,
         ipv6=not args.no_ipv6,
         enable_listener=args.enable_listener,
+        load_balancer=args.load_balancer,
+        trusted_proxies=tuple(args.trusted_proxy),
+        load_balancer_idle_timeout=args.load_balancer_idle_timeout,
     )
-    for path in write_host_files(args.out, render_host_files(cfg)):
-        print(f"wrote {path}")
-    return 0
+
+
+MIGRATION_LOCK_SECONDS = 900
+
+
+def upgrade_one_at_a_time(engine: Engine) -> None:
+    """Alembic upgrade to head, one host at a time.
+
+    Every host migrates when it boots, and a cluster's hosts boot together (the stack's
+    create, a scale-out, a rolling update's new host beside the old ones). MySQL runs DDL
+    outside transactions, so two upgrades at once would both try to create the same tables:
+    here a named lock (``GET_LOCK``, per database) makes the others wait for the first and
+    then find the schema at head. SQLite is one host's own file and needs none."""
+    from labelkit.db.migrate import upgrade
+
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        upgrade(engine)
+        return
+    name = f"labelkit_migrate:{engine.url.database}"[:64]
+    with engine.connect() as conn:
+        got = conn.execute(
+            text("SELECT GET_LOCK(:name, :seconds)"), {"name": name, "seconds": MIGRATION_LOCK_SECONDS}
+        ).scalar()
+        if got != 1:
+            raise DeployError(
+                f"another host has been migrating the database for {MIGRATION_LOCK_SECONDS} s; "
+                "not migrating alongside it"
+            )
+        try:
+            upgrade(engine)
+        finally:
+            conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
 
 
 def _migrate(args: argparse.Namespace) -> int:
     from labelkit.db.engine import dispose_engines, get_engine, make_engine
-    from labelkit.db.migrate import upgrade
     from labelkit.settings import get_settings
 
     if not args.stack:  # on a host: the LABELKIT_* settings say where the database is
         settings = get_settings()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        upgrade(get_engine(settings))
+        upgrade_one_at_a_time(get_engine(settings))
         dispose_engines()
         print("database migrated to head")
         return 0
@@ -209,7 +295,7 @@ def _migrate(args: argparse.Namespace) -> int:
         password = secret_password(out["database_secret_arn"], region=opts.region)
     engine = make_engine(out["database_url"], password=password)
     try:
-        upgrade(engine)  # RDS is private: this works from inside the VPC (or over a tunnel)
+        upgrade_one_at_a_time(engine)  # RDS is private: this works from inside the VPC (or over a tunnel)
     finally:
         engine.dispose()
     print(f"database of stack {opts.stack} migrated to head")

@@ -11,6 +11,10 @@ order and rolls a failed create or update back; this module only feeds it:
                   drops the database's final snapshot if asked, deletes the stack and waits
 * :func:`write_outputs` writes ``stack-outputs/<stack>.env`` (``LABELKIT_*``) and ``.json``
 
+For ``WebTier=cluster`` (an Application Load Balancer and an Auto Scaling group of hosts),
+plan and apply first refuse what the template's rules would (no shared database, no hosts)
+and pick the load balancer's subnets when none are given (:func:`prepare_cluster`).
+
 ``--stack demo`` is the CloudFormation stack ``labelkit-demo``. Every boto3 client is built
 on first use (never at import), or injected, so moto's ``mock_aws`` works.
 """
@@ -73,6 +77,9 @@ OUTPUTS: dict[str, tuple[str, str]] = {
     "InstanceId": ("instance_id", "LABELKIT_INSTANCE_ID"),
     "PublicDns": ("public_dns", ""),
     "SourceUrl": ("source_url", ""),
+    "LoadBalancerDns": ("load_balancer_dns", ""),
+    "AutoScalingGroup": ("auto_scaling_group", ""),
+    "SiteUrl": ("site_url", ""),
 }
 # Settings that are the same for every stack.
 FIXED_SETTINGS = {
@@ -105,6 +112,10 @@ class Clients:
     @property
     def s3(self) -> S3Client:
         return self._get("s3")
+
+    @property
+    def ec2(self) -> Any:  # (boto3-stubs is installed without its ec2 part)
+        return self._get("ec2")
 
     @property
     def sts(self) -> STSClient:
@@ -246,6 +257,71 @@ def upload_artifacts(bucket: str, items: list[Artifact], clients: Clients, echo:
         s3.put_object(Bucket=bucket, Key=item.key, Body=item.body, ServerSideEncryption="AES256")
 
 
+# --- the web cluster's network ----------------------------------------------------------
+
+CLUSTER_ZONES = 2  # zones the CLI picks for WebTier=cluster when no subnets are given
+
+
+def _effective(opts: DeployOptions, stack: Mapping[str, Any] | None, name: str) -> str:
+    """A parameter's value after this plan or apply: given, else the stack's, else the default."""
+    if name in opts.parameters:
+        return opts.parameters[name]
+    if _exists(stack):
+        assert stack is not None
+        for p in stack.get("Parameters", []):
+            if p["ParameterKey"] == name:
+                return str(p.get("ParameterValue", ""))
+    return template_defaults()[name]
+
+
+def public_subnets(clients: Clients, vpc_id: str, *, zones: int = CLUSTER_ZONES) -> tuple[str, list[str]]:
+    """(the VPC, one subnet per zone in ``zones`` zones) where the load balancer can go: subnets
+    that give instances a public IP (the default VPC's default subnets are such), the first
+    zones by name. ``vpc_id`` "" means the region's default VPC."""
+    ec2 = clients.ec2
+    if not vpc_id:
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        if not vpcs:
+            raise DeployError("the region has no default VPC: pass --vpc-id and --lb-subnet-ids")
+        vpc_id = vpcs[0]["VpcId"]
+    by_zone: dict[str, str] = {}
+    pages = ec2.get_paginator("describe_subnets").paginate(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])
+    for page in pages:
+        for s in sorted(page["Subnets"], key=lambda s: s["SubnetId"]):
+            if s.get("MapPublicIpOnLaunch") and s.get("State", "available") == "available":
+                by_zone.setdefault(s["AvailabilityZone"], s["SubnetId"])
+    if len(by_zone) < zones:
+        raise DeployError(
+            f"VPC {vpc_id} has public subnets (ones that give instances a public IP) in "
+            f"{len(by_zone)} zone(s); the load balancer needs {zones}: pass --lb-subnet-ids"
+        )
+    return vpc_id, [by_zone[z] for z in sorted(by_zone)[:zones]]
+
+
+def prepare_cluster(
+    opts: DeployOptions, clients: Clients, stack: Mapping[str, Any] | None, echo: Echo
+) -> None:
+    """For WebTier=cluster, check what the template's rules would refuse later (after uploads),
+    and pick the load balancer's subnets if neither the options nor the stack name them."""
+    if _effective(opts, stack, "WebTier") != "cluster":
+        return
+    if _effective(opts, stack, "CreateInstance") == "false":
+        raise DeployError("--web-tier cluster runs the dashboard on EC2 hosts: drop --no-instance")
+    if _effective(opts, stack, "Database") == "none":
+        raise DeployError(
+            "--web-tier cluster needs one database every host shares: RDS (the default) or "
+            "--database-url, not --database none (SQLite on each host)"
+        )
+    if _effective(opts, stack, "LoadBalancerSubnetIds"):
+        return
+    vpc_id, subnets = public_subnets(clients, _effective(opts, stack, "VpcId"))
+    opts.parameters["LoadBalancerSubnetIds"] = ",".join(subnets)
+    echo(
+        f"WebTier=cluster: the load balancer and the hosts go in {', '.join(subnets)} of {vpc_id} "
+        "(--lb-subnet-ids to choose others)"
+    )
+
+
 # --- stacks and change sets ------------------------------------------------------------
 
 
@@ -376,7 +452,7 @@ _ACTION = {"Add": "+ add", "Modify": "~ modify", "Remove": "- remove", "Import":
 
 def describe_change(change: Mapping[str, Any]) -> str:
     action = _ACTION.get(change.get("Action", ""), f"? {change.get('Action', '').lower()}")
-    line = f"  {action:<9} {change.get('ResourceType', ''):<38} {change.get('LogicalResourceId', '')}"
+    line = f"  {action:<9} {change.get('ResourceType', ''):<44} {change.get('LogicalResourceId', '')}"
     notes = []
     if change.get("Replacement") in ("True", "Conditional"):
         notes.append("replacement" if change["Replacement"] == "True" else "may be replaced")
@@ -441,7 +517,7 @@ def wait_for_stack(
             reason = f"  {e['ResourceStatusReason']}" if e.get("ResourceStatusReason") else ""
             echo(
                 f"  {e['Timestamp']:%H:%M:%S} {e.get('ResourceStatus', ''):<20} "
-                f"{e.get('ResourceType', ''):<38} {e.get('LogicalResourceId', '')}{reason}"
+                f"{e.get('ResourceType', ''):<44} {e.get('LogicalResourceId', '')}{reason}"
             )
         if new:
             seen = new[0]["EventId"]
@@ -464,6 +540,7 @@ def plan(
 ) -> ChangeSet:
     """Print what apply would change. Uploads nothing, and deletes its change set again."""
     stack = describe_stack(opts, clients)
+    prepare_cluster(opts, clients, stack, echo)
     cs = create_change_set(
         opts, clients, stack_parameters(opts, clients, stack, artifacts(opts, stack)), sleep=sleep
     )
@@ -488,6 +565,7 @@ def apply(
         clients.cloudformation.delete_stack(StackName=stack["StackId"])
         wait_for_stack(opts, clients, stack["StackId"], after=after, echo=echo, sleep=sleep)
         stack = None
+    prepare_cluster(opts, clients, stack, echo)
     items = artifacts(opts, stack)
     params = stack_parameters(opts, clients, stack, items)
     if not _exists(stack) and not opts.lambda_zip and opts.parameters.get("Worker", "lambda") == "lambda":
@@ -507,6 +585,8 @@ def apply(
         )
     out = write_outputs(opts, clients)
     echo(f"Apply complete: stack {opts.stack} is {status}.")
+    if out.get("site_url"):
+        echo(f"Site: {out['site_url']}")
     echo(f"Outputs: {opts.outputs_dir / (opts.name + '.env')} and {opts.outputs_dir / (opts.name + '.json')}")
     return cs, out
 

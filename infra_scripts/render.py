@@ -7,6 +7,7 @@ user-data script embeds the other four, so an instance needs nothing else.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -61,10 +62,29 @@ class HostConfig:
     access_log: str = "/var/log/nginx/labelkit.access.log"
     error_log: str = "/var/log/nginx/labelkit.error.log"
     websocket_timeout: str = "86400s"
+    # Behind a load balancer (the stack's WebTier=cluster): it ends TLS, so nginx serves plain
+    # HTTP and passes on the scheme the load balancer saw, and the client's address from
+    # X-Forwarded-For, both only from ``trusted_proxies`` (CIDRs: the VPC); and nginx keeps the
+    # load balancer's idle connections open longer than the load balancer does.
+    load_balancer: bool = False
+    trusted_proxies: tuple[str, ...] = ()
+    load_balancer_idle_timeout: int = 60
+
+    def __post_init__(self) -> None:
+        if self.load_balancer and self.tls:
+            raise ValueError("behind a load balancer, TLS ends at the load balancer: no --tls")
+        for cidr in self.trusted_proxies:
+            ipaddress.ip_network(cidr)  # ValueError for anything but an address or a network
 
     @property
     def upstream(self) -> str:
         return f"127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def keepalive_timeout(self) -> int:
+        """Seconds nginx keeps an idle client connection: longer than the load balancer's own
+        idle timeout, so it never sends a request on a connection nginx is closing (a 502)."""
+        return self.load_balancer_idle_timeout + 5
 
     @property
     def upload_limits(self) -> UploadLimits:
@@ -144,6 +164,9 @@ def render_host_files(cfg: HostConfig) -> dict[str, str]:
         "access_log": cfg.access_log,
         "error_log": cfg.error_log,
         "websocket_timeout": cfg.websocket_timeout,
+        "load_balancer": cfg.load_balancer,
+        "trusted_proxies": cfg.trusted_proxies,
+        "keepalive_timeout": cfg.keepalive_timeout,
         "boto3_pin": _boto3_pin(),
     }
     files = {

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.cloudformation.models import CloudFormationBackend
+from moto.cloudformation.models import Change, ChangeSet, CloudFormationBackend
+from moto.cloudformation.parsing import ResourceMap
+from moto.ec2.models.security_groups import SecurityGroup
 
 from infra_scripts import cloudformation as cfn
 from tests.integration import aws_fixtures
@@ -41,6 +43,88 @@ def aws_change_sets(monkeypatch: pytest.MonkeyPatch) -> None:
         stack.output_map = stack._create_output_map()
 
     monkeypatch.setattr(CloudFormationBackend, "execute_change_set", execute_change_set)
+
+
+def _if_conditions(node: Any) -> set[str]:
+    """The conditions a resource's properties choose by (``Fn::If``)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if isinstance(node.get("Fn::If"), list) and node["Fn::If"]:
+            found.add(str(node["Fn::If"][0]))
+        for value in node.values():
+            found |= _if_conditions(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _if_conditions(item)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def aws_change_set_conditions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 lists an update's changes from the templates' text alone, so a parameter that
+    switches resources on or off through their conditions (WebTier=single -> cluster) lists none.
+    AWS evaluates the conditions with the new parameters: it adds the resources whose condition
+    became true, removes those whose condition became false and modifies those whose
+    ``Fn::If`` chooses differently. List them the same way (the listing only: executing such a
+    change set in moto still creates and deletes nothing for it)."""
+    original = ChangeSet.diff
+
+    def diff(self: ChangeSet) -> list[Change]:
+        changes = original(self)
+        if self.change_set_type != "UPDATE":
+            return changes
+        old = self.stack.resource_map
+        new = ResourceMap(
+            self.stack_id,
+            self.stack_name,
+            dict(self.parameters),
+            {},
+            old._region_name,
+            old._account_id,
+            self.template_dict,
+            None,
+        )
+        new.load_mapping()
+        new.load_parameters()
+        new.load_conditions()
+
+        def active(rmap: ResourceMap, resources: dict[str, Any]) -> dict[str, str]:
+            return {
+                name: r["Type"]
+                for name, r in resources.items()
+                if not r.get("Condition") or rmap.lazy_condition_map[r["Condition"]]
+            }
+
+        before = active(old, old._resource_json_map)
+        after = active(new, self.template_dict["Resources"])
+        names = set(self.template_dict.get("Conditions", {}))
+        flipped = {c for c in names if old.lazy_condition_map[c] != new.lazy_condition_map[c]}
+        modified = {c.logical_resource_id for c in changes if c.action == "Modify"}
+        listed = [Change("Add", n, after[n]) for n in after if n not in before]
+        listed += [Change("Remove", n, before[n]) for n in before if n not in after]
+        listed += [
+            Change("Modify", n, after[n])
+            for n in after
+            if n in before and (n in modified or _if_conditions(self.template_dict["Resources"][n]) & flipped)
+        ]
+        return listed
+
+    monkeypatch.setattr(ChangeSet, "diff", diff)
+
+
+@pytest.fixture(autouse=True)
+def aws_security_group_vpc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 answers ``Fn::GetAtt`` on a security group for ``GroupId`` only; AWS also gives
+    ``VpcId`` (the cluster's target group takes its VPC from the web security group)."""
+    original = SecurityGroup.get_cfn_attribute
+
+    def get_cfn_attribute(self: SecurityGroup, attribute_name: str) -> str:
+        if attribute_name == "VpcId":
+            return str(self.vpc_id)
+        return original(self, attribute_name)
+
+    monkeypatch.setattr(SecurityGroup, "has_cfn_attr", classmethod(lambda cls, a: a in ("GroupId", "VpcId")))
+    monkeypatch.setattr(SecurityGroup, "get_cfn_attribute", get_cfn_attribute)
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@ plans without changing anything, applies changes and is destroyed without leftov
 moto 5.2.5 creates these of the template's resource types: S3 bucket (name, encryption, tags),
 SQS queues, IAM roles with inline and managed policies, the instance profile, the log group,
 the Lambda function and its SQS event source mapping, security groups and ingress rules, the
-RDS instance and the EC2 instance. It skips (with a warning) the queue policy, the Cognito
-user pool, client and group, and the Secrets Manager secrets and attachment; those, and the
+RDS instance and the EC2 instance (the web cluster's resources: ``test_cluster_stack.py``). It
+skips (with a warning) the queue policy, the Cognito user pool, client and group, the Secrets
+Manager secrets and attachment, and the CloudWatch alarms; those, and the
 bucket's public access block, lifecycle and notification, the instance's security groups,
 IMDSv2 and disk settings, are checked against AWS's specification by cfn-lint only.
 """
@@ -215,6 +216,12 @@ def test_apply_deploys_the_stack_into_moto(clients: cfn.Clients, make_opts: Opts
     saved = json.loads((opts.outputs_dir / "demo.json").read_text())
     assert saved == out and saved["lambda_arn"] == fn["FunctionArn"]
 
+    # the single host is the whole web tier: no load balancer, no Auto Scaling group
+    assert _client("elbv2").describe_load_balancers()["LoadBalancers"] == []
+    assert _client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    assert out["site_url"] == f"http://{inst['PublicDnsName']}" and out["load_balancer_dns"] == ""
+    assert db["MultiAZ"] is False  # the demo profile
+
     # everything carries the stack's tag (or, where moto keeps none, its name)
     kinds = {f.split(":", 1)[0] for f in inventory(clients, "labelkit-demo")}
     assert kinds == {"s3", "sqs", "iam-role", "iam-profile", "lambda", "mapping", "rds", "ec2", "sg", "logs"}
@@ -232,10 +239,11 @@ def test_plan_changes_nothing_and_an_unchanged_stack_has_no_changes(
     echo = Echo()
     planned = cfn.plan(opts, clients, echo=echo, sleep=no_sleep)
     # THEN the change set lists the resources, and nothing exists afterwards
-    # (moto lists all 25 resources; AWS leaves out the 3 whose conditions are off here)
-    assert planned.kind == "CREATE" and "Plan: 25 to add." in echo.text
-    assert "  + add     AWS::Lambda::EventSourceMapping        LabelerTrigger" in echo.lines
-    assert "  + add     AWS::Events::Rule                      ReconcileSchedule" in echo.lines
+    # (moto lists all 40 resources; AWS leaves out the 16 whose conditions are off here: the
+    # external database's secret, the web cluster and its alarms, the alarm topic)
+    assert planned.kind == "CREATE" and "Plan: 40 to add." in echo.text
+    assert "  + add     AWS::Lambda::EventSourceMapping              LabelerTrigger" in echo.lines
+    assert "  + add     AWS::Events::Rule                            ReconcileSchedule" in echo.lines
     assert inventory(clients, "labelkit-demo") == set()
     assert cfn.describe_stack(opts, clients) is None  # not even the REVIEW_IN_PROGRESS shell
     assert clients.cloudformation.list_change_sets(StackName=opts.stack).get("Summaries", []) == []
@@ -455,5 +463,5 @@ def test_plan_against_a_moto_server(tmp_path: Path, source_dir: Path) -> None:
         server.stop()
     assert result.returncode == 0, result.stderr
     assert "Change set to create stack labelkit-demo in us-east-1:" in result.stdout
-    assert "AWS::Lambda::Function" in result.stdout and "Plan: 25 to add." in result.stdout
+    assert "AWS::Lambda::Function" in result.stdout and "Plan: 40 to add." in result.stdout
     assert "without --lambda-zip" in result.stdout
