@@ -27,6 +27,12 @@ Exact definitions (issue 14):
   the scene's words is found among the label words, or equals one of the labels' categories
   (whole category: Rekognition-style categories such as "Kitchen and Dining" go on every cup and
   bowl and say nothing about the scene; ``scene recall, loose`` also finds words inside categories).
+* **headline agreement** (issue 26): of the photos whose main subject the annotations settle,
+  the share whose headline label (:mod:`labelkit.primary`) names it. The subject is the person
+  when the largest annotated person covers >= 10% of the photo (:data:`HEADLINE_PERSON_AREA`;
+  a group label, People / Group / Crowd, names it too); else the one COCO class covering >= 1%
+  when there is exactly one; else, with no such class, one of the photo's derived scenes.
+  Photos with several classes and no large person are left out (COCO gives no area per class).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ THRESHOLD = 50.0
 PERSON_AREA_MIN = 0.02
 BOX_AREA_MIN = 0.01
 IOU_MIN = 0.5
+HEADLINE_PERSON_AREA = 0.10
+GROUP_WORDS = ("people", "group", "crowd")
 
 
 # --- words --------------------------------------------------------------------------
@@ -431,3 +439,138 @@ def worst_classes(per_class: Mapping[str, Ratio], *, min_support: int = 3, limit
     eligible = [(c, r) for c, r in per_class.items() if r.total >= min_support]
     eligible.sort(key=lambda item: (item[1].value or 0.0, -item[1].total, item[0]))
     return [c for c, _ in eligible[:limit]]
+
+
+# --- the scene set (issue 26): labelled scenes, indoor/outdoor ----------------------------
+
+SIDES = ("Indoors", "Outdoors")
+#: Devset scenes (derived from COCO objects) that settle the side of the photo.
+DERIVED_SIDE = {
+    "Kitchen": "Indoors",
+    "Bathroom": "Indoors",
+    "Bedroom": "Indoors",
+    "Street": "Outdoors",
+    "Snow": "Outdoors",
+    "Beach / Sea": "Outdoors",
+}
+
+
+def side_of(derived_scenes: Iterable[str]) -> str | None:
+    """Indoors or Outdoors when the derived scenes settle it (and do not disagree), else None."""
+    sides = {DERIVED_SIDE[s] for s in derived_scenes if s in DERIVED_SIDE}
+    return sides.pop() if len(sides) == 1 else None
+
+
+def side_correct(side: str, labels: Sequence[Label], threshold: float = THRESHOLD) -> bool:
+    """The photo's side (Indoors / Outdoors) is among the label words and the other is not."""
+    if side not in SIDES:
+        raise ValueError(f"not a side: {side!r}")
+    words = label_words(labels, threshold)
+    other = SIDES[1 - SIDES.index(side)]
+    return has_word(words, side) and not has_word(words, other)
+
+
+def indoor_outdoor(sides: Sequence[str | None], labels: Sequence[Sequence[Label]]) -> Ratio:
+    """**Indoor/outdoor accuracy**: of the photos whose side is known, the share where the
+    labels name that side and not the other (naming both, or neither, is wrong)."""
+    known = [(s, lab) for s, lab in zip(sides, labels, strict=True) if s is not None]
+    return Ratio(sum(side_correct(s, lab) for s, lab in known), len(known))
+
+
+@dataclass(frozen=True)
+class SceneSetSummary:
+    """Figures over labelled scene photos (each label: 1 the photo has it, 0 it has not,
+    -1 unknown; see ``labelkit/labelers/train_scenes.py``'s ``MAY_SHOW``)."""
+
+    photos: int
+    scene_recall: Ratio  # (photo, scene) pairs with the scene named, every scene
+    scene_recall_no_sides: Ratio  # the same without Indoors / Outdoors
+    indoor_outdoor: Ratio
+    recall: dict[str, Ratio]  # per scene
+    precision: dict[str, Ratio]  # per scene: of the photos it is named on whose truth is known
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "photos": self.photos,
+            "scene_recall": self.scene_recall.as_dict(),
+            "scene_recall_no_sides": self.scene_recall_no_sides.as_dict(),
+            "indoor_outdoor": self.indoor_outdoor.as_dict(),
+            "recall": {k: v.as_dict() for k, v in self.recall.items()},
+            "precision": {k: v.as_dict() for k, v in self.precision.items()},
+        }
+
+
+def summarize_scene_set(
+    truths: Sequence[Mapping[str, int]], labels: Sequence[Sequence[Label]], threshold: float = THRESHOLD
+) -> SceneSetSummary:
+    """A scene is **named** when its name is found among the counted labels' words (name, aliases,
+    parents: Sunset's parent Sky names Sky). Per scene, **recall**: of the photos having it, the
+    share naming it; **precision**: of the photos naming it whose truth is known, the share having
+    it. A photo's side is the one of Indoors / Outdoors it has."""
+    if len(truths) != len(labels):
+        raise ValueError("one label list per truth")
+    scenes = sorted({s for t in truths for s in t})
+    hit = dict.fromkeys(scenes, 0)
+    total = dict.fromkeys(scenes, 0)
+    named_known = dict.fromkeys(scenes, 0)
+    named_right = dict.fromkeys(scenes, 0)
+    sides: list[str | None] = []
+    for truth, labs in zip(truths, labels, strict=True):
+        words = label_words(labs, threshold)
+        for scene, value in truth.items():
+            named = has_word(words, scene)
+            if value == 1:
+                total[scene] += 1
+                hit[scene] += named
+            if named and value in (0, 1):
+                named_known[scene] += 1
+                named_right[scene] += value == 1
+        have = [s for s in SIDES if truth.get(s) == 1]
+        sides.append(have[0] if len(have) == 1 else None)
+    recall = {s: Ratio(hit[s], total[s]) for s in scenes if total[s]}
+    no_sides = [s for s in recall if s not in SIDES]
+    return SceneSetSummary(
+        photos=len(truths),
+        scene_recall=Ratio(sum(r.hits for r in recall.values()), sum(r.total for r in recall.values())),
+        scene_recall_no_sides=Ratio(
+            sum(recall[s].hits for s in no_sides), sum(recall[s].total for s in no_sides)
+        ),
+        indoor_outdoor=indoor_outdoor(sides, labels),
+        recall=recall,
+        precision={s: Ratio(named_right[s], named_known[s]) for s in scenes},
+    )
+
+
+# --- the headline label ---------------------------------------------------------------
+
+
+def headline_subject(
+    truth: Truth, *, coco: CocoNames, scene_words: Mapping[str, Sequence[str]]
+) -> tuple[str, ...] | None:
+    """The words that name ``truth``'s main subject, or None when the annotations do not settle it."""
+    if truth.person_area_max >= HEADLINE_PERSON_AREA:
+        return (*coco.person_words, *GROUP_WORDS)
+    if len(truth.objects_major) == 1:
+        (only,) = truth.objects_major
+        return tuple(coco.names(only))
+    if not truth.objects_major and truth.scenes:
+        return tuple(w for scene in truth.scenes for w in scene_words[scene])
+    return None
+
+
+def headline_agreement(
+    truths: Sequence[Truth],
+    headlines: Sequence[str | None],
+    *,
+    coco: CocoNames,
+    scene_words: Mapping[str, Sequence[str]],
+) -> Ratio:
+    """Headline agreement (see the module docstring) of one headline per photo."""
+    hits = total = 0
+    for truth, headline in zip(truths, headlines, strict=True):
+        words = headline_subject(truth, coco=coco, scene_words=scene_words)
+        if words is None:
+            continue
+        total += 1
+        hits += bool(headline) and has_any([_norm(headline or "")], words)
+    return Ratio(hits, total)

@@ -9,7 +9,12 @@ What is measured, and on what (the definitions are in :mod:`bench.label_metrics`
   installed) with the hand-written expectations of ``bench/data/package_photos.yml``;
 * scenes: the devset has no scene annotations, so scenes are derived from COCO's object
   annotations where they are unambiguous (``bench/data/scene_truth.yml``) - weaker than real
-  scene annotations, and said so next to the figure.
+  scene annotations, and said so next to the figure;
+* the scene set ``../shared/data/scenes`` (``--scenes PATH``; missing: an error): its held-out
+  split, the photos the learned scene head was never trained or tuned on (the split is
+  :func:`labelkit.labelers.train_scenes.assign_splits`; the head file records which photos it
+  held out, and a different split is an error). Scene recall and precision per scene, and
+  indoor/outdoor accuracy (:func:`bench.label_metrics.summarize_scene_set`).
 
 The labeller is built as the app builds it (:func:`labelkit.labelers.make_labeler` over the
 settings, so ``LABELKIT_*`` variables choose it), and is called on each photo's bytes one at a
@@ -38,29 +43,37 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bench.docs_page import add_doc_option, update_doc
 from bench.label_metrics import (
     PERSON_AREA_MIN,
+    SIDES,
     THRESHOLD,
     Box,
     PhotoScore,
     Ratio,
+    SceneSetSummary,
     SceneTruth,
     Summary,
     Truth,
     TruthBox,
     counted,
+    headline_agreement,
     score_photo,
+    side_of,
     summarize,
+    summarize_scene_set,
     worst_classes,
 )
 from bench.photos import DARKNET_DATA, package_photo_path, source_dirs
+from bench.text_quality import StageRecorder, text_report
 from labelkit.domain import Label
 from labelkit.errors import IntakeError
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
 from labelkit.labelers.coco_names import CocoNames, load_coco_names
+from labelkit.primary import primary_of_labels
 
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEVSET = Path("../shared/data/devset")  # relative to the project root
+DEFAULT_SCENES = Path("../shared/data/scenes")  # relative to the project root
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCENE_TRUTH_PATH = DATA_DIR / "scene_truth.yml"
 PACKAGE_PHOTOS_PATH = DATA_DIR / "package_photos.yml"
@@ -73,6 +86,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "object_recall": (">=", 0.55),
     "scene_recall": (">=", 0.50),
 }
+#: Issue 26's targets, on the scene set's held-out split.
+SCENE_SET_TARGETS: dict[str, float] = {"scene_recall": 0.75, "indoor_outdoor": 0.90}
 
 
 class DevsetMissing(SystemExit):
@@ -185,6 +200,113 @@ def load_package_photos(
     return photos, missing
 
 
+# --- the scene set's held-out split (issue 26) ------------------------------------------
+
+
+class ScenesMissing(SystemExit):
+    pass
+
+
+@dataclass(frozen=True)
+class ScenePhoto:
+    name: str
+    path: Path
+    truth: dict[str, int]  # scene -> 1 has it, 0 has not, -1 unknown
+
+
+def resolve_scenes(scenes: Path) -> Path:
+    folder = scenes if scenes.is_absolute() else ROOT / scenes
+    if not (folder / "scenes.json").is_file():
+        raise ScenesMissing(
+            f"error: no scene set at {folder} (scenes.json missing). The label-quality benchmark "
+            f"needs the labelled scene photos (default {DEFAULT_SCENES} from the project root); pass "
+            "--scenes PATH to use another copy."
+        )
+    return folder
+
+
+def load_scene_set(folder: Path, head_path: Path | None = None) -> list[ScenePhoto]:
+    """The held-out photos of the scene set with every head class's truth; an error if the
+    scene head was trained on another split (its figures would not be held out)."""
+    import numpy as np
+
+    from labelkit.labelers.scenes import HEAD_PATH
+    from labelkit.labelers.train_scenes import (
+        CLASSES,
+        HELD_OUT,
+        assign_splits,
+        held_out_digest,
+        load_photos,
+        targets,
+    )
+
+    photos = load_photos(folder)
+    split = assign_splits(photos)
+    with np.load(head_path or HEAD_PATH, allow_pickle=False) as head:
+        recorded = str(head["held_out_sha256"])
+    if recorded != held_out_digest(photos, split):
+        raise ScenesMissing(
+            f"error: the scene head was trained with another held-out split than {folder} gives "
+            "(other photos?): its figures there would not be held out. Train it again "
+            "(python -m labelkit.labelers.train_scenes) or point --scenes at its set."
+        )
+    truth = targets(photos)
+    return [
+        ScenePhoto(p.file, folder / p.file, dict(zip(CLASSES, truth[i].tolist(), strict=True)))
+        for i, p in enumerate(photos)
+        if split[i] == HELD_OUT
+    ]
+
+
+def label_scene_set(labeler: Labeler, photos: Sequence[ScenePhoto], options: LabelOptions) -> list[Outcome]:
+    as_photos = [
+        Photo(Truth(name=p.name, objects=frozenset(), objects_major=frozenset(), person_area_max=0.0), p.path)
+        for p in photos
+    ]
+    return label_photos(labeler, as_photos, options)
+
+
+def _met(value: float | None, target: float) -> str:
+    if value is None:
+        return f">= {target:.2f}"
+    return f">= {target:.2f}: {'met' if value >= target else 'NOT met'}"
+
+
+def scene_set_report(summary: SceneSetSummary, devset_sides: Ratio | None) -> str:
+    """The scene set's section: summary with issue 26's targets, then every scene."""
+    lines = [
+        f"Scene set, held-out split ({summary.photos} photos the scene head was never trained or tuned "
+        "on; `../shared/data/scenes`, labels incomplete: a missing label is unknown, not a no). A scene "
+        "is named when its name is among the counted labels' names, aliases or parents.",
+        "",
+        "| figure | scene set, held out | target (issue 26) |",
+        "|---|---|---|",
+        f"| scene recall (every labelled scene, Indoors/Outdoors included) | {_ratio(summary.scene_recall)} "
+        f"| {_met(summary.scene_recall.value, SCENE_SET_TARGETS['scene_recall'])} |",
+        f"| scene recall without Indoors/Outdoors | {_ratio(summary.scene_recall_no_sides)} | |",
+        f"| indoor/outdoor accuracy (its side named, the other not) | {_ratio(summary.indoor_outdoor)} "
+        f"| {_met(summary.indoor_outdoor.value, SCENE_SET_TARGETS['indoor_outdoor'])} |",
+    ]
+    if devset_sides is not None:
+        lines.append(
+            "| indoor/outdoor accuracy on the devset (photos whose derived scene settles the side: "
+            f"kitchen, bathroom, bedroom / street, snow, beach) | {_ratio(devset_sides)} | |"
+        )
+    lines += [
+        "",
+        "Per scene (precision: of the held-out photos naming it whose truth is known, the share having it):",
+        "",
+        "| scene | photos | recall | precision |",
+        "|---|---|---|---|",
+    ]
+    order = [*SIDES, *sorted(s for s in summary.recall if s not in SIDES)]
+    for scene in order:
+        if scene in summary.recall:
+            r = summary.recall[scene]
+            lines.append(f"| {scene} | {r.total} | {_ratio(r)} | {_ratio(summary.precision[scene])} |")
+    return "\n".join(lines)
+
+
 # --- running --------------------------------------------------------------------------
 
 
@@ -253,6 +375,46 @@ def photo_records(
 
 
 # --- report ---------------------------------------------------------------------------
+
+
+def _most_confident_leaf(labels: Sequence[Label]) -> str | None:
+    """The card's label before issue 26: the most specific counted label, most confident first."""
+    shown = counted(labels)
+    above = {p for lab in shown for p in lab.parents}
+    leaves = [lab for lab in shown if lab.name not in above] or shown
+    return min(leaves, key=lambda lab: (-lab.confidence, lab.name)).name if leaves else None
+
+
+def headline_report(
+    photos: Sequence[Photo], outcomes: Sequence[Outcome], coco: CocoNames, scenes: SceneTruth
+) -> tuple[str, dict[str, Any]]:
+    """Headline agreement on the devset (definition: bench/label_metrics.py), the rule of
+    labelkit.primary against the card's earlier rule (the most confident specific label)."""
+    truths = [p.truth for p in photos]
+    now = headline_agreement(
+        truths, [primary_of_labels(o.labels) for o in outcomes], coco=coco, scene_words=scenes.scenes
+    )
+    before = headline_agreement(
+        truths, [_most_confident_leaf(o.labels) for o in outcomes], coco=coco, scene_words=scenes.scenes
+    )
+    lines = [
+        "Headline label (issue 26): of the devset photos whose main subject the annotations settle "
+        "(the person when the largest covers >= 10%; else the only COCO class covering >= 1%; "
+        "else a derived scene), the share whose headline names it:",
+        "",
+        "| rule | headline agreement |",
+        "|---|---|",
+        f"| `labelkit.primary` (the cards, review queue and exports) | {_ratio(now)} |",
+        f"| the most confident specific label (the cards before) | {_ratio(before)} |",
+    ]
+    return "\n".join(lines), {"primary": now.as_dict(), "most_confident_leaf": before.as_dict()}
+
+
+def indoor_outdoor_of(photos: Sequence[Photo], outcomes: Sequence[Outcome]) -> Ratio:
+    """Indoor/outdoor accuracy on devset photos whose derived scenes settle the side."""
+    from bench.label_metrics import indoor_outdoor
+
+    return indoor_outdoor([side_of(p.truth.scenes) for p in photos], [o.labels for o in outcomes])
 
 
 def _ratio(r: Ratio) -> str:
@@ -376,6 +538,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_DEVSET,
         help=f"the development set (default {DEFAULT_DEVSET}, relative to the project root)",
     )
+    parser.add_argument(
+        "--scenes",
+        type=Path,
+        default=DEFAULT_SCENES,
+        help=f"the scene set (default {DEFAULT_SCENES}, relative to the project root): its held-out split",
+    )
     parser.add_argument("--limit", type=int, help="only the first N devset photos (a quick run)")
     parser.add_argument("--json", type=Path, help="write every figure and per-photo result here")
     add_doc_option(parser, "quality")
@@ -393,11 +561,16 @@ def main(argv: list[str] | None = None) -> int:
     folder = resolve_devset(args.devset)  # fail before loading any model
     devset_photos = load_devset(folder, coco, scenes, limit=args.limit)
     package_photos, missing = load_package_photos(coco, scenes, darknet_dir=args.darknet_dir)
+    scene_photos = load_scene_set(resolve_scenes(args.scenes))
+    if args.limit:
+        scene_photos = scene_photos[: args.limit]
 
-    labeler = make_labeler(args.labeler, settings)
+    # Every call's text, flag and per-model milliseconds are kept (bench/text_quality.py).
+    labeler = StageRecorder(make_labeler(args.labeler, settings))
     options = LabelOptions(min_confidence=THRESHOLD, max_labels=settings.max_labels)
     warm = devset_photos[0] if devset_photos else package_photos[0]
     labeler.label(ImageInput(warm.path.read_bytes()), options)  # loads the models: not timed
+    labeler.reset()
 
     load_average = os.getloadavg()[0]  # other work on the machine slows the latency figures
     print(f"labelling {len(devset_photos)} devset photos ...", file=sys.stderr)
@@ -419,6 +592,19 @@ def main(argv: list[str] | None = None) -> int:
         missing=missing,
         load_average=load_average,
     )
+    headline_section, headline_figures = headline_report(devset_photos, dev_outcomes, coco, scenes)
+    text += "\n\n" + headline_section
+    text_section, text_figures = text_report(
+        package={p.truth.name: p.path.read_bytes() for p in package_photos},
+        devset=[p.path.read_bytes() for p in devset_photos],
+        recorder=labeler,
+    )
+    text += "\n\n" + text_section
+    print(f"labelling {len(scene_photos)} held-out scene photos ...", file=sys.stderr)
+    scene_outcomes = label_scene_set(labeler, scene_photos, options)
+    scene_summary = summarize_scene_set([p.truth for p in scene_photos], [o.labels for o in scene_outcomes])
+    devset_sides = indoor_outdoor_of(devset_photos, dev_outcomes)
+    text += "\n\n" + scene_set_report(scene_summary, devset_sides)
     print(text)
     if args.json:
         doc = {
@@ -439,6 +625,24 @@ def main(argv: list[str] | None = None) -> int:
                     "photos": photo_records(package_photos, pkg_outcomes, pkg_scores),
                     "not_installed": list(missing),
                 },
+            },
+            "headline": headline_figures,
+            "text_and_moderation": text_figures,
+            "scene_set": {
+                "folder": str(args.scenes),
+                "summary": scene_summary.as_dict(),
+                "devset_indoor_outdoor": devset_sides.as_dict(),
+                "photos": [
+                    {
+                        "name": p.name,
+                        "truth": p.truth,
+                        "labels": [
+                            {"name": lab.name, "confidence": round(lab.confidence, 1)}
+                            for lab in counted(o.labels)
+                        ],
+                    }
+                    for p, o in zip(scene_photos, scene_outcomes, strict=True)
+                ],
             },
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

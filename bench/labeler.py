@@ -8,6 +8,10 @@ What is measured, and why this way:
 * Each mode (``MODES``: which local models run, and their precision) is the full
   :meth:`LocalLabeler.label` / ``label_batch`` path, bytes in, Rekognition-shaped result
   out: decode (draft), resizes, properties, every enabled model, scenes, fusion, boxes.
+  ``full`` is the default configuration (text and moderation included);
+  ``classifier+detector+faces`` is the same without them, so the two rows show what they cost.
+* Per stage: the milliseconds each model took per photo (:meth:`LocalLabeler.timings`), median
+  over the batch-1 calls on the small photos (text recognition: over the calls that ran it).
 * Each mode runs in its own subprocess so peak RSS (``ru_maxrss``) is per mode. Modes
   take turns over ``--rounds`` rounds (median per cell), and CPU ms/image is reported
   too: it barely moves when other work loads the machine, images/s does.
@@ -39,11 +43,13 @@ from labelkit.labelers.catalog import Precision
 #: Issue 14's targets for the full labeller (decode, classifier, detector, faces, properties).
 TARGETS = {"small_ips": 15.0, "large_ips": 10.0, "rss_mb": 800.0}
 #: mode -> (LABELKIT_LOCAL_MODELS, precision)
+FULL = ("classifier", "detector", "faces", "text", "moderation")
 MODES: dict[str, tuple[tuple[str, ...], Precision]] = {
     "classifier": (("classifier",), "int8"),
     "classifier+detector": (("classifier", "detector"), "int8"),
-    "full": (("classifier", "detector", "faces"), "int8"),
-    "full-fp32": (("classifier", "detector", "faces"), "fp32"),
+    "classifier+detector+faces": (("classifier", "detector", "faces"), "int8"),
+    "full": (FULL, "int8"),
+    "full-fp32": (FULL, "fp32"),
 }
 ENGINES = tuple(MODES)
 
@@ -104,6 +110,7 @@ def run_engine(
         budget = seconds / 2
         # batch 1: one call per image, latency per call
         lat: list[float] = []
+        stages: dict[str, list[float]] = {}
         cpu = time.process_time()
         started = time.perf_counter()
         while time.perf_counter() - started < budget or len(lat) < 2 * len(inputs):
@@ -111,7 +118,10 @@ def run_engine(
                 t = time.perf_counter()
                 labeler.label(img, options)
                 lat.append(time.perf_counter() - t)
+                for stage, ms in labeler.timings().items():
+                    stages.setdefault(stage, []).append(ms)
         total = sum(lat)
+        out[f"{kind}_stages_ms"] = {stage: statistics.median(v) for stage, v in stages.items()}
         out[f"{kind}_b1"] = {
             "images": len(lat),
             "ips": len(lat) / total,
@@ -175,9 +185,11 @@ def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
     }
     lines = [
         f"Local labeller by mode (`LABELKIT_LOCAL_MODELS`; EfficientNet-{model.title()}, SSD MobileNet v2, "
-        f"YuNet), {threads} threads, {os.cpu_count()} CPU cores; full path (JPEG bytes in, labels + "
-        "boxes + properties out). classifier = the classifier alone (int8); full = classifier + "
-        "detector + faces + scenes + fusion (int8 models; full-fp32: float models).",
+        f"YuNet, PP-OCRv6 small, open_nsfw), {threads} threads, {os.cpu_count()} CPU cores; full path "
+        "(JPEG bytes in, labels + boxes + properties + text + moderation out). classifier = the "
+        "classifier alone (int8); full = classifier + detector + faces + scenes + fusion + text + "
+        "moderation, the default (int8 models where there are any; full-fp32: float models); "
+        "classifier+detector+faces = full without text and moderation.",
         "",
         "| engine | images | batch | images/s | p50 ms/call | p95 ms/call | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
@@ -203,6 +215,24 @@ def table(results: list[dict[str, Any]], model: str, threads: int) -> str:
             for k in ("small_b1", "small_b8", "large_b1", "large_b8")
         )
         lines.append(f"| {res['engine']} | {cells} |")
+
+    stage_names = sorted({s for res in results for s in res.get("small_stages_ms", {})})
+    if stage_names:
+        lines += [
+            "",
+            "Milliseconds per photo per stage (package photos, batch 1, median over the calls; "
+            "text_detect and text_recognise are parts of text, the second only where lines were found):",
+            "",
+            "| engine | " + " | ".join(stage_names) + " |",
+            "|---|" + "---|" * len(stage_names),
+        ]
+        for res in results:
+            cells = res.get("small_stages_ms", {})
+            lines.append(
+                f"| {res['engine']} | "
+                + " | ".join(f"{cells[s]:.1f}" if s in cells else "-" for s in stage_names)
+                + " |"
+            )
 
     def mark(ok: bool) -> str:
         return "met" if ok else "NOT met"

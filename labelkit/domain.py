@@ -10,6 +10,9 @@ This module imports nothing of the project, so every layer may import it:
   It maps one to one onto Rekognition's DetectLabels response
   (:meth:`LabelResult.to_rekognition` / :meth:`LabelResult.from_rekognition`).
   Confidences are percentages (0-100); boxes are fractions of the image size.
+  Beside the labels, a result may carry the text read in the photo (:class:`TextDetection`,
+  DetectText-shaped: :meth:`LabelResult.to_detect_text`) and moderation labels
+  (:class:`ModerationLabel`, DetectModerationLabels-shaped: :meth:`LabelResult.to_moderation`).
 * :class:`ImageFeatures` - what the worker derives from a photo besides its labels
   (perceptual hash, embedding, thumbnail), for similar photos, near-duplicates and the gallery.
 """
@@ -17,6 +20,7 @@ This module imports nothing of the project, so every layer may import it:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -100,12 +104,92 @@ class ImageProperties(BaseModel):
     dominant_colors: list[DominantColor] = Field(default_factory=list)
 
 
+class TextDetection(BaseModel):
+    """A line of text read in a photo, or a word of one (Rekognition's ``TextDetection``).
+
+    ``id`` numbers the detections of one image (lines first, then words); a word's
+    ``parent_id`` is its line's ``id``. ``polygon`` is the line's corners (fractions,
+    clockwise from the top left) when it is not upright; ``box`` always bounds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    type: Literal["LINE", "WORD"]
+    id: int = Field(ge=0)
+    parent_id: int | None = None
+    confidence: float = Field(ge=0, le=100)
+    box: BoundingBox
+    polygon: list[tuple[float, float]] = Field(default_factory=list)
+
+
+class ModerationLabel(BaseModel):
+    """A moderation label (Rekognition's DetectModerationLabels): ``Explicit`` at level 1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    confidence: float = Field(ge=0, le=100)
+    parent_name: str = ""
+    taxonomy_level: int = Field(default=1, ge=1, le=3)
+
+    def as_label(self) -> Label:
+        """This flag as it is stored among the image's labels (category ``Moderation``), so
+        people see, search, confirm and reject it like any label."""
+        return Label(
+            name=self.name,
+            confidence=self.confidence,
+            parents=[self.parent_name] if self.parent_name else [],
+            aliases=list(MODERATION_ALIASES.get(self.name, ())),
+            categories=[MODERATION_CATEGORY],
+        )
+
+
+#: The category moderation labels are stored under, and the words that find them.
+MODERATION_CATEGORY = "Moderation"
+MODERATION_ALIASES: dict[str, tuple[str, ...]] = {"Explicit": ("NSFW", "Explicit Content")}
+
+
 class LabelResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     labels: list[Label]
     image_properties: ImageProperties | None = None
     model_version: str
+    #: Text read in the photo; None when this labeller does not read text ([] when it found none).
+    text: list[TextDetection] | None = None
+    #: Moderation labels; None when this labeller does not moderate ([] when nothing was flagged).
+    moderation: list[ModerationLabel] | None = None
+    #: The models behind ``text`` / ``moderation`` (DetectText's TextModelVersion and
+    #: DetectModerationLabels' ModerationModelVersion).
+    text_model_version: str = ""
+    moderation_model_version: str = ""
+
+    @property
+    def lines(self) -> list[TextDetection]:
+        """The lines of text read, top to bottom (no words)."""
+        return [d for d in self.text or [] if d.type == "LINE"]
+
+    def to_detect_text(self) -> dict[str, Any]:
+        """The text as Rekognition's DetectText response body (``TextDetections`` empty when
+        none was read or this labeller reads none)."""
+        return detect_text_response(self.text or [], self.text_model_version)
+
+    def to_moderation(self) -> dict[str, Any]:
+        """The moderation labels as Rekognition's DetectModerationLabels response body."""
+        out: dict[str, Any] = {
+            "ModerationLabels": [
+                {
+                    "Confidence": m.confidence,
+                    "Name": m.name,
+                    "ParentName": m.parent_name,
+                    "TaxonomyLevel": m.taxonomy_level,
+                }
+                for m in self.moderation or []
+            ]
+        }
+        if self.moderation_model_version:
+            out["ModerationModelVersion"] = self.moderation_model_version
+        return out
 
     def to_rekognition(self) -> dict[str, Any]:
         """This result as Rekognition's DetectLabels response body."""
@@ -204,6 +288,34 @@ class LabelResult(BaseModel):
             )
         version = model_version or f"rekognition-{response.get('LabelModelVersion', 'unknown')}"
         return cls(labels=labels, image_properties=props, model_version=version)
+
+
+def detect_text_response(detections: Sequence[TextDetection], model_version: str = "") -> dict[str, Any]:
+    """Rekognition's DetectText response body for these detections (``TextModelVersion``
+    when the model is named)."""
+    out: dict[str, Any] = {"TextDetections": [_text_detection(d) for d in detections]}
+    if model_version:
+        out["TextModelVersion"] = model_version
+    return out
+
+
+def _text_detection(d: TextDetection) -> dict[str, Any]:
+    box = d.box
+    corners = d.polygon or [
+        (box.left, box.top),
+        (box.left + box.width, box.top),
+        (box.left + box.width, box.top + box.height),
+        (box.left, box.top + box.height),
+    ]
+    out: dict[str, Any] = {"DetectedText": d.text, "Type": d.type, "Id": d.id}
+    if d.parent_id is not None:
+        out["ParentId"] = d.parent_id
+    out["Confidence"] = d.confidence
+    out["Geometry"] = {
+        "BoundingBox": {"Width": box.width, "Height": box.height, "Left": box.left, "Top": box.top},
+        "Polygon": [{"X": x, "Y": y} for x, y in corners],
+    }
+    return out
 
 
 def clamp_extent(start: float, size: float) -> tuple[float, float]:

@@ -2,10 +2,14 @@
 
 Why: the quickest way to see what the local model says about a photo, without the
 dashboard, queue or database. Prints a table per photo, or with ``--json`` JSON Lines:
-one line per photo, ``{"image": "<the path given>", "response": {...}}``, where
-``response`` is exactly a Rekognition ``DetectLabelsResponse`` (nothing added, so
-anything that reads Rekognition's answer reads it: ``jq -c .response``). A file that is
-not an image gets a clear message and exit code 1, and the other files are still labelled.
+one line per photo, ``{"image": "<the path given>", "response": {...}, "text": {...},
+"moderation": {...}, "primary": "Dog"}``, where ``response`` is exactly a Rekognition ``DetectLabelsResponse``
+(nothing added, so anything that reads Rekognition's answer reads it: ``jq -c .response``),
+``text`` a ``DetectTextResponse`` (``{"TextDetections": []}`` when no text was read, or the
+text model is not enabled) and ``moderation`` a ``DetectModerationLabelsResponse``
+(``{"ModerationLabels": []}`` likewise); ``primary`` is the photo's headline label
+(:mod:`labelkit.primary`; null without labels). A file that is not an image gets a clear message and
+exit code 1, and the other files are still labelled.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from labelkit.domain import Label, LabelResult
 from labelkit.errors import IntakeError, LabelerError
 from labelkit.labelers.base import ImageInput, LabelOptions
+from labelkit.primary import primary_of_labels
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,8 @@ def _table(path: str, result: LabelResult) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = [f"{path}  ({result.model_version})"]
+    headline = primary_of_labels(result.labels, threshold=0.0)
+    lines = [f"{path}  ({result.model_version})" + (f"  headline: {headline}" if headline else "")]
     for n, row in enumerate(rows):
         lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
@@ -63,6 +69,13 @@ def _table(path: str, result: LabelResult) -> str:
             f"  brightness {props.brightness:.0f}, sharpness {props.sharpness:.0f}, "
             f"contrast {props.contrast:.0f}; colours: {colours}"
         )
+    if result.text is not None:
+        read = result.lines
+        lines.append(f"  text read: {len(read)} line{'s' if len(read) != 1 else ''}" + (":" if read else ""))
+        lines += [f"    {line.text}  ({line.confidence:.0f}%)" for line in read]
+    if result.moderation is not None:
+        flags = ", ".join(f"{m.name} {m.confidence:.1f}" for m in result.moderation)
+        lines.append(f"  moderation: {flags or 'nothing flagged'}")
     return "\n".join(lines)
 
 
@@ -77,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json",
         action="store_true",
-        help='JSON Lines: {"image": PHOTO, "response": <Rekognition DetectLabelsResponse>} per photo',
+        help='JSON Lines: {"image": PHOTO, "response": <DetectLabelsResponse>, "text": <DetectTextResponse>, '
+        '"moderation": <DetectModerationLabelsResponse>, "primary": HEADLINE} per photo',
     )
     parser.add_argument("--min-confidence", type=float, default=settings.min_confidence)
     parser.add_argument("--max-labels", type=int, default=settings.max_labels)
@@ -85,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models",
         default=settings.local_models,
-        help="local models to run, comma-separated (classifier,detector,faces; LABELKIT_LOCAL_MODELS)",
+        help="local models to run, comma-separated (classifier,detector,faces,text,moderation; "
+        "LABELKIT_LOCAL_MODELS)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -107,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         max_pixels=settings.max_pixels,
         precision=settings.local_precision,
         models=names,
+        text_detect_side=settings.text_detect_side,
+        moderation_threshold=settings.moderation_threshold,
     )
     status = 0
     for path in args.photos:
@@ -134,8 +151,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def json_line(image: str, result: LabelResult) -> dict[str, Any]:
-    """One ``--json`` line: the photo's path beside (never inside) the DetectLabels response."""
-    return {"image": image, "response": result.to_rekognition()}
+    """One ``--json`` line: the photo's path beside (never inside) the DetectLabels response,
+    and the DetectText and DetectModerationLabels responses beside it (always there, empty
+    when nothing was read or flagged)."""
+    return {
+        "image": image,
+        "response": result.to_rekognition(),
+        "text": result.to_detect_text(),
+        "moderation": result.to_moderation(),
+        "primary": primary_of_labels(result.labels, threshold=0.0),
+    }
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ and the listener both call. For every object-created record it
 3. records the attempt, fetches the bytes, labels them with each labeller,
 4. derives the photo's features (``labelkit.features``: perceptual hash, embedding,
    thumbnail; the thumbnail is stored beside the photo under ``thumbnail_key``),
-5. writes the labels and features idempotently and sets ``labelled`` in one transaction,
+5. writes the labels (moderation flags among them), the text read in the photo (its words
+   searchable) and the features idempotently and sets ``labelled`` in one transaction,
    which first holds the image row (``thumbs.lock_image_for_worker``) and writes nothing
    if the image was deleted meanwhile.
 
@@ -131,6 +132,17 @@ def _reason(exc: BaseException) -> str:
     return f"Unexpected error while labelling ({type(exc).__name__}: {exc})"
 
 
+def _stage_timings(labelers: Sequence[Labeler]) -> dict[str, float]:
+    """What each model of the labellers that time them took for this image (``label_text``,
+    ``label_moderation`` ...: :meth:`labelkit.labelers.local.LocalLabeler.timings`)."""
+    out: dict[str, float] = {}
+    for labeler in labelers:
+        timings = getattr(labeler, "timings", None)
+        if callable(timings):
+            out.update({f"label_{stage}": float(ms) for stage, ms in timings().items()})
+    return out
+
+
 class Pipeline:
     def __init__(
         self,
@@ -227,6 +239,7 @@ class Pipeline:
                     )
                 )
             t3 = time.perf_counter()
+            stages = _stage_timings(self.labelers)
             props = next((r.image_properties for r in results if r.image_properties), None)
             features = extract_all(
                 self.extractors, FeatureInput(data, results=results, make_thumbnail=self.make_thumbnail)
@@ -271,6 +284,7 @@ class Pipeline:
                 "features": (t_features - t3) * 1e3,
                 "write": (t4 - t_features) * 1e3,
                 "total": (t4 - t0) * 1e3,
+                **stages,
             }
             return outcome
         except (IntakeError, ObjectNotFound) as e:

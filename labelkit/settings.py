@@ -173,10 +173,29 @@ class Settings(BaseSettings):
         description="int8 (quantised, about 2x faster, same labels on the test photos) or fp32.",
     )
     local_models: str = Field(
-        default="classifier,detector,faces",
+        default="classifier,detector,faces,text,moderation",
         description="Which local models run, comma-separated: classifier (EfficientNet-Lite, "
-        "fine-grained names and places), detector (COCO objects, one box each), faces. "
+        "fine-grained names and places), detector (COCO objects, one box each), faces, text (words "
+        "in the photo, PP-OCRv6), moderation (the Explicit flag, open_nsfw). "
         "'classifier' alone is the fastest mode (the labeller before the detector existed).",
+    )
+    text_detect_side: int = Field(
+        default=480,
+        ge=64,
+        le=2048,
+        description="Longer side (px) of the photo the text model looks for lines in; photos with "
+        "lines are then read from a copy of up to 1600 px. Larger finds smaller print and costs more.",
+    )
+    moderation_threshold: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="The moderation model's probability (0-1) from which a photo is flagged Explicit.",
+    )
+    blur_explicit: bool = Field(
+        default=True,
+        description="The gallery blurs photos flagged Explicit until someone clicks Show on the card "
+        "(an administrator's choice for the whole site; false shows them as they are).",
     )
     model_dir: Path | None = Field(
         default=None, description="Where exported ONNX models are cached (default data_dir/models)."
@@ -275,7 +294,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_local_models(cls, value: str) -> str:
         names = list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
-        known = ("classifier", "detector", "faces")
+        known = ("classifier", "detector", "faces", "text", "moderation")
         unknown = sorted(set(names) - set(known))
         if not names or unknown:
             raise ValueError(f"unknown local model(s) {unknown or value!r}; use some of {', '.join(known)}")

@@ -8,6 +8,10 @@ one ``st.columns`` row at a time, so a narrow screen, which stacks columns, keep
 Streamlit does not tell the server how wide the screen is, so what depends on it is done in
 the browser (PAGE_CSS, FOLD_FILTERS_JS): the filters sit in a "Filters" expander, open and
 headerless on a wide screen, folded on a phone; a new page of cards scrolls to its top.
+
+A photo flagged Explicit (the moderation label, not rejected by a person) is blurred on its
+card until someone clicks its "Show" button (for the rest of their session); an administrator
+turns the blur off for everyone with ``LABELKIT_BLUR_EXPLICIT=false``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from labelkit.db.models import ImageStatus, TermKind
 from labelkit.db.queries import bulk as bulk_q
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import text as text_q
 from labelkit.search.service import SearchResult, get_searcher
 from labelkit.similar import SIMILAR_CUTOFF
 
@@ -35,6 +40,9 @@ FILTERS_KEY = "gallery_filters"  # the filters' expander
 COUNTS_KEY = "gallery_counts"  # the four status counts
 GRID_KEY = "gallery_grid"  # the count, the cards and the pages: where a new page scrolls to
 SEARCH_CUT = "_gallery_search_cut"  # True while the search shown is a longer text's first MAX_TEXT
+BLUR_KEY = "gallery_blur_"  # the flagged photo's container: st-key-gallery_blur_<id>
+REVEAL_KEY = "gallery_reveal_"  # its "Show" button
+REVEALED = "_gallery_revealed"  # ids of the flagged photos shown in this session
 NARROW = 640  # px: Streamlit stacks columns on screens at most this wide; the filters fold there
 CARD = f'div[class*="st-key-{CARD_KEY}"]'
 PAGE_CSS = f"""<style>
@@ -61,6 +69,11 @@ PAGE_CSS = f"""<style>
   min-width: 0; flex: 1 1 0;
 }}
 {CARD}:hover {{ border-color: var(--primary-color, #4f46e5); }}
+/* A photo flagged Explicit: blurred (clipped to its frame) until its Show button, which sits
+   above the card's link, is clicked. */
+div[class*="st-key-{BLUR_KEY}"] {{ overflow: hidden; border-radius: 0.25rem; }}
+div[class*="st-key-{BLUR_KEY}"] img {{ filter: blur(24px) saturate(0.6); transform: scale(1.15); }}
+div[class*="st-key-{REVEAL_KEY}"] {{ position: relative; z-index: 3; }}
 /* Small cards: the photo's name on one line, cut with an ellipsis (the link's tooltip and the
    image page name it in full); a label or a failure's reason on at most two lines. */
 {CARD} [data-testid="stMarkdownContainer"] p {{
@@ -152,6 +165,11 @@ def _less_similar(found: SearchResult) -> None:
         )
 
 
+def _reveal(image_id: str) -> None:
+    """Show a flagged photo unblurred for the rest of this session."""
+    st.session_state[REVEALED] = {*st.session_state.get(REVEALED, set()), image_id}
+
+
 def _use_suggestion(name: str) -> None:
     st.session_state[gs.KEY_LABEL] = f'"{name}"' if " " in name else name
     st.session_state[SEARCH_CUT] = False
@@ -226,8 +244,9 @@ with st.expander("Filters", expanded=True, key=FILTERS_KEY, icon=":material/filt
         key=gs.KEY_LABEL,
         placeholder="dog beach · dog -cat · dog | cat",
         on_change=_search_changed,
-        help="Words match label names, aliases, parents and categories, ignoring case, and related "
-        "words (“puppy” finds dogs). `dog beach`: both; `dog -cat`: not cats; `dog | cat`: either "
+        help="Words match label names, aliases, parents and categories, ignoring case, related "
+        "words (“puppy” finds dogs) and words read in the photos (“soon” finds a sign saying "
+        "GET WELL SOON). `dog beach`: both; `dog -cat`: not cats; `dog | cat`: either "
         f'(| binds tighter than a space); `"hot dog"`: a phrase. At most {gs.MAX_TEXT} characters.',
     )
     f2.slider("Min confidence", 0, 100, step=5, key="flt_conf")
@@ -321,7 +340,12 @@ def _grid() -> None:
             )
             gs.set_page(st.session_state, page.page)
         still_busy = image_q.status_counts(session=s, viewer=viewer)
-        best = stats_q.top_labels(session=s, viewer=viewer, image_ids=[i.id for i in page.items])
+        best = stats_q.primary_labels(session=s, viewer=viewer, image_ids=[i.id for i in page.items])
+        flagged = (
+            text_q.flagged_images(session=s, viewer=viewer, image_ids=[i.id for i in page.items])
+            if core.settings().blur_explicit
+            else set()
+        )
     shown = replace(view, page=page.page)
     _write_url(shown)  # (also after a page change, which reruns only this fragment while busy)
     if busy and still_busy[ImageStatus.PENDING] + still_busy[ImageStatus.LABELLING] == 0:
@@ -338,7 +362,7 @@ def _grid() -> None:
             st.page_link(Page.UPLOAD, label="Upload photos", icon=":material/upload:")
         return
     with st.container(key=GRID_KEY):
-        _cards(page, more=more, why=why, best=best, link_params=shown.to_params())
+        _cards(page, more=more, why=why, best=best, flagged=flagged, link_params=shown.to_params())
     if found is not None:
         _less_similar(found)
 
@@ -349,6 +373,7 @@ def _cards(
     more: str,
     why: dict[str, list[str]],
     best: dict[str, tuple[str, float]],
+    flagged: set[str],
     link_params: dict[str, str],
 ) -> None:
     plural = "s" if page.total != 1 else ""
@@ -362,7 +387,19 @@ def _cards(
         for col, img in zip(st.columns(COLUMNS), row, strict=False):
             with col.container(border=True, key=f"{CARD_KEY}{img.id}", gap="xxsmall"):
                 thumb = thumbs[img.id]
-                if thumb:
+                hidden = img.id in flagged and img.id not in st.session_state.get(REVEALED, set())
+                if thumb and hidden:
+                    with st.container(key=f"{BLUR_KEY}{img.id}"):
+                        st.image(thumb, width="stretch")
+                    st.button(
+                        "Show",
+                        key=f"{REVEAL_KEY}{img.id}",
+                        icon=":material/visibility:",
+                        on_click=_reveal,
+                        args=(img.id,),
+                        help="Flagged Explicit by the moderation model, so it is blurred. Show it here.",
+                    )
+                elif thumb:
                     st.image(thumb, width="stretch")
                 else:
                     st.caption(":material/broken_image: preview unavailable")

@@ -1,5 +1,6 @@
 """One image: the photo with its boxes, labels with confidence, parents and categories,
-image properties, and the owner's actions (confirm / reject / add labels, retry, delete).
+image properties, the text read in it, and the owner's actions (confirm / reject / add
+labels, retry, delete).
 
 The id comes from ``?image=<id>``. An id that is not the viewer's behaves exactly like
 a missing one (the queries raise ``NotFound`` for both). The gallery's view rides along in
@@ -22,7 +23,9 @@ from labelkit import render, similar, vocabulary
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import text as text_q
 from labelkit.db.queries import users as user_q
+from labelkit.db.queries.text import ImageText
 from labelkit.errors import LabelkitError, NotFound
 from labelkit.search.expand import catalog_label, known_details
 from labelkit.search.service import get_searcher
@@ -46,18 +49,59 @@ def _not_found() -> None:
     st.stop()
 
 
-def _load() -> tuple[Image, list[LabelRow], dict[str, str]]:
+def _load() -> tuple[Image, list[LabelRow], dict[str, str], list[ImageText]]:
     try:
         with core.db() as s:
             image = image_q.get_image(session=s, viewer=viewer, image_id=image_id)
             rows = label_q.labels_for_image(session=s, viewer=viewer, image_id=image_id)
             names = user_q.usernames(session=s, user_ids=[r.created_by or "" for r in rows])
             owner = user_q.usernames(session=s, user_ids=[image.owner_id]) if viewer.is_admin else {}
+            texts = text_q.text_of_image(session=s, viewer=viewer, image_id=image_id)
     except NotFound:
         _not_found()
         raise  # unreachable: st.stop() raised
     names.update(owner)
-    return image, rows, names
+    return image, rows, names, texts
+
+
+#: The tag the local labeller's model version carries when its text model ran (LocalLabeler).
+TEXT_MODEL_TAG = "+ocr"
+
+
+def _text_boxes(texts: list[ImageText]) -> list[render.Box]:
+    """The lines read, as boxes captioned with their text (cut to 40 characters)."""
+    return [
+        render.Box(
+            left=line.box.left,
+            top=line.box.top,
+            width=line.box.width,
+            height=line.box.height,
+            caption=line.text if len(line.text) <= 40 else line.text[:39] + "…",
+        )
+        for found in texts
+        for line in found.lines
+    ]
+
+
+def _text_section(image: Image, texts: list[ImageText]) -> None:
+    """ "Text in the photo": the lines read, top to bottom, each with how sure the model is."""
+    if image.status != ImageStatus.LABELLED:
+        return
+    lines = [line for found in texts for line in found.lines]
+    st.subheader("Text in the photo")
+    if not lines:
+        if TEXT_MODEL_TAG in (image.model_version or ""):
+            st.caption("No text was read in this photo.")
+        else:
+            st.caption("This photo was labelled without the text model: `labelkit relabel` reads its text.")
+        return
+    st.caption(
+        f"{len(lines)} line{'s' if len(lines) != 1 else ''} read, top to bottom; % = how sure the text "
+        "model is of the line (its letters' mean). Search the gallery for any of these words."
+    )
+    with st.container(border=True, key="image_text"):
+        for line in lines:
+            st.markdown(f"{core.md(line.text)} · {line.confidence:.0f}%")
 
 
 def _review(name: str, review: ReviewState) -> None:
@@ -292,7 +336,7 @@ def _similar_section(image: Image) -> None:
 
 if not image_id:
     _not_found()
-image, rows, names = _load()
+image, rows, names, texts = _load()
 labels = label_views(rows, names)
 
 KEY_PREVIOUS, KEY_NEXT = "Left", "Right"
@@ -400,8 +444,13 @@ left, right = st.columns([3, 2], gap="large")
 
 with left:
     standing_boxes = boxes_to_draw(rows)  # a rejected label's boxes are not drawn
-    show_boxes = bool(standing_boxes) and st.toggle("Show boxes", value=True, key="show_boxes")
-    boxes = standing_boxes if show_boxes else []
+    text_boxes = _text_boxes(texts)
+    t1, t2 = st.columns(2)
+    show_boxes = bool(standing_boxes) and t1.toggle("Show boxes", value=True, key="show_boxes")
+    show_text = bool(text_boxes) and t2.toggle(
+        "Show text boxes", value=False, key="show_text_boxes", help="Outline each line of text read."
+    )
+    boxes = (standing_boxes if show_boxes else []) + (text_boxes if show_text else [])
     draft = _draft_box()
     if draft is not None:  # the box being drawn for a new label, shown live
         boxes.append(draft)
@@ -422,6 +471,7 @@ with left:
             # Only validated hex codes and escaped text are in this HTML (see labelkit.render).
             st.markdown(swatches, unsafe_allow_html=True)
 
+    _text_section(image, texts)
     _similar_section(image)
 
 with right:

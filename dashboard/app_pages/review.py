@@ -21,6 +21,7 @@ from labelkit.db.models import ImageStatus, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
 from labelkit.db.queries import reviews as review_q
+from labelkit.db.queries import stats as stats_q
 from labelkit.errors import NotFound
 
 PAGE_SIZE = 5  # photos per page
@@ -99,6 +100,7 @@ with core.db() as s:
     items = review_q.review_images(
         session=s, viewer=viewer, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
     )
+    headlines = stats_q.primary_labels(session=s, viewer=viewer, image_ids=[i.image.id for i in items])
     statuses = image_q.status_counts(session=s, viewer=viewer) if photos == 0 else None
 owned = sum(statuses.values()) if statuses is not None else None
 in_progress = statuses[ImageStatus.PENDING] + statuses[ImageStatus.LABELLING] if statuses is not None else 0
@@ -305,6 +307,12 @@ for i, item in enumerate(items):
                     label_visibility="collapsed",
                 )
             head.markdown(f"**{core.md(img.original_name)}**")
+            if img.id in headlines:
+                # The photo's headline label (what its gallery card shows), labels accepted or not.
+                head.markdown(
+                    f":gray[{core.md(headlines[img.id][0])}]",
+                    help="What this photo is of: its headline label",
+                )
             tags = st.container(horizontal=True, gap="small", vertical_alignment="center")
             if current:
                 with tags:

@@ -97,7 +97,7 @@ def _open_link(image_id: str | None) -> None:
 def _statuses(ids: list[str]) -> tuple[dict[str, Image], dict[str, tuple[str, float]]]:
     with core.db() as s:
         images = image_q.images_by_ids(session=s, viewer=user.viewer, image_ids=ids)
-        best = stats_q.top_labels(session=s, viewer=user.viewer, image_ids=ids)
+        best = stats_q.primary_labels(session=s, viewer=user.viewer, image_ids=ids)
     return images, best
 
 

@@ -36,6 +36,11 @@ any rejection). The totals:
   whose name no person rejected (the mean confidence and the confidence histogram);
 * ``confirmed`` / ``rejected``: people's verdicts; ``awaiting``: model labels nobody reviewed.
 
+The words read in a photo are terms too (kind ``text``, lower-cased, from ``image_text``:
+:func:`derive_text_terms`, called by whatever writes the text): a label write leaves them
+alone, and no total counts them (a page of print would add hundreds of rows per photo to
+``term_counts``, and every worker would queue on the everyone-row of "the").
+
 A re-delivered job writes nothing new, so its difference is zero: the totals stay
 idempotent like the rows. :func:`rebuild` recomputes everything from the rows in
 bulk SQL; the tests check that a random mix of writes leaves the running totals
@@ -47,6 +52,7 @@ every image's terms again first, as migration 0008 does).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -77,6 +83,7 @@ from labelkit.db.models import (
     ConfidenceBin,
     Image,
     ImageTerm,
+    ImageTextRow,
     LabelCount,
     LabelRow,
     LabelSource,
@@ -328,7 +335,11 @@ def _derive(
         want = effective_terms(
             (r[1], r[5], r[3], r[8], r[9], r[10]) for r in labels.get(image_id, []) if r[4] == 0
         )
-        old = {(TermKind(kind), term): float(conf) for _, kind, term, conf in terms.get(image_id, [])}
+        old = {
+            (TermKind(kind), term): float(conf)
+            for _, kind, term, conf in terms.get(image_id, [])
+            if kind != TermKind.TEXT  # derive_text_terms' own
+        }
         for kind, term in old.keys() - want.keys():
             gone[image_id, kind].append(term)
         for (kind, term), conf in want.items():
@@ -360,6 +371,121 @@ def _derive(
     if new:
         _insert_ignore_terms(session, new)
     return bool(gone or changed or new)
+
+
+# --------------------------------------------------------------------------- words read in photos
+
+#: Runs of letters and digits (any script); a word's pieces are searchable on their own.
+_WORD = re.compile(r"\w+")
+#: Punctuation around a word ("(coins)", "soon!"), stripped before it is kept whole.
+_EDGES = "\"'()[]{}<>.,;:!?*“”‘’«»"
+MIN_WORD = 2
+
+
+def text_tokens(text: str) -> list[str]:
+    """The search terms a word (or a typed term) stands for: lower-cased, stripped of the
+    punctuation around it, and each run of letters and digits in it ("Region-based" ->
+    region-based, region, based); shorter than two characters: none."""
+    folded = text.casefold()
+    out: dict[str, None] = {}
+    for piece in folded.split():
+        whole = piece.strip(_EDGES)
+        if len(whole) >= MIN_WORD:
+            out.setdefault(whole[:128], None)
+        for run in _WORD.findall(piece):
+            if len(run) >= MIN_WORD and run != "_" * len(run):
+                out.setdefault(run[:128], None)
+    return list(out)
+
+
+def derive_text_terms(session: Session, image_ids: Iterable[str]) -> None:
+    """Make these images' ``text`` terms the words of their ``image_text`` rows (the best
+    confidence per term), writing only the difference. Their other terms are left alone."""
+    ids = sorted(set(image_ids))
+    conn = session.connection()
+    table: Any = ImageTerm.__table__
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        owners = {
+            str(i): str(o)
+            for i, o in conn.execute(select(Image.id, Image.owner_id).where(Image.id.in_(chunk)))
+        }
+        want: dict[str, dict[str, float]] = defaultdict(dict)
+        words = select(ImageTextRow.image_id, ImageTextRow.text, ImageTextRow.confidence).where(
+            ImageTextRow.image_id.in_(chunk), ImageTextRow.kind == "WORD"
+        )
+        for image_id, text, confidence in conn.execute(words):
+            for token in text_tokens(str(text)):
+                terms = want[str(image_id)]
+                terms[token] = max(float(confidence), terms.get(token, 0.0))
+        have: dict[str, dict[str, float]] = defaultdict(dict)
+        stored = select(ImageTerm.image_id, ImageTerm.term, ImageTerm.confidence).where(
+            ImageTerm.image_id.in_(chunk), ImageTerm.kind == TermKind.TEXT
+        )
+        for image_id, term, confidence in conn.execute(stored):
+            have[str(image_id)][str(term)] = float(confidence)
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        for image_id in chunk:
+            wanted, old = want.get(image_id, {}), have.get(image_id, {})
+            # MySQL compares terms without case or accents: "resume" is "résumé"'s key there.
+            gone = sorted(set(old) - set(wanted))
+            if gone:
+                conn.execute(
+                    delete(ImageTerm).where(
+                        ImageTerm.image_id == image_id,
+                        ImageTerm.kind == TermKind.TEXT,
+                        ImageTerm.term.in_(gone),
+                    )
+                )
+            for term, conf in sorted(wanted.items()):
+                if term not in old:
+                    if image_id in owners:
+                        new.append(
+                            {
+                                "image_id": image_id,
+                                "kind": TermKind.TEXT,
+                                "term": term,
+                                "confidence": conf,
+                                "owner_id": owners[image_id],
+                            }
+                        )
+                elif abs(old[term] - conf) > 1e-4:
+                    changed.append({"b_image": image_id, "b_term": term, "b_conf": conf})
+        if changed:
+            conn.execute(
+                update(table)
+                .where(
+                    table.c.image_id == bindparam("b_image"),
+                    table.c.kind == TermKind.TEXT,
+                    table.c.term == bindparam("b_term"),
+                )
+                .values(confidence=bindparam("b_conf")),
+                changed,
+            )
+        if new:
+            _insert_ignore_terms(session, new)
+
+
+def derive_all_text_terms(session: Session, *, chunk: int = _CHUNK) -> int:
+    """:func:`derive_text_terms` for every image with text (``python -m labelkit.db.counts
+    --terms``); returns the images visited."""
+    done, after = 0, ""
+    while True:
+        ids = list(
+            session.scalars(
+                select(ImageTextRow.image_id)
+                .where(ImageTextRow.image_id > after)
+                .group_by(ImageTextRow.image_id)
+                .order_by(ImageTextRow.image_id)
+                .limit(chunk)
+            )
+        )
+        if not ids:
+            return done
+        derive_text_terms(session, ids)
+        done += len(ids)
+        after = ids[-1]
 
 
 def _insert_ignore_terms(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -544,6 +670,8 @@ def _contributions(owners: dict[str, str], labels: Rows, terms: Rows) -> dict[Ke
             out["term", owner, MODEL_VERSION, version] += 1
         searchable: set[str] = set()
         for _, kind, term, _ in terms.get(image_id, []):
+            if kind == TermKind.TEXT:
+                continue  # words read in the photo: searched, not counted
             out["term", owner, TermKind(kind).value, term] += 1
             if kind in (TermKind.LABEL, TermKind.PARENT):
                 searchable.add(term)
@@ -685,6 +813,7 @@ def rebuild(session: Session) -> None:
     per_term = (
         select(Image.owner_id, ImageTerm.kind, ImageTerm.term, func.count())
         .join(Image, Image.id == ImageTerm.image_id)
+        .where(ImageTerm.kind != TermKind.TEXT)
         .group_by(Image.owner_id, ImageTerm.kind, ImageTerm.term)
     )
     per_any = (
@@ -789,6 +918,7 @@ def main(argv: list[str] | None = None) -> int:
             imply_all(s)
         if args.terms:
             derive_all_terms(s)
+            derive_all_text_terms(s)
         rebuild(s)
         fresh = dump(s)
         differ = current != fresh

@@ -5,7 +5,9 @@ Tables:
     images         one row per upload; ``status`` walks pending -> labelling -> labelled | failed
     labels         model and human labels, one row per (image, source, model version, name, instance)
     image_terms    every label name, parent and category an image has, for fast search
-                   ("images with X, or with X among its parents") and counts
+                   ("images with X, or with X among its parents") and counts, and the words
+                   read in it (kind ``text``)
+    image_text     the lines and words read in an image (DetectText-shaped), with their boxes
     queue_messages the local job queue (``LocalQueue``), live and dead letters
     web_sessions   signed-in browsers (hashed HttpOnly cookie tokens), so a reload keeps you signed in
     session_handoffs
@@ -121,6 +123,8 @@ class TermKind(enum.StrEnum):
     LABEL = "label"
     PARENT = "parent"
     CATEGORY = "category"
+    #: A word read in the photo (lower-cased; ``image_text``): searched, never counted or listed.
+    TEXT = "text"
 
 
 def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
@@ -285,6 +289,31 @@ class ImageTerm(Base):
     term: Mapped[str] = mapped_column(String(128), primary_key=True)
     confidence: Mapped[float] = mapped_column(Float, default=0.0)  # best confidence behind the term
     owner_id: Mapped[str] = mapped_column(String(64))
+
+
+class ImageTextRow(Base):
+    """A line or a word read in an image (migration 0014), as Rekognition's DetectText gives them.
+
+    ``detection_id`` numbers one labeller's detections of the image (lines first, then words);
+    a word's ``parent_id`` is its line's. Written by the worker with the image's labels,
+    replacing that labeller family's earlier rows (idempotent); the words are searchable
+    through ``image_terms`` (kind ``text``, :func:`labelkit.db.counts.derive_text_terms`).
+    """
+
+    __tablename__ = "image_text"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    detection_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))  # LINE | WORD
+    text: Mapped[str] = mapped_column(String(1024))
+    confidence: Mapped[float] = mapped_column(Float)
+    box_left: Mapped[float] = mapped_column(Float)
+    box_top: Mapped[float] = mapped_column(Float)
+    box_width: Mapped[float] = mapped_column(Float)
+    box_height: Mapped[float] = mapped_column(Float)
+    polygon: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (admins read these)

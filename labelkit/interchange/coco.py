@@ -35,6 +35,7 @@ def to_coco(entries: Sequence[ImageEntry], *, file_names: Mapping[str, str] | No
                 "date_captured": _iso(img.created_at),
                 "labelkit_id": img.id,
                 "original_name": img.original_name,
+                "primary_label": e.primary,
             }
         )
         for lab in positive_labels(e.labels):

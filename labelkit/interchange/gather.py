@@ -1,5 +1,5 @@
-"""Gathering what an export holds: images and their labels, scoped to the viewer, filtered by
-the options."""
+"""Gathering what an export holds: images, their labels and the text read in them, scoped to
+the viewer, filtered by the options."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from sqlalchemy.orm import Session
 
 from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries import bulk as bulk_q
+from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import text as text_q
 from labelkit.db.queries import users as user_q
+from labelkit.db.queries.text import ImageText
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import NotFound, PermissionDenied
 from labelkit.interchange.boxes import BoxEntry, clamp_box
@@ -42,6 +45,10 @@ class ImageEntry:
     image: Image
     owner: str
     labels: list[LabelEntry] = field(default_factory=list)
+    #: The text read in the photo, per labeller version (empty: none read).
+    text: list[ImageText] = field(default_factory=list)
+    #: The photo's headline label (labelkit.primary), None without labels.
+    primary: str | None = None
 
 
 def positive_labels(labels: Iterable[LabelEntry]) -> list[LabelEntry]:
@@ -154,10 +161,20 @@ def collect(*, session: Session, viewer: Viewer, options: ExportOptions | None =
     for row in bulk_q.export_label_rows(session=session, viewer=viewer, image_ids=[i.id for i in images]):
         rows.setdefault(row.image_id, []).append(row)
     names = user_q.usernames(session=session, user_ids={i.owner_id for i in images})
+    texts = text_q.text_of_images(session=session, viewer=viewer, image_ids=[i.id for i in images])
+    headline = stats_q.primary_labels(session=session, viewer=viewer, image_ids=[i.id for i in images])
     wanted = {t.strip().casefold() for t in options.labels if t.strip()}
     out = []
     for image in images:
         labels = [e for e in _entries(rows.get(image.id, [])) if _keep(e, options, wanted)]
         if labels or not options.filters_labels:
-            out.append(ImageEntry(image=image, owner=names.get(image.owner_id, ""), labels=labels))
+            out.append(
+                ImageEntry(
+                    image=image,
+                    owner=names.get(image.owner_id, ""),
+                    labels=labels,
+                    text=texts.get(image.id, []),
+                    primary=headline[image.id][0] if image.id in headline else None,
+                )
+            )
     return out

@@ -1,4 +1,8 @@
-"""JSON Lines: one image per line with its labels, the round-trip format."""
+"""JSON Lines: one image per line with its labels, the round-trip format.
+
+Each line also has ``text``: the text read in the photo, per labeller version, each as
+Rekognition's DetectText response (``{"model_version", "TextDetections": [...]}``; ``[]`` when
+none was read). Imports read the labels only: text is the model's, read again by relabelling."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from labelkit.domain import detect_text_response
 from labelkit.interchange.boxes import box_edges
 from labelkit.interchange.csvfile import _iso
 from labelkit.interchange.gather import ImageEntry
@@ -23,6 +28,7 @@ def jsonl_record(entry: ImageEntry) -> dict[str, Any]:
         "content_type": img.content_type,
         "sha256": img.sha256,
         "uploaded_at": _iso(img.created_at),
+        "primary": entry.primary,
         "labels": [
             {
                 "name": lab.name,
@@ -43,6 +49,10 @@ def jsonl_record(entry: ImageEntry) -> dict[str, Any]:
                 **({"rejected_with": lab.rejected_with} if lab.rejected_with else {}),
             }
             for lab in entry.labels
+        ],
+        "text": [
+            {"model_version": found.model_version, **detect_text_response(found.detections)}
+            for found in entry.text
         ],
     }
 

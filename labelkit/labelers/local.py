@@ -6,13 +6,17 @@ Each model is a module with one job, all following :class:`labelkit.labelers.mod
   ImageNet's place classes, groups rolled up a WordNet hierarchy (``rules.yml``);
 * :mod:`~labelkit.labelers.detect`    SSD MobileNet v2 (COCO, 80 classes): one box per object;
 * :mod:`~labelkit.labelers.faces`     YuNet: one box per face;
-* :mod:`~labelkit.labelers.scenes`    scenes by rules (``scenes.yml``) over the outputs above
+* :mod:`~labelkit.labelers.scenes`    scenes: a learned head over the classifier's pooled
+  features (``scene_head.npz``) fused with rules (``scenes.yml``) over the outputs above
   and a few image features;
-* :mod:`~labelkit.labelers.fusion`    everything into one label list (``objects.yml``).
+* :mod:`~labelkit.labelers.fusion`    everything into one label list (``objects.yml``);
+* :mod:`~labelkit.labelers.ocr`       text in the photo (DetectText-shaped), and Text /
+  Document / Screenshot from it, merged into the labels;
+* :mod:`~labelkit.labelers.moderation` the Explicit flag (DetectModerationLabels-shaped).
 
-Which models run is a setting (``LABELKIT_LOCAL_MODELS``, default all three). With the
+Which models run is a setting (``LABELKIT_LOCAL_MODELS``, default all five). With the
 classifier alone the output is exactly the earlier labeller's (same model version), the
-fastest mode.
+fastest mode. The time each model took in a thread's last batch is :meth:`LocalLabeler.timings`.
 
 Decoding goes through :func:`labelkit.images.decode_rgb` once per image with ``min_side``
 = the largest square input (300 px with the detector), so a 12 MP JPEG is decoded by
@@ -27,15 +31,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labelkit.domain import BoundingBox, ImageProperties, LabelResult
+from labelkit.domain import BoundingBox, ImageProperties, LabelResult, ModerationLabel, TextDetection
 from labelkit.errors import LabelerError
 from labelkit.images import decode_rgb
 from labelkit.labelers.base import ImageInput, LabelOptions
@@ -44,16 +50,21 @@ from labelkit.labelers.classify import Classifier, ClassifierOutput
 from labelkit.labelers.detect import Detection, Detector
 from labelkit.labelers.faces import MAX_SIDE, MIN_SCORE, Face, FaceDetector, FaceInput
 from labelkit.labelers.fusion import classifier_labels, fuse, load_fusion
+from labelkit.labelers.moderation import EXPLICIT_THRESHOLD, ModerationModel
+from labelkit.labelers.ocr import DETECT_SIDE, TextInput, TextOutput, TextReader, detections, merge_labels
+from labelkit.labelers.ocr import text_labels as labels_from_text
 from labelkit.labelers.properties import image_properties
-from labelkit.labelers.scenes import load_scenes, scene_features
+from labelkit.labelers.scenes import load_scenes, load_scenes_with_head, scene_features
 from labelkit.labelers.taxonomy import CompiledRules, load_rules
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from labelkit.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAMES = ("classifier", "detector", "faces")
+MODEL_NAMES = ("classifier", "detector", "faces", "text", "moderation")
 #: Bump when the way the models' outputs are combined changes (beyond the rules files).
 FUSION_FORMAT = 1
 
@@ -87,6 +98,8 @@ class Prepared:
     faces: FaceInput | None
     properties: ImageProperties
     features: dict[str, float]
+    text: TextInput | None = None
+    moderation: np.ndarray | None = None  # open_nsfw input (224, 224, 3) float32
 
 
 class LocalLabeler:
@@ -104,6 +117,8 @@ class LocalLabeler:
         models: Sequence[str] = MODEL_NAMES,
         face_min_score: float = MIN_SCORE,
         face_max_side: int = MAX_SIDE,
+        text_detect_side: int = DETECT_SIDE,
+        moderation_threshold: float = EXPLICIT_THRESHOLD,
     ) -> None:
         chosen = tuple(dict.fromkeys(models))
         unknown = sorted(set(chosen) - set(MODEL_NAMES))
@@ -129,8 +144,15 @@ class LocalLabeler:
         self.face_detector = (
             FaceDetector(1, min_score=face_min_score, max_side=face_max_side) if "faces" in chosen else None
         )
+        self.text_reader = (
+            TextReader(self.threads, detect_side=text_detect_side) if "text" in chosen else None
+        )
+        self.moderator = (
+            ModerationModel(self.threads, threshold=moderation_threshold) if "moderation" in chosen else None
+        )
         self.fusion = load_fusion(self.rules)
-        self.scenes = load_scenes(self.rules)
+        # The learned scene head reads the classifier's pooled features: with the classifier.
+        self.scenes = load_scenes_with_head(self.rules) if "classifier" in chosen else load_scenes(self.rules)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         # The classifier's pooled features of the images this thread labelled last, with
@@ -151,6 +173,8 @@ class LocalLabeler:
             max_pixels=settings.max_pixels,
             precision=settings.local_precision,
             models=settings.local_model_names,
+            text_detect_side=settings.text_detect_side,
+            moderation_threshold=settings.moderation_threshold,
         )
 
     @property
@@ -176,13 +200,22 @@ class LocalLabeler:
             parts.append(self.detector.model_version)
         if self.face_detector is not None:
             parts.append(self.face_detector.model_version)
+        if self.text_reader is not None:
+            parts.append(self.text_reader.model_version)
+        if self.moderator is not None:
+            parts.append(self.moderator.model_version)
         digest = hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
         short = self.classifier.spec.stem + ("-int8" if self.classifier.precision == "int8" else "")
         if not self.uses_classifier:
             short += "-off"
         tags = "".join(
             t
-            for t, on in (("+det", self.detector is not None), ("+face", self.face_detector is not None))
+            for t, on in (
+                ("+det", self.detector is not None),
+                ("+face", self.face_detector is not None),
+                ("+ocr", self.text_reader is not None),
+                ("+mod", self.moderator is not None),
+            )
             if on
         )
         return f"{short}{tags}-f{FUSION_FORMAT}.{digest}"
@@ -206,13 +239,27 @@ class LocalLabeler:
         small = pixels if pixels is not None else detector
         if small is None:  # faces only: properties from a small copy
             small = self.classifier.prepare(rgb)
+        text = None
+        if self.text_reader is not None:
+            # A JPEG decoded at reduced scale (``draft``) has its shorter side under twice the
+            # asked one: the reader may then decode a larger copy to read the lines it found.
+            reduced = min_side is not None and min(rgb.size) < 2 * min_side
+            larger = partial(self._larger, image.data, rgb.size) if reduced else None
+            text = self.text_reader.prepare(rgb, larger=larger)
         return Prepared(
             pixels=pixels,
             detector=detector,
             faces=faces,
             properties=image_properties(small),
             features={} if self.classifier_only else scene_features(small),
+            text=text,
+            moderation=self.moderator.prepare(rgb) if self.moderator is not None else None,
         )
+
+    def _larger(self, data: bytes, size: tuple[int, int], side: int) -> Image.Image:
+        """The photo decoded again with its longer side about ``side`` (the stored size at most)."""
+        min_side = max(1, round(side * min(size) / max(size)))
+        return decode_rgb(data, max_pixels=self.max_pixels, min_side=min_side)
 
     def label(self, image: ImageInput, options: LabelOptions) -> LabelResult:
         return self.label_batch([image], options)[0]
@@ -258,16 +305,41 @@ class LocalLabeler:
         if not prepared:
             return []
         n = len(prepared)
+        timings: dict[str, float] = {}
         classified: list[ClassifierOutput | None] = [None] * n
         detected: list[list[Detection] | None] = [None] * n
         found_faces: list[list[Face] | None] = [None] * n
+        read: list[TextOutput | None] = [None] * n
+        scores: list[float | None] = [None] * n
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = timings.get(stage, 0.0) + (now - clock) * 1e3
+            clock = now
+
         if self.uses_classifier:
             classified = list(self.classifier.predict([p.pixels for p in prepared if p.pixels is not None]))
+            lap("classifier")
         self._recent.pooled = [c.pooled if c is not None else None for c in classified]
         if self.detector is not None:
             detected = list(self.detector.predict([p.detector for p in prepared if p.detector is not None]))
+            lap("detector")
         if self.face_detector is not None:
             found_faces = self._faces(prepared, detected)
+            lap("faces")
+        if self.text_reader is not None:
+            read = list(self.text_reader.predict([p.text for p in prepared if p.text is not None]))
+            for out in read:
+                for stage, ms in (out.timings_ms if out is not None else {}).items():
+                    timings[f"text_{stage}"] = timings.get(f"text_{stage}", 0.0) + ms
+            lap("text")
+        if self.moderator is not None:
+            scores = list(
+                self.moderator.predict([p.moderation for p in prepared if p.moderation is not None])
+            )
+            lap("moderation")
 
         results = []
         for i, prep in enumerate(prepared):
@@ -283,7 +355,12 @@ class LocalLabeler:
                     for d in dets:
                         objects[d.name] = max(objects.get(d.name, 0.0), d.score)
                 mass = self.rules.mass(cls.probs[None])[0] if cls is not None else None
-                probs = self.scenes.score(entry_mass=mass, objects=objects, features=prep.features)
+                probs = self.scenes.score(
+                    entry_mass=mass,
+                    objects=objects,
+                    features=prep.features,
+                    pooled=cls.pooled if cls is not None else None,
+                )
                 labels = fuse(
                     self.fusion,
                     self.rules,
@@ -294,10 +371,38 @@ class LocalLabeler:
                     scenes=self.scenes,
                     scene_probs=probs,
                 )
+            text: list[TextDetection] | None = None
+            found_text = read[i]
+            if found_text is not None and prep.text is not None:
+                text = detections(found_text)
+                height, width = prep.text.bgr.shape[:2]
+                extra = labels_from_text(found_text, flat=prep.text.flat, aspect=width / max(1, height))
+                if extra:
+                    labels = options.apply(merge_labels(labels, extra))
+            flags: list[ModerationLabel] | None = None
+            score = scores[i]
+            if score is not None and self.moderator is not None:
+                flags = self.moderator.labels(score)
             results.append(
-                LabelResult(labels=labels, image_properties=prep.properties, model_version=self.model_version)
+                LabelResult(
+                    labels=labels,
+                    image_properties=prep.properties,
+                    model_version=self.model_version,
+                    text=text,
+                    moderation=flags,
+                    text_model_version=self.text_reader.model_version if self.text_reader else "",
+                    moderation_model_version=self.moderator.model_version if self.moderator else "",
+                )
             )
+        lap("fusion")
+        self._recent.timings = timings
         return results
+
+    def timings(self) -> dict[str, float]:
+        """Milliseconds each stage took in this thread's last batch (all its images together):
+        classifier, detector, faces, text (of it text_detect and, when any line was found,
+        text_recognise), moderation, fusion."""
+        return dict(getattr(self._recent, "timings", {}))
 
     def _faces(
         self, prepared: Sequence[Prepared], detected: Sequence[list[Detection] | None]

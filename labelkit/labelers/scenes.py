@@ -1,7 +1,15 @@
-"""Scenes (Kitchen, Beach, Street, Night ...) from the other models' outputs, by rules as data.
+"""Scenes (Kitchen, Beach, Street, Night ...): a learned head and rules as data, fused.
 
-Why rules: no package on the registries ships a scene model (Places365, CLIP) that could
-be checked here, but three signals are already at hand: the classifier's ImageNet place
+Two sources of evidence:
+
+* **The learned scene head** (:class:`SceneHead`, ``data/scene_head.npz``): a logistic
+  regression per scene over the classifier's pooled 1280-d features, the vector the
+  classifier computes anyway (one matrix product at run time, no second model run). It is
+  trained at build time by :mod:`labelkit.labelers.train_scenes` on the scene set; its model
+  card (``docs/models/scene-head.md``) has the data, classes and held-out figures. Its file
+  also holds, per scene, the threshold and whether the rules below are fused in.
+* **Rules** (below), because no package on the registries ships a scene model (Places365,
+  CLIP) that could be checked here, but three signals are already at hand: the classifier's ImageNet place
 classes (seashore, lakeside, alp, library, restaurant ...), the set of detected objects
 (oven + sink + refrigerator means a kitchen; a bed, a bedroom; a toilet, a bathroom) and a
 few image features computed here from the small copy of the image the classifier sees
@@ -11,12 +19,22 @@ for which scene, how much, and the thresholds live in ``data/scenes.yml``, valid
 Scoring is a noisy-OR: every piece of evidence is an independent chance ``w * s`` that the
 scene is there, so two weak hints (an oven and a sink) make a stronger one. The result is
 a probability, shown as confidence 55 at the scene's threshold (as the classifier's labels).
+
+**Fusion** (:meth:`SceneRules.with_head`): for a scene the head knows, the probability is the
+head's, or, where the training found that the rules add evidence on held-apart photos, the
+noisy-OR of the head's and the rules' (:func:`fuse_probability`); its threshold is the
+head file's (chosen there for a precision of 0.8). Scenes the head does not know (Bathroom,
+Restaurant, Lake, Text ...) keep their rules and thresholds. Indoors/Outdoors exclusion
+comes last.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import logging
+import threading
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +42,16 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from labelkit.errors import LabelerError
 from labelkit.labelers.taxonomy import CompiledRules, RulesError, confidence_at
+
+logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SCENES_PATH = DATA_DIR / "scenes.yml"
+HEAD_PATH = DATA_DIR / "scene_head.npz"
+#: The head file's layout (``format`` in the file); bump both when it changes.
+HEAD_FORMAT = 1
 FEATURES = ("sky", "vegetation", "vegetation_low", "snow_low", "water_low", "dark", "flat")
 
 
@@ -52,6 +76,8 @@ class SceneRule(_Strict):
     classifier: dict[str, Weight] = Field(default_factory=dict)
     objects: dict[str, Weight] = Field(default_factory=dict)
     features: dict[str, Weight] = Field(default_factory=dict)
+    #: The learned head is this scene's only evidence (checked against the head's classes).
+    learned: bool = False
 
     @model_validator(mode="after")
     def _weights(self) -> SceneRule:
@@ -62,8 +88,8 @@ class SceneRule(_Strict):
         unknown = sorted(set(self.features) - set(FEATURES))
         if unknown:
             raise ValueError(f"scene {self.name!r}: unknown features {unknown}; known: {list(FEATURES)}")
-        if not (self.classifier or self.objects or self.features):
-            raise ValueError(f"scene {self.name!r} has no evidence")
+        if not (self.classifier or self.objects or self.features or self.learned):
+            raise ValueError(f"scene {self.name!r} has no evidence (rules, or learned: true)")
         return self
 
 
@@ -101,6 +127,15 @@ class Scene:
     classifier: tuple[tuple[int, float], ...]  # (rules entry index, weight)
     objects: tuple[tuple[str, float], ...]  # (COCO class, weight)
     features: tuple[tuple[str, float], ...]
+    learned: bool = False  # the head is its only evidence
+
+
+def fuse_probability(head: float, rules: float, *, use_rules: bool) -> float:
+    """A scene's probability from the head's and the rules': their noisy-OR (two independent
+    chances that the scene is there) where the rules add evidence, else the head's alone."""
+    if not use_rules:
+        return head
+    return 1.0 - (1.0 - head) * (1.0 - rules)
 
 
 @dataclass(frozen=True)
@@ -108,6 +143,28 @@ class SceneRules:
     scenes: tuple[Scene, ...]
     exclusive: tuple[tuple[str, str], ...]
     version: str
+    head: SceneHead | None = None
+
+    def with_head(self, head: SceneHead) -> SceneRules:
+        """These rules fused with the learned head: the head's scenes take its thresholds.
+        ``RulesError`` if a head class is not a scene here, or a ``learned`` scene is not a
+        head class (the head file and scenes.yml disagree)."""
+        head.load()
+        names = {s.name for s in self.scenes}
+        unknown = sorted(set(head.classes) - names)
+        unlearned = sorted(s.name for s in self.scenes if s.learned and s.name not in head.classes)
+        if unknown or unlearned:
+            raise RulesError(
+                f"the scene head ({head.path.name}) and the scene rules disagree: head classes that "
+                f"are not scenes {unknown}; learned scenes the head does not have {unlearned}"
+            )
+        thresholds = dict(zip(head.classes, head.thresholds.tolist(), strict=True))
+        scenes = tuple(
+            replace(s, threshold=thresholds[s.name]) if s.name in thresholds else s for s in self.scenes
+        )
+        return SceneRules(
+            scenes=scenes, exclusive=self.exclusive, version=f"{self.version}+{head.version}", head=head
+        )
 
     def score(
         self,
@@ -115,10 +172,44 @@ class SceneRules:
         entry_mass: np.ndarray | None,
         objects: dict[str, float] | None,
         features: dict[str, float],
+        pooled: np.ndarray | None = None,
     ) -> dict[str, float]:
         """Probability of every scene. ``entry_mass``: the classifier's probability per rules
         entry (None without classifier); ``objects``: best detection score per COCO class
-        (None without detector); ``features``: :func:`scene_features`."""
+        (None without detector); ``features``: :func:`scene_features`; ``pooled``: the
+        classifier's pooled features (C,), required with a head."""
+        probs = self.rule_scores(entry_mass=entry_mass, objects=objects, features=features)
+        if self.head is not None:
+            if pooled is None:
+                raise ValueError("scenes with a learned head need the classifier's pooled features")
+            head = self.head.probabilities(np.asarray(pooled)[None])[0]
+            for k, name in enumerate(self.head.classes):
+                probs[name] = fuse_probability(
+                    float(head[k]), probs[name], use_rules=bool(self.head.use_rules[k])
+                )
+        return self.exclude(probs)
+
+    def exclude(self, probs: dict[str, float]) -> dict[str, float]:
+        """Of two exclusive scenes, the less likely one and every scene under it (Outdoors: Sky,
+        Street ...) scaled down by (1 - p of the other): an indoor photo's bright ceiling is not
+        a sky that would make it Outdoors again through Sky's parent."""
+        for a, b in self.exclusive:
+            pa, pb = probs[a], probs[b]
+            loser, factor = (b, 1.0 - pa) if pa >= pb else (a, 1.0 - pb)
+            for scene in self.scenes:
+                if scene.name == loser or loser in scene.parents:
+                    probs[scene.name] *= factor
+        return probs
+
+    def rule_scores(
+        self,
+        *,
+        entry_mass: np.ndarray | None,
+        objects: dict[str, float] | None,
+        features: dict[str, float],
+    ) -> dict[str, float]:
+        """Every scene's probability by the rules alone, before the exclusion (0 for a
+        ``learned`` scene)."""
         probs: dict[str, float] = {}
         for scene in self.scenes:
             miss = 1.0
@@ -131,16 +222,150 @@ class SceneRules:
             for name, weight in scene.features:
                 miss *= 1.0 - min(1.0, weight * features.get(name, 0.0))
             probs[scene.name] = 1.0 - miss
-        for a, b in self.exclusive:
-            pa, pb = probs[a], probs[b]
-            if pa >= pb:
-                probs[b] = pb * (1.0 - pa)
-            else:
-                probs[a] = pa * (1.0 - pb)
         return probs
 
     def confidence(self, scene: Scene, probability: float) -> float:
         return confidence_at(probability, scene.threshold)
+
+
+class SceneHead:
+    """The learned scene head (``data/scene_head.npz``): locate -> load once -> predict.
+
+    The file (written by :mod:`labelkit.labelers.train_scenes`; numpy's npz, no pickles):
+    ``format`` (:data:`HEAD_FORMAT`), ``classes`` (K scene names), ``feature`` (what the input
+    is), ``mean``/``scale`` (D,) the feature normalisation, ``weight`` (D, K) float16, ``bias``
+    (K,), ``thresholds`` (K,) per-class probability shown as confidence 55, ``use_rules``
+    (K,) whether the rules are fused in, ``trained`` (the date).
+    """
+
+    name = "scene head"
+
+    def __init__(self, path: Path = HEAD_PATH) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._loaded = False
+        self.classes: tuple[str, ...] = ()
+        self._mean = self._scale = self._weight = self._bias = np.zeros(0, dtype=np.float32)
+        self.thresholds = np.zeros(0, dtype=np.float32)
+        self.use_rules = np.zeros(0, dtype=bool)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        classes: tuple[str, ...],
+        mean: np.ndarray,
+        scale: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        thresholds: np.ndarray,
+        use_rules: np.ndarray,
+    ) -> SceneHead:
+        """A head that is not (yet) a file: what the training evaluates."""
+        head = cls(Path("<in memory>"))
+        head._set(classes, mean, scale, weight, bias, thresholds, use_rules)
+        head.__dict__["digest"] = "in-memory"
+        head._loaded = True
+        return head
+
+    # --- 1. locate ------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        return [self.path]
+
+    def missing(self) -> list[Path]:
+        return [p for p in self.files() if not p.is_file()]
+
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the file: part of the model version, so new weights relabel photos."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @property
+    def version(self) -> str:
+        return f"head{HEAD_FORMAT}.{self.digest[:8]}"
+
+    # --- 2. load once ---------------------------------------------------------------
+
+    def load(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            if self.missing():
+                raise LabelerError(
+                    f"The {self.name} file {self.path} is missing: it ships with the package "
+                    "(reinstall it; `python -m labelkit.labelers.train_scenes` writes it again).",
+                    permanent=False,
+                )
+            try:
+                with np.load(self.path, allow_pickle=False) as data:
+                    if int(data["format"]) != HEAD_FORMAT:
+                        raise ValueError(f"format {int(data['format'])}, this code reads {HEAD_FORMAT}")
+                    self._set(
+                        tuple(str(c) for c in data["classes"]),
+                        data["mean"],
+                        data["scale"],
+                        data["weight"],
+                        data["bias"],
+                        data["thresholds"],
+                        data["use_rules"],
+                    )
+            except (OSError, KeyError, ValueError) as exc:
+                raise LabelerError(
+                    f"Cannot load the {self.name} {self.path}: {exc}", permanent=False
+                ) from exc
+            logger.info("loaded the %s (%d scenes)", self.name, len(self.classes))
+            self._loaded = True
+
+    def _set(
+        self,
+        classes: tuple[str, ...],
+        mean: np.ndarray,
+        scale: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        thresholds: np.ndarray,
+        use_rules: np.ndarray,
+    ) -> None:
+        d, k = np.shape(weight)
+        shapes = [np.shape(mean), np.shape(scale), np.shape(bias), np.shape(thresholds), np.shape(use_rules)]
+        if len(classes) != k or shapes != [(d,), (d,), (k,), (k,), (k,)]:
+            raise ValueError(f"inconsistent shapes: {k} classes, weight {d}x{k}, others {shapes}")
+        self.classes = classes
+        self._mean = np.asarray(mean, dtype=np.float32)
+        self._scale = np.asarray(scale, dtype=np.float32)
+        self._weight = np.asarray(weight, dtype=np.float32)
+        self._bias = np.asarray(bias, dtype=np.float32)
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        self.use_rules = np.asarray(use_rules, dtype=bool)
+
+    # --- 3. predict -----------------------------------------------------------------
+
+    def preprocess(self, pooled: np.ndarray) -> np.ndarray:
+        """(B, D) pooled features -> normalised as in training."""
+        x = np.asarray(pooled, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self._mean.shape[0]:
+            raise LabelerError(
+                f"the {self.name} expects ({self._mean.shape[0]},) pooled features, got {x.shape[1:]}",
+                permanent=True,
+            )
+        out: np.ndarray = (x - self._mean) / self._scale
+        return out
+
+    def infer(self, z: np.ndarray) -> np.ndarray:
+        out: np.ndarray = z @ self._weight + self._bias
+        return out
+
+    def postprocess(self, logits: np.ndarray) -> np.ndarray:
+        out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * logits))  # the logistic function, no overflow
+        return out
+
+    def probabilities(self, pooled: np.ndarray) -> np.ndarray:
+        """(B, D) pooled features -> (B, K) probability of each of :attr:`classes`."""
+        self.load()
+        return self.postprocess(self.infer(self.preprocess(pooled)))
 
 
 def parse_scenes(data: Any) -> ScenesFile:
@@ -196,6 +421,7 @@ def compile_scenes(
                 classifier=tuple((index_of[k], w) for k, w in rule.classifier.items() if k in index_of),
                 objects=tuple(rule.objects.items()),
                 features=tuple(rule.features.items()),
+                learned=rule.learned,
             )
         )
     if problems:
@@ -219,6 +445,8 @@ def load_scenes_text(
 
 
 _CACHE: dict[tuple[str, Path], SceneRules] = {}
+_HEADS: dict[Path, SceneHead] = {}
+_HEADS_LOCK = threading.Lock()
 
 
 def load_scenes(rules: CompiledRules, path: Path = SCENES_PATH) -> SceneRules:
@@ -230,6 +458,24 @@ def load_scenes(rules: CompiledRules, path: Path = SCENES_PATH) -> SceneRules:
         _CACHE[key] = load_scenes_text(
             path.read_text(encoding="utf-8"), rules, set(coco_labels().values()), set(rules.categories)
         )
+    return _CACHE[key]
+
+
+def scene_head(path: Path = HEAD_PATH) -> SceneHead:
+    """The scene head of this file, one per process (its weights load on first use)."""
+    with _HEADS_LOCK:
+        if path not in _HEADS:
+            _HEADS[path] = SceneHead(path)
+        return _HEADS[path]
+
+
+def load_scenes_with_head(
+    rules: CompiledRules, path: Path = SCENES_PATH, head_path: Path = HEAD_PATH
+) -> SceneRules:
+    """:func:`load_scenes` fused with the learned head (:meth:`SceneRules.with_head`), once per process."""
+    key = (f"{rules.version}+head", head_path)
+    if key not in _CACHE:
+        _CACHE[key] = load_scenes(rules, path).with_head(scene_head(head_path))
     return _CACHE[key]
 
 

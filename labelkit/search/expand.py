@@ -113,7 +113,9 @@ class KnownLabel:
 @lru_cache(maxsize=1)
 def catalog_labels() -> tuple[KnownLabel, ...]:
     """Every label the local labeller can return (classifier rules, detector and face
-    fusion, scenes), with its aliases, parents and categories."""
+    fusion, scenes, text, moderation), with its aliases, parents and categories."""
+    from labelkit.domain import MODERATION_ALIASES, MODERATION_CATEGORY
+    from labelkit.labelers import ocr
     from labelkit.labelers.fusion import load_fusion
     from labelkit.labelers.scenes import load_scenes
     from labelkit.labelers.taxonomy import load_rules
@@ -136,6 +138,10 @@ def catalog_labels() -> tuple[KnownLabel, ...]:
         add(k.name, k.aliases, k.parents, k.categories)
     for s in load_scenes(rules).scenes:
         add(s.name, s.aliases, s.parents, s.categories)
+    for name, known in ocr.CATALOGUE.items():
+        add(name, known["aliases"], known["parents"], known["categories"])
+    for name, aliases in MODERATION_ALIASES.items():
+        add(name, aliases, (), (MODERATION_CATEGORY,))
     return tuple(merged[n] for n in sorted(merged))
 
 

@@ -1,5 +1,10 @@
 """The search use case: text -> resolved terms -> the ranked page, and what to suggest
-when nothing matched. The dashboard and the CLI call :meth:`Searcher.search`."""
+when nothing matched. The dashboard and the CLI call :meth:`Searcher.search`.
+
+Besides labels, a typed word matches the words read in the photos (``image_terms`` of kind
+``text``): ``soon`` finds the photo that says "GET WELL SOON". Every word is looked for in
+the text too (the photos may say "dog" without showing one), and one the viewer's photos do
+say is no longer "a word that stands for nothing"."""
 
 from __future__ import annotations
 
@@ -13,14 +18,16 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from labelkit import similar
+from labelkit.db.counts import text_tokens
 from labelkit.db.models import TermKind
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import search as search_q
 from labelkit.db.queries import stats as stats_q
+from labelkit.db.queries import text as text_q
 from labelkit.db.queries.images import ImageFilter, Neighbours
 from labelkit.domain import Viewer
 from labelkit.errors import NotFound
-from labelkit.search.expand import EmbeddingCache, KnownLabel, Resolver, catalog_labels
+from labelkit.search.expand import EmbeddingCache, KnownLabel, Resolver, catalog_labels, word_forms
 from labelkit.search.query import Query, parse
 from labelkit.search.text_model import TextEmbedder
 from labelkit.vocabulary import fold
@@ -32,6 +39,8 @@ ID_LENGTH = 32
 
 #: The viewer's own terms considered (most common first), beyond the catalogue.
 OWN_TERMS = 5000
+#: How a match on the words read in a photo is explained ("soon, read in the photo").
+READ_IN_PHOTO = "read in the photo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,7 @@ class Searcher:
         if query.similar_to:
             return self._similar(session, viewer, query, flt, page, page_size, more)
         include, exclude, unmatched = self.resolve(query, own, categories)
+        include, exclude, unmatched = _with_text(session, viewer, flt, query, include, exclude, unmatched)
         result = search_q.search_images(
             session=session,
             viewer=viewer,
@@ -234,6 +244,49 @@ class Searcher:
             return [names[indices[int(i)]] for i in order]
         folded = {fold(n): n for n in names}
         return [folded[f] for f in difflib.get_close_matches(fold(text), list(folded), n=limit, cutoff=0.0)]
+
+
+def text_words(term: str) -> list[str]:
+    """The words read in photos a typed term matches: the term (stripped of punctuation
+    around it) and its singular, if it is one word of at least two characters."""
+    tokens = text_tokens(term)
+    if not tokens or " " in term.strip():
+        return []
+    return [t for t in word_forms(tokens[0]) if len(t) >= 2]
+
+
+def _with_text(
+    session: Session,
+    viewer: Viewer,
+    flt: ImageFilter | None,
+    query: Query,
+    include: list[list[search_q.TermRef]],
+    exclude: list[list[search_q.TermRef]],
+    unmatched: list[str],
+) -> tuple[list[list[search_q.TermRef]], list[list[search_q.TermRef]], list[str]]:
+    """The resolved groups with, for each term, the words read in photos it matches (those the
+    photos searched do say: one index probe per word); a term found there is not unmatched."""
+    wanted = {term: text_words(term) for term in query.terms()}
+    owner = flt.owner_id if flt is not None and viewer.is_admin else None
+    present = text_q.text_terms_present(
+        session=session, viewer=viewer, terms=[w for words in wanted.values() for w in words], owner_id=owner
+    )
+    said: set[str] = set()
+
+    def add(terms: tuple[str, ...], refs: list[search_q.TermRef]) -> list[search_q.TermRef]:
+        out = list(refs)
+        for term in terms:
+            for word in wanted.get(term, []):
+                if word in present:
+                    said.add(term)
+                    ref = search_q.TermRef(TermKind.TEXT, word, READ_IN_PHOTO)
+                    if ref not in out:
+                        out.append(ref)
+        return out
+
+    include = [add(g, refs) for g, refs in zip(query.include, include, strict=True)]
+    exclude = [add(g, refs) for g, refs in zip(query.exclude, exclude, strict=True)]
+    return include, exclude, [t for t in unmatched if t not in said]
 
 
 def _bad_image_id(image_id: str) -> str:

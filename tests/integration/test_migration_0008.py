@@ -99,7 +99,7 @@ def test_upgrade_derives_terms_and_totals_and_downgrade_keeps_them(empty_db_url:
             for name, images in (("School Bus", 0), ("Bus", 0), ("Astronaut", 1)):
                 flt = image_q.ImageFilter(label=name)
                 assert image_q.list_images(session=s, viewer=alice, flt=flt).total == images, name
-            assert stats_q.top_labels(session=s, viewer=alice, image_ids=[photo]) == {
+            assert stats_q.primary_labels(session=s, viewer=alice, image_ids=[photo]) == {
                 photo: ("Astronaut", 100.0)
             }
             running = counts.dump(s)

@@ -119,7 +119,7 @@ def test_lookups_by_id_and_key_leave_out_other_owners(engine: Engine, world: dic
         everyone = image_q.images_by_ids(session=s, viewer=world["admin"], image_ids=ids)
         keys = [img.object_key for img in everyone.values()]
         by_key = image_q.images_by_object_keys(session=s, viewer=world["bob"], keys=keys)
-        best = stats_q.top_labels(session=s, viewer=world["alice"], image_ids=ids)
+        best = stats_q.primary_labels(session=s, viewer=world["alice"], image_ids=ids)
         names = user_q.usernames(session=s, user_ids=[world["alice"].user_id, ""])
     assert set(mine) == {world["a1"]} and set(everyone) == {world["a1"], world["b1"]}
     assert [img.id for img in by_key.values()] == [world["b1"]]

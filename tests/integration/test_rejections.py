@@ -92,7 +92,7 @@ def test_a_rejected_label_is_gone_from_cards_search_counts_charts_exports_and_th
     street = _photo(engine, alice, "a", SCHOOL_BUS, ROAD)
     bus = _photo(engine, alice, "b", BUS)
     with transaction(engine) as s:
-        assert stats_q.top_labels(session=s, viewer=alice, image_ids=[street]) == {
+        assert stats_q.primary_labels(session=s, viewer=alice, image_ids=[street]) == {
             street: ("School Bus", 64.0)
         }
         assert _total(s, alice, "School Bus") == (1, 1) and _total(s, alice, "Bus") == (2, 2)
@@ -105,7 +105,7 @@ def test_a_rejected_label_is_gone_from_cards_search_counts_charts_exports_and_th
 
     with transaction(engine) as s:
         # THEN the card shows the photo's best label that stands
-        assert stats_q.top_labels(session=s, viewer=alice, image_ids=[street, bus]) == {
+        assert stats_q.primary_labels(session=s, viewer=alice, image_ids=[street, bus]) == {
             street: ("Road", 55.0),
             bus: ("Bus", 80.0),
         }
@@ -191,7 +191,9 @@ def test_labels_people_add_count_like_the_models(engine: Engine) -> None:
         sure = image_q.ImageFilter(label="Space", min_confidence=95)
         assert image_q.list_images(session=s, viewer=alice, flt=sure).total == 1  # confirmed: 100
         # AND the card shows a label a person gave (100%), not the model's guess
-        assert stats_q.top_labels(session=s, viewer=alice, image_ids=[photo]) == {photo: ("Astronaut", 100.0)}
+        assert stats_q.primary_labels(session=s, viewer=alice, image_ids=[photo]) == {
+            photo: ("Astronaut", 100.0)
+        }
     # AND exports carry them
     coco = json.loads(_export(engine, alice, ExportFormat.COCO))
     assert {"Person", "Astronaut", "Space"} <= {c["name"] for c in coco["categories"]}

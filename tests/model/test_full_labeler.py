@@ -200,7 +200,8 @@ def test_cli_json_lines_are_detect_labels_responses(full_model_dir: Path, tmp_pa
         cwd=ROOT,
         env=env,
     ).stdout
-    # THEN each line is {"image", "response"} and each response passes botocore's DetectLabels model
+    # THEN each line is {"image", "response", "text", "moderation", "primary"} and each response passes
+    # botocore's DetectLabels model (text and moderation: tests/model/test_text_and_moderation.py)
     shape = (
         botocore.session.get_session()
         .get_service_model("rekognition")
@@ -210,7 +211,7 @@ def test_cli_json_lines_are_detect_labels_responses(full_model_dir: Path, tmp_pa
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["image"] for line in lines] == [str(p) for p in photos]
     for line in lines:
-        assert set(line) == {"image", "response"}
+        assert set(line) == {"image", "response", "text", "moderation", "primary"}
         report = ParamValidator().validate(line["response"], shape)
         assert not report.has_errors(), report.generate_report()
         assert line["response"]["Labels"] and line["response"]["LabelModelVersion"]

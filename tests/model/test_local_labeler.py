@@ -360,7 +360,8 @@ def test_runtime_does_not_import_torch(full_model_dir: Path) -> None:
         "assert r.labels\n"
         "assert 'torch' not in sys.modules, 'torch imported at run time'\n"
         "assert 'nltk' not in sys.modules\n"
-        "assert 'tensorflow' not in sys.modules and 'cv2' not in sys.modules\n"
+        # (cv2 is a run-time dependency since the text reader: rapidocr's box post-processing)
+        "assert 'tensorflow' not in sys.modules and 'tf2onnx' not in sys.modules\n"
     )
     subprocess.run(
         [sys.executable, "-c", code], check=True, timeout=300, cwd=Path(__file__).resolve().parents[2]

@@ -52,7 +52,15 @@ from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
 from labelkit.db.queries import search as search_q
 from labelkit.db.queries import worker as worker_q
-from labelkit.domain import ImageFeatures, Label, LabelResult, Viewer
+from labelkit.domain import (
+    BoundingBox,
+    ImageFeatures,
+    Label,
+    LabelResult,
+    ModerationLabel,
+    TextDetection,
+    Viewer,
+)
 from labelkit.errors import NotFound, StorageError
 from labelkit.features import embedding
 from labelkit.services import Services
@@ -70,6 +78,7 @@ ALICE_LABEL, ALICE_PARENT, ALICE_V1, ALICE_V2 = (
     "alice-model-2",
 )
 BOB_VERSION = "bob-model-1+bob-model-2"
+BOX = BoundingBox(left=0.1, top=0.1, width=0.5, height=0.1)
 PHASHES = {"Alice": "a11ce0000000a11c", "Bob": "b0b0000000000b0b"}
 
 
@@ -120,7 +129,20 @@ def world(services: Services, auth: LocalAuth) -> World:
                     _label(f"{prefix}OnlyLabel", 61.0, [f"{prefix}Parent"]),
                     _label(f"{prefix}Other", 57.0),
                 ]
-                result = LabelResult(labels=labels, model_version=version)
+                # the current version also read a word (alice's: her label's name) and flagged it
+                first = version.endswith("-2")
+                text = [
+                    TextDetection(text=f"{prefix}OnlyLabel", type="LINE", id=0, confidence=90, box=BOX),
+                    TextDetection(
+                        text=f"{prefix}OnlyLabel", type="WORD", id=1, parent_id=0, confidence=90, box=BOX
+                    ),
+                ]
+                result = LabelResult(
+                    labels=labels,
+                    model_version=version,
+                    text=text if first else None,
+                    moderation=[ModerationLabel(name="Explicit", confidence=95.0)] if first else None,
+                )
                 worker_q.save_model_labels(session=s, image_id=image_id, result=result)
             worker_q.mark_labelled(
                 session=s,
@@ -178,6 +200,7 @@ def _arguments(fn: Callable[..., Any], w: World, viewer: Viewer) -> dict[str, An
         "why": "looks like alice-secret.jpg",
         "thumb_key": "thumbs/late-thumb.jpg",
         "labels": [label_q.HumanLabel(ALICE_LABEL, ReviewState.CONFIRMED)],
+        "terms": [ALICE_LABEL],  # her label, and a word read in her photo
     }
     args: dict[str, Any] = {}
     for name, param in inspect.signature(fn).parameters.items():

@@ -52,8 +52,12 @@ def test_json_line_response_is_exactly_a_detect_labels_response() -> None:
     # GIVEN a labelling result with boxes, parents, aliases, categories and image properties
     # WHEN it is printed as a --json line (through JSON, as a reader gets it)
     line = json.loads(json.dumps(json_line("photos/cat.jpg", RESULT)))
-    # THEN the file name sits beside the response, and the response passes botocore's model
-    assert set(line) == {"image", "response"} and line["image"] == "photos/cat.jpg"
+    # THEN the file name sits beside the response (with the DetectText and DetectModerationLabels
+    # responses, tests/unit/test_text_and_moderation.py), and the response passes botocore's model
+    assert (
+        set(line) == {"image", "response", "text", "moderation", "primary"}
+        and line["image"] == "photos/cat.jpg"
+    )
     assert _errors(line["response"]) == ""
     assert line["response"]["Labels"][0]["Instances"][0]["BoundingBox"]["Left"] == 0.1
     # and it reads back into the same result

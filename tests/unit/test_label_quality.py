@@ -15,6 +15,8 @@ from bench.label_metrics import (
     Truth,
     TruthBox,
     has_word,
+    headline_agreement,
+    headline_subject,
     iou,
     label_words,
     match_boxes,
@@ -417,3 +419,26 @@ def test_a_missing_devset_fails_clearly(tmp_path: Path) -> None:
         resolve_devset(tmp_path / "nowhere")
     (tmp_path / "devset.json").write_text("[]")
     assert resolve_devset(tmp_path) == tmp_path
+
+
+# --- the headline label ----------------------------------------------------------------
+
+
+def test_the_headline_subject_is_settled_only_where_the_annotations_say_it() -> None:
+    scene = next(iter(SCENES.scenes))
+    person = truth(objects=["person", "tie"], person_area=0.4)
+    dog = truth(objects=["dog", "frisbee"], major=["dog"])
+    landscape = truth(scenes=[scene])
+    unsettled = truth(objects=["cup", "bowl"])  # two classes, no large person: COCO has no areas
+    assert "Person" in (headline_subject(person, coco=COCO, scene_words=SCENES.scenes) or ())
+    assert headline_subject(dog, coco=COCO, scene_words=SCENES.scenes) == COCO.names("dog")
+    assert headline_subject(landscape, coco=COCO, scene_words=SCENES.scenes) == tuple(SCENES.scenes[scene])
+    assert headline_subject(unsettled, coco=COCO, scene_words=SCENES.scenes) is None
+    # a group label names the person too; a wrong headline and a missing one count as misses
+    ratio = headline_agreement(
+        [person, dog, unsettled, person, dog],
+        ["Group", "Dog", "Cup", "Tie", None],
+        coco=COCO,
+        scene_words=SCENES.scenes,
+    )
+    assert (ratio.hits, ratio.total) == (2, 4)

@@ -49,7 +49,12 @@ def test_unknown_labeler_is_a_clear_error() -> None:
 def test_local_models_setting_is_validated_and_ordered() -> None:
     from labelkit.settings import Settings
 
-    assert Settings().local_model_names == ("classifier", "detector", "faces")
+    assert Settings().local_model_names == ("classifier", "detector", "faces", "text", "moderation")
+    assert Settings(local_models="moderation,text,classifier").local_model_names == (
+        "classifier",
+        "text",
+        "moderation",
+    )
     assert Settings(local_models="faces, classifier").local_model_names == ("classifier", "faces")
     with pytest.raises(ValueError, match="unknown local model"):
         Settings(local_models="classifier,clip")

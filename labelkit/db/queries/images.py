@@ -23,6 +23,7 @@ from labelkit.db.models import (
     ImageFeatureRow,
     ImageStatus,
     ImageTerm,
+    ImageTextRow,
     LabelRow,
     LabelSource,
     ReviewState,
@@ -264,6 +265,7 @@ def delete_image(*, session: Session, viewer: Viewer, image_id: str) -> str:
         # foreign_keys=ON, and connections made elsewhere may not set it.
         session.execute(delete(ImageTerm).where(ImageTerm.image_id == image.id))
         session.execute(delete(LabelRow).where(LabelRow.image_id == image.id))
+    session.execute(delete(ImageTextRow).where(ImageTextRow.image_id == image.id))
     session.execute(delete(Image).where(Image.id == image.id))
     return key
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
+from labelkit import primary
 from labelkit.db import counts
 from labelkit.db.models import (
     ConfidenceBin,
@@ -24,6 +25,7 @@ from labelkit.db.models import (
     LabelCount,
     LabelRow,
     LabelSource,
+    ReviewState,
     TermCount,
     TermKind,
 )
@@ -299,31 +301,99 @@ def label_cooccurrence(
     return [PairCount(a=a, b=b, images=n) for (a, b), n in sorted(pairs.items())]
 
 
-def top_labels(*, session: Session, viewer: Viewer, image_ids: Iterable[str]) -> dict[str, tuple[str, float]]:
-    """The label each of the viewer's images shows on its gallery card: among its effective
-    labels (``image_terms``: never one a person rejected; people's own at 100) the most
-    specific (not a parent of another of its labels), most confident first."""
+def primary_labels(
+    *, session: Session, viewer: Viewer, image_ids: Iterable[str]
+) -> dict[str, tuple[str, float]]:
+    """Each of the viewer's images' headline label and its confidence (the rule:
+    :mod:`labelkit.primary`), among its effective labels (``image_terms``: never one
+    a person rejected, nor one only evidence for a rejected name; people's own at 100), with
+    the boxes of the current model version and the ones people drew."""
     ids = sorted(set(image_ids))
-    if not ids:
-        return {}
+    best: dict[str, tuple[str, float]] = {}
+    for start in range(0, len(ids), _PRIMARY_CHUNK):
+        best.update(_primary_labels(session, viewer, ids[start : start + _PRIMARY_CHUNK]))
+    return best
+
+
+_PRIMARY_CHUNK = 500
+
+
+def _primary_labels(session: Session, viewer: Viewer, ids: list[str]) -> dict[str, tuple[str, float]]:
     stmt = _scoped(
         select(ImageTerm.image_id, ImageTerm.kind, ImageTerm.term, ImageTerm.confidence)
         .join(Image, Image.id == ImageTerm.image_id)
         .where(ImageTerm.image_id.in_(ids), ImageTerm.kind.in_([TermKind.LABEL, TermKind.PARENT])),
         viewer,
     )
-    labels: dict[str, list[tuple[str, float]]] = {}
+    labels: dict[str, dict[str, float]] = {}
     parents: dict[str, set[str]] = {}
     for image_id, kind, term, conf in session.execute(stmt):
         if kind == TermKind.LABEL:
-            labels.setdefault(image_id, []).append((term, float(conf)))
+            labels.setdefault(image_id, {})[term] = float(conf)
         else:
             parents.setdefault(image_id, set()).add(term)
+    rows = session.execute(
+        _scoped(
+            select(
+                LabelRow.image_id,
+                LabelRow.source,
+                LabelRow.model_version,
+                LabelRow.name,
+                LabelRow.instance,
+                LabelRow.review,
+                LabelRow.implied_by,
+                LabelRow.parents,
+                LabelRow.categories,
+                LabelRow.box_left,
+                LabelRow.box_top,
+                LabelRow.box_width,
+                LabelRow.box_height,
+                Image.model_version,
+            )
+            .join(Image, Image.id == LabelRow.image_id)
+            .where(LabelRow.image_id.in_(list(labels))),
+            viewer,
+        )
+    )
+    boxes: dict[tuple[str, str], list[primary.Box]] = {}
+    drawn: dict[tuple[str, str], list[primary.Box]] = {}
+    info: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    by_model: set[tuple[str, str]] = set()
+    for image_id, source, version, name, instance, review, implied, pars, cats, *box, current in rows:
+        key = (image_id, name)
+        human = LabelSource(source) == LabelSource.HUMAN
+        if human and (implied or ReviewState(review) == ReviewState.REJECTED):
+            continue
+        if not human:
+            by_model.add(key)
+            if version != current:
+                continue
+        if instance == 0 or key not in info:
+            info[key] = (list(pars or []), list(cats or []))
+        if instance > 0 and box[0] is not None:
+            (drawn if human else boxes).setdefault(key, []).append(
+                (float(box[0]), float(box[1] or 0), float(box[2] or 0), float(box[3] or 0))
+            )
     best: dict[str, tuple[str, float]] = {}
     for image_id, named in labels.items():
         above = parents.get(image_id, set())
-        leaves = [t for t in named if t[0] not in above] or named  # a cycle of parents: all
-        best[image_id] = min(leaves, key=lambda t: (-t[1], t[0]))
+        candidates = []
+        for name, conf in named.items():
+            key = (image_id, name)
+            pars, cats = info.get(key, ([], []))
+            candidates.append(
+                primary.Candidate(
+                    name=name,
+                    confidence=conf,
+                    categories=tuple(cats),
+                    parents=tuple(p for p in pars if p in above or p in named),
+                    boxes=tuple(drawn.get(key) or boxes.get(key, [])),
+                    added_by_person=key in info and key not in by_model,
+                )
+            )
+        chosen = primary.choose(candidates) or primary.choose(candidates, threshold=0.0)
+        if chosen is not None:
+            best[image_id] = (chosen, named[chosen])
     return best
 
 

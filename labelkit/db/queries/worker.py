@@ -8,7 +8,9 @@ object key.
 Writes of model labels are idempotent: the unique key (image, source, model version, name,
 instance) plus insert-or-ignore means a re-delivered job writes nothing new. Every write to
 labels runs inside :func:`labelkit.db.counts.counting`, which keeps the running totals and
-the image's terms in step.
+the image's terms in step. A result's moderation flags are stored as labels (category
+``Moderation``); the text it read goes to ``image_text`` (:func:`save_text`), its words to
+the image's terms.
 """
 
 from __future__ import annotations
@@ -17,13 +19,22 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from labelkit.db import counts
-from labelkit.db.models import Image, ImageFeatureRow, ImageStatus, LabelRow, LabelSource, ReviewState, utcnow
+from labelkit.db.models import (
+    Image,
+    ImageFeatureRow,
+    ImageStatus,
+    ImageTextRow,
+    LabelRow,
+    LabelSource,
+    ReviewState,
+    utcnow,
+)
 from labelkit.db.queries._scope import _insert_ignore
-from labelkit.domain import ImageFeatures, LabelResult
+from labelkit.domain import ImageFeatures, LabelResult, TextDetection
 
 
 def get_image_by_key_for_worker(*, session: Session, object_key: str, lock: bool = False) -> Image | None:
@@ -120,11 +131,53 @@ def save_model_labels(*, session: Session, image_id: str, result: LabelResult) -
     labels) are kept. Until an image is relabelled, its old labels stay as they are.
 
     A result with no labels still records the model version (on the image) so a
-    re-delivery knows the work is done.
+    re-delivery knows the work is done. Its moderation flags are label rows too; the text it
+    read (when its labeller reads text) replaces that family's earlier text (:func:`save_text`).
     """
     with counts.counting(session, [image_id]):
         _replace_older_versions(session, image_id, result.model_version)
-        return _save_model_labels(session, image_id, result)
+        saved = _save_model_labels(session, image_id, result)
+    if result.text is not None:
+        save_text(session=session, image_id=image_id, model_version=result.model_version, text=result.text)
+    return saved
+
+
+def save_text(*, session: Session, image_id: str, model_version: str, text: list[TextDetection]) -> int:
+    """Make the image's text from this labeller family (:func:`version_family`) these
+    detections, and its ``text`` terms their words. Delete-then-insert in the caller's
+    transaction: a re-delivery writes the same rows again. Returns the rows written."""
+    family = version_family(model_version)
+    versions = session.scalars(
+        select(ImageTextRow.model_version).where(ImageTextRow.image_id == image_id).distinct()
+    )
+    mine = [v for v in versions if version_family(v) == family]
+    if mine:
+        session.execute(
+            delete(ImageTextRow).where(
+                ImageTextRow.image_id == image_id, ImageTextRow.model_version.in_(mine)
+            )
+        )
+    rows = [
+        {
+            "image_id": image_id,
+            "model_version": model_version[:64],
+            "detection_id": d.id,
+            "parent_id": d.parent_id,
+            "kind": d.type,
+            "text": d.text[:1024],
+            "confidence": d.confidence,
+            "box_left": d.box.left,
+            "box_top": d.box.top,
+            "box_width": d.box.width,
+            "box_height": d.box.height,
+            "polygon": [[x, y] for x, y in d.polygon] or None,
+        }
+        for d in text
+    ]
+    if rows:
+        session.execute(insert(ImageTextRow), rows)
+    counts.derive_text_terms(session, [image_id])
+    return len(rows)
 
 
 def _replace_older_versions(session: Session, image_id: str, model_version: str) -> None:
@@ -163,7 +216,8 @@ def outdated_images_for_worker(
 
 def _save_model_labels(session: Session, image_id: str, result: LabelResult) -> int:
     rows: list[dict[str, Any]] = []
-    for lab in result.labels:
+    flags = [m.as_label() for m in result.moderation or []]
+    for lab in [*result.labels, *flags]:
         common = {
             "image_id": image_id,
             "source": LabelSource.MODEL,
