@@ -28,11 +28,13 @@ Exact definitions (issue 14):
   (whole category: Rekognition-style categories such as "Kitchen and Dining" go on every cup and
   bowl and say nothing about the scene; ``scene recall, loose`` also finds words inside categories).
 * **headline agreement** (issue 26): of the photos whose main subject the annotations settle,
-  the share whose headline label (:mod:`labelkit.primary`) names it. The subject is the person
+  the share whose headline label (:mod:`labelkit.primary`) names it (one of the subject's words
+  among the headline's words). The subject is the person
   when the largest annotated person covers >= 10% of the photo (:data:`HEADLINE_PERSON_AREA`;
   a group label, People / Group / Crowd, names it too); else the one COCO class covering >= 1%
-  when there is exactly one; else, with no such class, one of the photo's derived scenes.
-  Photos with several classes and no large person are left out (COCO gives no area per class).
+  when there is exactly one (a person: a group label names it too); else, with no such class,
+  one of the photo's derived scenes. Photos with several classes and no large person are left
+  out (COCO gives no area per class).
 """
 
 from __future__ import annotations
@@ -552,7 +554,7 @@ def headline_subject(
         return (*coco.person_words, *GROUP_WORDS)
     if len(truth.objects_major) == 1:
         (only,) = truth.objects_major
-        return tuple(coco.names(only))
+        return (*coco.person_words, *GROUP_WORDS) if only == "person" else tuple(coco.names(only))
     if not truth.objects_major and truth.scenes:
         return tuple(w for scene in truth.scenes for w in scene_words[scene])
     return None
@@ -560,17 +562,19 @@ def headline_subject(
 
 def headline_agreement(
     truths: Sequence[Truth],
-    headlines: Sequence[str | None],
+    headlines: Sequence[Label | None],
     *,
     coco: CocoNames,
     scene_words: Mapping[str, Sequence[str]],
 ) -> Ratio:
-    """Headline agreement (see the module docstring) of one headline per photo."""
+    """Headline agreement (see the module docstring) of one headline label per photo: it
+    names the subject when one of the subject's words is among its words (name, aliases,
+    parents: "Baseball Player" under Person names a person)."""
     hits = total = 0
     for truth, headline in zip(truths, headlines, strict=True):
         words = headline_subject(truth, coco=coco, scene_words=scene_words)
         if words is None:
             continue
         total += 1
-        hits += bool(headline) and has_any([_norm(headline or "")], words)
+        hits += headline is not None and has_any(label_words([headline], threshold=0.0), words)
     return Ratio(hits, total)

@@ -391,11 +391,21 @@ def headline_report(
     """Headline agreement on the devset (definition: bench/label_metrics.py), the rule of
     labelkit.primary against the card's earlier rule (the most confident specific label)."""
     truths = [p.truth for p in photos]
+
+    def named(labels: Sequence[Label], name: str | None) -> Label | None:
+        return next((lab for lab in labels if lab.name == name), None)
+
     now = headline_agreement(
-        truths, [primary_of_labels(o.labels) for o in outcomes], coco=coco, scene_words=scenes.scenes
+        truths,
+        [named(o.labels, primary_of_labels(o.labels)) for o in outcomes],
+        coco=coco,
+        scene_words=scenes.scenes,
     )
     before = headline_agreement(
-        truths, [_most_confident_leaf(o.labels) for o in outcomes], coco=coco, scene_words=scenes.scenes
+        truths,
+        [named(o.labels, _most_confident_leaf(o.labels)) for o in outcomes],
+        coco=coco,
+        scene_words=scenes.scenes,
     )
     lines = [
         "Headline label (issue 26): of the devset photos whose main subject the annotations settle "

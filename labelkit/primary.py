@@ -52,9 +52,9 @@ ACCESSORY_CATEGORIES = frozenset(
 TEXT_CATEGORY = "Text and Documents"
 SCENERY_CATEGORIES = frozenset({"Nature and Outdoors"})
 WEIGHTS = {"being": 3.0, "dish": 2.0, "object": 1.0, "scenery": 0.5, "accessory": 0.35}
-#: Scenes that say little of the place (which side of a door, the sky above, the hour): any
-#: other scene first.
-GENERIC_SCENES = frozenset({"indoors", "outdoors", "room", "sky", "night"})
+#: Scenes that say little of the place (which side of a door, the sky above, the hour, a
+#: sign read somewhere in it): any other scene first (Document and Screenshot are specific).
+GENERIC_SCENES = frozenset({"indoors", "outdoors", "room", "sky", "night", "text"})
 
 Box = tuple[float, float, float, float]  # left, top, width, height (shares of the photo)
 
