@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -133,6 +134,27 @@ def _click_centre(page: Page, element: Locator) -> None:
     box = element.bounding_box()
     assert box is not None
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+_TOPS_JS = """([selector, n]) => {
+    const cards = Array.from(document.querySelectorAll(selector)).slice(0, n);
+    const loaded = cards.every(c => Array.from(c.querySelectorAll("img")).every(i => i.complete));
+    return {loaded, tops: cards.map(c => c.getBoundingClientRect().top + window.scrollY)};
+}"""
+
+
+def _settled_tops(page: Page, selector: str, n: int) -> list[float]:
+    """The first n cards' tops on the page, read in one go once the photos have loaded and the
+    layout has stopped moving (a rerun or a late image shifts cards between two separate reads)."""
+    deadline = time.monotonic() + BROWSER_TIMEOUT_MS / 1000
+    last: list[float] | None = None
+    while True:
+        snap = page.evaluate(_TOPS_JS, [selector, n])
+        if snap["loaded"] and snap["tops"] == last:
+            return list(last)
+        last = snap["tops"] if snap["loaded"] else None
+        assert time.monotonic() < deadline, f"the gallery's layout never settled: {snap}"
+        page.wait_for_timeout(250)  # poll interval, not a wait for an outcome
 
 
 def _newest_first(*indices: int) -> list[str]:
@@ -288,11 +310,7 @@ def test_a_narrow_screen_keeps_the_gallery_newest_first(site: Site, browser: Bro
         expect(phone.get_by_text(f"{ALICE_PHOTOS} images match")).to_be_visible()
         expect(phone.locator(CARDS)).to_have_count(24)
         cards = phone.locator(CARDS).all()[:8]
-        tops = []
-        for card in cards:
-            box = card.bounding_box()
-            assert box is not None
-            tops.append(box["y"])
+        tops = _settled_tops(phone, CARDS, 8)
         names = [c.locator("strong").first.inner_text() for c in cards]
         # one card a row, top to bottom, newest first
         assert tops == sorted(tops) and len(set(tops)) == len(tops), tops
