@@ -54,7 +54,10 @@ from bench.label_metrics import (
     Truth,
     TruthBox,
     counted,
+    eligible_person_boxes,
     headline_agreement,
+    match_boxes,
+    person_instances,
     score_photo,
     side_of,
     summarize,
@@ -66,8 +69,10 @@ from bench.text_quality import StageRecorder, text_report
 from labelkit.domain import Label
 from labelkit.errors import IntakeError
 from labelkit.labelers.base import ImageInput, Labeler, LabelOptions
+from labelkit.labelers.calibration import EXACT_SOURCES, in_fit_split, judge, reliability
 from labelkit.labelers.coco_names import CocoNames, load_coco_names
 from labelkit.primary import primary_of_labels
+from labelkit.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -385,6 +390,63 @@ def _most_confident_leaf(labels: Sequence[Label]) -> str | None:
     return min(leaves, key=lambda lab: (-lab.confidence, lab.name)).name if leaves else None
 
 
+#: A crowd photo: at least this many annotated person boxes (not iscrowd).
+CROWD_PERSONS = 8
+
+
+def one_pass_labeler(name: str, settings: Settings) -> Labeler | None:
+    """The configured labeller without the detector's tiled pass (None when it has none)."""
+    from labelkit.labelers import make_labeler
+
+    if name != "local" or not settings.detect_tiles:
+        return None
+    return make_labeler(name, settings.model_copy(update={"detect_tiles": False}))
+
+
+def crowd_report(
+    photos: Sequence[Photo],
+    outcomes: Sequence[Outcome],
+    coco: CocoNames,
+    one_pass: Labeler | None,
+    options: LabelOptions,
+) -> tuple[str, dict[str, Any]]:
+    """Person box recall on the devset's crowd photos, with the tiled detector pass and (the
+    local labeller) without it."""
+    crowds = [
+        (p, o)
+        for p, o in zip(photos, outcomes, strict=True)
+        if sum(not b.iscrowd for b in p.truth.person_boxes) >= CROWD_PERSONS
+    ]
+
+    def recall(labels_per_photo: Sequence[Sequence[Label]]) -> Ratio:
+        hits = total = 0
+        for (photo, _), labels in zip(crowds, labels_per_photo, strict=True):
+            truth = eligible_person_boxes(photo.truth.person_boxes)
+            total += len(truth)
+            hits += match_boxes(truth, person_instances(labels, coco.person_words))
+        return Ratio(hits, total)
+
+    tiled = recall([o.labels for _, o in crowds])
+    figures: dict[str, Any] = {"photos": len(crowds), "tiled": tiled.as_dict()}
+    rows = [f"| as configured (tiled pass on) | {_ratio(tiled)} |"]
+    if one_pass is not None:
+        single = label_photos(one_pass, [p for p, _ in crowds], options)
+        once = recall([o.labels for o in single])
+        figures["one_pass"] = once.as_dict()
+        rows.append(f"| one pass (`LABELKIT_DETECT_TILES=false`) | {_ratio(once)} |")
+    lines = [
+        f"Crowds (issue 26): person box recall (boxes >= 1%, not crowd, IoU >= 0.5) on the "
+        f"{len(crowds)} devset photos with >= {CROWD_PERSONS} annotated persons. The tiled pass's "
+        "time is the `detector_tiles` stage below (it runs on photos with 4+ persons or 3+ small "
+        "things; on the others it costs the check only).",
+        "",
+        "| detector | person box recall in crowds |",
+        "|---|---|",
+        *rows,
+    ]
+    return "\n".join(lines), figures
+
+
 def headline_report(
     photos: Sequence[Photo], outcomes: Sequence[Outcome], coco: CocoNames, scenes: SceneTruth
 ) -> tuple[str, dict[str, Any]]:
@@ -418,6 +480,55 @@ def headline_report(
         f"| the most confident specific label (the cards before) | {_ratio(before)} |",
     ]
     return "\n".join(lines), {"primary": now.as_dict(), "most_confident_leaf": before.as_dict()}
+
+
+def raw_labeler(name: str, settings: Settings) -> Labeler | None:
+    """The configured labeller without the confidence calibration (None when it has none)."""
+    from labelkit.labelers import make_labeler
+
+    if name != "local" or not settings.calibrate:
+        return None
+    return make_labeler(name, settings.model_copy(update={"calibrate": False}))
+
+
+def calibration_report(
+    photos: Sequence[Photo], outcomes: Sequence[Outcome], raw: Labeler | None, options: LabelOptions
+) -> tuple[str, dict[str, Any]]:
+    """Expected calibration error of the shown class labels on the devset photos the calibration
+    was not fitted on, with the calibration and (the local labeller) without it."""
+    from labelkit.labelers.fusion import load_fusion
+    from labelkit.labelers.taxonomy import load_rules
+
+    covered = load_fusion(load_rules()).targets
+    held = [(p, o) for p, o in zip(photos, outcomes, strict=True) if not in_fit_split(p.path.name)]
+
+    def ece(labels_per_photo: Sequence[Sequence[Label]]) -> Any:
+        return reliability(
+            j
+            for (p, _), labels in zip(held, labels_per_photo, strict=True)
+            for key, j in judge(labels, p.truth.objects, covered)
+            if key in EXACT_SOURCES
+        )
+
+    now = ece([o.labels for _, o in held])
+    before = ece([o.labels for o in label_photos(raw, [p for p, _ in held], options)]) if raw else None
+    lines = [
+        f"Calibration (issue 26): expected calibration error (10 bins) of the shown labels of COCO "
+        f"classes, right when the class is annotated, on the {len(held)} devset photos the "
+        "calibration was not fitted on (docs/models/calibration.md):",
+        "",
+        "| labeller | labels | ECE |",
+        "|---|---|---|",
+        f"| as configured | {now.count} | {now.ece:.3f} |",
+    ]
+    if before is not None:
+        lines.append(
+            f"| without the calibration (`LABELKIT_CALIBRATE=false`) | {before.count} | {before.ece:.3f} |"
+        )
+    figures = {"held_out_photos": len(held), "ece": now.as_dict()}
+    if before is not None:
+        figures["ece_uncalibrated"] = before.as_dict()
+    return "\n".join(lines), figures
 
 
 def indoor_outdoor_of(photos: Sequence[Photo], outcomes: Sequence[Outcome]) -> Ratio:
@@ -604,6 +715,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     headline_section, headline_figures = headline_report(devset_photos, dev_outcomes, coco, scenes)
     text += "\n\n" + headline_section
+    crowd_section, crowd_figures = crowd_report(
+        devset_photos, dev_outcomes, coco, one_pass_labeler(args.labeler, settings), options
+    )
+    text += "\n\n" + crowd_section
+    calibration_section, calibration_figures = calibration_report(
+        devset_photos, dev_outcomes, raw_labeler(args.labeler, settings), options
+    )
+    text += "\n\n" + calibration_section
     text_section, text_figures = text_report(
         package={p.truth.name: p.path.read_bytes() for p in package_photos},
         devset=[p.path.read_bytes() for p in devset_photos],
@@ -637,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
                 },
             },
             "headline": headline_figures,
+            "crowds": crowd_figures,
+            "calibration": calibration_figures,
             "text_and_moderation": text_figures,
             "scene_set": {
                 "folder": str(args.scenes),

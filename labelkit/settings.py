@@ -179,6 +179,18 @@ class Settings(BaseSettings):
         "in the photo, PP-OCRv6), moderation (the Explicit flag, open_nsfw). "
         "'classifier' alone is the fastest mode (the labeller before the detector existed).",
     )
+    detect_tiles: bool = Field(
+        default=True,
+        description="When the object detector's first pass finds a crowd (4+ persons) or 3+ small "
+        "things, it runs again on 4 overlapping tiles of a larger copy and the boxes are merged "
+        "(a crowd gets most of its person boxes); false: one pass only, faster on such photos.",
+    )
+    calibrate: bool = Field(
+        default=True,
+        description="Map the confidence of each COCO class's label (and the classifier names under "
+        "it) through the calibration fitted on held-out photos, so a label at 90 is right about 9 "
+        "times in 10 (docs/models/calibration.md); false: the fusion's raw scores.",
+    )
     text_detect_side: int = Field(
         default=480,
         ge=64,

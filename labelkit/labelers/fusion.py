@@ -39,9 +39,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from labelkit.domain import BoundingBox, Instance, Label
 from labelkit.labelers.base import LabelOptions
+from labelkit.labelers.calibration import Target, targets
 from labelkit.labelers.taxonomy import CompiledRules, RulesError, classes_under, confidence_at, load_taxonomy
 
 if TYPE_CHECKING:
+    from labelkit.labelers.calibration import ConfidenceMap
     from labelkit.labelers.classify import ClassifierOutput
     from labelkit.labelers.detect import Detection
     from labelkit.labelers.faces import Face
@@ -171,6 +173,13 @@ class FusionRules:
     lead_confidence: float
     max_instances: int
     version: str
+    #: The label names calibration covers: each class's label and the classifier names under it.
+    targets: dict[str, Target] = field(default_factory=dict)
+
+
+def family_of(kind: Kind) -> str:
+    """A class's family: its top parent ("Dog" -> Animal), or itself with none ("Person")."""
+    return kind.parents[-1] if kind.parents else kind.name
 
 
 def parse_fusion(data: Any) -> FusionFile:
@@ -272,6 +281,11 @@ def compile_fusion(
         face_threshold=face.threshold,
         lead_confidence=parsed.lead_confidence,
         max_instances=parsed.max_instances,
+        targets=targets(
+            {obj.kind.name: coco for coco, obj in objects.items()},
+            {rules.entries[j].name: coco for j, coco in entry_object.items()},
+            {coco: family_of(obj.kind) for coco, obj in objects.items()},
+        ),
         version=f"{parsed.version}.{digest[:8]}" if digest else str(parsed.version),
     )
 
@@ -320,6 +334,7 @@ class _Draft:
     cam: bool = False  # may get a class-activation box
     linked: bool = False  # under a class the detector knows: never a CAM box
     own: float = 0.0  # the classifier's own confidence (a CAM box needs it to be shown)
+    detected: bool = False  # the detector found the class it is (or falls under)
 
 
 class _Drafts:
@@ -380,11 +395,13 @@ def fuse(
     faces: Sequence[Face] | None = None,
     scenes: SceneRules | None = None,
     scene_probs: dict[str, float] | None = None,
+    calibration: ConfidenceMap | None = None,
 ) -> list[Label]:
     """The labels for one image (filtered and cut by ``options``), boxes included.
 
     ``detections``/``faces`` None means that model did not run (not: found nothing).
-    ``scene_probs`` are :meth:`SceneRules.score`'s probabilities.
+    ``scene_probs`` are :meth:`SceneRules.score`'s probabilities. ``calibration`` maps the
+    confidence of the labels it covers (:mod:`labelkit.labelers.calibration`).
     """
     drafts = _Drafts()
     floor = options.min_confidence
@@ -392,8 +409,8 @@ def fuse(
 
     # 1. objects from the detector, with the classifier's agreement
     boxes_of: dict[str, list[Instance]] = {}
+    by_class: dict[str, list[Detection]] = {}
     if detections is not None:
-        by_class: dict[str, list[Detection]] = {}
         for det in detections:
             by_class.setdefault(det.name, []).append(det)
         for coco, obj in rules.objects.items():
@@ -416,7 +433,7 @@ def fuse(
                 categories=kind.categories,
                 instances=instances,
                 linked=True,
-            )
+            ).detected |= bool(dets)
             if coco == "person":
                 _people(drafts, rules, scored)
 
@@ -428,7 +445,7 @@ def fuse(
             # A name the fusion rules define keeps their parents and categories: WordNet's
             # can differ (ImageNet's "cup" is the drink, under Beverage and Food).
             defined = rules.kinds.get(entry.name)
-            drafts.add(
+            draft = drafts.add(
                 entry.name,
                 float(classifier.confidence[j]),
                 parents=defined.parents if defined else entry.parents,
@@ -438,7 +455,9 @@ def fuse(
                 entry=j,
                 cam=entry.box and linked_to is None,
                 linked=linked_to is not None,
-            ).own = float(classifier.confidence[j])
+            )
+            draft.own = float(classifier.confidence[j])
+            draft.detected |= linked_to is not None and linked_to in by_class
 
     # 3. faces, and the person they imply
     if faces is not None and faces:
@@ -478,6 +497,8 @@ def fuse(
 
     _raise_parents(drafts, rules, classifier_rules, scenes)
     _lead_with_the_specific(drafts, rules.lead_confidence)
+    if calibration is not None:
+        _calibrate(drafts, rules, calibration, set(by_class))
 
     labels = [
         Label(
@@ -546,6 +567,41 @@ def _lead_with_the_specific(drafts: _Drafts, lead: float) -> None:
             cap = draft.confidence - LEAD_STEP * step
             if above is not None and above.confidence > cap:
                 above.confidence = cap
+
+
+def _calibrate(drafts: _Drafts, rules: FusionRules, calibration: ConfidenceMap, boxed: set[str]) -> None:
+    """Map the covered labels' confidence by what the detector says of their class (it boxed
+    it, ``boxed`` holds another class of its family, or neither).
+
+    A label the map takes down takes down with it the parents that were only its echo ("Feline"
+    with a "Cat" the boxes contradict), down to their most confident other child; the family
+    ("Animal") keeps its evidence: the safe name when the specific one is unsure. Then every
+    parent is lifted to its most confident child again."""
+    families = {family_of(rules.objects[c].kind) for c in boxed if c in rules.objects}
+    echoes: set[str] = set()
+    for draft in drafts.by_name.values():
+        target = rules.targets.get(draft.name)
+        if target is None:
+            continue
+        if draft.detected:
+            evidence = "box"
+        else:
+            evidence = "other" if target.family in families else "none"
+        raw = draft.confidence
+        draft.confidence = calibration.adjust(target, evidence, raw)
+        if draft.confidence < raw:
+            echoes.update(p for p in draft.parents if p != target.family)
+    for name in echoes:
+        parent = drafts.by_name.get(name)
+        if parent is None or name in rules.targets:
+            continue
+        children = [d.confidence for d in drafts.by_name.values() if name in d.parents]
+        parent.confidence = min(parent.confidence, max(children, default=0.0))
+    for draft in sorted(drafts.by_name.values(), key=lambda d: (-len(d.parents), d.name)):
+        for parent_name in draft.parents:
+            above = drafts.by_name.get(parent_name)
+            if above is not None and above.confidence < draft.confidence:
+                above.confidence = draft.confidence
 
 
 def _cam_boxes(

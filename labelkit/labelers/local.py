@@ -32,7 +32,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -44,7 +44,9 @@ import numpy as np
 from labelkit.domain import BoundingBox, ImageProperties, LabelResult, ModerationLabel, TextDetection
 from labelkit.errors import LabelerError
 from labelkit.images import decode_rgb
+from labelkit.labelers import tiles
 from labelkit.labelers.base import ImageInput, LabelOptions
+from labelkit.labelers.calibration import ConfidenceMap, load_calibration
 from labelkit.labelers.catalog import Precision
 from labelkit.labelers.classify import Classifier, ClassifierOutput
 from labelkit.labelers.detect import Detection, Detector
@@ -100,6 +102,8 @@ class Prepared:
     features: dict[str, float]
     text: TextInput | None = None
     moderation: np.ndarray | None = None  # open_nsfw input (224, 224, 3) float32
+    #: The photo decoded again with its longer side about N px (the tiled detector pass).
+    larger: Callable[[int], Image.Image] | None = None
 
 
 class LocalLabeler:
@@ -119,6 +123,8 @@ class LocalLabeler:
         face_max_side: int = MAX_SIDE,
         text_detect_side: int = DETECT_SIDE,
         moderation_threshold: float = EXPLICIT_THRESHOLD,
+        detect_tiles: bool = True,
+        calibrate: bool = True,
     ) -> None:
         chosen = tuple(dict.fromkeys(models))
         unknown = sorted(set(chosen) - set(MODEL_NAMES))
@@ -139,6 +145,8 @@ class LocalLabeler:
         self.detector = (
             Detector(Path(model_dir), self.threads, precision=precision) if "detector" in chosen else None
         )
+        # The tiled second pass for crowds and small things (labelkit.labelers.tiles).
+        self.detect_tiles = bool(detect_tiles) and self.detector is not None
         # One OpenMP thread: libfacedetection gains little from a second one on small
         # images and its waiting threads cost CPU (faces module docstring).
         self.face_detector = (
@@ -151,6 +159,10 @@ class LocalLabeler:
             ModerationModel(self.threads, threshold=moderation_threshold) if "moderation" in chosen else None
         )
         self.fusion = load_fusion(self.rules)
+        # Fitted on the full labeller's output (classifier + detector): only with both.
+        self.calibration: ConfidenceMap | None = (
+            load_calibration() if calibrate and self.detector is not None and "classifier" in chosen else None
+        )
         # The learned scene head reads the classifier's pooled features: with the classifier.
         self.scenes = load_scenes_with_head(self.rules) if "classifier" in chosen else load_scenes(self.rules)
         self._pool: ThreadPoolExecutor | None = None
@@ -175,6 +187,8 @@ class LocalLabeler:
             models=settings.local_model_names,
             text_detect_side=settings.text_detect_side,
             moderation_threshold=settings.moderation_threshold,
+            detect_tiles=settings.detect_tiles,
+            calibrate=settings.calibrate,
         )
 
     @property
@@ -198,6 +212,10 @@ class LocalLabeler:
         parts = [base, f"fusion{FUSION_FORMAT}", self.fusion.version, self.scenes.version]
         if self.detector is not None:
             parts.append(self.detector.model_version)
+            if self.detect_tiles:
+                parts.append(f"tiles{tiles.GRID}x{tiles.SHARE}")
+        if self.calibration is not None:
+            parts.append(self.calibration.version)
         if self.face_detector is not None:
             parts.append(self.face_detector.model_version)
         if self.text_reader is not None:
@@ -212,6 +230,7 @@ class LocalLabeler:
             t
             for t, on in (
                 ("+det", self.detector is not None),
+                ("+tile", self.detect_tiles),
                 ("+face", self.face_detector is not None),
                 ("+ocr", self.text_reader is not None),
                 ("+mod", self.moderator is not None),
@@ -254,6 +273,7 @@ class LocalLabeler:
             features={} if self.classifier_only else scene_features(small),
             text=text,
             moderation=self.moderator.prepare(rgb) if self.moderator is not None else None,
+            larger=partial(self._larger, image.data, rgb.size) if self.detect_tiles else None,
         )
 
     def _larger(self, data: bytes, size: tuple[int, int], side: int) -> Image.Image:
@@ -300,6 +320,16 @@ class LocalLabeler:
         rgb = decode_rgb(data, max_pixels=self.max_pixels, min_side=self.classifier.size)
         return self.classifier.predict([self.classifier.prepare(rgb)])[0].pooled
 
+    def _tiled(self, prep: Prepared, whole: list[Detection] | None) -> list[Detection] | None:
+        """The whole-photo detections, merged with a tiled pass's when they show a crowd or
+        small things (:mod:`labelkit.labelers.tiles`)."""
+        if not whole or prep.larger is None or not tiles.needs_tiles(whole):
+            return whole
+        assert self.detector is not None
+        grid = tiles.windows()
+        found = self.detector.predict(tiles.crops(prep.larger(tiles.TILE_SOURCE_SIDE), grid))
+        return tiles.merge(whole, found, grid)
+
     def label_prepared(self, prepared: Sequence[Prepared], options: LabelOptions) -> list[LabelResult]:
         """Run every enabled model on already prepared images and fuse the results."""
         if not prepared:
@@ -326,6 +356,9 @@ class LocalLabeler:
         if self.detector is not None:
             detected = list(self.detector.predict([p.detector for p in prepared if p.detector is not None]))
             lap("detector")
+            if self.detect_tiles:
+                detected = [self._tiled(prep, dets) for prep, dets in zip(prepared, detected, strict=True)]
+                lap("detector_tiles")
         if self.face_detector is not None:
             found_faces = self._faces(prepared, detected)
             lap("faces")
@@ -370,6 +403,7 @@ class LocalLabeler:
                     faces=found_faces[i],
                     scenes=self.scenes,
                     scene_probs=probs,
+                    calibration=self.calibration,
                 )
             text: list[TextDetection] | None = None
             found_text = read[i]

@@ -150,4 +150,4 @@ def test_the_labeller_s_version_changes_with_the_head_s_weights(
     other.scenes = load_scenes(other.rules).with_head(SceneHead(copy))
     # THEN the model version differs (relabelling picks the new head up), in the same family
     assert other.model_version != before
-    assert other.model_version.startswith("efficientnet-lite2-int8+det+face-")
+    assert other.model_version.startswith("efficientnet-lite2-int8+det+tile+face-")
