@@ -14,13 +14,12 @@ import argparse
 import importlib.util
 import secrets
 import sys
-import threading
 from pathlib import Path
 
 from labelkit.auth.local import LocalAuth
 from labelkit.db.engine import transaction
 from labelkit.db.queries import users as user_q
-from labelkit.services import build_pipeline, build_services
+from labelkit.services import build_services
 from labelkit.settings import get_settings
 from labelkit.uploads import UploadResult, upload_image
 
@@ -71,15 +70,9 @@ def load_demo(*, username: str, password: str | None, label: bool) -> tuple[list
         for name, data in shipped_photos()
     ]
     if label:
-        from labelkit.worker import Listener
+        from labelkit.worker import label_queued
 
-        Listener(
-            queue=services.queue,
-            pipeline=build_pipeline(services),
-            workers=settings.listener_workers,
-            wait_seconds=1,
-            visibility_timeout=settings.queue_visibility_timeout,
-        ).run(threading.Event(), drain=True)
+        label_queued(services)
     return results, created_password if password is None else None
 
 

@@ -26,11 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from labelkit.pipeline import Pipeline, RetryableError
 from labelkit.queue import JobQueue, QueueMessage
 from labelkit.queue.events import MalformedEvent
 from labelkit.retry import a_few_times, until_stopped
+
+if TYPE_CHECKING:
+    from labelkit.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -185,3 +189,18 @@ class Listener:
             self.queue.release(message.receipt_handle)
         except Exception:
             logger.warning("could not release message %s", message.message_id, exc_info=True)
+
+
+def label_queued(services: Services) -> ListenerStats:
+    """Label everything queued now, in this process, and return when the queue is empty (the
+    demo loader and ``labelkit upload --label``; a running listener would do the same)."""
+    from labelkit.services import build_pipeline
+
+    settings = services.settings
+    return Listener(
+        queue=services.queue,
+        pipeline=build_pipeline(services),
+        workers=settings.listener_workers,
+        wait_seconds=1,
+        visibility_timeout=settings.queue_visibility_timeout,
+    ).run(threading.Event(), drain=True)
