@@ -53,7 +53,15 @@ from labelkit.labelers.detect import Detection, Detector
 from labelkit.labelers.faces import MAX_SIDE, MIN_SCORE, Face, FaceDetector, FaceInput
 from labelkit.labelers.fusion import classifier_labels, fuse, load_fusion
 from labelkit.labelers.moderation import EXPLICIT_THRESHOLD, ModerationModel
-from labelkit.labelers.ocr import DETECT_SIDE, TextInput, TextOutput, TextReader, detections, merge_labels
+from labelkit.labelers.ocr import (
+    DETECT_SIDE,
+    TextInput,
+    TextOutput,
+    TextReader,
+    detections,
+    merge_labels,
+    without_sides_on_pages,
+)
 from labelkit.labelers.ocr import text_labels as labels_from_text
 from labelkit.labelers.properties import image_properties
 from labelkit.labelers.scenes import load_scenes, load_scenes_with_head, scene_features
@@ -412,7 +420,7 @@ class LocalLabeler:
                 height, width = prep.text.bgr.shape[:2]
                 extra = labels_from_text(found_text, flat=prep.text.flat, aspect=width / max(1, height))
                 if extra:
-                    labels = options.apply(merge_labels(labels, extra))
+                    labels = options.apply(without_sides_on_pages(merge_labels(labels, extra)))
             flags: list[ModerationLabel] | None = None
             score = scores[i]
             if score is not None and self.moderator is not None:

@@ -552,3 +552,17 @@ def merge_labels(labels: Sequence[Label], extra: Sequence[Label]) -> list[Label]
             }
         )
     return list(by_name.values())
+
+
+#: A page or a screen is neither inside nor outside. The scene head, which learnt the sides from
+#: wide scenes, still names one for a flat image of print (a scanned page got "Outdoors 98").
+PAGE_NAMES = frozenset({"Document", "Screenshot"})
+SIDE_NAMES = frozenset({"Indoors", "Outdoors"})
+
+
+def without_sides_on_pages(labels: Sequence[Label], threshold: float = 50.0) -> list[Label]:
+    """``labels`` without Indoors and Outdoors when the text makes the photo a Document or a
+    Screenshot (at ``threshold`` or more)."""
+    if not any(lab.name in PAGE_NAMES and lab.confidence >= threshold for lab in labels):
+        return list(labels)
+    return [lab for lab in labels if lab.name not in SIDE_NAMES]

@@ -118,6 +118,8 @@ def test_the_page_is_read_line_by_line_and_word_by_word(
         assert parent.box.top - 0.02 <= word.box.top <= parent.box.top + parent.box.height
     # AND it is labelled Text and Document, not Screenshot (a photographed page is not flat)
     assert {"Text", "Document"} <= set(_names(result)) and "Screenshot" not in _names(result)
+    # AND a page is neither Indoors nor Outdoors (the scene head alone said Outdoors 98)
+    assert not {"Indoors", "Outdoors"} & set(_names(result))
     assert timings["text_recognise"] > 0
 
 
@@ -151,6 +153,7 @@ def test_a_screenshot_is_read_and_labelled_screenshot(
     result, _ = read["screenshot"]
     assert "Get well soon" in [line.text for line in result.lines]
     assert {"Text", "Screenshot"} <= set(_names(result))
+    assert not {"Indoors", "Outdoors"} & set(_names(result))
 
 
 def test_no_package_photo_is_flagged_and_all_score_far_below_the_threshold(reader: LocalLabeler) -> None:

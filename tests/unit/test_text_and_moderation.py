@@ -16,7 +16,15 @@ from botocore.validate import ParamValidator
 from labelkit.db.counts import text_tokens
 from labelkit.domain import BoundingBox, Label, LabelResult, ModerationLabel, TextDetection
 from labelkit.label import json_line
-from labelkit.labelers.ocr import Line, TextOutput, Word, detections, merge_labels, text_labels
+from labelkit.labelers.ocr import (
+    Line,
+    TextOutput,
+    Word,
+    detections,
+    merge_labels,
+    text_labels,
+    without_sides_on_pages,
+)
 from labelkit.search.service import text_words
 
 SOON = [
@@ -185,3 +193,16 @@ def test_words_are_searchable_lower_cased_whole_and_in_pieces() -> None:
     assert text_words("Soon!") == ["soon"]
     assert text_words("signs") == ["signs", "sign"]
     assert text_words("get well") == []
+
+
+def test_a_page_or_a_screen_is_neither_indoors_nor_outdoors() -> None:
+    def lab(name: str, confidence: float) -> Label:
+        return Label(name=name, confidence=confidence)
+
+    page = [lab("Document", 90.0), lab("Outdoors", 98.0), lab("Indoors", 20.0), lab("Text", 100.0)]
+    assert [x.name for x in without_sides_on_pages(page)] == ["Document", "Text"]
+    screen = [lab("Screenshot", 70.0), lab("Indoors", 60.0)]
+    assert [x.name for x in without_sides_on_pages(screen)] == ["Screenshot"]
+    # a sign in a street is text, not a page: the street keeps its side
+    sign = [lab("Text", 95.0), lab("Outdoors", 97.0), lab("Document", 30.0)]
+    assert [x.name for x in without_sides_on_pages(sign)] == ["Text", "Outdoors", "Document"]
