@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import urllib.request
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
 # How long a browser test waits for something to appear (ms). Generous: on a busy 2-core
@@ -58,6 +60,30 @@ def sign_up_in_browser(page: Page, username: str, password: str) -> None:
     repeat.fill(password)
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
+
+
+def sign_out_in_browser(page: Page) -> None:
+    """Sign out with the sidebar's button and wait for the server's answer that replaces the
+    cookie (``/session/end``), then for the sign-in page (which can show before it).
+
+    As with the tab above, a click can be lost with a redraw on a busy machine (seen once beside
+    two CPU hogs: no /session/end in 120 s): the button is clicked again, while it is still
+    there, until the response comes or the deadline passes."""
+    ended: list[str] = []
+    page.on("response", lambda r: ended.append(r.url) if "/session/end" in r.url else None)
+    button = page.get_by_role("button", name=re.compile("Sign out"))
+    deadline = time.monotonic() + BROWSER_TIMEOUT_MS / 1000
+    while not ended:
+        assert time.monotonic() < deadline, "signing out never reached /session/end"
+        if button.is_visible():
+            try:
+                button.click(timeout=10_000)
+            except PlaywrightError:
+                pass  # gone meanwhile: the page is moving on (the response is what is awaited)
+        again = min(time.monotonic() + 30, deadline)
+        while not ended and time.monotonic() < again:
+            page.wait_for_timeout(250)  # poll interval: the condition is a /session/end response
+    expect(page.get_by_role("tab", name="Create account")).to_be_visible()
 
 
 def sign_in_in_browser(page: Page, username: str, password: str) -> None:

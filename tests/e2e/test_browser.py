@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
 from tests.e2e.conftest import Product, charts_drawn, screenshot
-from tests.helpers import sign_up_in_browser
+from tests.helpers import sign_out_in_browser, sign_up_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
@@ -154,8 +154,7 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     expect(page.get_by_role("heading", name="Gallery")).to_be_visible()
 
     # Signing out ends the session: a reload does not bring it back.
-    page.get_by_role("button", name=re.compile("Sign out")).click()
-    expect(page.get_by_role("tab", name="Create account")).to_be_visible()
+    sign_out_in_browser(page)
     page.reload()
     expect(page.get_by_role("tab", name="Create account")).to_be_visible()
     expect(page.get_by_text("Administrator")).to_have_count(0)

@@ -23,7 +23,6 @@ import itertools
 import logging
 import re
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,12 +31,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, BrowserContext, Page, expect
-from playwright.sync_api import Error as PlaywrightError
 from skimage import data as skdata
 
 from labelkit.auth.sessions import new_token
 from tests.e2e.conftest import Product
-from tests.helpers import BROWSER_TIMEOUT_MS, sign_up_in_browser
+from tests.helpers import BROWSER_TIMEOUT_MS, sign_out_in_browser, sign_up_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 logger = logging.getLogger(__name__)
@@ -91,30 +89,6 @@ def _nav(page: Page, name: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
 
 
-def _sign_out(page: Page) -> None:
-    """Sign out and wait for the server's answer that replaces the cookie (the sign-in page
-    can show before the browser has loaded /session/end).
-
-    On a busy machine a click can land on a button a rerun is replacing and be lost (seen once
-    in a fresh-clone run beside two CPU hogs: no /session/end in 120 s). So: click, wait up to
-    30 s for /session/end, and click again while the button is still there, until the deadline."""
-    ended: list[str] = []
-    page.on("response", lambda r: ended.append(r.url) if "/session/end" in r.url else None)
-    button = page.get_by_role("button", name=re.compile("Sign out"))
-    deadline = time.monotonic() + TIMEOUT / 1000
-    while not ended:
-        assert time.monotonic() < deadline, "signing out never reached /session/end"
-        if button.is_visible():
-            try:
-                button.click(timeout=10_000)
-            except PlaywrightError:
-                pass  # gone meanwhile: the page is moving on (the response is what is awaited)
-        again = min(time.monotonic() + 30, deadline)
-        while not ended and time.monotonic() < again:
-            page.wait_for_timeout(250)  # poll interval: the condition is a /session/end response
-    expect(page.get_by_role("tab", name="Create account")).to_be_visible()
-
-
 def test_the_session_cookie_is_httponly_set_by_the_server_and_dies_with_sign_out(
     product: Product, browser: Browser
 ) -> None:
@@ -144,7 +118,7 @@ def test_the_session_cookie_is_httponly_set_by_the_server_and_dies_with_sign_out
         other.goto(product.url)
         expect(other.get_by_role("heading", name="Gallery")).to_be_visible()
         # WHEN alice signs out in the first tab
-        _sign_out(page)
+        sign_out_in_browser(page)
         # THEN the second tab is signed out at its next interaction
         _nav(other, "Upload")
         expect(other.get_by_role("tab", name="Create account")).to_be_visible()
@@ -361,7 +335,7 @@ def test_photos_never_get_a_media_url_and_media_needs_a_live_session(
         finally:
             other.close()
         # AND after bob signs out, the same cookie gets nothing
-        _sign_out(page)
+        sign_out_in_browser(page)
         status, _, _ = _get(media_url, cookie=cookie)
         assert status == 404
     finally:
