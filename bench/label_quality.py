@@ -394,13 +394,15 @@ def _most_confident_leaf(labels: Sequence[Label]) -> str | None:
 CROWD_PERSONS = 8
 
 
-def one_pass_labeler(name: str, settings: Settings) -> Labeler | None:
-    """The configured labeller without the detector's tiled pass (None when it has none)."""
+def labeler_without(name: str, settings: Settings, switch: str) -> Labeler | None:
+    """The configured labeller with one of the local labeller's switches off (``detect_tiles``:
+    the detector's tiled pass; ``calibrate``: the confidence calibration), to compare with; None
+    when it is not the local labeller or the switch is off already."""
     from labelkit.labelers import make_labeler
 
-    if name != "local" or not settings.detect_tiles:
+    if name != "local" or not getattr(settings, switch):
         return None
-    return make_labeler(name, settings.model_copy(update={"detect_tiles": False}))
+    return make_labeler(name, settings.model_copy(update={switch: False}))
 
 
 def crowd_report(
@@ -480,15 +482,6 @@ def headline_report(
         f"| the most confident specific label (the cards before) | {_ratio(before)} |",
     ]
     return "\n".join(lines), {"primary": now.as_dict(), "most_confident_leaf": before.as_dict()}
-
-
-def raw_labeler(name: str, settings: Settings) -> Labeler | None:
-    """The configured labeller without the confidence calibration (None when it has none)."""
-    from labelkit.labelers import make_labeler
-
-    if name != "local" or not settings.calibrate:
-        return None
-    return make_labeler(name, settings.model_copy(update={"calibrate": False}))
 
 
 def calibration_report(
@@ -716,11 +709,11 @@ def main(argv: list[str] | None = None) -> int:
     headline_section, headline_figures = headline_report(devset_photos, dev_outcomes, coco, scenes)
     text += "\n\n" + headline_section
     crowd_section, crowd_figures = crowd_report(
-        devset_photos, dev_outcomes, coco, one_pass_labeler(args.labeler, settings), options
+        devset_photos, dev_outcomes, coco, labeler_without(args.labeler, settings, "detect_tiles"), options
     )
     text += "\n\n" + crowd_section
     calibration_section, calibration_figures = calibration_report(
-        devset_photos, dev_outcomes, raw_labeler(args.labeler, settings), options
+        devset_photos, dev_outcomes, labeler_without(args.labeler, settings, "calibrate"), options
     )
     text += "\n\n" + calibration_section
     text_section, text_figures = text_report(

@@ -15,17 +15,17 @@ Nothing here prints: :mod:`labelkit.upload` is the command line over it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from sqlalchemy.exc import SQLAlchemyError
 
+from labelkit import analytics
 from labelkit.db.engine import transaction
 from labelkit.db.queries import images as image_q
 from labelkit.errors import StorageError
@@ -176,26 +176,16 @@ def import_one(services: Services, owner_id: str, source: Source, *, s3_client: 
     return FileVerdict(source, "refused", result.reason or "Refused.")
 
 
-def import_all(
-    services: Services, owner_id: str, sources: Iterable[Source], *, s3_client: Any = None
-) -> Iterator[FileVerdict]:
-    for source in sources:
-        yield import_one(services, owner_id, source, s3_client=s3_client)
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def refusals_csv(verdicts: Iterable[FileVerdict]) -> str:
-    """The refused files as CSV (file, reason), safe to open in a spreadsheet."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "size_bytes", "reason"])
-    for v in verdicts:
-        if v.verdict == "refused":
-            writer.writerow([_cell(v.source.location), v.source.size, _cell(v.reason)])
-    return out.getvalue()
+def refusals_csv(verdicts: Iterable[FileVerdict]) -> bytes:
+    """The refused files as CSV (file, size, reason), through the exports' writer: safe to open
+    in a spreadsheet (a name starting like a formula is shown, not run)."""
+    refused = [v for v in verdicts if v.verdict == "refused"]
+    return analytics.to_csv(
+        pd.DataFrame(
+            {
+                "file": [v.source.location for v in refused],
+                "size_bytes": [v.source.size for v in refused],
+                "reason": [v.reason for v in refused],
+            }
+        )
+    )

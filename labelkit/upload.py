@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_summary(sources, verdicts, counts, time.monotonic() - started))
     if counts["refused"]:
         target = args.refusals or Path(f"upload-refusals-{datetime.now():%Y%m%d-%H%M%S}.csv")
-        target.write_text(refusals_csv(verdicts), encoding="utf-8")
+        target.write_bytes(refusals_csv(verdicts))
         print(f"the refused files and why: {target}")
     if interrupted:
         print("stopped: run the same command again to go on (files already uploaded are skipped)")
