@@ -241,11 +241,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int
     return keep
 
 
-def iou(a: BoundingBox, b: BoundingBox) -> float:
-    """Intersection over union of two boxes."""
+def intersection(a: BoundingBox, b: BoundingBox) -> float:
+    """The area two boxes share."""
     x0, y0 = max(a.left, b.left), max(a.top, b.top)
     x1 = min(a.left + a.width, b.left + b.width)
     y1 = min(a.top + a.height, b.top + b.height)
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+def iou(a: BoundingBox, b: BoundingBox) -> float:
+    """Intersection over union of two boxes."""
+    inter = intersection(a, b)
     union = a.width * a.height + b.width * b.height - inter
     return inter / union if union > 0 else 0.0

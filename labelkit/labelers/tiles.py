@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from labelkit.domain import BoundingBox
-from labelkit.labelers.detect import MAX_DETECTIONS, SIZE, Detection
+from labelkit.labelers.detect import MAX_DETECTIONS, SIZE, Detection, intersection
 
 #: The whole-photo pass's finds that call for tiles: this many persons, or this many small
 #: detections (each under SMALL_AREA of the photo), at the detector's own floor score.
@@ -89,9 +89,7 @@ def to_photo(d: Detection, tile: Window) -> Detection:
 
 def _overlaps(a: BoundingBox, b: BoundingBox) -> tuple[float, float]:
     """(IoU, intersection over the smaller box's area)."""
-    x0, y0 = max(a.left, b.left), max(a.top, b.top)
-    x1, y1 = min(a.left + a.width, b.left + b.width), min(a.top + a.height, b.top + b.height)
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    inter = intersection(a, b)
     area_a, area_b = a.width * a.height, b.width * b.height
     union = area_a + area_b - inter
     smaller = min(area_a, area_b)
