@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint audit docs soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e bench-duplicates bench-similar listener lambda-zip clean help
+.PHONY: run test test-fast lint audit docs soak venv model system-deps bench bench-labeler bench-quality bench-queries bench-dashboard bench-e2e bench-duplicates bench-similar bench-learning listener lambda-zip clean help
 
 help:
 	@echo "make run    - install and start Labelkit locally (http://127.0.0.1:8501)"
@@ -119,6 +119,14 @@ bench-similar: $(STAMP)
 	$(PY) -c "import pymysql; c = pymysql.connect(host='127.0.0.1', user='root'); c.cursor().execute('CREATE DATABASE IF NOT EXISTS labelkit_bench_similar')"
 	$(PY) -m bench.similar --images 1000000 --index-images 1000000 $(SIMILAR_DEVSET) \
 		--db-url sqlite --db-url mysql+pymysql://root@127.0.0.1:3306/labelkit_bench_similar --doc docs/benchmarks.md
+
+# Taught labels: a simulated person teaches k = 3, 5, 10 photos of a label; the suggestions are
+# scored on the rest of their library (the scene set's held-out split, and the development set),
+# plus one label's training and scoring time at 10,000 and 100,000 photos. Needs
+# ../shared/data/scenes (outside the repository) and the model (embeddings).
+LEARNING_DEVSET := $(if $(wildcard ../shared/data/devset/images),--devset ../shared/data/devset,)
+bench-learning: model
+	$(PY) -m bench.learning --scenes ../shared/data/scenes $(LEARNING_DEVSET) --doc docs/benchmarks.md
 
 bench: bench-labeler bench-queries bench-dashboard bench-e2e bench-similar
 

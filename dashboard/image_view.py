@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from labelkit import render
-from labelkit.db.models import LabelRow, LabelSource, ReviewState
+from labelkit.db.models import MACHINE_SOURCES, LabelRow, LabelSource, ReviewState
 
 
 @dataclass
@@ -35,6 +35,7 @@ class LabelView:
     reviewed_by: str | None = None
     reviewed_at: datetime | None = None
     implied_by: str | None = None  # rejected because the person rejected this name
+    suggested: bool = False  # a suggestion from what the owner taught (source ``learned``)
 
     @property
     def boxes(self) -> int:
@@ -62,8 +63,9 @@ def label_views(rows: Iterable[LabelRow], names: dict[str, str]) -> list[LabelVi
     views: dict[str, LabelView] = {}
     for r in rows:
         v = views.setdefault(r.name, LabelView(name=r.name))
-        if r.source == LabelSource.MODEL:
+        if r.source in MACHINE_SOURCES:
             if r.instance == 0:
+                v.suggested = v.suggested or r.source == LabelSource.LEARNED
                 v.confidence = max(v.confidence or 0.0, r.confidence)
                 v.parents = list(r.parents or [])
                 v.categories = list(r.categories or [])

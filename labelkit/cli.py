@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "listener": ("sqs_listener", "the long-polling worker over the local queue or SQS"),
     "label": ("labelkit.label", "label image files with the configured labeller (Rekognition-shaped JSON)"),
     "upload": ("labelkit.upload", "import photos from folders, files or an S3 prefix, resumably"),
+    "learn": ("labelkit.learn", "learn each person's taught labels from their own labels, now"),
     "export": ("labelkit.interchange", "export labels (CSV, JSON Lines, COCO, manifest) or import them"),
     "demo": ("labelkit.demo", "upload the photos shipped in scikit-image/scikit-learn as a demo account"),
     "search": ("labelkit.search", 'search the photos: "puppy", "dog -cat", "dog | cat"'),

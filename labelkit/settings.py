@@ -232,6 +232,13 @@ class Settings(BaseSettings):
         description="How often a listener looks for images whose job will never come "
         "(dead-lettered, never enqueued) and settles them (labelkit.reconcile).",
     )
+    review_target_precision: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="The precision a label's suggested minimum confidence keeps among people's "
+        "reviews (the Labels page's thresholds from reviews; set by whoever runs Labelkit).",
+    )
 
     # --- auth --------------------------------------------------------------
     auth_mode: Literal["local", "cognito"] = Field(default="local", description="local accounts or cognito.")

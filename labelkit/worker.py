@@ -91,6 +91,8 @@ class Listener:
         stop_grace: float = 15.0,
         housekeeping: Callable[[], object] | None = None,
         housekeeping_every: float = 300.0,
+        learning: Callable[[], object] | None = None,
+        learning_every: float = 10.0,
     ) -> None:
         self.queue = queue
         self.pipeline = pipeline
@@ -100,6 +102,8 @@ class Listener:
         self.stop_grace = stop_grace
         self.housekeeping = housekeeping
         self.housekeeping_every = housekeeping_every
+        self.learning = learning
+        self.learning_every = learning_every
         self.stats = ListenerStats()
 
     def run(self, stop: threading.Event, *, drain: bool = False) -> ListenerStats:
@@ -108,8 +112,14 @@ class Listener:
             threading.Thread(target=self._work, args=(stop, drain), name=f"worker-{i}", daemon=True)
             for i in range(self.workers)
         ]
-        if self.housekeeping is not None and not drain:
-            threading.Thread(target=self._housekeep, args=(stop,), name="housekeeping", daemon=True).start()
+        for name, task, every in (
+            ("housekeeping", self.housekeeping, self.housekeeping_every),
+            ("learning", self.learning, self.learning_every),
+        ):
+            if task is not None and not drain:
+                threading.Thread(
+                    target=_every, args=(stop, name, task, every), name=name, daemon=True
+                ).start()
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads) and not stop.wait(0.1):
@@ -126,15 +136,6 @@ class Listener:
                 self.stop_grace,
             )
         return self.stats
-
-    def _housekeep(self, stop: threading.Event) -> None:
-        assert self.housekeeping is not None
-        while not stop.is_set():
-            try:
-                self.housekeeping()
-            except Exception:
-                logger.warning("housekeeping failed; trying again later", exc_info=True)
-            stop.wait(self.housekeeping_every)
 
     def _work(self, stop: threading.Event, drain: bool) -> None:
         # Long-poll in slices of at most STOP_LATENCY seconds so a stop request is noticed
@@ -189,6 +190,16 @@ class Listener:
             self.queue.release(message.receipt_handle)
         except Exception:
             logger.warning("could not release message %s", message.message_id, exc_info=True)
+
+
+def _every(stop: threading.Event, name: str, task: Callable[[], object], seconds: float) -> None:
+    """Run ``task`` now and then every ``seconds`` until ``stop``; a failure waits for the next turn."""
+    while not stop.is_set():
+        try:
+            task()
+        except Exception:
+            logger.warning("%s failed; trying again later", name, exc_info=True)
+        stop.wait(seconds)
 
 
 def label_queued(services: Services) -> ListenerStats:

@@ -15,6 +15,7 @@ import threading
 from functools import partial
 from types import FrameType
 
+from labelkit.learning import learn_changed
 from labelkit.logs import configure_logging
 from labelkit.reconcile import reconcile
 from labelkit.services import build_pipeline, build_services
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         visibility_timeout=settings.queue_visibility_timeout,
         housekeeping=partial(reconcile, services=services),
         housekeeping_every=settings.reconcile_every_seconds,
+        # Train what people taught once their labels have stayed unchanged for a moment.
+        learning=partial(learn_changed, services.engine),
     )
     stop = threading.Event()
 

@@ -490,6 +490,8 @@ with right:
                 title += f" · {lab.confidence:.1f}%"
             else:
                 title += " · added by a person"
+            if lab.suggested and lab.review is None:
+                title += " · :violet[suggested from your labels]"
             st.markdown(title)
             if lab.confidence is not None:
                 st.progress(min(1.0, lab.confidence / 100))

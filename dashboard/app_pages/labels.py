@@ -9,7 +9,9 @@ import streamlit as st
 
 from dashboard import core
 from dashboard.navigation import Page
-from labelkit import analytics
+from labelkit import analytics, learning, taught, thresholds
+from labelkit.db.models import ALL_OWNERS
+from labelkit.db.queries import learning as learning_q
 
 BAR_HEIGHT = 24  # px per bar: room for every label name
 FEW_BINS = 3  # the over-time chart draws bars, not a line, up to this many bins
@@ -19,6 +21,7 @@ viewer = user.viewer
 
 
 st.title("Labels")
+core.show_flash()
 top_n = st.sidebar.slider("Top labels shown", 5, 40, 15, step=5, key="labels_top")
 data = core.label_data(viewer, top_n)
 table = data["labels"]
@@ -210,3 +213,102 @@ with c3:
         key="labels_csv",
         on_click="ignore",
     )
+
+st.subheader("Taught labels")
+st.caption(
+    f"A label you add or confirm on {taught.MIN_PHOTOS} or more photos is learned from them and suggested "
+    "on your other photos (marked *suggested*; the Review page shows them first). Rejecting a "
+    "suggestion teaches it too. This happens on its own a few seconds after your labels change."
+)
+with core.db() as s:
+    taught_rows = learning_q.taught_labels(session=s, owner_id=viewer.user_id)
+for row in taught_rows:
+    icon = ":material/school:" if row.status == learning_q.ACTIVE else ":material/block:"
+    st.markdown(f"{icon} {core.md(learning.describe(row))}")
+if not taught_rows:
+    st.caption(f"Nothing taught yet: no label is on {taught.MIN_PHOTOS} or more of your photos by your hand.")
+if st.button("Learn from my labels now", key="labels_learn", icon=":material/model_training:"):
+    with st.spinner("Learning from your labels…"):
+        learned = learning.learn(core.services().engine, viewer.user_id)
+    core.data_changed()
+    core.flash(f"Learned {len(learned)} taught label{'s' if len(learned) != 1 else ''} from your labels.")
+    st.rerun()
+
+st.subheader("Thresholds from your reviews")
+target = core.settings().review_target_precision
+everyone = viewer.is_admin and st.toggle(
+    "Everyone's reviews and photos (a minimum set here applies to everyone)", key="thresholds_everyone"
+)
+st.caption(
+    "Per label: how often the labels you reviewed were right (with a 95% interval), and the lowest "
+    f"minimum confidence that keeps at least {target:.0%} of them right. Applying it hides that label "
+    "below the minimum everywhere (search, filters, counts, cards); labels people gave are never hidden, "
+    "and clearing the minimum brings the rest back."
+)
+label_reviews = thresholds.from_reviews(
+    core.services().engine, owner_id=None if everyone else viewer.user_id, target=target
+)
+if not label_reviews:
+    st.caption(
+        "No reviews yet: confirm or reject labels on the Review page to see how precise each label is."
+    )
+else:
+    st.dataframe(
+        [
+            {
+                "label": r.name,
+                "reviews": r.reviewed,
+                "precision": r.interval_text(),
+                "minimum now": r.floor,
+                "suggested minimum": r.suggested,
+                "photos now": r.images_now,
+                "photos after": r.images_after,
+                "note": r.note,
+            }
+            for r in label_reviews
+        ],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "minimum now": st.column_config.NumberColumn(format="%.1f%%"),
+            "suggested minimum": st.column_config.NumberColumn(format="%.1f%%"),
+        },
+        key="thresholds_table",
+    )
+    by_name = {r.name: r for r in label_reviews}
+    t1, t2, t3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    settable = [r.name for r in label_reviews if r.suggested is not None or r.floor is not None]
+    chosen_name = t1.selectbox("Label", settable, index=None, key="thresholds_label")
+    chosen = by_name.get(chosen_name or "")
+    whose = ALL_OWNERS if everyone else viewer.user_id
+    if t2.button(
+        "Apply the suggested minimum",
+        key="thresholds_apply",
+        icon=":material/tune:",
+        disabled=chosen is None or chosen.suggested is None,
+    ):
+        assert chosen is not None and chosen.suggested is not None
+        with st.spinner("Applying…"):
+            thresholds.apply(
+                core.services().engine, owner_id=whose, name=chosen.name, min_confidence=chosen.suggested,
+                set_by=viewer.user_id,
+            )  # fmt: skip
+        core.data_changed()
+        core.flash(f"{chosen.name} now needs {chosen.suggested:.1f}% or more.")
+        st.rerun()
+    if t3.button(
+        "Clear the minimum", key="thresholds_clear", icon=":material/restart_alt:",
+        disabled=chosen is None or chosen.floor is None,
+    ):  # fmt: skip
+        assert chosen is not None
+        with st.spinner("Clearing…"):
+            thresholds.apply(
+                core.services().engine,
+                owner_id=whose,
+                name=chosen.name,
+                min_confidence=None,
+                set_by=viewer.user_id,
+            )
+        core.data_changed()
+        core.flash(f"{chosen.name} has no minimum any more.")
+        st.rerun()

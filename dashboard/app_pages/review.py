@@ -83,8 +83,8 @@ viewer = user.viewer
 
 st.title("Review")
 st.caption(
-    "Photos whose model labels nobody has reviewed yet, the least certain first. "
-    "Your answers are kept beside the model's."
+    "Photos whose machine labels nobody has reviewed yet: suggestions learned from your own labels "
+    "first, then the least certain first. Your answers are kept beside the labellers'."
 )
 
 page_no = int(st.session_state.get("review_page", 1) or 1)
@@ -267,6 +267,9 @@ def _label_row(img_id: str, lab: review_q.ReviewLabel) -> None:
     if lab.boxes:
         extra.append(f"{len(lab.boxes)} box{'es' if len(lab.boxes) > 1 else ''}")
     text = f"**{core.md(lab.name)}** · {lab.confidence:.1f}%"
+    if lab.suggested:
+        text += " · :violet-badge[suggested]"
+        extra.append("learned from the photos you gave this label")
     if extra:
         text += "  \n:small[:gray[" + " · ".join(extra) + "]]"
     row.markdown(text, width="stretch")

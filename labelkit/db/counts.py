@@ -54,8 +54,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import weakref
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -68,6 +69,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
     literal,
     select,
     union_all,
@@ -75,11 +77,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from labelkit.db.models import (
     ALL_OWNERS,
+    MACHINE_SOURCES,
     ConfidenceBin,
     Image,
     ImageTerm,
@@ -87,6 +91,7 @@ from labelkit.db.models import (
     LabelCount,
     LabelRow,
     LabelSource,
+    LabelThreshold,
     ReviewState,
     TermCount,
     TermKind,
@@ -140,7 +145,7 @@ def awaiting_review() -> list[Any]:
         .with_hint(human, "FORCE INDEX (uq_labels_key)", dialect_name="mysql")
         .exists()
     )
-    return [LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0, ~reviewed]
+    return [LabelRow.source.in_(MACHINE_SOURCES), LabelRow.instance == 0, ~reviewed]
 
 
 # --------------------------------------------------------------------------- effective labels
@@ -148,7 +153,9 @@ def awaiting_review() -> list[Any]:
 TermKey = tuple[TermKind, str]
 
 
-def effective_terms(rows: Iterable[Sequence[Any]]) -> dict[TermKey, float]:
+def effective_terms(
+    rows: Iterable[Sequence[Any]], floors: Mapping[str, float] | None = None
+) -> dict[TermKey, float]:
     """The terms one image carries, with the best confidence behind each.
 
     ``rows`` are the image's image-level label rows as ``(source, review, name, confidence,
@@ -156,9 +163,12 @@ def effective_terms(rows: Iterable[Sequence[Any]]) -> dict[TermKey, float]:
     label of that name (nor the parents and categories only it brought), not another label
     naming it as a parent. Names people confirmed or added are carried at 100 with the
     parents and categories stored on their row (copied from the model's row when there was
-    one). Human rows with no verdict (``unreviewed``) change nothing.
+    one). Human rows with no verdict (``unreviewed``) change nothing. ``floors`` (case-folded
+    name -> minimum confidence, :class:`~labelkit.db.models.LabelThreshold`): a machine label
+    below its name's floor is carried by nothing, as if the labeller had not given it.
     """
     rows = list(rows)
+    floors = floors or {}
     rejected = {r[2][:128] for r in rows if r[0] == LabelSource.HUMAN and r[1] == ReviewState.REJECTED}
     best: dict[TermKey, float] = {}
 
@@ -168,8 +178,10 @@ def effective_terms(rows: Iterable[Sequence[Any]]) -> dict[TermKey, float]:
             best[key] = max(confidence, best.get(key, 0.0))
 
     for source, review, name, confidence, parents, categories in rows:
-        if source == LabelSource.MODEL:
+        if source in MACHINE_SOURCES:
             conf = float(confidence)
+            if conf < floors.get(str(name).casefold(), 0.0):
+                continue
         elif review == ReviewState.CONFIRMED:
             conf = 100.0
         else:
@@ -204,7 +216,7 @@ def implied_rejections(rows: Iterable[Sequence[Any]]) -> dict[str, str]:
     if not rejected:
         return {}
     own_verdict = {str(r[2]).casefold() for r in rows if r[0] == LabelSource.HUMAN}
-    model_names = {str(r[2]).casefold(): str(r[2]) for r in rows if r[0] == LabelSource.MODEL}
+    model_names = {str(r[2]).casefold(): str(r[2]) for r in rows if r[0] in MACHINE_SOURCES}
     because: dict[str, str] = {}  # folded candidate -> the rejected name it rolled up from
     for _, _, name, parents, _ in sorted(rows, key=lambda r: str(r[2])):
         if str(name).casefold() in rejected:
@@ -216,7 +228,7 @@ def implied_rejections(rows: Iterable[Sequence[Any]]) -> dict[str, str]:
         for r in rows
         if str(r[2]).casefold() not in rejected
         and str(r[2]).casefold() not in candidates
-        and (r[0] == LabelSource.MODEL or r[1] == ReviewState.CONFIRMED)
+        and (r[0] in MACHINE_SOURCES or r[1] == ReviewState.CONFIRMED)
     ]
     kept: set[str] = set()
     support = [list(r[3] or []) for r in standing]
@@ -224,7 +236,7 @@ def implied_rejections(rows: Iterable[Sequence[Any]]) -> dict[str, str]:
         named = {str(p).casefold() for parents in support for p in parents} & (candidates - kept)
         kept |= named
         support = [
-            list(r[3] or []) for r in rows if r[0] == LabelSource.MODEL and str(r[2]).casefold() in named
+            list(r[3] or []) for r in rows if r[0] in MACHINE_SOURCES and str(r[2]).casefold() in named
         ]
     return {model_names[c]: because[c] for c in sorted(candidates - kept)}
 
@@ -251,7 +263,7 @@ def _not_rejected() -> ColumnElement[bool]:
 def not_rejected() -> list[Any]:
     """Conditions on ``LabelRow``: an image-level model label whose name no person rejected
     (what the mean confidence and the confidence histogram count)."""
-    return [LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0, _not_rejected()]
+    return [LabelRow.source.in_(MACHINE_SOURCES), LabelRow.instance == 0, _not_rejected()]
 
 
 Rows = dict[str, list[Any]]  # image id -> its rows, as read by _read_labels / _read_terms
@@ -304,7 +316,11 @@ def _read_terms(session: Session, ids: Sequence[str]) -> Rows:
 
 
 def derive_terms(
-    session: Session, image_ids: Iterable[str], *, with_owner: bool = True, implied: bool = True
+    session: Session,
+    image_ids: Iterable[str],
+    *,
+    with_owner: bool = True,
+    implied: bool = True,
 ) -> None:
     """Make these images' ``image_terms`` rows their :func:`effective_terms`, writing only
     the difference (a re-delivered job writes nothing). ``with_owner=False``: for the schema
@@ -318,14 +334,63 @@ def derive_terms(
             found = session.execute(select(Image.id, Image.owner_id).where(Image.id.in_(chunk)))
             owners = {str(i): str(o) for i, o in found}
         labels = _read_labels(session, chunk, implied=implied)
-        _derive(session, chunk, labels, _read_terms(session, chunk), owners)
+        floors = read_floors(session, set(owners.values())) if owners is not None else None
+        _derive(session, chunk, labels, _read_terms(session, chunk), owners, floors)
+
+
+#: Engines whose database has ``label_thresholds`` (migration 0015), found once each.
+_HAS_FLOORS: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+
+
+def _has_floors(session: Session) -> bool:
+    """Whether the database has ``label_thresholds`` yet: code a migration ahead of the schema
+    (a rolling deploy, the migration tests) derives terms without floors rather than failing."""
+    engine = session.get_bind()
+    if not isinstance(engine, Engine):
+        engine = engine.engine
+    if _HAS_FLOORS.get(engine):
+        return True
+    found = inspect(session.connection()).has_table(LabelThreshold.__tablename__)
+    if found:
+        _HAS_FLOORS[engine] = True
+    return found
+
+
+def schema_changed(bind: Engine | Connection) -> None:
+    """Forget what :func:`_has_floors` found for this database (a migration dropped the table)."""
+    _HAS_FLOORS.pop(bind if isinstance(bind, Engine) else bind.engine, None)
+
+
+def read_floors(session: Session, owners: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Per owner, their label floors (case-folded name -> minimum confidence): everyone's
+    (owner ``*``) with their own on top."""
+    owners = sorted(set(owners))
+    if not _has_floors(session):
+        return {o: {} for o in owners}
+    rows = session.execute(
+        select(LabelThreshold.owner_id, LabelThreshold.name, LabelThreshold.min_confidence).where(
+            LabelThreshold.owner_id.in_([ALL_OWNERS, *owners])
+        )
+    ).all()
+    everyone = {str(n).casefold(): float(c) for o, n, c in rows if o == ALL_OWNERS}
+    out = {o: dict(everyone) for o in owners}
+    for o, n, c in rows:
+        if o != ALL_OWNERS:
+            out[o][str(n).casefold()] = float(c)
+    return out
 
 
 def _derive(
-    session: Session, ids: Sequence[str], labels: Rows, terms: Rows, owners: dict[str, str] | None
+    session: Session,
+    ids: Sequence[str],
+    labels: Rows,
+    terms: Rows,
+    owners: dict[str, str] | None,
+    floors: dict[str, dict[str, float]] | None = None,
 ) -> bool:
     """:func:`derive_terms` from rows already read; returns whether it wrote anything. New
-    rows carry their image's owner from ``owners`` (None: rows without the column)."""
+    rows carry their image's owner from ``owners`` (None: rows without the column);
+    ``floors`` are :func:`read_floors` of those owners (None: no thresholds)."""
     conn = session.connection()
     table: Any = ImageTerm.__table__
     gone: dict[tuple[str, TermKind], list[str]] = defaultdict(list)
@@ -333,7 +398,8 @@ def _derive(
     changed: list[dict[str, Any]] = []
     for image_id in ids:
         want = effective_terms(
-            (r[1], r[5], r[3], r[8], r[9], r[10]) for r in labels.get(image_id, []) if r[4] == 0
+            ((r[1], r[5], r[3], r[8], r[9], r[10]) for r in labels.get(image_id, []) if r[4] == 0),
+            floors.get(owners[image_id]) if floors is not None and owners is not None else None,
         )
         old = {
             (TermKind(kind), term): float(conf)
@@ -553,7 +619,7 @@ def _imply(session: Session, ids: Sequence[str], labels: Rows) -> bool:
                     )
                     wrote = True
                 continue
-            model = max((r for r in rows if r[1] == LabelSource.MODEL and r[3] == name), key=lambda r: r[8])
+            model = max((r for r in rows if r[1] in MACHINE_SOURCES and r[3] == name), key=lambda r: r[8])
             rejecter = next(
                 (r[12] for r in rows if r[1] == LabelSource.HUMAN and r[3] == by and not r[11]), None
             )
@@ -654,8 +720,9 @@ def _contributions(owners: dict[str, str], labels: Rows, terms: Rows) -> dict[Ke
         for _, source, version, name, instance, review, milli, bin_, *_ in rows:
             if instance != 0:
                 continue
-            if source == LabelSource.MODEL:
-                versions.add(version)
+            if source in MACHINE_SOURCES:
+                if source == LabelSource.MODEL:
+                    versions.add(version)
                 if name not in rejected:
                     out["label", owner, name, "model_rows"] += 1
                     out["label", owner, name, "confidence_milli"] += int(milli)
@@ -751,7 +818,8 @@ def counting(session: Session, image_ids: Iterable[str]) -> Iterator[None]:
     if _imply(session, ids, labels):  # a rejection ends the roll-ups that were only its evidence
         labels = _read_labels(session, ids)
     terms = _read_terms(session, ids)
-    if _derive(session, ids, labels, terms, owners):
+    floors = read_floors(session, set(owners.values()))
+    if _derive(session, ids, labels, terms, owners, floors):
         terms = _read_terms(session, ids)  # as stored (MySQL folds case in the key)
     after = _contributions(owners, labels, terms)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in before.keys() | after.keys()}
@@ -769,7 +837,7 @@ def rebuild(session: Session) -> None:
     dialect = _dialect(session)
     for table in (LabelCount, TermCount, ConfidenceBin):
         session.execute(delete(table))
-    model0 = and_(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)
+    model0 = and_(LabelRow.source == LabelSource.MODEL, LabelRow.instance == 0)  # model versions
     human0 = and_(LabelRow.source == LabelSource.HUMAN, LabelRow.instance == 0)
     effective = and_(*not_rejected())
     awaiting = and_(*awaiting_review())
@@ -878,14 +946,19 @@ def rebuild(session: Session) -> None:
 
 
 def dump(session: Session) -> dict[str, set[tuple[Any, ...]]]:
-    """Every non-zero total, as sets of plain tuples (for comparing two states)."""
+    """Every non-zero total, as sets of plain tuples (for comparing two states). On MySQL the
+    names are case-folded: its collation makes "Pagoda" and "pagoda" one row, spelled as
+    whichever came first (a rebuild may pick the other spelling of the same row)."""
+    fold = (lambda t: str(t).casefold()) if _dialect(session) != "sqlite" else (lambda t: t)
     label_rows = {
-        (r.owner_id, r.name, *(int(getattr(r, c)) for c in LABEL_COLUMNS))
+        (r.owner_id, fold(r.name), *(int(getattr(r, c)) for c in LABEL_COLUMNS))
         for r in session.scalars(select(LabelCount))
         if any(getattr(r, c) for c in LABEL_COLUMNS)
     }
     term_rows = {
-        (r.owner_id, r.kind, r.term, int(r.images)) for r in session.scalars(select(TermCount)) if r.images
+        (r.owner_id, r.kind, fold(r.term), int(r.images))
+        for r in session.scalars(select(TermCount))
+        if r.images
     }
     bin_rows = {
         (r.owner_id, int(r.bin), int(r.labels)) for r in session.scalars(select(ConfidenceBin)) if r.labels

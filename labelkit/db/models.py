@@ -17,6 +17,12 @@ Tables:
     trusted_devices
                    browsers that signed in to an account before (hashed device cookies): the
                    account-wide backoff, which strangers can trigger, does not apply to them
+    taught_labels  per owner and label name: the classifier learned from that person's labels
+                   (``labelkit.learning``), its cross-validated quality and whether it suggests
+    learning_runs  per owner: the state of their labels the last training saw (debouncing)
+    label_thresholds
+                   per owner (or ``*``) and label name: the minimum confidence a machine label
+                   of that name needs to be carried, chosen from people's reviews
     label_counts, term_counts, confidence_bins
                    running totals per owner (and for everyone, owner ``*``) behind the
                    dashboard's counts and charts; kept in step by ``labelkit.db.counts``
@@ -111,6 +117,13 @@ class ImageStatus(enum.StrEnum):
 class LabelSource(enum.StrEnum):
     MODEL = "model"
     HUMAN = "human"
+    #: A suggestion from what the image's owner taught (:mod:`labelkit.learning`): a machine
+    #: label like the model's (reviewed, counted and searched the same way), kept apart by source.
+    LEARNED = "learned"
+
+
+#: The sources of machine labels: counted, searched and reviewed alike.
+MACHINE_SOURCES = (LabelSource.MODEL, LabelSource.LEARNED)
 
 
 class ReviewState(enum.StrEnum):
@@ -314,6 +327,70 @@ class ImageTextRow(Base):
     box_width: Mapped[float] = mapped_column(Float)
     box_height: Mapped[float] = mapped_column(Float)
     polygon: Mapped[list[Any] | None] = mapped_column(JSON)
+
+
+class TaughtLabel(Base):
+    """A label one person taught (migration 0015): a linear classifier over the image
+    embeddings (``image_features``), trained from the photos where they added or confirmed
+    the name and the photos where they rejected it (plus others sampled as background).
+
+    ``weights`` are little-endian float32, the embedding's dimensions then the bias; a photo's
+    confidence is ``100 * sigmoid(platt_a * (w . x + b) + platt_b)`` (Platt scaling fitted on
+    the cross-validation's held-out scores) and it is suggested at ``threshold`` (0-100) or
+    above. ``cv_precision`` / ``cv_recall`` are the cross-validation's at that threshold.
+    ``status`` is ``active`` (it suggests) or ``refused`` (``reason`` says why: too few
+    photos, or precision below the floor). ``model_version`` names the training snapshot and
+    is the ``model_version`` of the ``learned`` label rows it wrote.
+    """
+
+    __tablename__ = "taught_labels"
+
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    embedding_model: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    positives: Mapped[int] = mapped_column(Integer, default=0)
+    negatives: Mapped[int] = mapped_column(Integer, default=0)
+    threshold: Mapped[float] = mapped_column(Float, default=50.0)
+    cv_precision: Mapped[float | None] = mapped_column(Float)
+    cv_recall: Mapped[float | None] = mapped_column(Float)
+    platt_a: Mapped[float] = mapped_column(Float, default=1.0)
+    platt_b: Mapped[float] = mapped_column(Float, default=0.0)
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+    parents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    suggested: Mapped[int] = mapped_column(Integer, default=0)
+    trained_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LabelThreshold(Base):
+    """A minimum confidence for one label name (migration 0015), chosen from people's reviews
+    (:mod:`labelkit.thresholds`): a machine label (model or learned) of that name below it is
+    not carried (no search term, filter, count or card), as if the labeller had not given it.
+    ``owner_id`` is the person it applies to, or ``*`` for everyone (set by an admin; a
+    person's own threshold wins). ``name`` is case-folded."""
+
+    __tablename__ = "label_thresholds"
+
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    min_confidence: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str | None] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LearningRun(Base):
+    """Per owner: the state of their labels the last training saw (migration 0015). The
+    worker trains again once ``signature`` (how many human label rows, and the newest) has
+    changed and stayed unchanged for a while (debounced)."""
+
+    __tablename__ = "learning_runs"
+
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64))
+    trained_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (admins read these)

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from labelkit.db.models import Image, LabelRow, LabelSource, ReviewState
+from labelkit.db.models import MACHINE_SOURCES, Image, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries import bulk as bulk_q
 from labelkit.db.queries import stats as stats_q
 from labelkit.db.queries import text as text_q
@@ -104,7 +104,7 @@ def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:
                     for r in rs
                     if r.instance > 0 and r.box_left is not None
                 ],
-                rejected_with=implied.get(name) if source == LabelSource.MODEL.value else None,
+                rejected_with=implied.get(name) if source in MACHINE_SOURCES else None,
             )
         )
     # Model labels first (by version), then people's; most confident first within each.

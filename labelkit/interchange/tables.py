@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from labelkit.db.models import LabelSource, ReviewState
+from labelkit.db.models import MACHINE_SOURCES, LabelSource, ReviewState
 from labelkit.domain import Viewer
 from labelkit.interchange.boxes import box_edges
 from labelkit.interchange.gather import ImageEntry, collect
@@ -174,7 +174,7 @@ def review_frame(*, session: Session, viewer: Viewer) -> pd.DataFrame:
         model_names = set()
         for lab in e.labels:
             verdict = human.get(lab.name)
-            if lab.source != LabelSource.MODEL.value or verdict is None:
+            if lab.source not in MACHINE_SOURCES or verdict is None:
                 continue
             model_names.add(lab.name)
             rows.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 from sqlalchemy import update
@@ -15,7 +16,11 @@ from labelkit import analytics
 from labelkit.auth import Principal
 from labelkit.db.engine import transaction
 from labelkit.db.models import Image, ReviewState
+from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import worker as worker_q
+from labelkit.domain import ImageFeatures, Label, LabelResult
+from labelkit.features import embedding
 from labelkit.services import Services
 from tests.dashboard.conftest import BLUE, RED, app, drain, elements, jpeg, upload
 
@@ -141,3 +146,78 @@ def test_the_headline_counts_labelled_images_and_names_the_most_common_label(
     (most,) = [m for m in at.metric if m.label == "Most common label"]
     assert most.help.startswith("On 2 labelled images")
     assert not [m for m in at.metric if "top label" in m.label]
+
+
+def test_taught_labels_are_learned_from_the_button_and_shown_with_their_quality(
+    services: Services, alice: Principal
+) -> None:
+    # GIVEN eight photos: four alike (a cluster of embeddings) and four of another kind, and
+    # alice's "Sunset" on three of the alike ones
+    ids = [upload(services, alice, f"p{i}.jpg", jpeg((30 * i, 10, 200 - 20 * i))) for i in range(8)]
+    drain(services)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((2, embedding.EMBED_DIM))
+    with transaction(services.engine) as s:
+        for i, image_id in enumerate(ids):
+            vec = centres[i // 4] + 0.1 * rng.standard_normal(embedding.EMBED_DIM)
+            features = ImageFeatures(embedding=embedding.pack(vec), embedding_model="test-embedding")
+            worker_q.save_features(session=s, image_id=image_id, features=features)
+        for image_id in ids[:3]:
+            label_q.set_human_label(
+                session=s, viewer=alice.viewer, image_id=image_id, name="Sunset", review=ReviewState.CONFIRMED
+            )
+    st.cache_data.clear()
+    at = app(alice, "app_pages/labels.py")
+    assert not at.exception
+    assert any("Nothing taught yet" in c.value for c in at.caption)
+    # WHEN alice asks it to learn now
+    at.button(key="labels_learn").click().run()
+    assert not at.exception
+    # THEN the page names the taught label with its cross-validated quality and suggestions
+    lines = [m.value.replace("\\", "") for m in at.markdown if "taught from" in m.value]  # unescaped
+    assert len(lines) == 1 and "Sunset: taught from 3 photos; precision" in lines[0], lines
+    assert "suggested on 1 photo at" in lines[0]
+    # AND the fourth alike photo waits first in Review, marked as a suggestion
+    review = app(alice, "app_pages/review.py")
+    assert not review.exception
+    assert any("Sunset" in m.value and "suggested" in m.value for m in review.markdown)
+
+
+def _thresholds_table(at) -> pd.DataFrame:
+    (table,) = [d.value for d in at.dataframe if "suggested minimum" in d.value.columns]
+    return table
+
+
+def test_a_minimum_from_reviews_is_applied_from_the_labels_page(services: Services, alice: Principal) -> None:
+    # GIVEN alice's "Cat" at 10..100: confirmed from 50, rejected below, one unreviewed at 15
+    ids = {}
+    for c in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 15):
+        ids[c] = upload(services, alice, f"p{c}.jpg", jpeg((2 * c, 50, 90)))
+    drain(services)
+    with transaction(services.engine) as s:
+        for c, image_id in ids.items():
+            result = LabelResult(model_version="m-1", labels=[Label(name="Cat", confidence=float(c))])
+            worker_q.save_model_labels(session=s, image_id=image_id, result=result)
+            if c != 15:
+                review = ReviewState.CONFIRMED if c >= 50 else ReviewState.REJECTED
+                label_q.set_human_label(
+                    session=s, viewer=alice.viewer, image_id=image_id, name="Cat", review=review
+                )
+    st.cache_data.clear()
+    at = app(alice, "app_pages/labels.py")
+    assert not at.exception
+    # THEN the thresholds table shows Cat's precision with its interval and the suggestion
+    table = _thresholds_table(at)
+    cat = table[table["label"] == "Cat"].iloc[0]
+    assert cat["reviews"] == 10 and str(cat["precision"]).startswith("60% (")
+    assert (cat["suggested minimum"], cat["photos now"], cat["photos after"]) == (50.0, 7, 6)
+    # WHEN alice applies it
+    at.selectbox(key="thresholds_label").select("Cat").run()
+    at.button(key="thresholds_apply").click().run()
+    assert not at.exception
+    # THEN the unreviewed Cat at 15 is not carried any more, and the page says what changed
+    with transaction(services.engine) as s:
+        cats = image_q.list_images(session=s, viewer=alice.viewer, flt=image_q.ImageFilter(label="Cat"))
+    assert {i.id for i in cats.items} == {ids[c] for c in (50, 60, 70, 80, 90, 100)}
+    table = _thresholds_table(at)
+    assert table[table["label"] == "Cat"].iloc[0]["minimum now"] == 50.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from labelkit.db.models import ALL_OWNERS, Image, LabelCount, LabelRow, LabelSource, ReviewState
@@ -61,6 +61,7 @@ class ReviewLabel:
     confidence: float
     parents: list[str] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # left, top, w, h
+    suggested: bool = False  # a suggestion from what the owner taught (source ``learned``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +71,16 @@ class ReviewImage:
 
 
 def _images_awaiting(viewer: Viewer) -> Select[str, float]:
-    """(image id, least confidence among its labels awaiting review) per image, least first."""
+    """(image id, least confidence among its labels awaiting review) per image: images with a
+    taught label's suggestion first (issue #27), then the least certain first."""
     least = func.min(LabelRow.confidence)
+    suggested = func.max(case((LabelRow.source == LabelSource.LEARNED, 1), else_=0))
     return _scoped(
         select(LabelRow.image_id, least.label("least"))
         .join(Image, Image.id == LabelRow.image_id)
         .where(*_awaiting_review())
         .group_by(LabelRow.image_id)
-        .order_by(least.asc(), LabelRow.image_id),
+        .order_by(suggested.desc(), least.asc(), LabelRow.image_id),
         viewer,
     )
 
@@ -151,11 +154,12 @@ def review_images(*, session: Session, viewer: Viewer, limit: int = 10, offset: 
                     confidence=float(r.confidence),
                     parents=list(r.parents or []),
                     boxes=boxes.get((image_id, r.name), []),
+                    suggested=r.source == LabelSource.LEARNED,
                 )
                 for (i, _), r in best.items()
                 if i == image_id
             ),
-            key=lambda lab: (lab.confidence, lab.name),
+            key=lambda lab: (not lab.suggested, lab.confidence, lab.name),
         )
         out.append(ReviewImage(image=images[image_id], labels=labels))
     return out
