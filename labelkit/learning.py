@@ -242,14 +242,8 @@ def learn_changed(engine: Engine, *, quiet_seconds: float = QUIET_SECONDS) -> in
     unchanged for ``quiet_seconds`` (the worker's debounce); returns how many were trained."""
     trained = 0
     with transaction(engine) as s:
-        owners = learning_q.owners_with_own_labels(session=s)
-    for owner_id in owners:
-        with transaction(engine) as s:
-            state = learning_q.signature(session=s, owner_id=owner_id)
-            run = learning_q.last_run(session=s, owner_id=owner_id)
-            seen = None if run is None else run.signature
-        if state == seen:
-            continue
+        changed = learning_q.changed_owners(session=s)
+    for owner_id, state in changed.items():
         newest = state.split(":", 1)[1]
         if newest not in ("None", "") and _recent(newest, quiet_seconds):
             continue  # still changing: wait for a quiet moment

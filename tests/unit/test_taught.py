@@ -92,5 +92,5 @@ def test_the_background_sample_is_the_same_on_every_run() -> None:
     seed = taught.seed_for("owner", "beach")
     a = taught.sample_background(10_000, 5, seed)
     assert np.array_equal(a, taught.sample_background(10_000, 5, seed))
-    assert len(a) == 60 and len(set(a.tolist())) == 60
+    assert len(a) == 5 * taught.BACKGROUND_PER_POSITIVE and len(set(a.tolist())) == len(a)
     assert len(taught.sample_background(10, 5, seed)) == 10

@@ -71,14 +71,40 @@ def teachings(*, session: Session, owner_id: str) -> dict[str, Teaching]:
     return out
 
 
+def _signature(count: int, newest: object) -> str:
+    return f"{int(count)}:{newest.isoformat() if isinstance(newest, datetime) else newest}"[:64]
+
+
 def signature(*, session: Session, owner_id: str) -> str:
-    """The state of the owner's own labels, changing with every write and delete of them."""
+    """The state of the owner's own labels, changing with every write and delete of them:
+    how many human rows they have, and the newest one's time."""
     count, newest = session.execute(
         select(func.count(), func.max(LabelRow.created_at))
         .join(Image, Image.id == LabelRow.image_id)
         .where(Image.owner_id == owner_id, LabelRow.source == LabelSource.HUMAN)
     ).one()
-    return f"{int(count)}:{newest.isoformat() if isinstance(newest, datetime) else newest}"[:64]
+    return _signature(count, newest)
+
+
+def changed_owners(*, session: Session) -> dict[str, str]:
+    """{owner: :func:`signature`} of the owners whose own labels changed since their last
+    training (or who have taught labels and no labels of their own any more): one grouped
+    read of the human rows, one of ``learning_runs``, whatever the number of owners."""
+    now = {
+        str(o): _signature(n, newest)
+        for o, n, newest in session.execute(
+            select(Image.owner_id, func.count(), func.max(LabelRow.created_at))
+            .join(Image, Image.id == LabelRow.image_id)
+            .where(LabelRow.source == LabelSource.HUMAN)
+            .group_by(Image.owner_id)
+        )
+    }
+    for owner in session.scalars(select(TaughtLabel.owner_id).distinct()):
+        now.setdefault(str(owner), _signature(0, None))
+    seen = {
+        str(o): str(sig) for o, sig in session.execute(select(LearningRun.owner_id, LearningRun.signature))
+    }
+    return {o: sig for o, sig in sorted(now.items()) if seen.get(o) != sig}
 
 
 def owners_with_own_labels(*, session: Session) -> list[str]:
@@ -88,10 +114,6 @@ def owners_with_own_labels(*, session: Session) -> list[str]:
     people = people.where(LabelRow.source == LabelSource.HUMAN).distinct()
     taught = select(TaughtLabel.owner_id).distinct()
     return sorted({str(o) for o in session.scalars(people)} | {str(o) for o in session.scalars(taught)})
-
-
-def last_run(*, session: Session, owner_id: str) -> LearningRun | None:
-    return session.get(LearningRun, owner_id)
 
 
 def record_run(*, session: Session, owner_id: str, signature: str) -> None:
