@@ -105,3 +105,11 @@ def sign_in_in_browser(page: Page, username: str, password: str) -> None:
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
+
+
+def wait_idle(page: Page, timeout: float = 120_000) -> None:
+    """Wait until the app's script is not running (Streamlit marks its root with
+    ``data-test-script-state``): the rerun a click asked for has finished."""
+    expect(page.locator('[data-testid="stApp"]')).to_have_attribute(
+        "data-test-script-state", "notRunning", timeout=timeout
+    )

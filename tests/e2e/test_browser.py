@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 from skimage import data as skdata
 
 from tests.e2e.conftest import Product, charts_drawn, screenshot
-from tests.helpers import sign_out_in_browser, sign_up_in_browser
+from tests.helpers import sign_out_in_browser, sign_up_in_browser, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.model, pytest.mark.slow]
 
@@ -145,6 +145,9 @@ def test_sign_up_upload_label_confirm_and_chart(product: Product, page: Page, tm
     expect(dialog).to_be_visible()
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_have_count(0)
+    # The dismissal reruns the page (on_dismiss forgets the question): let that run finish before
+    # the next click, or the next click's rerun can supersede it on a busy machine.
+    wait_idle(page)
     page.get_by_text("Draw a box for it").click()
     expect(page.get_by_text("Box left – right (% of the width)")).to_be_visible()
     expect(dialog).to_have_count(0)
