@@ -110,7 +110,7 @@ def learn(engine: Engine, owner_id: str, *, write: bool = True) -> list[Quality]
         t = teach.get(key)
         if t is None or (len(t.positives) < taught.MIN_PHOTOS and key not in before):
             if key in before and write:
-                _store(engine, owner_id, before[key].name, None, {}, refused_values(before[key].name, 0, 0))
+                _store(engine, owner_id, before[key].name, {}, refused_values(0, 0))
             continue
         started = time.perf_counter()
         pos = sorted(i for i in t.positives if i in row_of)
@@ -166,7 +166,7 @@ def learn(engine: Engine, owner_id: str, *, write: bool = True) -> list[Quality]
                 "suggested": quality.suggested,
                 "trained_at": utcnow(),
             }
-            _store(engine, owner_id, t.name, clf, confidences, values, parents, categories)
+            _store(engine, owner_id, t.name, confidences, values, parents, categories)
         out.append(dataclasses.replace(quality, seconds=time.perf_counter() - started))
     if write:
         with transaction(engine) as s:
@@ -184,7 +184,7 @@ def _without_embeddings(result: taught.Training, given: int) -> taught.Training:
     )
 
 
-def refused_values(name: str, positives: int, negatives: int) -> dict[str, object]:
+def refused_values(positives: int, negatives: int) -> dict[str, object]:
     """A taught label whose teaching is gone (its photos lost the label): it suggests nothing."""
     return {
         "model_version": "",
@@ -206,7 +206,6 @@ def _store(
     engine: Engine,
     owner_id: str,
     name: str,
-    clf: taught.Classifier | None,
     confidences: dict[str, float],
     values: Mapping[str, object],
     parents: Sequence[str] = (),
@@ -216,7 +215,7 @@ def _store(
     with transaction(engine) as s:
         old = learning_q.suggested_images(session=s, owner_id=owner_id, name=name)
     version = str(values.get("model_version") or "")
-    # Unchanged confidence and version: nothing to rewrite. Otherwise old and new photos.
+    # Every photo that had a suggestion or gets one is rewritten (the version names the snapshot).
     touched = sorted(set(old) | set(confidences))
     for start in range(0, len(touched), CHUNK):
         chunk = touched[start : start + CHUNK]
