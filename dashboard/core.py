@@ -54,6 +54,7 @@ return_large_blocks_to_the_os()
 
 PRINCIPAL_KEY = "principal"
 _TOKEN = "_session_token"
+_REDIRECT = "_pending_redirect"
 DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
 
 
@@ -264,9 +265,22 @@ def sign_out() -> None:
     if token:
         session_store().revoke(token)
     _forget()
-    st.query_params.clear()
     if token and _http_layer():
-        _navigate(web.SESSION_END)  # a fresh cookie, and a clean page
+        # A fresh cookie, and a clean page. Kept as pending until it is sent: a click or a
+        # rerun request that lands meanwhile stops this run at its next Streamlit call (seen
+        # beside two CPU hogs), and the run after it, with nobody left to sign out, must still
+        # send the browser there (the entry point calls send_pending_redirect first).
+        st.session_state[_REDIRECT] = web.SESSION_END
+    st.query_params.clear()
+    send_pending_redirect()
+
+
+def send_pending_redirect() -> None:
+    """Send the redirect an interrupted run left pending (see :func:`sign_out`), if any."""
+    path = st.session_state.get(_REDIRECT)
+    if isinstance(path, str):
+        _navigate(path)  # a stopped run stops here, before the message is queued
+        del st.session_state[_REDIRECT]
 
 
 def _forget() -> None:

@@ -24,6 +24,7 @@ def _model_versions(user_id: str, is_admin: bool) -> int:
 
 
 st.set_page_config(page_title="Labelkit", page_icon="🏷️", layout="wide")
+core.send_pending_redirect()  # a sign-out that a click interrupted
 
 user = core.resolve_user()
 if user is None:

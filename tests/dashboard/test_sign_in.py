@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 from streamlit.testing.v1 import AppTest
 
+from dashboard import core
 from labelkit.auth import Principal
 from labelkit.services import Services
 from tests.dashboard.conftest import PASSWORD, app, texts
@@ -85,3 +88,27 @@ def test_sign_out_clears_the_session_and_returns_to_sign_in(services: Services, 
     assert "principal" not in at.session_state and "upload_results" not in at.session_state
     assert any(b.label == "Sign in" for b in at.button)
     assert "Gallery" not in [t.value for t in at.title]
+
+
+def test_a_sign_out_redirect_an_interrupted_run_left_is_sent_by_the_next_run(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sign-out forgets the tab's state, then sends the browser to /session/end for a fresh
+    # cookie. A click landing between the two stops the run at its next Streamlit call (where
+    # a redirect is queued); the run that follows, with nobody signed in, still sends it.
+    sent: list[str] = []
+
+    def interrupted_once(path: str) -> None:
+        sent.append(path)
+        if len(sent) == 1:
+            raise StopException  # what Streamlit raises in the run when a new click lands
+
+    monkeypatch.setattr(core, "_navigate", interrupted_once)
+    at = app()
+    at.session_state["_pending_redirect"] = "/session/end"
+    at.run()
+    assert "_pending_redirect" in at.session_state  # not sent: still pending
+    at.run()
+    assert sent == ["/session/end", "/session/end"]
+    assert "_pending_redirect" not in at.session_state
+    assert any(b.label == "Sign in" for b in at.button)
