@@ -38,7 +38,7 @@ from labelkit.auth.sessions import COOKIE_NAME, DEVICE_COOKIE_NAME, SessionStore
 from labelkit.db.engine import get_session_engine, transaction
 from labelkit.db.models import Image, ImageStatus
 from labelkit.db.queries import thumbs as thumb_q
-from labelkit.domain import Viewer
+from labelkit.domain import BoundingBox, Viewer
 from labelkit.errors import LabelkitError
 from labelkit.features import thumbnail_key
 from labelkit.features.thumbnail import THUMBNAIL_QUALITY
@@ -56,6 +56,7 @@ PRINCIPAL_KEY = "principal"
 _TOKEN = "_session_token"
 _REDIRECT = "_pending_redirect"
 DISPLAY_SIDE = 1600  # the image page never sends more than this many pixels a side
+FACE_SOURCE_SIDE = 900  # faces are cut from a copy this large (a face of 1/8 the photo: ~110 px)
 
 
 # --------------------------------------------------------------------------- resources
@@ -518,6 +519,25 @@ def display_copy(image: Image, boxes: Sequence[render.Box] = (), *, side: int = 
     with instance boxes drawn on it, as a ``data:`` URL (:func:`labelkit.render.data_url`)."""
     data = _display_copy(image.object_key, image.sha256, tuple(boxes), min(side, DISPLAY_SIDE))
     return render.data_url(data)
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _face_crop(object_key: str, sha256: str, box: tuple[float, float, float, float]) -> bytes | None:
+    small = _small_copy(object_key, size=FACE_SOURCE_SIDE, quality=90)
+    if small is None:
+        return None
+    try:
+        return render.face_crop(small, box)
+    except (OSError, ValueError):
+        logger.warning("cannot crop a face of %s", object_key, exc_info=True)
+        return None
+
+
+def face_crop(image: Image, box: BoundingBox) -> str | None:
+    """A face of an image the caller fetched through a scoped query, as a square ``data:`` URL."""
+    return render.data_url(
+        _face_crop(image.object_key, image.sha256, (box.left, box.top, box.width, box.height))
+    )
 
 
 # --------------------------------------------------------------------------- text and badges

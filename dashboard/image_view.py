@@ -21,6 +21,7 @@ from datetime import datetime
 
 from labelkit import render
 from labelkit.db.models import MACHINE_SOURCES, LabelRow, LabelSource, ReviewState
+from labelkit.domain import FACE_LABEL, BoundingBox
 
 
 @dataclass
@@ -111,3 +112,26 @@ def boxes_to_draw(rows: Iterable[LabelRow]) -> list[render.Box]:
         for r in rows
         if r.instance > 0 and r.box_left is not None and r.name not in rejected
     ]
+
+
+def _overlap(a: render.Box, b: render.Box) -> float:
+    """Intersection over union of two boxes."""
+    w = min(a.left + a.width, b.left + b.width) - max(a.left, b.left)
+    h = min(a.top + a.height, b.top + b.height) - max(a.top, b.top)
+    inter = max(0.0, w) * max(0.0, h)
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union > 0 else 0.0
+
+
+def with_people(boxes: list[render.Box], named: Iterable[tuple[BoundingBox, str]]) -> list[render.Box]:
+    """The boxes to draw with each named person's face captioned with their name, in place of
+    the face box it is (a detector's "Face" box overlapping it by half or more)."""
+    people = [
+        render.Box(left=b.left, top=b.top, width=b.width, height=b.height, caption=name) for b, name in named
+    ]
+    kept = [
+        box
+        for box in boxes
+        if not (box.caption == FACE_LABEL and any(_overlap(box, p) >= 0.5 for p in people))
+    ]
+    return kept + people

@@ -32,6 +32,7 @@ class Page(StrEnum):
     UPLOAD = "app_pages/upload.py"
     IMAGE = "app_pages/image.py"
     DUPLICATES = "app_pages/duplicates.py"
+    PEOPLE = "app_pages/people.py"
     LABELS = "app_pages/labels.py"
     REVIEW = "app_pages/review.py"
     EXPORT = "app_pages/export.py"
@@ -60,6 +61,7 @@ PAGES: tuple[Entry, ...] = (
     Entry(Page.UPLOAD, "Upload", ":material/upload:", "Images", "user"),
     Entry(Page.IMAGE, "Image", ":material/image:", "Images", "user", hidden=True),
     Entry(Page.DUPLICATES, "Duplicates", ":material/content_copy:", "Images", "user"),
+    Entry(Page.PEOPLE, "People", ":material/groups:", "Images", "user"),
     Entry(Page.LABELS, "Labels", ":material/label:", "Labels", "user"),
     Entry(Page.REVIEW, "Review", ":material/fact_check:", "Labels", "user"),
     Entry(Page.EXPORT, "Export", ":material/download:", "Labels", "user"),

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "label": ("labelkit.label", "label image files with the configured labeller (Rekognition-shaped JSON)"),
     "upload": ("labelkit.upload", "import photos from folders, files or an S3 prefix, resumably"),
     "learn": ("labelkit.learn", "learn each person's taught labels from their own labels, now"),
+    "people": ("labelkit.people_cli", "list a person's people (faces grouped), name them, re-cluster"),
     "export": ("labelkit.interchange", "export labels (CSV, JSON Lines, COCO, manifest) or import them"),
     "demo": ("labelkit.demo", "upload the photos shipped in scikit-image/scikit-learn as a demo account"),
     "search": ("labelkit.search", 'search the photos: "puppy", "dog -cat", "dog | cat"'),

@@ -337,6 +337,19 @@ def _unit(value: float) -> float:
     return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
 
 
+#: The label whose boxes are faces (``labelers/data/objects.yml``: ``faces.name``).
+FACE_LABEL = "Face"
+
+
+@dataclass(frozen=True, slots=True)
+class FaceVector:
+    """One face found in a photo (its box, fractions of the photo) and its descriptor
+    (little-endian float32; ``labelkit.labelers.face_id``), for grouping faces into people."""
+
+    box: BoundingBox
+    descriptor: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class ImageFeatures:
     """What the worker derives from a photo besides its labels; every part is optional
@@ -345,7 +358,8 @@ class ImageFeatures:
     * ``phash`` - a 64-bit perceptual hash as 16 hex digits (near-duplicates);
     * ``embedding`` / ``embedding_model`` - a compact image embedding and the model that
       made it (similar photos; only embeddings of the same model are compared);
-    * ``thumbnail`` - the gallery thumbnail's bytes (the pipeline stores them, once).
+    * ``thumbnail`` - the gallery thumbnail's bytes (the pipeline stores them, once);
+    * ``faces`` - the faces' descriptors (people, issue #29).
     """
 
     phash: str | None = None
@@ -353,6 +367,12 @@ class ImageFeatures:
     embedding_model: str | None = None
     thumbnail: bytes | None = None
     thumbnail_type: str | None = None
+    #: Faces described for grouping into people (``face_model`` made them); ``None``: no
+    #: face extractor ran (Rekognition only, or grouping is off), so stored faces are kept.
+    faces: tuple[FaceVector, ...] | None = None
+    face_model: str | None = None
+    #: Faces found but too small to describe reliably (counted, not stored).
+    faces_skipped: int = 0
 
     def merged(self, other: ImageFeatures) -> ImageFeatures:
         """These features with ``other``'s filled in where these have none."""
@@ -362,6 +382,9 @@ class ImageFeatures:
             embedding_model=self.embedding_model or other.embedding_model,
             thumbnail=self.thumbnail if self.thumbnail is not None else other.thumbnail,
             thumbnail_type=self.thumbnail_type or other.thumbnail_type,
+            faces=self.faces if self.faces is not None else other.faces,
+            face_model=self.face_model or other.face_model,
+            faces_skipped=self.faces_skipped or other.faces_skipped,
         )
 
     @property

@@ -65,7 +65,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from labelkit import learning
+from labelkit import learning, people
 from labelkit.db.engine import in_transaction, transaction
 from labelkit.db.models import ImageStatus
 from labelkit.db.queries import thumbs as thumb_q
@@ -261,6 +261,8 @@ class Pipeline:
                     worker_q.save_model_labels(session=s, image_id=image_id, result=r) for r in results
                 )
                 worker_q.save_features(session=s, image_id=image_id, features=features, thumb_key=thumb_key)
+                # The faces, grouped into the owner's people (issue #29).
+                people.add_faces(s, image_id=image_id, owner_id=owner_id, features=features)
                 # What the owner taught, on their new photo (issue #27).
                 saved += learning.suggest_for_new(s, image_id=image_id, owner_id=owner_id, features=features)
                 worker_q.mark_labelled(

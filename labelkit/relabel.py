@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         "--missing-features",
         action="store_true",
         help="also images labelled before features were stored (no thumbnail, hash or embedding: "
-        "similar photos and duplicates do not see them), whatever their configuration",
+        "similar photos and duplicates do not see them; faces boxed but not grouped into people), "
+        "whatever their configuration",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")

@@ -89,6 +89,22 @@ def square_crop(jpeg: bytes, *, quality: int = 85) -> bytes:
         return _jpeg(ImageOps.fit(im, (side, side)), quality)
 
 
+def face_crop(
+    jpeg: bytes, box: tuple[float, float, float, float], *, side: int = 160, quality: int = 85
+) -> bytes:
+    """A square crop around a face box (``left, top, width, height``, fractions of the photo),
+    with a margin of half the box each side where the photo allows, ``side`` px a side."""
+    left, top, width, height = box
+    with Image.open(io.BytesIO(jpeg)) as im:
+        w, h = im.size
+        cx, cy = (left + width / 2) * w, (top + height / 2) * h
+        half = max(width * w, height * h, 1.0)
+        x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
+        x1, y1 = min(w, round(cx + half)), min(h, round(cy + half))
+        crop = ImageOps.fit(im.convert("RGB").crop((x0, y0, max(x0 + 1, x1), max(y0 + 1, y1))), (side, side))
+        return _jpeg(crop, quality)
+
+
 def _jpeg(im: Image.Image, quality: int) -> bytes:
     out = io.BytesIO()
     im.save(out, format="JPEG", quality=quality)

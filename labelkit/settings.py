@@ -179,6 +179,12 @@ class Settings(BaseSettings):
         "in the photo, PP-OCRv6), moderation (the Explicit flag, open_nsfw). "
         "'classifier' alone is the fastest mode (the labeller before the detector existed).",
     )
+    face_grouping: bool = Field(
+        default=True,
+        description="Describe each face the labeller boxes (dlib's face ResNet) and group faces into "
+        "people per person (the People page, `labelkit people`); false: faces are boxed, never "
+        "described or grouped, for everyone. Each person can also turn it off for themselves.",
+    )
     detect_tiles: bool = Field(
         default=True,
         description="When the object detector's first pass finds a crowd (4+ persons) or 3+ small "

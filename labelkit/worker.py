@@ -16,7 +16,9 @@ comes back after its visibility timeout, so nothing is lost.
 
 Housekeeping (``housekeeping``, e.g. :func:`labelkit.reconcile.reconcile`) runs at
 start and every ``housekeeping_every`` seconds in a thread of its own; a failure
-is logged and tried again next time, it never stops the workers.
+is logged and tried again next time, it never stops the workers. So do ``learning``
+(:func:`labelkit.learning.learn_changed`, every ``learning_every`` seconds) and ``people``
+(:func:`labelkit.people.recluster_changed`, every ``people_every`` seconds).
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class Listener:
         housekeeping_every: float = 300.0,
         learning: Callable[[], object] | None = None,
         learning_every: float = 10.0,
+        people: Callable[[], object] | None = None,
+        people_every: float = 15.0,
     ) -> None:
         self.queue = queue
         self.pipeline = pipeline
@@ -104,6 +108,8 @@ class Listener:
         self.housekeeping_every = housekeeping_every
         self.learning = learning
         self.learning_every = learning_every
+        self.people = people
+        self.people_every = people_every
         self.stats = ListenerStats()
 
     def run(self, stop: threading.Event, *, drain: bool = False) -> ListenerStats:
@@ -115,6 +121,7 @@ class Listener:
         for name, task, every in (
             ("housekeeping", self.housekeeping, self.housekeeping_every),
             ("learning", self.learning, self.learning_every),
+            ("people", self.people, self.people_every),
         ):
             if task is not None and not drain:
                 threading.Thread(

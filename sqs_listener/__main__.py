@@ -17,6 +17,7 @@ from types import FrameType
 
 from labelkit.learning import learn_changed
 from labelkit.logs import configure_logging
+from labelkit.people import recluster_changed
 from labelkit.reconcile import reconcile
 from labelkit.services import build_pipeline, build_services
 from labelkit.settings import get_settings
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         housekeeping_every=settings.reconcile_every_seconds,
         # Train what people taught once their labels have stayed unchanged for a moment.
         learning=partial(learn_changed, services.engine),
+        people=partial(recluster_changed, services.engine),
     )
     stop = threading.Event()
 

@@ -229,6 +229,12 @@ with st.container(border=True):
         key="export_reviewed",
         help="Only labels a person confirmed, plus labels people added.",
     )
+    with_people = f4.toggle(
+        "People's names",
+        key="export_people",
+        help="Include the names you gave the people in your photos (Person: … labels). "
+        "They are personal data, so they are left out unless you ask.",
+    )
 
 since = until = None
 if isinstance(dates, tuple | list) and dates:
@@ -305,6 +311,7 @@ options = interchange.ExportOptions(
     since=since,
     until=until,
     min_confidence=float(min_conf) if min_conf else None,
+    people=with_people,
 )
 try:
     with core.db() as s:

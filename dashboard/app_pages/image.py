@@ -17,12 +17,13 @@ import streamlit as st
 
 from dashboard import core
 from dashboard import gallery_state as gs
-from dashboard.image_view import LabelView, boxes_to_draw, label_views
+from dashboard.image_view import LabelView, boxes_to_draw, label_views, with_people
 from dashboard.navigation import Page
 from labelkit import render, similar, vocabulary
 from labelkit.db.models import Image, ImageStatus, LabelRow, LabelSource, ReviewState
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import people as people_q
 from labelkit.db.queries import text as text_q
 from labelkit.db.queries import users as user_q
 from labelkit.db.queries.text import ImageText
@@ -62,6 +63,33 @@ def _load() -> tuple[Image, list[LabelRow], dict[str, str], list[ImageText]]:
         raise  # unreachable: st.stop() raised
     names.update(owner)
     return image, rows, names, texts
+
+
+def _faces(image: Image) -> list[tuple[people_q.FaceRecord, str | None]]:
+    """The faces on the photo with their people's names: the owner's own only (face data is
+    personal; an admin looking at someone else's photo sees none)."""
+    if image.owner_id != viewer.user_id:
+        return []
+    with core.db() as s:
+        return people_q.image_faces(session=s, owner_id=viewer.user_id, image_id=image.id)
+
+
+def _people_line(faces: list[tuple[people_q.FaceRecord, str | None]]) -> None:
+    """Who is in the photo, each a link to their page on People."""
+    people = {face.person_id: name for face, name in faces if face.person_id}
+    if not people:
+        return
+    cols = st.columns(min(len(people), 4) + 1, vertical_alignment="center")
+    cols[0].caption(":material/groups: In this photo")
+    for col, (pid, name) in zip(
+        cols[1:], sorted(people.items(), key=lambda p: (p[1] is None, p[1] or "")), strict=False
+    ):
+        col.page_link(
+            Page.PEOPLE,
+            label=name or "Unnamed person",
+            icon=":material/person:",
+            query_params={"person": str(pid)},
+        )
 
 
 #: The tag the local labeller's model version carries when its text model ran (LocalLabeler).
@@ -444,6 +472,10 @@ left, right = st.columns([3, 2], gap="large")
 
 with left:
     standing_boxes = boxes_to_draw(rows)  # a rejected label's boxes are not drawn
+    faces = _faces(image)
+    named = [(face.box, name) for face, name in faces if name]
+    if named:
+        standing_boxes = with_people(standing_boxes, named)
     text_boxes = _text_boxes(texts)
     t1, t2 = st.columns(2)
     show_boxes = bool(standing_boxes) and t1.toggle("Show boxes", value=True, key="show_boxes")
@@ -459,6 +491,7 @@ with left:
         st.image(photo, width="stretch")
     else:
         st.warning("The photo could not be read from storage.", icon=":material/broken_image:")
+    _people_line(faces)
 
     props = image.properties or {}
     if props:

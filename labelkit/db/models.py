@@ -393,6 +393,75 @@ class LearningRun(Base):
     trained_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Person(Base):
+    """One person in someone's photos (migration 0016): the faces grouped together
+    (:mod:`labelkit.people`), named or not. ``cover_face_id`` is the face shown for them.
+    Named, every photo of theirs carries the human label ``Person: <name>``."""
+
+    __tablename__ = "people"
+    __table_args__ = (Index("ix_people_owner", "owner_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(100))
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    cover_face_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class FaceRow(Base):
+    """One face in a photo (migration 0016): its box (fractions of the photo), its descriptor
+    (128 little-endian float32, ``face_model``) and the person it belongs to. ``pinned``: a
+    person put it there (merge, split), so re-clustering leaves it; ``not_person_id``: the
+    person it was split from ("not Alice"), whom it never joins again. Personal data: never
+    shown to anyone but the owner, deleted with the photo."""
+
+    __tablename__ = "faces"
+    __table_args__ = (
+        Index("ix_faces_owner_model", "owner_id", "face_model"),
+        Index("ix_faces_person", "person_id"),
+        Index("ix_faces_image", "image_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    box_left: Mapped[float] = mapped_column(Float)
+    box_top: Mapped[float] = mapped_column(Float)
+    box_width: Mapped[float] = mapped_column(Float)
+    box_height: Mapped[float] = mapped_column(Float)
+    descriptor: Mapped[bytes] = mapped_column(LargeBinary)
+    face_model: Mapped[str] = mapped_column(String(64))
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    not_person_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FaceClusterRun(Base):
+    """Per owner: the state of their faces the last re-cluster saw (migration 0016). The worker
+    groups them again once ``signature`` (how many faces, and the newest) has changed and
+    stayed unchanged for a while (debounced), as it does for taught labels."""
+
+    __tablename__ = "face_cluster_runs"
+
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64))
+    clustered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FaceGroupingOff(Base):
+    """Face grouping turned off (migration 0016): for one person (their own setting, which
+    also deleted their faces and people) or, with ``owner_id`` ``*``, for everyone (an admin's)."""
+
+    __tablename__ = "face_grouping_off"
+
+    owner_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    set_by: Mapped[str | None] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 ALL_OWNERS = "*"  # the owner id of the everyone-totals in the count tables (admins read these)
 
 

@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--owner", default=None, help="only this user's images (username)")
     p.add_argument("--label", action="append", default=[], help="label or parent (repeatable: any of)")
     p.add_argument("--reviewed-only", action="store_true", help="only labels a person confirmed or added")
+    p.add_argument(
+        "--people",
+        action="store_true",
+        help="include the names of the people in the photos (Person: <name> labels; personal data)",
+    )
     p.add_argument("--since", type=date.fromisoformat, default=None, help="uploaded on or after (YYYY-MM-DD)")
     p.add_argument(
         "--until", type=date.fromisoformat, default=None, help="uploaded on or before (YYYY-MM-DD)"
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 since=args.since,
                 until=args.until,
                 min_confidence=args.min_confidence,
+                people=args.people,
             )
             if args.bundle:
                 entries = interchange.collect(session=s, viewer=viewer, options=options)

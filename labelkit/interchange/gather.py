@@ -14,6 +14,7 @@ from labelkit.db.queries import bulk as bulk_q
 from labelkit.db.queries import stats as stats_q
 from labelkit.db.queries import text as text_q
 from labelkit.db.queries import users as user_q
+from labelkit.db.queries.people import PERSON_LABELS
 from labelkit.db.queries.text import ImageText
 from labelkit.domain import Viewer, system_viewer
 from labelkit.errors import NotFound, PermissionDenied
@@ -113,6 +114,12 @@ def _entries(rows: Sequence[LabelRow]) -> list[LabelEntry]:
 
 
 def _keep(entry: LabelEntry, options: ExportOptions, wanted: set[str]) -> bool:
+    if (
+        not options.people
+        and entry.source == LabelSource.HUMAN.value
+        and entry.model_version == PERSON_LABELS
+    ):
+        return False  # a person's name: personal data, exported only when asked for
     if wanted and entry.name.casefold() not in wanted and not wanted & {p.casefold() for p in entry.parents}:
         return False
     if options.reviewed_only and entry.review != ReviewState.CONFIRMED.value:

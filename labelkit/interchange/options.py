@@ -40,6 +40,9 @@ class ExportOptions:
     since: date | datetime | None = None
     until: date | datetime | None = None
     min_confidence: float | None = None
+    #: The names of the people in the photos (``Person: <name>`` labels, issue #29): personal
+    #: data, left out unless asked for.
+    people: bool = False
 
     @property
     def filters_labels(self) -> bool:

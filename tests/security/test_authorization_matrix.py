@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from streamlit.testing.v1 import AppTest
 
 import labelkit.db.queries
-from labelkit import compare, uploads
+from labelkit import compare, people, uploads
 from labelkit.auth import Principal
 from labelkit.auth.local import LocalAuth
 from labelkit.db.engine import transaction
@@ -50,10 +50,12 @@ from labelkit.db.models import (
 )
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import labels as label_q
+from labelkit.db.queries import people as people_q
 from labelkit.db.queries import search as search_q
 from labelkit.db.queries import worker as worker_q
 from labelkit.domain import (
     BoundingBox,
+    FaceVector,
     ImageFeatures,
     Label,
     LabelResult,
@@ -547,3 +549,69 @@ def test_html_in_names_is_shown_as_text_on_every_page(
         _assert_html_is_text(app(carol, "app_pages/image.py", image=image_id), [SCRIPT, IMG, f"human {IMG}"])
     _assert_html_is_text(app(carol, "app_pages/labels.py"), [SCRIPT, IMG])
     _assert_html_is_text(app(carol, "app_pages/review.py"), [SCRIPT, IMG, SCRIPT_NAME])
+
+
+# --- people (issue 29): faces and persons are one owner's ----------------------------------
+
+#: Every use case of ``labelkit.people`` that names a person or a face, called by bob with
+#: alice's ids (found with ``inspect``: a new one without a case here fails).
+PEOPLE_CASES: dict[str, Callable[[Session, str, str, str], Any]] = {
+    "name_person": lambda s, owner, person, face: people.name_person(
+        s, owner_id=owner, person_id=person, name="Mallory"
+    ),
+    "hide_person": lambda s, owner, person, face: people.hide_person(
+        s, owner_id=owner, person_id=person, hidden=True
+    ),
+    "merge": lambda s, owner, person, face: people.merge(
+        s, owner_id=owner, keep_id=person, other_id=person + "x"
+    ),
+    "split_face": lambda s, owner, person, face: people.split_face(s, owner_id=owner, face_id=face),
+    "remove_person": lambda s, owner, person, face: people.remove_person(s, owner_id=owner, person_id=person),
+}
+
+
+def _people_footprint(services: Services, owner: str) -> tuple[Any, ...]:
+    with transaction(services.engine) as s:
+        return (
+            people_q.listing(session=s, owner_id=owner),
+            [(p.id, p.name, p.hidden) for p in people_q.people_of(session=s, owner_id=owner)],
+            sorted(
+                r.name
+                for r in s.scalars(select(LabelRow).where(LabelRow.model_version == people_q.PERSON_LABELS))
+            ),
+        )
+
+
+def test_every_people_use_case_naming_a_person_or_face_is_covered() -> None:
+    named = {
+        name
+        for name, fn in inspect.getmembers(people, inspect.isfunction)
+        if fn.__module__ == people.__name__
+        and not name.startswith("_")
+        and {"person_id", "face_id", "keep_id"} & set(inspect.signature(fn).parameters)
+    }
+    assert named == set(PEOPLE_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(PEOPLE_CASES))
+def test_another_users_person_or_face_is_refused_and_changes_nothing(
+    services: Services, world: World, name: str
+) -> None:
+    # GIVEN alice's photo with a face, grouped into a person she named
+    vec = np.random.default_rng(5).standard_normal(128).astype("<f4").tobytes()
+    features = ImageFeatures(faces=(FaceVector(box=BOX, descriptor=vec),), face_model="test-model")
+    alice = world.alice.user_id
+    with transaction(services.engine) as s:
+        people.add_faces(s, image_id=world.alice_image, owner_id=alice, features=features)
+        ((face, _),) = people_q.image_faces(session=s, owner_id=alice, image_id=world.alice_image)
+        assert face.person_id is not None
+        people.name_person(s, owner_id=alice, person_id=face.person_id, name="Alice's Grandma")
+    before = _people_footprint(services, alice)
+    # WHEN bob acts on her person or face by id
+    with pytest.raises(NotFound), transaction(services.engine) as s:
+        PEOPLE_CASES[name](s, world.bob.user_id, face.person_id, face.id)
+    # THEN he is told it does not exist, and nothing of hers changed
+    assert _people_footprint(services, alice) == before
+    with transaction(services.engine) as s:
+        assert people_q.listing(session=s, owner_id=world.bob.user_id) == []
+        assert people_q.image_faces(session=s, owner_id=world.bob.user_id, image_id=world.alice_image) == []

@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, aliased
 
 from labelkit.db import counts
 from labelkit.db.models import (
+    FaceGroupingOff,
+    FaceRow,
     Image,
     ImageFeatureRow,
     ImageStatus,
@@ -31,8 +33,9 @@ from labelkit.db.models import (
     new_id,
     utcnow,
 )
+from labelkit.db.queries import people as people_q
 from labelkit.db.queries._scope import _awaiting_review, _scoped, _term_total, _totals_owner
-from labelkit.domain import Viewer
+from labelkit.domain import FACE_LABEL, Viewer
 from labelkit.errors import NotFound
 
 
@@ -266,6 +269,11 @@ def delete_image(*, session: Session, viewer: Viewer, image_id: str) -> str:
         session.execute(delete(ImageTerm).where(ImageTerm.image_id == image.id))
         session.execute(delete(LabelRow).where(LabelRow.image_id == image.id))
     session.execute(delete(ImageTextRow).where(ImageTextRow.image_id == image.id))
+    # Its faces (personal data) go too; a person left with no face goes with them.
+    touched = people_q.delete_image_faces(session=session, image_ids=[image.id])
+    if touched:
+        people_q.delete_empty_people(session=session, owner_id=image.owner_id)
+        people_q.fix_covers(session=session, owner_id=image.owner_id, person_ids=touched)
     session.execute(delete(Image).where(Image.id == image.id))
     return key
 
@@ -301,6 +309,18 @@ def mark_for_relabel(
     outdated: Any = Image.model_version != model_version
     if missing_features:
         outdated = or_(outdated, ~exists().where(ImageFeatureRow.image_id == Image.id))
+        if not people_q.grouping_off_for_everyone(session=session):
+            # Faces boxed before faces were grouped (or while the owner had it off): none stored.
+            # A photo whose faces were all too small to describe is picked again each time.
+            boxed = exists().where(
+                LabelRow.image_id == Image.id,
+                LabelRow.source == LabelSource.MODEL,
+                LabelRow.name == FACE_LABEL,
+                LabelRow.instance > 0,
+            )
+            off = select(FaceGroupingOff.owner_id)
+            no_faces = ~exists().where(FaceRow.image_id == Image.id)
+            outdated = or_(outdated, and_(boxed, no_faces, Image.owner_id.not_in(off)))
     labelled = select(Image).where(Image.status == ImageStatus.LABELLED, outdated)
     stmt = _scoped(labelled.order_by(Image.created_at, Image.id), viewer)
     if limit is not None:

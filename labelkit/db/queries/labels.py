@@ -113,6 +113,7 @@ def _write_human_labels(
             LabelRow.parents,
             LabelRow.aliases,
             LabelRow.categories,
+            LabelRow.model_version,
         )
         .where(LabelRow.image_id == image.id, LabelRow.instance == 0)
         .with_for_update()
@@ -120,6 +121,8 @@ def _write_human_labels(
     human: dict[str, Any] = {}
     model: dict[str, Any] = {}
     for r in existing:
+        if r.source == LabelSource.HUMAN and r.model_version:
+            continue  # written for the person by a feature (people's names), not a person's own
         (human if r.source == LabelSource.HUMAN else model).setdefault(r.name.casefold(), r)
     now = utcnow()
     new: dict[str, dict[str, Any]] = {}  # folded name -> the row to insert
