@@ -18,6 +18,7 @@ MAX_TTL_SECONDS = 60
 DATABASE_KEYED = {
     ("dashboard/core.py", "_thumbnail"): "object key + its sha256 + the stored thumbnail's key",
     ("dashboard/core.py", "_display_copy"): "object key + its sha256 + the boxes drawn",
+    ("dashboard/core.py", "_face_crop"): "object key + its sha256 + the face's box",
     ("dashboard/app_pages/duplicates.py", "_cached_groups"): "the owner's hash version",
 }
 # (module, function): what it holds.
