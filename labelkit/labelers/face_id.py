@@ -101,6 +101,12 @@ class FaceEncoder(LocalModel[FaceCrops, np.ndarray]):
         landmarks, resnet = self.files()
         self._landmarks = dlib.shape_predictor(str(landmarks))
         self._resnet = dlib.face_recognition_model_v1(str(resnet))
+        # One pass now, under the load lock: the first call of a pybind11 function taking a
+        # numpy array initialises its numpy bridge (a C++ static), and two threads making that
+        # first call at once can deadlock (as yuface's did: labelkit/labelers/faces.py).
+        blank = np.zeros((64, 64, 3), dtype=np.uint8)
+        shape = self._landmarks(blank, dlib.rectangle(8, 8, 56, 56))
+        self._resnet.compute_face_descriptor([dlib.get_face_chip(blank, shape, size=CHIP_SIZE)])
 
     def prepare(self, rgb: Image.Image) -> FaceCrops:
         return FaceCrops(rgb=np.ascontiguousarray(np.asarray(rgb.convert("RGB"), dtype=np.uint8)))

@@ -108,6 +108,15 @@ class FaceDetector(LocalModel[FaceInput, list[Face]]):
     def _load(self) -> None:
         from yuface import c_detect  # the raw call: the package's wrapper only filters and warns
 
+        # One call now, under the load lock. Its first call initialises pybind11's numpy bridge
+        # (a C++ function-local static that imports numpy while holding the GIL): two worker
+        # threads making that first call at once deadlocked, one waiting on the static's guard
+        # with the GIL, the other waiting for the GIL inside the guard (seen beside two CPU hogs:
+        # both photos stuck in "labelling", py-spy showing __cxa_guard_acquire).
+        set_threads = _omp_set_num_threads()
+        if set_threads is not None:
+            set_threads(1)
+        c_detect(np.zeros((32, 32, 3), dtype=np.uint8))
         self._detect = c_detect
 
     def prepare(self, rgb: Image.Image) -> FaceInput:
