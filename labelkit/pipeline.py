@@ -90,6 +90,9 @@ class Outcome:
     labels: int = 0
     reason: str | None = None
     attempt: int = 0
+    #: Faces described for people, and faces found but too small to describe (skipped).
+    faces: int | None = None
+    faces_skipped: int | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def as_log(self) -> dict[str, Any]:
@@ -103,6 +106,8 @@ class Outcome:
                 "labels": self.labels,
                 "attempt": self.attempt,
                 "reason": self.reason,
+                "faces": self.faces,
+                "faces_skipped": self.faces_skipped,
                 **{f"{k}_ms": round(v, 1) for k, v in self.timings_ms.items()},
             }.items()
             if v is not None
@@ -281,6 +286,8 @@ class Pipeline:
                 outcome.reason = DELETED_WHILE_LABELLING
                 return outcome
             outcome.labels += saved
+            if features.faces is not None:
+                outcome.faces, outcome.faces_skipped = len(features.faces), features.faces_skipped
             t4 = time.perf_counter()
             outcome.status = "labelled"
             outcome.timings_ms = {

@@ -4,13 +4,19 @@ the face, and the image page's boxes name a person's face in place of the detect
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from dashboard.image_view import with_people
 from labelkit import people, render
-from labelkit.domain import BoundingBox
+from labelkit.domain import FACE_LABEL, BoundingBox, Instance, Label, LabelResult
+from labelkit.features import FeatureInput
+from labelkit.features.faces import FaceExtractor
+from labelkit.labelers.face_id import FaceCrops, FaceEncoder
 
 
 def _blob(seed: int, n: int, spread: float = 0.05) -> np.ndarray:
@@ -52,3 +58,37 @@ def test_a_named_face_replaces_the_detectors_face_box_only() -> None:
     shown = with_people([face, elsewhere, dog], named)
     assert [b.caption for b in shown] == ["Face", "Dog", "Grandma"]
     assert shown[0] == elsewhere
+
+
+class _Encoder(FaceEncoder):
+    """The descriptor's interface without its model: every face described by its box's left."""
+
+    def files(self) -> list[Path]:
+        return []
+
+    def _load(self) -> None:
+        pass
+
+    def preprocess(self, prepared: Sequence[FaceCrops]) -> list[Any]:
+        return [rect for crops in prepared for rect in crops.rects]
+
+    def infer(self, batch: list[Any]) -> np.ndarray:
+        return np.array([[float(r[0])] * 128 for r in batch], dtype=np.float32).reshape(-1, 128)
+
+
+def test_faces_too_small_to_tell_apart_are_skipped_and_counted() -> None:
+    big = Instance(box=BoundingBox(left=0.1, top=0.1, width=0.3, height=0.4), confidence=99)
+    small = Instance(box=BoundingBox(left=0.7, top=0.7, width=0.05, height=0.05), confidence=90)
+    result = LabelResult(
+        labels=[Label(name=FACE_LABEL, confidence=99, instances=[small, big])], model_version="t"
+    )
+    photo = Image.new("RGB", (400, 300))
+    extractor = FaceExtractor(_Encoder(), lambda data, side: photo)
+    features = extractor.extract(FeatureInput(b"jpeg", results=[result]))
+    # The 120 x 120 px face is described, the 20 x 15 px one skipped and counted
+    assert features.faces is not None and len(features.faces) == 1
+    assert features.faces[0].box == big.box and features.faces_skipped == 1
+    assert np.frombuffer(features.faces[0].descriptor, dtype="<f4")[0] == 40.0  # its left, 0.1 x 400 px
+    # A photo without a face costs no decode and stores none
+    none = extractor.extract(FeatureInput(b"jpeg", results=[LabelResult(labels=[], model_version="t")]))
+    assert none.faces == () and none.faces_skipped == 0
