@@ -211,14 +211,18 @@ def _every(stop: threading.Event, name: str, task: Callable[[], object], seconds
 
 def label_queued(services: Services) -> ListenerStats:
     """Label everything queued now, in this process, and return when the queue is empty (the
-    demo loader and ``labelkit upload --label``; a running listener would do the same)."""
+    demo loader and ``labelkit upload --label``; a running listener would do the same), then
+    group the new faces again as the listener does once photos stop coming."""
+    from labelkit.people import recluster_changed
     from labelkit.services import build_pipeline
 
     settings = services.settings
-    return Listener(
+    stats = Listener(
         queue=services.queue,
         pipeline=build_pipeline(services),
         workers=settings.listener_workers,
         wait_seconds=1,
         visibility_timeout=settings.queue_visibility_timeout,
     ).run(threading.Event(), drain=True)
+    recluster_changed(services.engine, quiet_seconds=0)
+    return stats

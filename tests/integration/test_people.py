@@ -24,7 +24,7 @@ from labelkit import people, relabel, upload
 from labelkit import people_cli as cli
 from labelkit.auth.local import LocalAuth
 from labelkit.db.engine import transaction
-from labelkit.db.models import FaceRow, LabelRow, LabelSource
+from labelkit.db.models import FaceClusterRun, FaceRow, LabelRow, LabelSource
 from labelkit.db.queries import images as image_q
 from labelkit.db.queries import people as people_q
 from labelkit.domain import Viewer
@@ -239,7 +239,12 @@ def test_the_worker_reclusters_once_faces_stop_coming_and_exports_leave_names_ou
 ) -> None:
     engine = build_services(env).engine
     alice = _viewer(env, "alice")
-    # The faces just arrived: the worker waits for a quiet moment before re-clustering
+    # `labelkit upload --label` re-clustered once it had labelled: nothing left to do
+    assert people.recluster_changed(engine, quiet_seconds=0) == 0
+    # Faces the worker grouped and nobody re-clustered yet (as a listener leaves them):
+    with transaction(engine) as s:
+        s.query(FaceClusterRun).delete()
+    # ... it waits for a quiet moment before re-clustering (the faces just arrived)
     assert people.recluster_changed(engine, quiet_seconds=3600) == 0
     assert people.recluster_changed(engine, quiet_seconds=0) == 1
     # ... and does not again until they change
