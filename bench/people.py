@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import statistics
 import sys
 import time
@@ -279,18 +280,10 @@ Grouper = Callable[[np.ndarray, Params], list[int]]
 
 
 def incremental(x: np.ndarray, params: Params) -> list[int]:
-    """Faces in the given order: join the nearest grouped face's person."""
+    """Faces in the given order: join the nearest grouped face's person (the product's rule
+    with no support test)."""
     (threshold,) = params
-    groups: list[int] = []
-    for i in range(len(x)):
-        if i:
-            dist = np.linalg.norm(x[:i] - x[i], axis=1)
-            j = int(np.argmin(dist))
-            if dist[j] <= threshold:
-                groups.append(groups[j])
-                continue
-        groups.append(max(groups, default=-1) + 1)
-    return groups
+    return incremental_support(x, (threshold, math.inf))
 
 
 def incremental_centroid(x: np.ndarray, params: Params) -> list[int]:
@@ -316,20 +309,16 @@ def incremental_centroid(x: np.ndarray, params: Params) -> list[int]:
 
 
 def incremental_support(x: np.ndarray, params: Params) -> list[int]:
-    """The product's rule (:func:`labelkit.people._supported`): join the nearest face's person
+    """The product's rule (:func:`labelkit.people.join_target`): join the nearest face's person
     if that face is within T and at least half of the person's faces are within T2 (looser)."""
     threshold, looser = params
     groups: list[int] = []
     for i in range(len(x)):
+        joined = None
         if i:
             dist = np.linalg.norm(x[:i] - x[i], axis=1)
-            j = int(np.argmin(dist))
-            if dist[j] <= threshold:
-                members = np.asarray(groups) == groups[j]
-                if 2 * int((dist[members] <= looser).sum()) >= int(members.sum()):
-                    groups.append(groups[j])
-                    continue
-        groups.append(max(groups, default=-1) + 1)
+            joined = people.join_target(dist, groups, join=threshold, support=looser)
+        groups.append(max(groups, default=-1) + 1 if joined is None else joined)
     return groups
 
 

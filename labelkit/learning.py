@@ -243,8 +243,7 @@ def learn_changed(engine: Engine, *, quiet_seconds: float = QUIET_SECONDS) -> in
     with transaction(engine) as s:
         changed = learning_q.changed_owners(session=s)
     for owner_id, state in changed.items():
-        newest = state.split(":", 1)[1]
-        if newest not in ("None", "") and _recent(newest, quiet_seconds):
+        if still_changing(state, quiet_seconds):
             continue  # still changing: wait for a quiet moment
         try:
             qualities = learn(engine, owner_id)
@@ -256,10 +255,16 @@ def learn_changed(engine: Engine, *, quiet_seconds: float = QUIET_SECONDS) -> in
     return trained
 
 
-def _recent(iso: str, seconds: float) -> bool:
-    when = datetime.fromisoformat(iso)
+def still_changing(state: str, quiet_seconds: float) -> bool:
+    """The worker's debounce: whether an owner's state ``<count>:<newest change>`` (ISO time, or
+    ``None`` / empty for none) changed less than ``quiet_seconds`` ago. The people's re-cluster
+    (:func:`labelkit.people.recluster_changed`) waits the same way."""
+    newest = state.split(":", 1)[1]
+    if newest in ("None", ""):
+        return False
+    when = datetime.fromisoformat(newest)
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return utcnow() - when < timedelta(seconds=seconds)
+    return utcnow() - when < timedelta(seconds=quiet_seconds)
 
 
 def suggest_for_new(session: Session, *, image_id: str, owner_id: str, features: ImageFeatures) -> int:

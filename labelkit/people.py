@@ -23,18 +23,19 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from labelkit.db.engine import transaction
-from labelkit.db.models import Person, utcnow
+from labelkit.db.models import Person
 from labelkit.db.queries import people as people_q
 from labelkit.domain import FaceVector, ImageFeatures
 from labelkit.errors import NotFound
 from labelkit.features.faces import unpack_many
+from labelkit.learning import still_changing
 
 #: A new face joins its nearest grouped face's person within this distance, when at least half
 #: of that person's faces are within SUPPORT_DISTANCE (chosen on the tuning half of
@@ -44,6 +45,8 @@ SUPPORT_DISTANCE = 0.675
 #: Re-clustering links faces within this distance (chosen the same way).
 CLUSTER_DISTANCE = 0.55
 MAX_NAME = 100
+P = TypeVar("P")  # whatever names a person: an id here, a group number in the benchmark
+
 #: The worker re-clusters an owner's faces once no new face came for this long.
 QUIET_SECONDS = 30.0
 
@@ -98,7 +101,7 @@ def _assign(
         vec = unpack_many([face.descriptor])[0]
         person: str | None = None
         if len(owners):
-            person = _supported(np.linalg.norm(matrix - vec, axis=1), owners)
+            person = join_target(np.linalg.norm(matrix - vec, axis=1), owners)
         if person is None:
             person = people_q.new_person(session=session, owner_id=owner_id, cover_face_id=face_id)
             new_people += 1
@@ -112,17 +115,23 @@ def _assign(
     return Grouped(faces=len(new_ids), new_people=new_people, joined=joined), touched
 
 
-def _supported(dist: np.ndarray, owners: list[str]) -> str | None:
+def join_target(
+    dist: np.ndarray,
+    owners: Sequence[P],
+    *,
+    join: float = JOIN_DISTANCE,
+    support: float = SUPPORT_DISTANCE,
+) -> P | None:
     """The person a new face joins, given its distances to the grouped faces (``owners``: each
-    face's person): its nearest face's, if that face is within :data:`JOIN_DISTANCE` and at
-    least half of that person's faces are within :data:`SUPPORT_DISTANCE`; else None. The
-    second test keeps one look-alike face from chaining two people together."""
+    face's person): its nearest face's, if that face is within ``join`` and at least half of
+    that person's faces are within ``support``; else None. The second test keeps one
+    look-alike face from chaining two people together. (``make bench-people`` sweeps both.)"""
     j = int(np.argmin(dist))
-    if dist[j] > JOIN_DISTANCE:
+    if dist[j] > join:
         return None
     person = owners[j]
     members = np.fromiter((o == person for o in owners), dtype=bool, count=len(owners))
-    return person if 2 * int((dist[members] <= SUPPORT_DISTANCE).sum()) >= int(members.sum()) else None
+    return person if 2 * int((dist[members] <= support).sum()) >= int(members.sum()) else None
 
 
 def _after_change(session: Session, owner_id: str, person_ids: set[str]) -> None:
@@ -284,14 +293,6 @@ def set_grouping_for_everyone(session: Session, *, on: bool, by: str | None) -> 
     people_q.set_grouping_off(session=session, owner_id=people_q.ALL_OWNERS, off=not on, by=by)
 
 
-def photos_deleted(session: Session, *, owner_id: str, image_ids: Sequence[str]) -> None:
-    """Before a photo's rows go: its faces go, and its people's names and covers follow."""
-    touched = people_q.delete_image_faces(session=session, image_ids=list(image_ids))
-    if touched:
-        people_q.fix_covers(session=session, owner_id=owner_id, person_ids=touched)
-        people_q.delete_empty_people(session=session, owner_id=owner_id)
-
-
 def recluster_changed(engine: Engine, *, quiet_seconds: float = QUIET_SECONDS) -> int:
     """Re-cluster the owners whose faces changed since their last re-cluster and then stayed
     unchanged for ``quiet_seconds`` (the worker's debounce); returns how many were."""
@@ -299,8 +300,7 @@ def recluster_changed(engine: Engine, *, quiet_seconds: float = QUIET_SECONDS) -
     with transaction(engine) as s:
         changed = people_q.changed_owners(session=s)
     for owner_id, state in changed.items():
-        newest = state.split(":", 1)[1]
-        if newest and _recent(newest, quiet_seconds):
+        if still_changing(state, quiet_seconds):
             continue  # photos still coming: wait for a quiet moment
         try:
             with transaction(engine) as s:
@@ -312,9 +312,3 @@ def recluster_changed(engine: Engine, *, quiet_seconds: float = QUIET_SECONDS) -
         done += 1
         logger.info("re-clustered %s's faces: %s", owner_id, result)
     return done
-
-
-def _recent(iso: str, seconds: float) -> bool:
-    when = datetime.fromisoformat(iso)
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return utcnow() - when < timedelta(seconds=seconds)

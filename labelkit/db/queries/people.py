@@ -352,17 +352,22 @@ def listing(*, session: Session, owner_id: str) -> list[dict[str, Any]]:
     return [{"person_id": pid, "name": p.name, "faces": faces.get(pid, [])} for pid, p in people.items()]
 
 
-def person_photo_ids(*, session: Session, owner_id: str, person_id: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(FaceRow.image_id)
-            .where(FaceRow.owner_id == owner_id, FaceRow.person_id == person_id)
-            .distinct()
+# --- the Person: <name> labels --------------------------------------------------------
+
+
+def _person_label_rows(session: Session, owner_id: str, label: str | None = None) -> list[Any]:
+    """(id, image_id) of the ``Person:`` label rows naming wrote on the owner's photos (of one
+    label, or all)."""
+    stmt = (
+        select(LabelRow.id, LabelRow.image_id)
+        .join(Image, Image.id == LabelRow.image_id)
+        .where(
+            Image.owner_id == owner_id,
+            LabelRow.source == LabelSource.HUMAN,
+            LabelRow.model_version == PERSON_LABELS,
         )
     )
-
-
-# --- the Person: <name> labels --------------------------------------------------------
+    return list(session.execute(stmt if label is None else stmt.where(LabelRow.name == label)).all())
 
 
 def sync_labels(*, session: Session, owner_id: str, names: Iterable[str | None]) -> int:
@@ -380,21 +385,13 @@ def sync_labels(*, session: Session, owner_id: str, names: Iterable[str | None])
                 .distinct()
             )
         )
-        have_rows = session.execute(
-            select(LabelRow.id, LabelRow.image_id)
-            .join(Image, Image.id == LabelRow.image_id)
-            .where(
-                Image.owner_id == owner_id,
-                LabelRow.source == LabelSource.HUMAN,
-                LabelRow.model_version == PERSON_LABELS,
-                LabelRow.name == label,
-            )
-        ).all()
+        have_rows = _person_label_rows(session, owner_id, label)
         have = {r.image_id for r in have_rows}
-        add, drop = sorted(want - have), [r.id for r in have_rows if r.image_id not in want]
+        gone = [r for r in have_rows if r.image_id not in want]
+        add, drop = sorted(want - have), [r.id for r in gone]
         if not add and not drop:
             continue
-        touched = sorted(set(add) | {r.image_id for r in have_rows if r.image_id not in want})
+        touched = sorted(set(add) | {r.image_id for r in gone})
         with counts.counting(session, touched):
             for start in range(0, len(drop), _IN_CHUNK):
                 session.execute(delete(LabelRow).where(LabelRow.id.in_(drop[start : start + _IN_CHUNK])))
@@ -426,15 +423,7 @@ def sync_labels(*, session: Session, owner_id: str, names: Iterable[str | None])
 
 def delete_person_labels(*, session: Session, owner_id: str) -> int:
     """Remove every ``Person: <name>`` label naming wrote on the owner's photos."""
-    rows = session.execute(
-        select(LabelRow.id, LabelRow.image_id)
-        .join(Image, Image.id == LabelRow.image_id)
-        .where(
-            Image.owner_id == owner_id,
-            LabelRow.source == LabelSource.HUMAN,
-            LabelRow.model_version == PERSON_LABELS,
-        )
-    ).all()
+    rows = _person_label_rows(session, owner_id)
     if not rows:
         return 0
     with counts.counting(session, sorted({r.image_id for r in rows})):
