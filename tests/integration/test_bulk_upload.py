@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -28,7 +27,6 @@ from labelkit.db.queries import images as image_q
 from labelkit.services import build_services
 from labelkit.settings import Settings, get_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple 9"
 
 
@@ -37,16 +35,6 @@ def _jpeg(seed: int, size: tuple[int, int] = (120, 90)) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(out, format="JPEG")
     return out.getvalue()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("LABELKIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LABELKIT_MODEL_DIR", str(ROOT / "data" / "models"))
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,10 @@ from labelkit.interchange import gather
 from labelkit.interchange.csvfile import to_csv
 from labelkit.interchange.jsonl import to_jsonl
 from labelkit.services import build_services
-from labelkit.settings import Settings, get_settings
+from labelkit.settings import Settings
 
 pytestmark = pytest.mark.model
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple 9"
 PACKAGE_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina"]
 
@@ -99,16 +97,6 @@ def _jpeg(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
     return out.getvalue()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("LABELKIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LABELKIT_MODEL_DIR", str(ROOT / "data" / "models"))
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 def _upload(env: Settings, folder: Path, user: str = "alice") -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,10 @@ from labelkit.interchange import gather
 from labelkit.interchange.options import ExportOptions
 from labelkit.search import __main__ as search_cli
 from labelkit.services import build_services
-from labelkit.settings import Settings, get_settings
+from labelkit.settings import Settings
 
 pytestmark = pytest.mark.model
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple 9"
 
 
@@ -48,16 +46,6 @@ def _jpeg(pixels: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
     out = io.BytesIO()
     image.convert("RGB").save(out, format="JPEG", quality=90)
     return out.getvalue()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("LABELKIT_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("LABELKIT_MODEL_DIR", str(ROOT / "data" / "models"))
-    monkeypatch.chdir(tmp_path)
-    get_settings.cache_clear()
-    yield get_settings()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
